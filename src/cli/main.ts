@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import yargs, { type CommandModule } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { DcdError } from '../core/errors.js';
+import { DCD_VERSION } from '../core/version.js';
+import { commands as weights } from './commands/weights.js';
+import { commands as embed } from './commands/embed.js';
+import { commands as data } from './commands/data.js';
+import { commands as pool } from './commands/pool.js';
+import { commands as retrieval } from './commands/retrieval.js';
+import { commands as train } from './commands/train.js';
+import { commands as evaluation } from './commands/eval.js';
+import { commands as run } from './commands/run.js';
+import { commands as analysis } from './commands/analysis.js';
+
+/** Every command module, grouped by the area that owns it. */
+const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis];
+
+/** Runs the dcd CLI on `argv` (without node and script). Only here are errors turned into exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  let y = yargs(argv)
+    .scriptName('dcd')
+    .version(DCD_VERSION)
+    .option('backend', {
+      type: 'string',
+      describe: 'tfjs backend: auto, tensorflow, native, wasm, cpu (env DCD_BACKEND)',
+      global: true,
+    })
+    .strict()
+    .demandCommand(1, 'Name a command; `dcd --help` lists them.')
+    .recommendCommands()
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new UsageError(msg);
+    })
+    .wrap(Math.min(110, process.stdout.columns ?? 100));
+  for (const c of ALL) y = y.command(c);
+  try {
+    await y.parseAsync();
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`dcd: ${e.message}\nRun \`dcd --help\` for usage.\n`);
+      return 2;
+    }
+    if (e instanceof DcdError) {
+      process.stderr.write(`dcd: error: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`dcd: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 70;
+  }
+}
+
+class UsageError extends Error {}
+
+const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').slice(-3).join('/'));
+if (isMain) {
+  main(hideBin(process.argv)).then((code) => {
+    process.exitCode = code;
+  });
+}

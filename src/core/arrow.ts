@@ -1,0 +1,153 @@
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import {
+  Data,
+  DataType,
+  Precision,
+  Field,
+  FixedSizeList,
+  Float32,
+  Int32,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  tableFromIPC,
+  tableToIPC,
+  Utf8,
+  vectorFromArray,
+  type Vector,
+} from 'apache-arrow';
+import { ArtifactError } from './errors.js';
+import { atomicWriteFile } from './fsutil.js';
+import { DCD_VERSION } from './version.js';
+
+/** Schema version of dcd's Arrow artifacts; bump when a column's meaning changes. */
+export const ARROW_SCHEMA_VERSION = '1';
+
+/** A column given as plain JS data; the type decides the Arrow type. */
+export type ColumnInput =
+  | { kind: 'utf8'; values: readonly (string | null)[] }
+  | { kind: 'int32'; values: Int32Array | readonly number[] }
+  | { kind: 'float32'; values: Float32Array | readonly number[] }
+  | { kind: 'embedding'; values: Float32Array; dim: number };
+
+/** Builds an Arrow vector for one column. */
+export function makeColumn(col: ColumnInput): Vector {
+  switch (col.kind) {
+    case 'utf8':
+      return vectorFromArray(col.values as (string | null)[], new Utf8());
+    case 'int32':
+      return makeVector(col.values instanceof Int32Array ? col.values : Int32Array.from(col.values));
+    case 'float32':
+      return makeVector(col.values instanceof Float32Array ? col.values : Float32Array.from(col.values));
+    case 'embedding': {
+      const n = col.dim === 0 ? 0 : col.values.length / col.dim;
+      if (!Number.isInteger(n)) throw new ArtifactError(`embedding column: ${col.values.length} values is not a multiple of dim ${col.dim}`);
+      const child = makeData({ type: new Float32(), length: col.values.length, data: col.values });
+      const type = new FixedSizeList(col.dim, new Field('item', new Float32(), false));
+      return makeVector(makeData({ type, length: n, nullCount: 0, child }) as Data<FixedSizeList<Float32>>);
+    }
+  }
+}
+
+/**
+ * Builds a table from named columns plus schema metadata. Every table dcd writes
+ * carries `dcd.version` and `dcd.schema_version` next to the caller's metadata.
+ */
+export function buildTable(columns: Record<string, ColumnInput>, metadata: Record<string, string> = {}): Table {
+  const vectors: Record<string, Vector> = {};
+  for (const [name, col] of Object.entries(columns)) vectors[name] = makeColumn(col);
+  const lengths = new Set(Object.values(vectors).map((v) => v.length));
+  if (lengths.size > 1) throw new ArtifactError(`buildTable: columns have different lengths (${[...lengths].join(', ')})`);
+  const t = new Table(vectors);
+  const meta = new Map<string, string>([
+    ['dcd.version', DCD_VERSION],
+    ['dcd.schema_version', ARROW_SCHEMA_VERSION],
+    ...Object.entries(metadata),
+  ]);
+  return withMetadata(t, meta);
+}
+
+/** Returns `t` with its schema metadata replaced by `meta`. */
+export function withMetadata(t: Table, meta: Map<string, string>): Table {
+  const schema = new Schema(t.schema.fields, meta);
+  const batches = t.batches.map(
+    (b) => new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: b.numRows, nullCount: 0, children: b.data.children })),
+  );
+  return new Table(schema, batches);
+}
+
+/** Writes `t` as an Arrow IPC *file* that appears only when complete. */
+export async function writeArrowFile(file: string, t: Table): Promise<void> {
+  await atomicWriteFile(file, tableToIPC(t, 'file'));
+}
+
+/** Reads a whole Arrow IPC file (file or stream format). Errors name the file. */
+export async function readArrowFile(file: string): Promise<Table> {
+  if (!existsSync(file)) throw new ArtifactError(`${file}: no such Arrow file`);
+  const buf = await readFile(file);
+  try {
+    return tableFromIPC(buf);
+  } catch (e) {
+    throw new ArtifactError(`${file}: not a readable Arrow IPC file (${(e as Error).message}); re-create it`);
+  }
+}
+
+/** Schema metadata of `t` as a plain object. */
+export function metadataOf(t: Table): Record<string, string> {
+  return Object.fromEntries(t.schema.metadata);
+}
+
+/** Throws an ArtifactError naming `file` and the missing columns unless all of `names` exist. */
+export function requireColumns(t: Table, names: readonly string[], file: string): void {
+  const have = new Set(t.schema.fields.map((f) => f.name));
+  const missing = names.filter((n) => !have.has(n));
+  if (missing.length)
+    throw new ArtifactError(
+      `${file}: missing column(s) ${missing.join(', ')} (has: ${[...have].join(', ') || 'none'}); was it written by the right dcd command?`,
+    );
+}
+
+/** The rows of a FixedSizeList<Float32> column as one flat Float32Array plus its width. */
+export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'): { data: Float32Array; dim: number; rows: number } {
+  requireColumns(t, [column], file);
+  const field = t.schema.fields.find((f) => f.name === column)!;
+  // typeId checks, not instanceof: a table may come from another copy of apache-arrow.
+  const type = field.type as FixedSizeList<Float32>;
+  if (!DataType.isFixedSizeList(type) || !DataType.isFloat(type.children[0]!.type) || type.children[0]!.type.precision !== Precision.SINGLE)
+    throw new ArtifactError(`${file}: column ${column} must be FixedSizeList<Float32>, found ${field.type}`);
+  const dim = type.listSize;
+  const out = new Float32Array(t.numRows * dim);
+  let off = 0;
+  for (const b of t.batches) {
+    const d = b.getChild(column)!.data[0]!;
+    const child = d.children[0]!;
+    const vals = (child.values as Float32Array).subarray((child.offset + d.offset * dim), (child.offset + (d.offset + d.length) * dim));
+    out.set(vals, off);
+    off += vals.length;
+  }
+  return { data: out, dim, rows: t.numRows };
+}
+
+/** A Utf8 column as strings. */
+export function stringColumn(t: Table, name: string, file = '<table>'): string[] {
+  requireColumns(t, [name], file);
+  return t.getChild(name)!.toArray() as string[];
+}
+
+/** An integer column as Int32Array. */
+export function int32Column(t: Table, name: string, file = '<table>'): Int32Array {
+  requireColumns(t, [name], file);
+  return Int32Array.from(t.getChild(name)!.toArray() as ArrayLike<number>);
+}
+
+/** A float column as Float32Array. */
+export function float32Column(t: Table, name: string, file = '<table>'): Float32Array {
+  requireColumns(t, [name], file);
+  return Float32Array.from(t.getChild(name)!.toArray() as ArrayLike<number>);
+}
+
+export { Int32, Utf8, Float32 };

@@ -1,0 +1,93 @@
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, describeError } from './errors.js';
+import { log } from './log.js';
+import { registerWasmKernels } from './wasm-kernels.js';
+import { loadNativeBackend } from './native-loader.js';
+
+/** Backends dcd knows, in auto-selection order (fastest first). */
+export const BACKEND_ORDER = ['tensorflow', 'native', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_ORDER)[number];
+
+let chosen: BackendName | undefined;
+
+/** Why each faster backend was not used, for the start-up line. */
+const skipped: string[] = [];
+
+async function tryTensorflow(): Promise<boolean> {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(pkg);
+      if (tf.findBackendFactory('tensorflow') != null) return true;
+    } catch (e) {
+      skipped.push(`${pkg}: ${describeError(e).split('\n')[0]}`);
+    }
+  }
+  return false;
+}
+
+async function tryNative(): Promise<boolean> {
+  const r = await loadNativeBackend();
+  if (!r.ok) skipped.push(`native: ${r.why}`);
+  return r.ok;
+}
+
+async function tryWasm(): Promise<boolean> {
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    registerWasmKernels();
+    return tf.findBackendFactory('wasm') != null;
+  } catch (e) {
+    skipped.push(`wasm: ${describeError(e)}`);
+    return false;
+  }
+}
+
+const loaders: Record<BackendName, () => Promise<boolean>> = {
+  tensorflow: tryTensorflow,
+  native: tryNative,
+  wasm: tryWasm,
+  cpu: async () => true,
+};
+
+function isBackendName(s: string): s is BackendName {
+  return (BACKEND_ORDER as readonly string[]).includes(s);
+}
+
+/**
+ * Selects and initialises the tfjs backend: `requested` (from `--backend`), else
+ * `DCD_BACKEND`, else the fastest present in {@link BACKEND_ORDER}. Prints one line
+ * naming the backend in use (and why faster ones were skipped) unless `quiet`.
+ */
+export async function initBackend(requested?: string, opts: { quiet?: boolean } = {}): Promise<BackendName> {
+  const want = requested ?? process.env.DCD_BACKEND ?? 'auto';
+  if (chosen && (want === 'auto' || want === chosen)) return chosen;
+  skipped.length = 0;
+  let candidates: readonly BackendName[];
+  if (want === 'auto') candidates = BACKEND_ORDER;
+  else if (isBackendName(want)) candidates = [want];
+  else
+    throw new ConfigError(
+      `--backend / DCD_BACKEND: expected one of auto, ${BACKEND_ORDER.join(', ')}; received "${want}"`,
+    );
+  for (const name of candidates) {
+    if (!(await loaders[name]())) continue;
+    const ok = await tf.setBackend(name);
+    if (!ok) {
+      skipped.push(`${name}: setBackend failed`);
+      continue;
+    }
+    await tf.ready();
+    chosen = name;
+    if (!opts.quiet) {
+      const why = skipped.length && want === 'auto' ? ` (skipped ${skipped.join('; ')})` : '';
+      log.info(`backend ${name}${why}`);
+    }
+    return name;
+  }
+  throw new ConfigError(`backend "${want}" is not available here: ${skipped.join('; ')}`);
+}
+
+/** The backend chosen by {@link initBackend}, or undefined before it ran. */
+export function currentBackend(): BackendName | undefined {
+  return chosen;
+}

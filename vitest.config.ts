@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+    // tfjs backends are process-global state: one file per worker process.
+    poolOptions: { forks: { singleFork: false, maxForks: 2, minForks: 1 } },
+  },
+});
