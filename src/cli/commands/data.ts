@@ -1,4 +1,58 @@
 import type { CommandModule } from 'yargs';
+import { buildManifestFile, MANIFEST_KINDS } from '../../data/build.js';
+import { formatSummary, readManifest, summarizeManifest } from '../../data/manifest.js';
+
+const manifest: CommandModule<object, any> = {
+  command: 'manifest <kind> <path>',
+  describe: 'Build a manifest (Arrow) of a data set and print counts per set and class',
+  builder: (y) =>
+    y
+      .positional('kind', { choices: MANIFEST_KINDS, describe: 'data set layout' })
+      .positional('path', { type: 'string', describe: 'root folder (or list file for weak-pool, folder of IDX files for fashion-mnist)' })
+      .option('out', { type: 'string', demandOption: true, describe: 'manifest file to write (.arrow)' })
+      .option('set', { type: 'string', describe: 'set name for every row (default depends on kind)' })
+      .option('classes', { type: 'string', describe: 'class-subset file (wnids or indices): keep only these classes' })
+      .option('loc-solution', { type: 'string', describe: 'ilsvrc-val: LOC_val_solution.csv' })
+      .option('ground-truth', { type: 'string', describe: 'ilsvrc-val: devkit ILSVRC2012_validation_ground_truth.txt' })
+      .option('id-map', { type: 'string', describe: 'ilsvrc-val: ILSVRC2012_ID → wnid map (map_clsloc.txt or CSV)' })
+      .option('variant', { type: 'string', describe: 'v2: matched-frequency | threshold0.7 | top-images' })
+      .option('threshold', { type: 'string', describe: 'v2-complement: Threshold0.7 folder' })
+      .option('top-images', { type: 'string', describe: 'v2-complement: TopImages folder' })
+      .option('hash', { type: 'boolean', default: false, describe: 'fill the sha256 column' })
+      .option('max-classes', { type: 'number', default: 50, describe: 'classes shown in the summary' })
+      .example('$0 data manifest v2 imagenetv2-matched-frequency-format-val --variant matched-frequency --out mfreq.arrow', ''),
+  handler: async (a) => {
+    const s = await buildManifestFile(a.kind, a.path, a.out, {
+      set: a.set,
+      classes: a.classes,
+      locSolution: a.locSolution,
+      groundTruth: a.groundTruth,
+      idMap: a.idMap,
+      variant: a.variant,
+      threshold: a.threshold,
+      topImages: a.topImages,
+      hash: a.hash,
+    });
+    process.stdout.write(`wrote ${a.out}\n${formatSummary(s, a.maxClasses)}\n`);
+  },
+};
+
+const summary: CommandModule<object, any> = {
+  command: 'summary <manifest>',
+  describe: 'Print counts per set and class of a manifest',
+  builder: (y) => y.positional('manifest', { type: 'string' }).option('max-classes', { type: 'number', default: 50 }),
+  handler: async (a) => {
+    const m = await readManifest(a.manifest);
+    process.stdout.write(formatSummary(summarizeManifest(m.rows), a.maxClasses) + '\n');
+  },
+};
 
 /** yargs command modules of this area (see src/cli/main.ts). */
-export const commands: CommandModule<object, any>[] = [];
+export const commands: CommandModule<object, any>[] = [
+  {
+    command: 'data <command>',
+    describe: 'Data sets: build and inspect manifests',
+    builder: (y) => y.command(manifest).command(summary).demandCommand(1),
+    handler: () => undefined,
+  },
+];
