@@ -63,8 +63,9 @@ describe('LPIPS feature stack', () => {
     expect(taps.reduce((a, t) => a + t.size, 0)).toBe(484_992);
     // ReLU outputs: non-negative, and not all zero (the random init is live).
     for (const t of taps) {
-      expect(tf.min(t).dataSync()[0]).toBeGreaterThanOrEqual(0);
-      expect(tf.max(t).dataSync()[0]).toBeGreaterThan(0);
+      const [lo, hi] = tf.tidy(() => [tf.min(t).dataSync()[0]!, tf.max(t).dataSync()[0]!]);
+      expect(lo).toBeGreaterThanOrEqual(0);
+      expect(hi).toBeGreaterThan(0);
     }
     tf.dispose([x, ...taps]);
     net.dispose();

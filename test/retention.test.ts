@@ -2,7 +2,6 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { buildTable, writeArrowFile } from '../src/core/arrow.js';
 import { initBackend } from '../src/core/backend.js';
@@ -71,11 +70,8 @@ function embedding(): Float32Array {
   return e;
 }
 
-const KNN_TS = path.join(path.dirname(fileURLToPath(import.meta.url)), '../src/retrieval/knn.ts');
-let haveRetrievalKnn = false;
 beforeAll(async () => {
   await initBackend(undefined, { quiet: true });
-  haveRetrievalKnn = existsSync(KNN_TS);
 });
 
 describe('context rule', () => {
@@ -89,6 +85,15 @@ describe('context rule', () => {
     expect(keepsContext(parseContext('snow'), parseContext('Snow '))).toBe(true);
     expect(keepsContext(parseContext('snow'), parseContext('desert'))).toBe(false);
     expect(parseContext('none')).toBeNull();
+    // As src/data/focus.ts writes FOCUS contexts: JSON, 'none' = not annotated.
+    const f1 = parseContext('{"time":"day","weather":"none","locations":["street","grass"]}')!;
+    const f2 = parseContext('{"time":"day","weather":"partly cloudy","locations":["grass"]}')!;
+    expect([...f1.keys()]).toEqual(['time', 'locations']);
+    expect(keepsContext(f1, f2)).toBe(true);
+    expect(keepsContext(f2, parseContext('{"time":"day","weather":"cloudy","locations":["grass"]}'))).toBe(false);
+    expect(parseContext('{"time":"none","weather":"none","locations":["none"]}')).toBeNull();
+    // As the synthetic benchmark writes them.
+    expect(keepsContext(parseContext('{"context":"context3"}'), parseContext('context3'))).toBe(true);
     expect(keepsContext(parseContext('time=day'), parseContext('weather=sunny'))).toBe(false); // nothing compared
     expect(() => parseContext('{bad json', 'm.arrow row 3')).toThrow(/m\.arrow row 3.*not valid JSON/);
     expect(() => parseContext('time=day;oops', 'm.arrow row 4')).toThrow(/m\.arrow row 4.*key=value/);
@@ -120,8 +125,7 @@ describe('retention on a hand-made set', () => {
     await expect(neighboursExcludingSelf(e, 1, 4, { knn: refKnn })).rejects.toThrow(/1 ≤ k ≤ 3/);
   });
 
-  it.runIf(existsSync(KNN_TS))('gives the same numbers with the retrieval knn, without leaking tensors', async () => {
-    expect(haveRetrievalKnn).toBe(true);
+  it('gives the same numbers with the retrieval knn, without leaking tensors', async () => {
     const before = tf.memory().numTensors;
     const rows = await retentionCurve('line', embedding(), 3, classes, contexts, [1, 2]);
     expect(tf.memory().numTensors).toBe(before);
@@ -181,7 +185,7 @@ describe('retention from files', () => {
     expect(readFileSync(path.join(out, 'retention.png')).subarray(1, 4).toString()).toBe('PNG');
   });
 
-  it.runIf(existsSync(KNN_TS))('runs end to end through the CLI with the retrieval knn', async () => {
+  it('runs end to end through the CLI with the retrieval knn', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dcd-retention-'));
     const manifest = await writeFixture(dir);
     const out = path.join(dir, 'out');
@@ -203,6 +207,14 @@ describe('retention from files', () => {
     await expect(
       retentionTable({ manifest: m2, backbones: ['resnet_tiny'], embeddings: { resnet_tiny: [path.join(dir, 'emb', 'resnet_tiny', 'test.arrow')] }, ks: [1] }, { knn: refKnn }),
     ).rejects.toThrow(/resnet_tiny: 4 of 7 manifest images have no embedding.*run `dcd embed`/);
+    // Two files of one backbone from different weights: ambiguous, refused.
+    const d3 = mkdtempSync(path.join(tmpdir(), 'dcd-retention-'));
+    const m3 = await writeFixture(d3);
+    const other = path.join(d3, 'emb', 'resnet_tiny', 'other.arrow');
+    await writeArrowFile(other, buildTable({ id: { kind: 'utf8', values: ['i0'] }, embedding: { kind: 'embedding', values: Float32Array.from([0, 0, 0]), dim: 3 } }, { 'dcd.backbone': 'resnet_tiny', 'dcd.weights_sha256': 'b'.repeat(64) }));
+    const first = path.join(d3, 'emb', 'resnet_tiny', 'test.arrow');
+    await writeArrowFile(first, buildTable({ id: { kind: 'utf8', values: ['i1'] }, embedding: { kind: 'embedding', values: Float32Array.from([1, 0, 0]), dim: 3 } }, { 'dcd.backbone': 'resnet_tiny', 'dcd.weights_sha256': 'a'.repeat(64) }));
+    await expect(retentionTable({ manifest: m3, backbones: ['resnet_tiny'], embeddings: path.join(d3, 'emb'), ks: [1] }, { knn: refKnn })).rejects.toThrow(/different weights/);
     expect(await main(['retention', '--backbones', 'resnet_tiny', '--data', m2, '--embeddings', path.join(dir, 'emb'), '--k', '0'])).toBe(2);
   });
 });

@@ -16,6 +16,7 @@ import { embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
 import { log } from '../core/log.js';
+import { knn as retrievalKnn } from '../retrieval/knn.js';
 import { retentionSvg, svgToPng } from './plot.js';
 import { type Context, type ContextRule, keepsContext, parseContext } from './context.js';
 
@@ -31,7 +32,6 @@ export type KnnFn = (
   qDim: number,
   pool: Float32Array,
   k: number,
-  opts?: Record<string, unknown>,
 ) => KnnResult | Promise<KnnResult>;
 
 /** One point of Figure 7: a backbone at one k. Percentages in [0, 100]. */
@@ -58,22 +58,6 @@ export interface RetentionOptions {
   queryChunk?: number;
 }
 
-let defaultKnn: KnnFn | undefined;
-
-async function loadDefaultKnn(): Promise<KnnFn> {
-  if (defaultKnn) return defaultKnn;
-  // A variable specifier keeps this area compiling while src/retrieval is written in parallel.
-  const spec = '../retrieval/knn.js';
-  try {
-    const mod = (await import(/* @vite-ignore */ spec)) as { knn?: KnnFn };
-    if (typeof mod.knn !== 'function') throw new Error('module has no knn export');
-    defaultKnn = mod.knn;
-    return defaultKnn;
-  } catch (e) {
-    throw new ConfigError(`retention needs knn from src/retrieval/knn.ts, which did not load (${(e as Error).message}); rebuild dcd`);
-  }
-}
-
 function l2normalize(x: Float32Array, dim: number): Float32Array {
   const out = new Float32Array(x.length);
   for (let r = 0; r < x.length / dim; r++) {
@@ -94,7 +78,7 @@ export async function neighboursExcludingSelf(emb: Float32Array, dim: number, k:
   const n = emb.length / dim;
   if (!Number.isInteger(n)) throw new DataError(`embeddings: ${emb.length} values is not a multiple of dim ${dim}`);
   if (k < 1 || k > n - 1) throw new ConfigError(`--k ${k}: needs 1 ≤ k ≤ ${n - 1} (the set has ${n} images, and an image is not its own neighbour)`);
-  const knn = opts.knn ?? (await loadDefaultKnn());
+  const knn = opts.knn ?? retrievalKnn;
   const x = opts.normalize ? l2normalize(emb, dim) : emb;
   const chunk = Math.max(1, opts.queryChunk ?? 1024);
   const out = new Int32Array(n * k);
@@ -247,11 +231,20 @@ export async function embeddingsForItems(files: readonly string[], items: readon
   let dim = -1;
   let data = new Float32Array(0);
   const have = new Uint8Array(items.length);
+  const weightsOf = new Map<string, string>(); // weights sha256 → first file that used it
   for (const f of files) {
     const t: Table = await readArrowFile(f);
     const meta = metadataOf(t);
     if (meta['dcd.backbone'] && meta['dcd.backbone'] !== backbone)
       throw new ArtifactError(`${f}: holds ${meta['dcd.backbone']} embeddings, not ${backbone}; point --embeddings at the right folder`);
+    const sha = meta['dcd.weights_sha256'];
+    if (sha && !weightsOf.has(sha)) weightsOf.set(sha, f);
+    if (weightsOf.size > 1) {
+      const [[a, fa], [b, fb]] = [...weightsOf] as [[string, string], [string, string]];
+      throw new ArtifactError(
+        `${backbone}: cached embeddings from different weights (${fa}: ${a.slice(0, 12)}…, ${fb}: ${b.slice(0, 12)}…); point --embeddings at the folder of one run`,
+      );
+    }
     const m = embeddingMatrix(t, 'embedding', f);
     if (dim < 0) {
       dim = m.dim;

@@ -42,26 +42,16 @@ const ExperimentSchema = z.strictObject({
   description: z.string().optional(),
 });
 
-/** One image set on disk, read by the data engineer's adapters. */
-const ImageSetSchema = z.strictObject({
-  format: z
-    .enum(['ilsvrc-train', 'ilsvrc-val', 'imagenet-v2', 'imagefolder', 'manifest', 'pool'])
-    .describe('adapter that reads the set'),
-  path: pathField('folder or manifest file of the set'),
-  labels: pathField('ground-truth file (ILSVRC2012 val: LOC_val_solution.csv or the devkit ground truth)').optional(),
-  root: pathField('folder that relative image paths of a manifest/pool file are under').optional(),
-});
-
+/** ImageNet and the sets around it, read by the data area's adapters (src/data/build.ts). */
 const ImagenetDataSchema = z.strictObject({
-  train: ImageSetSchema.describe('ILSVRC2012 train (Train)'),
-  test: ImageSetSchema.describe('ILSVRC2012 val (Test, "INet")'),
-  mfreq: ImageSetSchema.describe('ImageNet-V2 MatchedFrequency'),
-  complement: z
-    .array(ImageSetSchema)
-    .min(1)
-    .describe('ImageNet-V2 Threshold0.7 and TopImages; MatchedFrequency is removed by content hash'),
-  pool: ImageSetSchema.describe('the weak pool W (path + weak label per image)'),
-  synsets: pathField('the 1000 wnids in class order (default: the copy shipped with dcd)').optional(),
+  train: pathField('ILSVRC2012 train folder (one sub-folder per wnid)'),
+  val: pathField('ILSVRC2012 val folder (the 50,000 JPEGs)'),
+  val_labels: pathField('val ground truth: LOC_val_solution.csv, or the devkit ILSVRC2012_validation_ground_truth.txt (then set val_id_map)'),
+  val_id_map: pathField('ILSVRC2012_ID → wnid map, needed with the devkit ground truth').optional(),
+  v2_matched_frequency: pathField('ImageNet-V2 MatchedFrequency folder (sub-folders 0..999)'),
+  v2_threshold: pathField('ImageNet-V2 Threshold0.7 folder'),
+  v2_top_images: pathField('ImageNet-V2 TopImages folder'),
+  pool: pathField('the weak pool list (CSV, JSONL or Arrow: path or url, weak label, query)'),
 });
 
 const DataSchema = z.strictObject({
@@ -127,10 +117,15 @@ const FailuresSchema = z.strictObject({
   mode: z.enum(['single', 'multi']).default('single').describe('single: the original model; multi: images every listed model gets wrong'),
   models: z.array(FailureModelSchema).default([]).describe('the models of the multi-model setting'),
   subset: z
-    .union([pathField('file of class wnids or indices, one a line'), z.array(z.number().int().nonnegative()).min(1), z.literal('pool')])
+    .union([z.enum(['pool', 'discover']), pathField('file of class wnids or indices, one a line'), z.array(z.number().int().nonnegative()).min(1)])
     .default('pool')
-    .describe('Y_sub: a file, a list of class indices, or "pool" (the weak labels present in the pool)'),
-  min_failures: z.number().int().nonnegative().default(0).describe('subset discovery: keep classes with at least t seed images'),
+    .describe('Y_sub: "pool" (the weak labels in the pool), "discover" (Appendix A), a file of wnids/indices, or a list of indices'),
+  min_failures: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(0)
+    .describe('subset = discover: keep classes with at least this many MFreq images that every failure model gets wrong'),
 });
 
 const FilterSchema = z.strictObject({
@@ -191,7 +186,7 @@ export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type BackboneConfig = Config['backbones'][number];
 export type TrainConfig = Config['train'];
-export type ImageSetConfig = z.output<typeof ImageSetSchema>;
+export type ImagenetDataConfig = z.output<typeof ImagenetDataSchema>;
 export type Method = z.output<typeof MethodSchema>;
 
 // ---------------------------------------------------------------------------------

@@ -125,13 +125,18 @@ export function parseIlsvrcIdMap(file: string): Map<number, string> {
  * `ILSVRC2012_validation_ground_truth.txt`, one ILSVRC2012_ID per image in file-number
  * order) plus `idMap` (ILSVRC2012_ID → wnid, see {@link parseIlsvrcIdMap}: the devkit's
  * IDs are *not* the sorted-wnid class indices); or wnid sub-folders (a val tree already
- * sorted into classes, handled like train).
+ * sorted into classes, handled like train). `labels` takes either label file and
+ * decides by its ending (.csv = LOC_val_solution.csv).
  */
 export function ilsvrcVal(
   root: string,
-  opts: { set?: string; locSolution?: string; groundTruth?: string; idMap?: string; synsets?: Synset[] } = {},
+  opts: { set?: string; locSolution?: string; groundTruth?: string; idMap?: string; labels?: string; synsets?: Synset[] } = {},
 ): ManifestRow[] {
   requireDir(root, 'the ILSVRC2012 validation folder');
+  if (opts.labels) {
+    // one label file, either format: a .csv is LOC_val_solution.csv, anything else the devkit ground truth
+    opts = opts.labels.toLowerCase().endsWith('.csv') ? { ...opts, locSolution: opts.labels } : { ...opts, groundTruth: opts.labels };
+  }
   const set = opts.set ?? 'test';
   const byWnid = synsetsByWnid(opts.synsets ?? loadSynsets());
   let wnidOf: (file: string) => string | undefined;

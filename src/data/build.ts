@@ -21,6 +21,8 @@ export interface BuildOptions {
   set?: string;
   /** Keep only these classes: a class-subset file (wnids or indices). */
   classes?: string;
+  /** ilsvrc-val: either label file (.csv = LOC_val_solution.csv, else the devkit ground truth). */
+  labels?: string;
   /** ilsvrc-val: Kaggle LOC_val_solution.csv. */
   locSolution?: string;
   /** ilsvrc-val: devkit ILSVRC2012_validation_ground_truth.txt (needs idMap). */
@@ -50,7 +52,7 @@ export async function buildManifest(kind: string, root: string, opts: BuildOptio
       classes = imagenetNames();
       break;
     case 'ilsvrc-val':
-      rows = ilsvrcVal(root, { set: opts.set, locSolution: opts.locSolution, groundTruth: opts.groundTruth, idMap: opts.idMap });
+      rows = ilsvrcVal(root, { set: opts.set, labels: opts.labels, locSolution: opts.locSolution, groundTruth: opts.groundTruth, idMap: opts.idMap });
       classes = imagenetNames();
       break;
     case 'v2': {

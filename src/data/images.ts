@@ -184,12 +184,14 @@ function normLut(t: ImageTransform): Float32Array {
 
 function normaliseInto(pix: Uint8Array, channels: number, lut: Float32Array, out: Float32Array, offset: number): void {
   const n = pix.length / channels;
-  if (channels === 3) {
+  if (channels >= 3) {
+    // RGB, or RGBA with alpha ignored
     for (let i = 0; i < n; i++) {
       const o = offset + i * 3;
-      out[o] = lut[pix[i * 3]!]!;
-      out[o + 1] = lut[256 + pix[i * 3 + 1]!]!;
-      out[o + 2] = lut[512 + pix[i * 3 + 2]!]!;
+      const p = i * channels;
+      out[o] = lut[pix[p]!]!;
+      out[o + 1] = lut[256 + pix[p + 1]!]!;
+      out[o + 2] = lut[512 + pix[p + 2]!]!;
     }
   } else {
     // grey: the same value in R, G and B (what PIL's convert('RGB') does)
@@ -210,7 +212,7 @@ function reasonOf(e: unknown, limit: number): string {
   if (/unsupported image format/i.test(m)) return 'not an image: content is not a format sharp can decode (JPEG, PNG, WebP, GIF, TIFF, ...)';
   if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data|short read/i.test(m))
     return `truncated image: ${m.split('\n')[0]}`;
-  return `corrupt image: ${m.split('\n')[0]}`;
+  return `corrupt or truncated image (decoder: ${m.split('\n')[0]})`;
 }
 
 /** Shorter-side resize + centre crop, or random-resized crop + flip, as sharp operations; returns RGB pixels. */
@@ -221,27 +223,32 @@ async function transformPixels(
   id: string,
 ): Promise<{ pix: Uint8Array; channels: number }> {
   const limit = opts.limitInputPixels ?? DEFAULT_PIXEL_LIMIT;
-  const isRaw = !Buffer.isBuffer(input);
-  const make = () =>
-    isRaw
-      ? sharp(input.data, { raw: { width: input.width, height: input.height, channels: input.channels }, limitInputPixels: limit })
-      : sharp(input, { limitInputPixels: limit, failOn: 'error', sequentialRead: true });
+  let src: Buffer | RawImage = input;
   let width: number;
   let height: number;
-  if (isRaw) {
-    width = input.width;
-    height = input.height;
-  } else {
-    const meta = await make().metadata();
+  if (Buffer.isBuffer(src)) {
+    const meta = await sharp(src, { limitInputPixels: limit, failOn: 'error' }).metadata();
     if (!meta.width || !meta.height) throw new Error('no image dimensions in the header');
     if (meta.width * meta.height > limit) throw new Error('Input image exceeds pixel limit');
     // EXIF orientations 5-8 swap width and height
     const swap = (meta.orientation ?? 1) >= 5;
     width = swap ? meta.height : meta.width;
     height = swap ? meta.width : meta.height;
+    if (meta.hasAlpha) {
+      // libvips resamples with premultiplied alpha; torchvision drops alpha first
+      // (PIL convert('RGB')), so do that before resampling
+      const { data, info } = await sharp(src, { limitInputPixels: limit, failOn: 'error' }).rotate().toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      src = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels as 1 | 3 };
+    }
+  } else {
+    width = src.width;
+    height = src.height;
   }
-  let img = make();
-  if (!isRaw) img = img.rotate();
+  if (!Buffer.isBuffer(src) && src.channels === 4) src = dropAlpha(src);
+  const raw = Buffer.isBuffer(src) ? undefined : src;
+  let img = raw
+    ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels }, limitInputPixels: limit })
+    : sharp(src as Buffer, { limitInputPixels: limit, failOn: 'error', sequentialRead: true }).rotate();
   let box: CropBox;
   if (opts.train) {
     box = randomResizedCropBox(width, height, mulberry32(hashSeed(opts.train.seed, id)), opts.train);
@@ -264,6 +271,18 @@ async function transformPixels(
   return { pix: new Uint8Array(data.buffer, data.byteOffset, data.length), channels: info.channels };
 }
 
+/** RGBA → RGB by dropping alpha (PIL's convert('RGB')). */
+function dropAlpha(r: RawImage): RawImage {
+  const n = r.width * r.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    out[i * 3] = r.data[i * 4]!;
+    out[i * 3 + 1] = r.data[i * 4 + 1]!;
+    out[i * 3 + 2] = r.data[i * 4 + 2]!;
+  }
+  return { data: out, width: r.width, height: r.height, channels: 3 };
+}
+
 /** Raw pixels already at crop × crop need no sharp round trip (synthetic sets, Fashion-MNIST at native size). */
 function rawPassThrough(raw: RawImage, t: ImageTransform, train: boolean): boolean {
   return !train && raw.width === t.crop && raw.height === t.crop && t.resize === t.crop;
@@ -277,22 +296,23 @@ function checkRaw(raw: RawImage, id: string): void {
     );
 }
 
-async function decodeInto(item: ImageItem, t: ImageTransform, opts: LoadOptions, lut: Float32Array, out: Float32Array, offset: number): Promise<void> {
+/** Decoded, transformed 8-bit pixels of one image: crop × crop × channels (1 or 3). */
+interface Pixels {
+  pix: Uint8Array;
+  channels: number;
+}
+
+/** Decodes and transforms one item to crop × crop pixels; DataError with the reason when it cannot. */
+async function decodePixels(item: ImageItem, t: ImageTransform, opts: LoadOptions): Promise<Pixels> {
   const limit = opts.limitInputPixels ?? DEFAULT_PIXEL_LIMIT;
   if ('raw' in item) {
     checkRaw(item.raw, item.id);
-    if (rawPassThrough(item.raw, t, !!opts.train)) {
-      normaliseInto(item.raw.data, item.raw.channels, lut, out, offset);
-      return;
-    }
-    let res: { pix: Uint8Array; channels: number };
+    if (rawPassThrough(item.raw, t, !!opts.train)) return { pix: item.raw.data, channels: item.raw.channels };
     try {
-      res = await transformPixels(item.raw, t, opts, item.id);
+      return await transformPixels(item.raw, t, opts, item.id);
     } catch (e) {
       throw new DataError(reasonOf(e, limit));
     }
-    normaliseInto(res.pix, res.channels, lut, out, offset);
-    return;
   }
   let buf: Buffer;
   try {
@@ -302,13 +322,11 @@ async function decodeInto(item: ImageItem, t: ImageTransform, opts: LoadOptions,
     throw new DataError(code === 'ENOENT' ? 'missing file' : `unreadable file: ${describeError(e)}`);
   }
   if (buf.length === 0) throw new DataError('empty file (0 bytes)');
-  let res: { pix: Uint8Array; channels: number };
   try {
-    res = await transformPixels(buf, t, opts, item.id);
+    return await transformPixels(buf, t, opts, item.id);
   } catch (e) {
     throw new DataError(reasonOf(e, limit));
   }
-  normaliseInto(res.pix, res.channels, lut, out, offset);
 }
 
 /**
@@ -322,7 +340,8 @@ export async function loadImage(file: string, t: ImageTransform, opts: LoadOptio
   checkTransform(t);
   const out = new Float32Array(t.crop * t.crop * 3);
   try {
-    await decodeInto({ id: file, path: file }, t, opts, normLut(t), out, 0);
+    const { pix, channels } = await decodePixels({ id: file, path: file }, t, opts);
+    normaliseInto(pix, channels, normLut(t), out, 0);
   } catch (e) {
     if (e instanceof DataError) throw new DataError(`${file}: ${e.message}`);
     throw e;
@@ -337,7 +356,8 @@ export async function loadImage(file: string, t: ImageTransform, opts: LoadOptio
 export async function transformRaw(id: string, raw: RawImage, t: ImageTransform, opts: LoadOptions = {}): Promise<Float32Array> {
   checkTransform(t);
   const out = new Float32Array(t.crop * t.crop * 3);
-  await decodeInto({ id, raw }, t, opts, normLut(t), out, 0);
+  const { pix, channels } = await decodePixels({ id, raw }, t, opts);
+  normaliseInto(pix, channels, normLut(t), out, 0);
   return out;
 }
 
@@ -349,7 +369,7 @@ export interface BatchOptions extends LoadOptions {
   prefetch?: number;
 }
 
-type Loaded = { ok: true; data: Float32Array } | { ok: false; reason: string } | { ok: false; fatal: unknown };
+type Loaded = { ok: true; px: Pixels } | { ok: false; reason: string } | { ok: false; fatal: unknown };
 
 /**
  * Decodes `items` into normalised NHWC float32 batches of `batchSize` images, in input
@@ -390,10 +410,10 @@ export async function* imageBatches(
       const item = items[next++]!;
       pending.push(
         limit(async (): Promise<Loaded> => {
-          const out = new Float32Array(per);
+          // only decoding runs under the limit; normalising happens on consumption, straight
+          // into the batch buffer, so it overlaps the decoding of the next images
           try {
-            await decodeInto(item, t, opts, lut, out, 0);
-            return { ok: true, data: out };
+            return { ok: true, px: await decodePixels(item, t, opts) };
           } catch (e) {
             if (e instanceof DataError) return { ok: false, reason: e.message };
             // held, not thrown: a rejection nobody awaits yet would be reported as unhandled
@@ -406,7 +426,7 @@ export async function* imageBatches(
   let consumed = 0;
   let held: ImageBatch | undefined;
   let ids: string[] = [];
-  let parts: Float32Array[] = [];
+  let buf = new Float32Array(batchSize * per);
   let skipped: SkippedImage[] = [];
   let yieldedAny = false;
   launch(window);
@@ -418,8 +438,8 @@ export async function* imageBatches(
     consumed++;
     launch(consumed + window);
     if (r.ok) {
+      normaliseInto(r.px.pix, r.px.channels, lut, buf, ids.length * per);
       ids.push(item.id);
-      parts.push(r.data);
       // a batch waits until the next one has an image, so trailing skips can join it
       if (held && ids.length === 1) {
         yield held;
@@ -432,9 +452,9 @@ export async function* imageBatches(
       skipped.push({ id: item.id, path: 'path' in item && item.path !== undefined ? item.path : `<raw:${item.id}>`, reason: r.reason });
     }
     if (ids.length === batchSize) {
-      held = { ids, data: concat(parts, per), skipped };
+      held = { ids, data: buf, skipped };
       ids = [];
-      parts = [];
+      buf = new Float32Array(batchSize * per);
       skipped = [];
     }
   }
@@ -443,11 +463,5 @@ export async function* imageBatches(
     yield held;
     yieldedAny = true;
   }
-  if (ids.length > 0 || (!yieldedAny && skipped.length > 0)) yield { ids, data: concat(parts, per), skipped };
-}
-
-function concat(parts: Float32Array[], per: number): Float32Array {
-  const out = new Float32Array(parts.length * per);
-  parts.forEach((p, i) => out.set(p, i * per));
-  return out;
+  if (ids.length > 0 || (!yieldedAny && skipped.length > 0)) yield { ids, data: buf.slice(0, ids.length * per), skipped };
 }

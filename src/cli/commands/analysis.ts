@@ -1,7 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { ConfigError } from '../../core/errors.js';
+import { ConfigError, WeightsError } from '../../core/errors.js';
 import { initBackend } from '../../core/backend.js';
 import { log } from '../../core/log.js';
+import { benchSimilarity, similarityMarkdown } from '../../analysis/similarity.js';
 import { retentionCsv, retentionMarkdown, retentionTable, writeRetentionOutputs } from '../../analysis/retention.js';
 
 function parseKs(s: string): number[] {
@@ -66,5 +67,74 @@ const retention: CommandModule<object, RetentionArgs> = {
   },
 };
 
+interface SimilarityArgs {
+  backbones: string;
+  'pool-sizes': string;
+  size: number;
+  batch: number;
+  repeats: number;
+  k: number;
+  'query-batch': number;
+  'lpips-weights'?: string;
+  out?: string;
+  json?: string;
+  backend?: string;
+}
+
+const similarity: CommandModule<object, SimilarityArgs> = {
+  command: 'similarity',
+  describe: 'Cost of LPIPS (AlexNet) against penultimate-embedding distance, measured and projected to the paper (Table 2)',
+  builder: (y) =>
+    y
+      .option('backbones', { type: 'string', default: 'resnet50,dino_vits16', describe: 'comma-separated backbones to compare with LPIPS' })
+      .option('pool-sizes', { type: 'string', default: '32,128,512', describe: 'pool sizes at which ranking one query is timed (LPIPS needs ~1.9 MB per image in memory)' })
+      .option('size', { type: 'number', default: 224, describe: 'LPIPS input side in pixels' })
+      .option('batch', { type: 'number', default: 4, describe: 'images per timed embedding batch' })
+      .option('repeats', { type: 'number', default: 3, describe: 'least timed repetitions after a warm-up (fastest reported; short operations repeat for 0.3 s)' })
+      .option('k', { type: 'number', default: 50, describe: 'neighbours kept per query' })
+      .option('query-batch', { type: 'number', default: 32, describe: 'queries ranked together in the batched measurement (0: skip it)' })
+      .option('lpips-weights', { type: 'string', describe: 'safetensors with torchvision AlexNet names (features.0.weight …) and optional LPIPS lin*.model.1.weight; default random' })
+      .option('out', { type: 'string', describe: 'also write the Markdown table to this file' })
+      .option('json', { type: 'string', describe: 'also write the raw measurements as JSON to this file' })
+      .example('dcd bench similarity --backbones resnet50 --pool-sizes 64,256,1024', ''),
+  handler: async (argv) => {
+    await initBackend(argv.backend);
+    let lpipsWeights;
+    if (argv['lpips-weights']) {
+      const { readSafetensors } = await import('../../models/safetensors.js');
+      const { tensors } = await readSafetensors(argv['lpips-weights']);
+      lpipsWeights = new Map(
+        [...tensors].map(([key, t]) => {
+          if (!(t.data instanceof Float32Array))
+            throw new WeightsError(`${argv['lpips-weights']}: tensor ${key} is ${t.dtype}; LPIPS weights must be floating point`);
+          return [key, { shape: t.shape, data: t.data }];
+        }),
+      );
+    }
+    const result = await benchSimilarity({
+      backbones: parseList('backbones', argv.backbones),
+      poolSizes: parseKs(argv['pool-sizes']),
+      size: argv.size,
+      batch: argv.batch,
+      repeats: argv.repeats,
+      k: argv.k,
+      queryBatch: argv['query-batch'],
+      lpipsWeights,
+    });
+    const md = similarityMarkdown(result);
+    const { atomicWriteFile, atomicWriteJson } = await import('../../core/fsutil.js');
+    if (argv.out) await atomicWriteFile(argv.out, md);
+    if (argv.json) await atomicWriteJson(argv.json, result);
+    process.stdout.write(md);
+  },
+};
+
+const bench: CommandModule<object, object> = {
+  command: 'bench <measurement>',
+  describe: 'Measurements on this machine (similarity: LPIPS against embedding distance)',
+  builder: (y) => y.command(similarity).demandCommand(1, 'Name a measurement: similarity'),
+  handler: () => undefined,
+};
+
 /** yargs command modules of this area (see src/cli/main.ts). */
-export const commands: CommandModule<object, any>[] = [retention];
+export const commands: CommandModule<object, any>[] = [retention, bench];

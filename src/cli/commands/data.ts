@@ -12,6 +12,7 @@ const manifest: CommandModule<object, any> = {
       .option('out', { type: 'string', demandOption: true, describe: 'manifest file to write (.arrow)' })
       .option('set', { type: 'string', describe: 'set name for every row (default depends on kind)' })
       .option('classes', { type: 'string', describe: 'class-subset file (wnids or indices): keep only these classes' })
+      .option('labels', { type: 'string', describe: 'ilsvrc-val: label file, LOC_val_solution.csv or devkit ground truth (by ending)' })
       .option('loc-solution', { type: 'string', describe: 'ilsvrc-val: LOC_val_solution.csv' })
       .option('ground-truth', { type: 'string', describe: 'ilsvrc-val: devkit ILSVRC2012_validation_ground_truth.txt' })
       .option('id-map', { type: 'string', describe: 'ilsvrc-val: ILSVRC2012_ID → wnid map (map_clsloc.txt or CSV)' })
@@ -25,6 +26,7 @@ const manifest: CommandModule<object, any> = {
     const s = await buildManifestFile(a.kind, a.path, a.out, {
       set: a.set,
       classes: a.classes,
+      labels: a.labels,
       locSolution: a.locSolution,
       groundTruth: a.groundTruth,
       idMap: a.idMap,

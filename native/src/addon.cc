@@ -1,0 +1,562 @@
+// dcd native CPU kernels for the tfjs `native` backend.
+//
+// Every entry point is synchronous, takes float32 typed arrays owned by JavaScript
+// (inputs and a preallocated output), and keeps no per-call memory after it returns:
+// the only state held between calls is oneDNN's engine, stream and its primitive cache.
+// Layouts follow tfjs: activations NHWC, conv filters HWIO ([fh, fw, in, out]).
+#include <napi.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+
+using dnnl::algorithm;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+dnnl::engine& eng() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+dnnl::stream& strm() {
+  static dnnl::stream s(eng());
+  return s;
+}
+
+float* F32(const Napi::Value& v) {
+  return v.As<Napi::Float32Array>().Data();
+}
+size_t Len(const Napi::Value& v) { return v.As<Napi::TypedArray>().ElementLength(); }
+int32_t* I32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
+
+// Activation codes shared with src/backends/native.ts.
+enum Act { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeaky = 4, kSigmoid = 5 };
+
+dnnl::primitive_attr ActAttr(int act, float alpha) {
+  dnnl::primitive_attr attr;
+  dnnl::post_ops po;
+  switch (act) {
+    case kRelu: po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f); break;
+    case kRelu6: po.append_eltwise(1.f, algorithm::eltwise_clip, 0.f, 6.f); break;
+    case kElu: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); break;
+    case kLeaky: po.append_eltwise(1.f, algorithm::eltwise_relu, alpha, 0.f); break;
+    case kSigmoid: po.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f); break;
+    default: break;
+  }
+  attr.set_post_ops(po);
+  return attr;
+}
+
+// Reorders `src` into `want` when the primitive chose another layout; returns the memory to use.
+memory Prepare(const memory& src, const memory::desc& want) {
+  if (src.get_desc() == want) return src;
+  memory m(want, eng());
+  dnnl::reorder(src, m).execute(strm(), const_cast<memory&>(src), m);
+  return m;
+}
+
+// Conv params, from tfjs's computeConv2DInfo (see native.ts convParams()).
+struct ConvP {
+  memory::dim n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+  int act;
+  explicit ConvP(const int32_t* p)
+      : n(p[0]), ih(p[1]), iw(p[2]), ic(p[3]), oh(p[4]), ow(p[5]), oc(p[6]), kh(p[7]), kw(p[8]),
+        sh(p[9]), sw(p[10]), dh(p[11]), dw(p[12]), pt(p[13]), pl(p[14]), pb(p[15]), pr(p[16]),
+        act(p[17]) {}
+  memory::dims src() const { return {n, ic, ih, iw}; }
+  memory::dims wei() const { return {oc, ic, kh, kw}; }
+  memory::dims dst() const { return {n, oc, oh, ow}; }
+  memory::dims strides() const { return {sh, sw}; }
+  memory::dims dil() const { return {dh - 1, dw - 1}; }
+  // oneDNN wants the right padding that makes the output size exact; tfjs's VALID/explicit
+  // padding can leave input rows unused, which the floor in oneDNN's check absorbs.
+  memory::dims padl() const { return {pt, pl}; }
+  memory::dims padr() const {
+    memory::dim rh = (oh - 1) * sh + (kh - 1) * dh + 1 - ih - pt;
+    memory::dim rw = (ow - 1) * sw + (kw - 1) * dw + 1 - iw - pl;
+    return {std::max<memory::dim>(rh, 0), std::max<memory::dim>(rw, 0)};
+  }
+};
+
+dnnl::convolution_forward::primitive_desc ConvFwdPd(const ConvP& c, bool bias, const dnnl::primitive_attr& attr,
+                                                    dnnl::prop_kind prop) {
+  memory::desc src(c.src(), dt::f32, tag::nhwc), dst(c.dst(), dt::f32, tag::nhwc);
+  memory::desc wei(c.wei(), dt::f32, tag::any);
+  if (bias) {
+    memory::desc b({c.oc}, dt::f32, tag::x);
+    dnnl::convolution_forward::desc d(prop, algorithm::convolution_direct, src, wei, b, dst, c.strides(), c.dil(),
+                                      c.padl(), c.padr());
+    return {d, attr, eng()};
+  }
+  dnnl::convolution_forward::desc d(prop, algorithm::convolution_direct, src, wei, dst, c.strides(), c.dil(),
+                                    c.padl(), c.padr());
+  return {d, attr, eng()};
+}
+
+// conv2d(x, w, bias|null, out, params Int32Array[18], alpha)
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  ConvP c(I32(info[4]));
+  bool hasBias = info[2].IsTypedArray();
+  auto attr = ActAttr(c.act, info[5].As<Napi::Number>().FloatValue());
+  auto pd = ConvFwdPd(c, hasBias, attr, dnnl::prop_kind::forward_inference);
+  memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
+  memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
+  memory y({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[3]));
+  memory wp = Prepare(w, pd.weights_desc());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, y}};
+  if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{c.oc}, dt::f32, tag::x}, eng(), F32(info[2]))});
+  dnnl::convolution_forward(pd).execute(strm(), args);
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// conv2dBackpropInput(dy, w, dx, params)
+Napi::Value Conv2dBwdData(const Napi::CallbackInfo& info) {
+  ConvP c(I32(info[3]));
+  auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
+  memory::desc dsrc(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
+  memory::desc wany(c.wei(), dt::f32, tag::any);
+  dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, dsrc, wany, ddst, c.strides(), c.dil(),
+                                          c.padl(), c.padr());
+  dnnl::convolution_backward_data::primitive_desc pd(d, eng(), hint);
+  memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
+  memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
+  memory dx({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[2]));
+  memory wp = Prepare(w, pd.weights_desc());
+  dnnl::convolution_backward_data(pd).execute(
+      strm(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DIFF_SRC, dx}});
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// conv2dBackpropFilter(x, dy, dw, params)
+Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
+  ConvP c(I32(info[3]));
+  auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
+  memory::desc src(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
+  memory::desc wany(c.wei(), dt::f32, tag::any);
+  dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, src, wany, ddst, c.strides(), c.dil(),
+                                             c.padl(), c.padr());
+  dnnl::convolution_backward_weights::primitive_desc pd(d, eng(), hint);
+  memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
+  memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[1]));
+  memory dw({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[2]));
+  bool direct = pd.diff_weights_desc() == dw.get_desc();
+  memory dwp = direct ? dw : memory(pd.diff_weights_desc(), eng());
+  dnnl::convolution_backward_weights(pd).execute(strm(),
+                                                 {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dwp}});
+  if (!direct) dnnl::reorder(dwp, dw).execute(strm(), dwp, dw);
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// matmul(a, b, bias|null, out, params [batchA, batchB, M, K, N, transA, transB, act], alpha)
+// a: [batchA, M, K] (or [batchA, K, M] when transA); b: [batchB, K, N] (or [batchB, N, K]).
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  const int32_t* p = I32(info[4]);
+  memory::dim ba = p[0], bb = p[1], m = p[2], k = p[3], n = p[4];
+  bool ta = p[5] != 0, tb = p[6] != 0;
+  int act = p[7];
+  memory::dim bo = std::max(ba, bb);
+  memory::desc ad({ba, m, k}, dt::f32, ta ? memory::dims{m * k, 1, m} : memory::dims{m * k, k, 1});
+  memory::desc bd({bb, k, n}, dt::f32, tb ? memory::dims{k * n, 1, k} : memory::dims{k * n, n, 1});
+  memory::desc od({bo, m, n}, dt::f32, memory::dims{m * n, n, 1});
+  bool hasBias = info[2].IsTypedArray();
+  auto attr = ActAttr(act, info[5].As<Napi::Number>().FloatValue());
+  memory::desc biasd({1, 1, n}, dt::f32, memory::dims{n, n, 1});
+  dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, bd, biasd, od) : dnnl::matmul::desc(ad, bd, od);
+  dnnl::matmul::primitive_desc pd(d, attr, eng());
+  memory am(ad, eng(), F32(info[0])), bm(bd, eng(), F32(info[1])), om(od, eng(), F32(info[3]));
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
+  if (hasBias) args.insert({DNNL_ARG_BIAS, memory(biasd, eng(), F32(info[2]))});
+  dnnl::matmul(pd).execute(strm(), args);
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// Pool params: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR, alg(0 max, 1 avg)]
+struct PoolP {
+  memory::dim n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr;
+  algorithm alg;
+  explicit PoolP(const int32_t* p)
+      : n(p[0]), ih(p[1]), iw(p[2]), c(p[3]), oh(p[4]), ow(p[5]), kh(p[6]), kw(p[7]), sh(p[8]), sw(p[9]),
+        pt(p[10]), pl(p[11]), pb(p[12]), pr(p[13]),
+        alg(p[14] == 0 ? algorithm::pooling_max : algorithm::pooling_avg_exclude_padding) {}
+  memory::dims padr() const {
+    return {std::max<memory::dim>((oh - 1) * sh + kh - ih - pt, 0),
+            std::max<memory::dim>((ow - 1) * sw + kw - iw - pl, 0)};
+  }
+  memory::desc src() const { return {{n, c, ih, iw}, dt::f32, tag::nhwc}; }
+  memory::desc dst() const { return {{n, c, oh, ow}, dt::f32, tag::nhwc}; }
+  dnnl::pooling_forward::primitive_desc fwd(dnnl::prop_kind prop) const {
+    dnnl::pooling_forward::desc d(prop, alg, src(), dst(), {sh, sw}, {kh, kw}, {pt, pl}, padr());
+    return {d, eng()};
+  }
+};
+
+// pool(x, out, params)
+Napi::Value Pool(const Napi::CallbackInfo& info) {
+  PoolP p(I32(info[2]));
+  auto pd = p.fwd(dnnl::prop_kind::forward_inference);
+  memory x(p.src(), eng(), F32(info[0])), y(p.dst(), eng(), F32(info[1]));
+  dnnl::pooling_forward(pd).execute(strm(), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}});
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// poolBackward(x|null, dy, dx, params): max pool recomputes the forward pass for its workspace.
+Napi::Value PoolBwd(const Napi::CallbackInfo& info) {
+  PoolP p(I32(info[3]));
+  auto fpd = p.fwd(dnnl::prop_kind::forward_training);
+  dnnl::pooling_backward::desc d(p.alg, p.src(), p.dst(), {p.sh, p.sw}, {p.kh, p.kw}, {p.pt, p.pl}, p.padr());
+  dnnl::pooling_backward::primitive_desc pd(d, eng(), fpd);
+  memory dy(p.dst(), eng(), F32(info[1])), dx(p.src(), eng(), F32(info[2]));
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, dx}};
+  if (p.alg == algorithm::pooling_max) {
+    memory x(p.src(), eng(), F32(info[0]));
+    memory y(p.dst(), eng());
+    memory ws(fpd.workspace_desc(), eng());
+    dnnl::pooling_forward(fpd).execute(strm(), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}, {DNNL_ARG_WORKSPACE, ws}});
+    args.insert({DNNL_ARG_WORKSPACE, ws});
+  }
+  dnnl::pooling_backward(pd).execute(strm(), args);
+  strm().wait();
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise, softmax, reductions, transpose, batch norm: plain loops with OpenMP.
+
+constexpr int64_t kGrain = 1 << 14;  // below this many elements, one thread is faster
+
+enum BinOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSqDiff };
+
+template <int OP>
+inline float Bin(float a, float b) {
+  if constexpr (OP == kAdd) return a + b;
+  if constexpr (OP == kSub) return a - b;
+  if constexpr (OP == kMul) return a * b;
+  if constexpr (OP == kDiv) return a / b;
+  if constexpr (OP == kMax) return (a > b || std::isnan(a)) ? a : b;
+  if constexpr (OP == kMin) return (a < b || std::isnan(a)) ? a : b;
+  if constexpr (OP == kSqDiff) return (a - b) * (a - b);
+  return 0.f;
+}
+
+// out[o, i] = a[o*sa_o + i*sa_i] OP b[o*sb_o + i*sb_i]: each input's stride is 0 along an axis
+// it is broadcast on. Shapes are folded by the caller to at most 6 dims.
+template <int OP>
+void BinaryKernel(const float* a, const float* b, float* out, const int64_t* shape, const int64_t* sa,
+                  const int64_t* sb, int rank) {
+  int64_t inner = shape[rank - 1];
+  int64_t outer = 1;
+  for (int d = 0; d < rank - 1; ++d) outer *= shape[d];
+  int64_t ia = sa[rank - 1], ib = sb[rank - 1];
+  bool par = outer * inner >= kGrain;
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t rem = o, offa = 0, offb = 0;
+    for (int d = rank - 2; d >= 0; --d) {
+      int64_t idx = rem % shape[d];
+      rem /= shape[d];
+      offa += idx * sa[d];
+      offb += idx * sb[d];
+    }
+    const float* pa = a + offa;
+    const float* pb = b + offb;
+    float* po = out + o * inner;
+    if (ia == 1 && ib == 1) {
+      for (int64_t i = 0; i < inner; ++i) po[i] = Bin<OP>(pa[i], pb[i]);
+    } else if (ia == 1 && ib == 0) {
+      float vb = pb[0];
+      for (int64_t i = 0; i < inner; ++i) po[i] = Bin<OP>(pa[i], vb);
+    } else if (ia == 0 && ib == 1) {
+      float va = pa[0];
+      for (int64_t i = 0; i < inner; ++i) po[i] = Bin<OP>(va, pb[i]);
+    } else {
+      for (int64_t i = 0; i < inner; ++i) po[i] = Bin<OP>(pa[i * ia], pb[i * ib]);
+    }
+  }
+}
+
+// binary(op, a, b, out, shapeAndStrides Int32Array [rank, shape..., stridesA..., stridesB...])
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  const int32_t* p = I32(info[4]);
+  int rank = p[0];
+  int64_t shape[8], sa[8], sb[8];
+  for (int d = 0; d < rank; ++d) {
+    shape[d] = p[1 + d];
+    sa[d] = p[1 + rank + d];
+    sb[d] = p[1 + 2 * rank + d];
+  }
+  const float *a = F32(info[1]), *b = F32(info[2]);
+  float* out = F32(info[3]);
+  switch (op) {
+    case kAdd: BinaryKernel<kAdd>(a, b, out, shape, sa, sb, rank); break;
+    case kSub: BinaryKernel<kSub>(a, b, out, shape, sa, sb, rank); break;
+    case kMul: BinaryKernel<kMul>(a, b, out, shape, sa, sb, rank); break;
+    case kDiv: BinaryKernel<kDiv>(a, b, out, shape, sa, sb, rank); break;
+    case kMax: BinaryKernel<kMax>(a, b, out, shape, sa, sb, rank); break;
+    case kMin: BinaryKernel<kMin>(a, b, out, shape, sa, sb, rank); break;
+    case kSqDiff: BinaryKernel<kSqDiff>(a, b, out, shape, sa, sb, rank); break;
+    default: Napi::Error::New(info.Env(), "binary: unknown op").ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+enum UnOp { kURelu = 0, kURelu6, kUExp, kULog, kUSqrt, kURsqrt, kUTanh, kUSigmoid, kUErf, kUSquare, kUNeg, kUAbs, kUStep };
+
+template <int OP>
+void UnaryKernel(const float* x, float* y, int64_t n, float alpha) {
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i];
+    if constexpr (OP == kURelu) y[i] = v < 0.f ? 0.f : v;  // NaN propagates, as in tfjs
+    if constexpr (OP == kURelu6) y[i] = v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    if constexpr (OP == kUExp) y[i] = std::exp(v);
+    if constexpr (OP == kULog) y[i] = std::log(v);
+    if constexpr (OP == kUSqrt) y[i] = std::sqrt(v);
+    if constexpr (OP == kURsqrt) y[i] = 1.f / std::sqrt(v);
+    if constexpr (OP == kUTanh) y[i] = std::tanh(v);
+    if constexpr (OP == kUSigmoid) y[i] = 1.f / (1.f + std::exp(-v));
+    if constexpr (OP == kUErf) y[i] = std::erf(v);
+    if constexpr (OP == kUSquare) y[i] = v * v;
+    if constexpr (OP == kUNeg) y[i] = -v;
+    if constexpr (OP == kUAbs) y[i] = std::fabs(v);
+    if constexpr (OP == kUStep) y[i] = std::isnan(v) ? v : (v > 0.f ? 1.f : alpha);
+  }
+}
+
+// unary(op, x, y, alpha)
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  const float* x = F32(info[1]);
+  float* y = F32(info[2]);
+  int64_t n = Len(info[1]);
+  float alpha = info[3].As<Napi::Number>().FloatValue();
+  switch (op) {
+#define U(K) \
+  case K: UnaryKernel<K>(x, y, n, alpha); break;
+    U(kURelu) U(kURelu6) U(kUExp) U(kULog) U(kUSqrt) U(kURsqrt) U(kUTanh) U(kUSigmoid) U(kUErf) U(kUSquare)
+    U(kUNeg) U(kUAbs) U(kUStep)
+#undef U
+    default: Napi::Error::New(info.Env(), "unary: unknown op").ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+// softmax(x, y, rows, cols): softmax over the last axis.
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  float* y = F32(info[1]);
+  int64_t rows = info[2].As<Napi::Number>().Int64Value(), cols = info[3].As<Napi::Number>().Int64Value();
+#pragma omp parallel for if (rows * cols >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * cols;
+    float* py = y + r * cols;
+    float mx = -INFINITY;
+    for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, px[c]);
+    float s = 0.f;
+    for (int64_t c = 0; c < cols; ++c) {
+      py[c] = std::exp(px[c] - mx);
+      s += py[c];
+    }
+    float inv = 1.f / s;
+    for (int64_t c = 0; c < cols; ++c) py[c] *= inv;
+  }
+  return info.Env().Undefined();
+}
+
+// reduce(op 0 sum / 1 mean / 2 max / 3 min, x, y, outer, mid, inner): x is [outer, mid, inner],
+// reduced over `mid` into y [outer, inner].
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  const float* x = F32(info[1]);
+  float* y = F32(info[2]);
+  int64_t outer = info[3].As<Napi::Number>().Int64Value(), mid = info[4].As<Napi::Number>().Int64Value(),
+          inner = info[5].As<Napi::Number>().Int64Value();
+  bool par = outer * mid * inner >= kGrain;
+  if (inner == 1) {
+#pragma omp parallel for if (par) schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      const float* px = x + o * mid;
+      if (op <= 1) {
+        double s = 0;  // double accumulator: long rows (global pooling, means) stay accurate
+        for (int64_t i = 0; i < mid; ++i) s += px[i];
+        y[o] = static_cast<float>(op == 1 ? s / mid : s);
+      } else {
+        float m = px[0];
+        for (int64_t i = 1; i < mid; ++i) m = op == 2 ? (px[i] > m || std::isnan(px[i]) ? px[i] : m)
+                                                     : (px[i] < m || std::isnan(px[i]) ? px[i] : m);
+        y[o] = m;
+      }
+    }
+    return info.Env().Undefined();
+  }
+  // Reduce over a middle axis: accumulate rows, parallel over outer x inner blocks.
+  int64_t blocks = (inner + 255) / 256;
+#pragma omp parallel for if (par) schedule(static) collapse(2)
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t bi = 0; bi < blocks; ++bi) {
+      int64_t i0 = bi * 256, i1 = std::min(inner, i0 + 256);
+      float* py = y + o * inner;
+      const float* px = x + o * mid * inner;
+      if (op <= 1) {
+        double acc[256];
+        for (int64_t i = i0; i < i1; ++i) acc[i - i0] = 0;
+        for (int64_t r = 0; r < mid; ++r)
+          for (int64_t i = i0; i < i1; ++i) acc[i - i0] += px[r * inner + i];
+        for (int64_t i = i0; i < i1; ++i) py[i] = static_cast<float>(op == 1 ? acc[i - i0] / mid : acc[i - i0]);
+      } else {
+        for (int64_t i = i0; i < i1; ++i) py[i] = px[i];
+        for (int64_t r = 1; r < mid; ++r)
+          for (int64_t i = i0; i < i1; ++i) {
+            float v = px[r * inner + i];
+            if (op == 2 ? (v > py[i] || std::isnan(v)) : (v < py[i] || std::isnan(v))) py[i] = v;
+          }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// transpose(x, y, params Int32Array [rank, shape..., perm...]) for any 4-byte element type.
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  auto xa = info[0].As<Napi::TypedArray>();
+  auto ya = info[1].As<Napi::TypedArray>();
+  const uint32_t* x = reinterpret_cast<const uint32_t*>(static_cast<uint8_t*>(xa.ArrayBuffer().Data()) + xa.ByteOffset());
+  uint32_t* y = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(ya.ArrayBuffer().Data()) + ya.ByteOffset());
+  const int32_t* p = I32(info[2]);
+  int rank = p[0];
+  int64_t shape[8], perm[8], xstride[8], oshape[8], sx[8];
+  for (int d = 0; d < rank; ++d) {
+    shape[d] = p[1 + d];
+    perm[d] = p[1 + rank + d];
+  }
+  xstride[rank - 1] = 1;
+  for (int d = rank - 2; d >= 0; --d) xstride[d] = xstride[d + 1] * shape[d + 1];
+  for (int d = 0; d < rank; ++d) {
+    oshape[d] = shape[perm[d]];
+    sx[d] = xstride[perm[d]];  // stride in x of output axis d
+  }
+  int64_t inner = oshape[rank - 1], outer = 1;
+  for (int d = 0; d < rank - 1; ++d) outer *= oshape[d];
+  int64_t sInner = sx[rank - 1];
+#pragma omp parallel for if (outer * inner >= kGrain) schedule(static)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t rem = o, off = 0;
+    for (int d = rank - 2; d >= 0; --d) {
+      off += (rem % oshape[d]) * sx[d];
+      rem /= oshape[d];
+    }
+    uint32_t* py = y + o * inner;
+    const uint32_t* px = x + off;
+    for (int64_t i = 0; i < inner; ++i) py[i] = px[i * sInner];
+  }
+  return info.Env().Undefined();
+}
+
+// batchNorm(x, mean, variance, offset|null, scale|null, y, eps): as tfjs's cpu FusedBatchNorm,
+// each parameter array is indexed cyclically (i % length) over the flattened x.
+Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  const float *mean = F32(info[1]), *var = F32(info[2]);
+  int64_t n = Len(info[0]), lm = Len(info[1]), lv = Len(info[2]);
+  const float* off = info[3].IsTypedArray() ? F32(info[3]) : nullptr;
+  const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
+  int64_t lo = off ? Len(info[3]) : 1, ls = sc ? Len(info[4]) : 1;
+  float* y = F32(info[5]);
+  float eps = info[6].As<Napi::Number>().FloatValue();
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float o = off ? off[i % lo] : 0.f, s = sc ? sc[i % ls] : 1.f;
+    y[i] = o + (x[i] - mean[i % lm]) * s / std::sqrt(var[i % lv] + eps);
+  }
+  return info.Env().Undefined();
+}
+
+// topk(x, values, indices, rows, cols, k): largest k per row, sorted descending; ties keep the
+// lower index first (as tfjs's cpu TopK).
+Napi::Value TopK(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  float* vals = F32(info[1]);
+  int32_t* idx = I32(info[2]);
+  int64_t rows = info[3].As<Napi::Number>().Int64Value(), cols = info[4].As<Napi::Number>().Int64Value(),
+          k = info[5].As<Napi::Number>().Int64Value();
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * cols;
+    std::vector<int32_t> ids(cols);
+    for (int64_t c = 0; c < cols; ++c) ids[c] = static_cast<int32_t>(c);
+    auto better = [px](int32_t a, int32_t b) { return px[a] > px[b] || (px[a] == px[b] && a < b); };
+    if (k < cols) std::nth_element(ids.begin(), ids.begin() + k, ids.end(), better);
+    std::sort(ids.begin(), ids.begin() + k, better);
+    for (int64_t j = 0; j < k; ++j) {
+      idx[r * k + j] = ids[j];
+      vals[r * k + j] = px[ids[j]];
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  omp_set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), omp_get_max_threads());
+}
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  const dnnl_version_t* v = dnnl_version();
+  return Napi::String::New(info.Env(), "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                                           std::to_string(v->patch) + " (OpenMP, " + std::to_string(omp_get_max_threads()) + " threads)");
+}
+
+// Wraps an entry point so that oneDNN errors surface as JavaScript exceptions.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guard(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const dnnl::error& e) {
+    Napi::Error::New(info.Env(), std::string("oneDNN: ") + e.what()).ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(info.Env(), e.what()).ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, Guard<fn>, name))
+  EXPORT("conv2d", Conv2d);
+  EXPORT("conv2dBackpropInput", Conv2dBwdData);
+  EXPORT("conv2dBackpropFilter", Conv2dBwdFilter);
+  EXPORT("matmul", Matmul);
+  EXPORT("pool", Pool);
+  EXPORT("poolBackward", PoolBwd);
+  EXPORT("binary", Binary);
+  EXPORT("unary", Unary);
+  EXPORT("softmax", Softmax);
+  EXPORT("reduce", Reduce);
+  EXPORT("transpose", Transpose);
+  EXPORT("batchNorm", BatchNorm);
+  EXPORT("topk", TopK);
+  EXPORT("setNumThreads", SetNumThreads);
+  EXPORT("getNumThreads", GetNumThreads);
+  EXPORT("version", Version);
+#undef EXPORT
+  return exports;
+}
+
+NODE_API_MODULE(dcd_native, Init)

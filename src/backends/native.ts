@@ -1,0 +1,477 @@
+/**
+ * The `native` tfjs backend: tfjs's `cpu` backend (tensors in ordinary typed arrays, every
+ * `cpu` kernel inherited) with the hot kernels replaced by a Node addon built on oneDNN
+ * (`native/src/addon.cc`). Each replaced kernel handles the float32 / NHWC cases it was
+ * tested on and hands every other case to the `cpu` kernel it replaces.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+
+type TensorInfo = tf.TensorInfo;
+type NamedAttrMap = tf.NamedAttrMap;
+type KernelFunc = tf.KernelFunc;
+
+/** The addon's exports (see native/src/addon.cc for layouts and parameter orders). */
+export interface NativeAddon {
+  conv2d(x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
+  conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, p: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, p: Int32Array): void;
+  matmul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
+  pool(x: Float32Array, out: Float32Array, p: Int32Array): void;
+  poolBackward(x: Float32Array | null, dy: Float32Array, dx: Float32Array, p: Int32Array): void;
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, p: Int32Array): void;
+  unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  reduce(op: number, x: Float32Array, y: Float32Array, outer: number, mid: number, inner: number): void;
+  transpose(x: Float32Array | Int32Array, y: Float32Array | Int32Array, p: Int32Array): void;
+  batchNorm(
+    x: Float32Array, mean: Float32Array, variance: Float32Array, offset: Float32Array | null,
+    scale: Float32Array | null, y: Float32Array, eps: number,
+  ): void;
+  topk(x: Float32Array, values: Float32Array, indices: Int32Array, rows: number, cols: number, k: number): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  version(): string;
+}
+
+/** Backend name registered with tfjs. */
+export const NATIVE_BACKEND = 'native';
+
+/** The tfjs backend object: the `cpu` backend's storage, with native kernels registered on top. */
+export class NativeBackend extends MathBackendCPU {}
+
+const ADDON_REL = join('native', 'build', 'Release', 'dcd_native.node');
+
+/** Finds the built addon: `DCD_NATIVE_ADDON`, else `native/build/Release` above this file. */
+export function findAddon(): string | undefined {
+  const env = process.env.DCD_NATIVE_ADDON;
+  if (env) return env;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, ADDON_REL);
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+let addon: NativeAddon | undefined;
+
+/** The loaded addon (after {@link registerNativeBackend} succeeded). */
+export function nativeAddon(): NativeAddon {
+  if (!addon) throw new Error('native addon not loaded: call registerNativeBackend() first');
+  return addon;
+}
+
+/**
+ * Loads the addon and registers the `native` backend and its kernels with tfjs. Idempotent.
+ * Threads: `DCD_NATIVE_THREADS`, else all cores.
+ */
+export function registerNativeBackend(): { ok: true; version: string } | { ok: false; why: string } {
+  if (addon) return { ok: true, version: addon.version() };
+  const file = findAddon();
+  if (!file)
+    return {
+      ok: false,
+      why: 'addon not built (install oneDNN with `apt-get install libdnnl-dev`, then run `node scripts/build-native.mjs`)',
+    };
+  try {
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (e) {
+    return { ok: false, why: `cannot load ${file}: ${(e as Error).message.split('\n')[0]}` };
+  }
+  const threads = Number(process.env.DCD_NATIVE_THREADS ?? availableParallelism());
+  addon.setNumThreads(Number.isInteger(threads) && threads > 0 ? threads : availableParallelism());
+  if (tf.findBackendFactory(NATIVE_BACKEND) == null) tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), 1);
+  for (const k of tf.getKernelsForBackend('cpu')) {
+    if (tf.getKernel(k.kernelName, NATIVE_BACKEND) == null) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
+  }
+  for (const [name, fn] of Object.entries(nativeKernels())) {
+    tf.unregisterKernel(name, NATIVE_BACKEND);
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: fn as KernelFunc });
+  }
+  return { ok: true, version: addon.version() };
+}
+
+/** Names of the kernels the addon replaces (everything else is the `cpu` kernel). */
+export function nativeKernelNames(): string[] {
+  return Object.keys(nativeKernels());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type Args = { inputs: Record<string, TensorInfo | undefined>; backend: NativeBackend; attrs?: NamedAttrMap };
+
+function cpuKernel(name: string): (a: Args) => TensorInfo | TensorInfo[] {
+  const k = tf.getKernel(name, 'cpu');
+  if (!k) throw new Error(`tfjs cpu kernel ${name} is not registered`);
+  return k.kernelFunc as unknown as (a: Args) => TensorInfo | TensorInfo[];
+}
+
+function f32(b: NativeBackend, t: TensorInfo): Float32Array {
+  const v = b.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
+}
+
+function allF32(...ts: (TensorInfo | undefined)[]): boolean {
+  return ts.every((t) => t == null || t.dtype === 'float32');
+}
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+const ACT: Record<string, number> = { linear: 0, relu: 1, relu6: 2, elu: 3, leakyrelu: 4, sigmoid: 5 };
+
+function convParams(c: tf.backend_util.Conv2DInfo, act = 0): Int32Array {
+  const p = c.padInfo;
+  return Int32Array.from([
+    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth, c.outChannels,
+    c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth,
+    p.top, p.left, p.bottom, p.right, act,
+  ]);
+}
+
+function poolParams(c: tf.backend_util.Conv2DInfo, max: boolean): Int32Array {
+  const p = c.padInfo;
+  return Int32Array.from([
+    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth, c.filterHeight, c.filterWidth,
+    c.strideHeight, c.strideWidth, p.top, p.left, p.bottom, p.right, max ? 0 : 1,
+  ]);
+}
+
+
+const BIN: Record<string, number> = {
+  Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, SquaredDifference: 6,
+};
+const UN: Record<string, number> = {
+  Relu: 0, Relu6: 1, Exp: 2, Log: 3, Sqrt: 4, Rsqrt: 5, Tanh: 6, Sigmoid: 7, Erf: 8, Square: 9, Neg: 10,
+  Abs: 11, Step: 12,
+};
+
+/**
+ * Broadcast layout for the addon's binary kernel: output shape and each input's strides (0 on
+ * broadcast axes), with adjacent axes merged where both inputs allow it.
+ */
+function broadcastLayout(aShape: number[], bShape: number[]): { out: number[]; p: Int32Array } | undefined {
+  const out = tf.broadcast_util.assertAndGetBroadcastShape(aShape, bShape);
+  const r = out.length;
+  const strides = (s: number[]) => {
+    const full = [...new Array(r - s.length).fill(1), ...s];
+    const st = new Array<number>(r).fill(0);
+    let acc = 1;
+    for (let d = r - 1; d >= 0; d--) {
+      st[d] = full[d] === 1 && out[d] !== 1 ? 0 : acc;
+      acc *= full[d];
+    }
+    return st;
+  };
+  const sa = strides(aShape), sb = strides(bShape);
+  const dims: { n: number; a: number; b: number }[] = [];
+  for (let d = 0; d < r; d++) {
+    if (out[d] === 1) continue;
+    const cur = { n: out[d], a: sa[d], b: sb[d] };
+    const last = dims[dims.length - 1];
+    if (last && last.a === cur.a * cur.n && last.b === cur.b * cur.n) {
+      last.n *= cur.n;
+      last.a = cur.a;
+      last.b = cur.b;
+    } else dims.push(cur);
+  }
+  if (dims.length === 0) dims.push({ n: 1, a: 1, b: 1 });
+  if (dims.length > 8) return undefined;
+  const k = dims.length;
+  const p = new Int32Array(1 + 3 * k);
+  p[0] = k;
+  dims.forEach((d, i) => {
+    p[1 + i] = d.n;
+    p[1 + k + i] = d.a;
+    p[1 + 2 * k + i] = d.b;
+  });
+  return { out, p };
+}
+
+/** Returns [outer, mid, inner] when `axes` (sorted) form one contiguous block of `shape`. */
+function contiguousBlock(shape: number[], axes: number[]): [number, number, number] | undefined {
+  for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1] + 1) return undefined;
+  const lo = axes[0], hi = axes[axes.length - 1];
+  return [size(shape.slice(0, lo)), size(shape.slice(lo, hi + 1)), size(shape.slice(hi + 1))];
+}
+
+function nativeTranspose(b: NativeBackend, x: TensorInfo, perm: number[]): TensorInfo {
+  const a = nativeAddon();
+  const src = b.data.get(x.dataId).values as Float32Array | Int32Array;
+  const out = x.dtype === 'int32' ? new Int32Array(src.length) : new Float32Array(src.length);
+  a.transpose(src, out, Int32Array.from([x.shape.length, ...x.shape, ...perm]));
+  return b.makeTensorInfo(perm.map((p) => x.shape[p]), x.dtype, out);
+}
+
+function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]> {
+  const k: Record<string, (a: Args) => TensorInfo | TensorInfo[]> = {};
+  const bu = tf.backend_util;
+
+  const conv = (name: string, fused: boolean) => {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as {
+        strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+        dataFormat: 'NHWC' | 'NCHW'; dilations: [number, number] | number;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil'; activation?: string; leakyreluAlpha?: number;
+      };
+      const act = fused ? ACT[at.activation ?? 'linear'] : 0;
+      if (!allF32(x, filter, bias) || act === undefined || preluActivationWeights != null || at.dataFormat === 'NCHW')
+        return fallback(args);
+      const c = bu.computeConv2DInfo(
+        x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
+        at.strides, at.dilations, at.pad, at.dimRoundingMode, false, 'channelsLast',
+      );
+      if ((bias != null && size(bias.shape) !== c.outChannels)) return fallback(args);
+      const out = new Float32Array(size(c.outShape));
+      nativeAddon().conv2d(
+        f32(args.backend, x), f32(args.backend, filter), bias ? f32(args.backend, bias) : null, out,
+        convParams(c, act), at.leakyreluAlpha ?? 0.2,
+      );
+      return args.backend.makeTensorInfo(c.outShape, 'float32', out);
+    };
+  };
+  conv('Conv2D', false);
+  conv('FusedConv2D', true);
+
+  {
+    const fallback = cpuKernel('Conv2DBackpropInput');
+    k.Conv2DBackpropInput = (args) => {
+      const { dy, filter } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as {
+        strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+        dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+        inputShape: [number, number, number, number];
+      };
+      if (!allF32(dy, filter) || at.dataFormat === 'NCHW') return fallback(args);
+      const c = bu.computeConv2DInfo(
+        at.inputShape, filter.shape as [number, number, number, number], at.strides, 1, at.pad,
+        at.dimRoundingMode, false, 'channelsLast',
+      );
+      const out = new Float32Array(size(c.inShape));
+      nativeAddon().conv2dBackpropInput(f32(args.backend, dy), f32(args.backend, filter), out, convParams(c));
+      return args.backend.makeTensorInfo(c.inShape, 'float32', out);
+    };
+  }
+  {
+    const fallback = cpuKernel('Conv2DBackpropFilter');
+    k.Conv2DBackpropFilter = (args) => {
+      const { x, dy } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as {
+        strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+        dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+        filterShape: [number, number, number, number];
+      };
+      if (!allF32(x, dy) || at.dataFormat === 'NCHW') return fallback(args);
+      const c = bu.computeConv2DInfo(
+        x.shape as [number, number, number, number], at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode,
+        false, 'channelsLast',
+      );
+      const out = new Float32Array(size(c.filterShape));
+      nativeAddon().conv2dBackpropFilter(f32(args.backend, x), f32(args.backend, dy), out, convParams(c));
+      return args.backend.makeTensorInfo(c.filterShape, 'float32', out);
+    };
+  }
+
+  const matmul = (name: string, fused: boolean) => {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as {
+        transposeA: boolean; transposeB: boolean; activation?: string; leakyreluAlpha?: number;
+      };
+      const act = fused ? ACT[at.activation ?? 'linear'] : 0;
+      if (!allF32(a, b, bias) || act === undefined || preluActivationWeights != null) return fallback(args);
+      const ra = a.shape.length, rb = b.shape.length;
+      if (ra < 2 || rb < 2) return fallback(args);
+      const m = at.transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+      const kk = at.transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+      const kb = at.transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+      const n = at.transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+      const batchA = size(a.shape.slice(0, -2)), batchB = size(b.shape.slice(0, -2));
+      if (kk !== kb || !(batchA === batchB || batchA === 1 || batchB === 1)) return fallback(args);
+      const outer = tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+      if (size(outer) !== Math.max(batchA, batchB)) return fallback(args);
+      if (bias != null && !(size(bias.shape) === n && bias.shape[bias.shape.length - 1] === n)) return fallback(args);
+      const outShape = [...outer, m, n];
+      const out = new Float32Array(size(outShape));
+      if (out.length > 0) {
+        if (kk === 0) out.fill(0);
+        nativeAddon().matmul(
+          f32(args.backend, a), f32(args.backend, b), bias ? f32(args.backend, bias) : null, out,
+          Int32Array.from([batchA, batchB, m, kk, n, at.transposeA ? 1 : 0, at.transposeB ? 1 : 0, act]),
+          at.leakyreluAlpha ?? 0.2,
+        );
+      }
+      return args.backend.makeTensorInfo(outShape, 'float32', out);
+    };
+  };
+  matmul('BatchMatMul', false);
+  matmul('_FusedMatMul', true);
+
+  type PoolAttrs = {
+    filterSize: [number, number] | number; strides: [number, number] | number;
+    pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  };
+  const pool = (name: string, max: boolean) => {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as PoolAttrs;
+      if (!allF32(x) || x.shape.length !== 4) return fallback(args);
+      const c = bu.computePool2DInfo(
+        x.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
+      );
+      const out = new Float32Array(size(c.outShape));
+      if (out.length > 0) nativeAddon().pool(f32(args.backend, x), out, poolParams(c, max));
+      return args.backend.makeTensorInfo(c.outShape, 'float32', out);
+    };
+  };
+  pool('MaxPool', true);
+  pool('AvgPool', false);
+  {
+    const fallback = cpuKernel('MaxPoolGrad');
+    k.MaxPoolGrad = (args) => {
+      const { dy, input } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as PoolAttrs;
+      if (!allF32(dy, input)) return fallback(args);
+      const c = bu.computePool2DInfo(
+        input.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
+      );
+      const out = new Float32Array(size(input.shape));
+      nativeAddon().poolBackward(f32(args.backend, input), f32(args.backend, dy), out, poolParams(c, true));
+      return args.backend.makeTensorInfo(input.shape, 'float32', out);
+    };
+  }
+  {
+    // Unlike tfjs's cpu AvgPoolGrad (which always divides by the full window), this is the exact
+    // gradient of AvgPool, whose windows exclude padding (as TensorFlow's AvgPoolGrad).
+    const fallback = cpuKernel('AvgPoolGrad');
+    k.AvgPoolGrad = (args) => {
+      const { dy, input } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as PoolAttrs;
+      if (!allF32(dy, input)) return fallback(args);
+      const c = bu.computePool2DInfo(
+        input.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
+      );
+      const out = new Float32Array(size(input.shape));
+      nativeAddon().poolBackward(null, f32(args.backend, dy), out, poolParams(c, false));
+      return args.backend.makeTensorInfo(input.shape, 'float32', out);
+    };
+  }
+
+  {
+    const fallback = cpuKernel('FusedBatchNorm');
+    k.FusedBatchNorm = (args) => {
+      const { x, mean, variance, offset, scale } = args.inputs as Record<string, TensorInfo | undefined>;
+      if (!x || !mean || !variance || !allF32(x, mean, variance, offset, scale)) return fallback(args);
+      const b = args.backend;
+      const out = new Float32Array(size(x.shape));
+      nativeAddon().batchNorm(
+        f32(b, x), f32(b, mean), f32(b, variance), offset ? f32(b, offset) : null, scale ? f32(b, scale) : null,
+        out, (args.attrs?.varianceEpsilon as number | undefined) ?? 0.001,
+      );
+      return b.makeTensorInfo(x.shape, 'float32', out);
+    };
+  }
+
+  for (const [name, op] of Object.entries(BIN)) {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { a, b } = args.inputs as Record<string, TensorInfo>;
+      if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args);
+      const lay = broadcastLayout(a.shape, b.shape);
+      if (!lay) return fallback(args);
+      const out = new Float32Array(size(lay.out));
+      if (out.length > 0) nativeAddon().binary(op, f32(args.backend, a), f32(args.backend, b), out, lay.p);
+      return args.backend.makeTensorInfo(lay.out, 'float32', out);
+    };
+  }
+  for (const [name, op] of Object.entries(UN)) {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      if (x.dtype !== 'float32') return fallback(args);
+      const out = new Float32Array(size(x.shape));
+      nativeAddon().unary(op, f32(args.backend, x), out, (args.attrs?.alpha as number | undefined) ?? 0);
+      return args.backend.makeTensorInfo(x.shape, 'float32', out);
+    };
+  }
+
+  {
+    const fallback = cpuKernel('Softmax');
+    k.Softmax = (args) => {
+      const { logits } = args.inputs as Record<string, TensorInfo>;
+      const r = logits.shape.length;
+      const dim = args.attrs?.dim as number;
+      if (logits.dtype !== 'float32' || r === 0 || (dim !== -1 && dim !== r - 1)) return fallback(args);
+      const cols = logits.shape[r - 1];
+      const out = new Float32Array(size(logits.shape));
+      if (out.length > 0) nativeAddon().softmax(f32(args.backend, logits), out, out.length / cols, cols);
+      return args.backend.makeTensorInfo(logits.shape, 'float32', out);
+    };
+  }
+
+  const REDUCE: Record<string, number> = { Sum: 0, Mean: 1, Max: 2, Min: 3 };
+  for (const [name, op] of Object.entries(REDUCE)) {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as { axis: number | number[]; keepDims: boolean; reductionIndices?: number[] };
+      if (x.dtype !== 'float32' || size(x.shape) === 0) return fallback(args);
+      const axes = tf.util.parseAxisParam(at.axis ?? at.reductionIndices, x.shape).sort((p, q) => p - q);
+      if (axes.length === 0) return fallback(args);
+      const [outShape] = bu.computeOutAndReduceShapes(x.shape, axes);
+      const finalShape = at.keepDims ? bu.expandShapeToKeepDim(outShape, axes) : outShape;
+      const b = args.backend;
+      let src = x;
+      let block = contiguousBlock(x.shape, axes);
+      let tmp: TensorInfo | undefined;
+      if (!block) {
+        const perm = bu.getAxesPermutation(axes, x.shape.length) as number[];
+        tmp = nativeTranspose(b, x, perm);
+        src = tmp;
+        block = [size(outShape), size(x.shape) / size(outShape), 1];
+      }
+      const out = new Float32Array(size(outShape));
+      nativeAddon().reduce(op, f32(b, src), out, block[0], block[1], block[2]);
+      if (tmp) b.disposeIntermediateTensorInfo(tmp);
+      return b.makeTensorInfo(finalShape, 'float32', out);
+    };
+  }
+
+  {
+    const fallback = cpuKernel('Transpose');
+    k.Transpose = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      const perm = args.attrs?.perm as number[];
+      if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length > 8 || x.shape.length === 0)
+        return fallback(args);
+      return nativeTranspose(args.backend, x, perm);
+    };
+  }
+
+  {
+    const fallback = cpuKernel('TopK');
+    k.TopK = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      const kk = args.attrs?.k as number;
+      const r = x.shape.length;
+      if (x.dtype !== 'float32' || r === 0 || kk > x.shape[r - 1]) return fallback(args);
+      const cols = x.shape[r - 1];
+      const rows = cols === 0 ? 0 : size(x.shape) / cols;
+      const outShape = [...x.shape.slice(0, -1), kk];
+      const vals = new Float32Array(rows * kk), idx = new Int32Array(rows * kk);
+      if (rows * kk > 0) nativeAddon().topk(f32(args.backend, x), vals, idx, rows, cols, kk);
+      return [args.backend.makeTensorInfo(outShape, 'float32', vals), args.backend.makeTensorInfo(outShape, 'int32', idx)];
+    };
+  }
+  return k;
+}

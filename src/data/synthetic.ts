@@ -1,0 +1,555 @@
+/**
+ * The synthetic "objects in contexts" benchmark: the embedded default of dcd.
+ *
+ * Every image is a small RGB picture of one object (the class: a shape, or any mask an
+ * {@link ObjectSource} provides, e.g. a Fashion-MNIST garment) drawn in a random colour
+ * over a background (the context: a colour plus a texture). Each class has a *home*
+ * context. The train set shows most objects in their home context, so a model trained on
+ * it learns the background as a shortcut; the shifted sets (the ImageNet-V2
+ * MatchedFrequency and Complement analogues) show the objects mostly in the other
+ * contexts, the rare pairs, where the model genuinely fails. The weak pool covers every
+ * context for a subset of classes, biased towards home contexts like web search results,
+ * with noisy weak labels: images of another class, and images with no object at all.
+ *
+ * Everything is deterministic given the options and the seed, and every set draws from
+ * its own seed stream, so changing the size of one set does not change another.
+ */
+import path from 'node:path';
+import sharp from 'sharp';
+import { ConfigError } from '../core/errors.js';
+import { atomicWriteFile, atomicWriteJson, ensureDir } from '../core/fsutil.js';
+
+/** Sizes and rates of one synthetic draw. All fields have defaults ({@link DEFAULT_SYNTHETIC}). */
+export interface SyntheticOptions {
+  /** Images are imageSize × imageSize RGB (16–64). */
+  imageSize: number;
+  /** Number of classes (objects). At most {@link SHAPES}.length for drawn shapes. */
+  numClasses: number;
+  /** Number of contexts (backgrounds), ≥ 2. */
+  numContexts: number;
+  /** Y_sub: the first `subsetClasses` classes; the weak pool and the debug sets use only these. */
+  subsetClasses: number;
+  /** Train set: `homeRate` of each class's images are in its home context, the rest spread evenly. */
+  train: { size: number; homeRate: number };
+  /** In-distribution test set (the INet analogue), drawn like train. */
+  test: { size: number };
+  /** Each shifted set (mfreq, complement): `rareRate` of the images are in a non-home context. */
+  shifted: { size: number; rareRate: number };
+  /**
+   * Weak pool over all contexts, classes of Y_sub only. `homeRate` of the images are in their
+   * weak class's home context (web results are biased too). Of all images, `wrongLabelRate`
+   * show another class and `objectlessRate` show no object; both keep the weak label.
+   */
+  pool: { size: number; homeRate: number; wrongLabelRate: number; objectlessRate: number };
+  /** Relative object size range (fraction of imageSize). */
+  objectScale: [number, number];
+  /** Std of the Gaussian pixel noise, in [0,1] units. */
+  pixelNoise: number;
+}
+
+/** The default draw: generates in about a second at 16 px. */
+export const DEFAULT_SYNTHETIC: SyntheticOptions = {
+  imageSize: 16,
+  numClasses: 6,
+  numContexts: 6,
+  subsetClasses: 4,
+  train: { size: 2400, homeRate: 0.9 },
+  test: { size: 1200 },
+  shifted: { size: 800, rareRate: 0.8 },
+  pool: { size: 6000, homeRate: 0.5, wrongLabelRate: 0.15, objectlessRate: 0.15 },
+  objectScale: [0.45, 0.65],
+  pixelNoise: 0.03,
+};
+
+/** Names of the image sets of a draw (DESIGN.md's names). */
+export const SYNTHETIC_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
+export type SyntheticSetName = (typeof SYNTHETIC_SETS)[number] | 'broad';
+
+/** One image set, in memory. */
+export interface SyntheticSet {
+  name: SyntheticSetName;
+  /** HWC uint8 RGB, [n, size, size, 3], row-major. */
+  images: Uint8Array;
+  n: number;
+  size: number;
+  /** Stable ids, `<set>/<index>` zero-padded. */
+  ids: string[];
+  /** True class of the object; -1 for an object-less image. */
+  labels: Int32Array;
+  /** Context (background) index. */
+  contexts: Int32Array;
+  /** Weak label (pool only; equals `labels` elsewhere except object-less images). */
+  weakLabels: Int32Array;
+}
+
+/** A full draw: the sets plus the names needed to read them. */
+export interface SyntheticDraw {
+  options: SyntheticOptions;
+  seed: number;
+  classNames: string[];
+  contextNames: string[];
+  /** Home context of each class. */
+  home: number[];
+  /** Y_sub, class indices. */
+  subset: number[];
+  sets: Record<(typeof SYNTHETIC_SETS)[number], SyntheticSet>;
+}
+
+/** Draws the object mask of class `label` into `mask` (size × size, values in [0,1]). */
+export interface ObjectSource {
+  numClasses: number;
+  classNames: string[];
+  /** Writes coverage in [0,1] for each pixel; `rand` is the image's own RNG. */
+  draw(label: number, mask: Float32Array, size: number, rand: () => number, scale: number): void;
+}
+
+// ---------------------------------------------------------------------------------------
+// Random numbers
+
+/** mulberry32: a small, fast, seedable 32-bit PRNG returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Derives an independent 32-bit seed from a seed and a stream name (FNV-1a mix). */
+export function streamSeed(seed: number, stream: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  h = Math.imul(h, 0x01000193) >>> 0;
+  for (let i = 0; i < stream.length; i++) {
+    h ^= stream.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  return h >>> 0;
+}
+
+function gauss(rand: () => number): number {
+  const u = Math.max(rand(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+}
+
+// ---------------------------------------------------------------------------------------
+// Objects: shapes drawn by inside-tests with 2×2 supersampling
+
+/** Shapes available as classes, in class-index order. */
+export const SHAPES = ['disc', 'square', 'triangle', 'plus', 'cross', 'ring', 'bars', 'diamond'] as const;
+
+function insideShape(shape: (typeof SHAPES)[number], u: number, v: number): boolean {
+  // (u, v) in the object's frame, [-1, 1]²
+  const au = Math.abs(u);
+  const av = Math.abs(v);
+  switch (shape) {
+    case 'disc':
+      return u * u + v * v <= 1;
+    case 'square':
+      return au <= 0.85 && av <= 0.85;
+    case 'triangle':
+      return v >= -0.9 && v <= 0.9 && au <= (0.9 - v) * 0.55;
+    case 'plus':
+      return (au <= 0.3 && av <= 1) || (av <= 0.3 && au <= 1);
+    case 'cross':
+      return Math.abs(u - v) <= 0.4 * Math.SQRT2 && au <= 0.95 && av <= 0.95 || (Math.abs(u + v) <= 0.4 * Math.SQRT2 && au <= 0.95 && av <= 0.95);
+    case 'ring': {
+      const r = u * u + v * v;
+      return r <= 1 && r >= 0.3;
+    }
+    case 'bars':
+      return au <= 1 && (Math.abs(v - 0.55) <= 0.25 || Math.abs(v + 0.55) <= 0.25);
+    case 'diamond':
+      return au + av <= 1;
+  }
+}
+
+/** The default object source: geometric shapes of {@link SHAPES}. */
+export function shapeObjects(numClasses: number): ObjectSource {
+  if (numClasses > SHAPES.length || numClasses < 2)
+    throw new ConfigError(`synthetic.numClasses: expected 2..${SHAPES.length} (one per shape: ${SHAPES.join(', ')}); received ${numClasses}`);
+  return {
+    numClasses,
+    classNames: SHAPES.slice(0, numClasses),
+    draw(label, mask, size, rand, scale) {
+      const shape = SHAPES[label]!;
+      const half = (scale * size) / 2;
+      const cx = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
+      const cy = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
+      const rot = (rand() - 0.5) * 0.5; // small rotation, radians
+      const c = Math.cos(rot);
+      const s = Math.sin(rot);
+      for (let y = 0; y < size; y++)
+        for (let x = 0; x < size; x++) {
+          let hit = 0;
+          for (let sy = 0; sy < 2; sy++)
+            for (let sx = 0; sx < 2; sx++) {
+              const dx = (x + 0.25 + 0.5 * sx - cx) / half;
+              const dy = (y + 0.25 + 0.5 * sy - cy) / half;
+              if (insideShape(shape, c * dx + s * dy, -s * dx + c * dy)) hit++;
+            }
+          mask[y * size + x] = hit / 4;
+        }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Contexts: a base colour and a texture
+
+interface ContextStyle {
+  name: string;
+  rgb: [number, number, number];
+  texture: 'speckle' | 'vstripes' | 'hstripes' | 'dots' | 'gradient' | 'checker';
+}
+
+const NAMED_CONTEXTS: ContextStyle[] = [
+  { name: 'grass', rgb: [0.25, 0.55, 0.2], texture: 'vstripes' },
+  { name: 'sky', rgb: [0.4, 0.6, 0.92], texture: 'gradient' },
+  { name: 'sand', rgb: [0.86, 0.76, 0.48], texture: 'dots' },
+  { name: 'snow', rgb: [0.88, 0.9, 0.94], texture: 'speckle' },
+  { name: 'brick', rgb: [0.62, 0.24, 0.18], texture: 'hstripes' },
+  { name: 'night', rgb: [0.1, 0.1, 0.25], texture: 'checker' },
+];
+
+function hsv(h: number, s: number, v: number): [number, number, number] {
+  const i = Math.floor(h * 6);
+  const f = h * 6 - i;
+  const p = v * (1 - s);
+  const q = v * (1 - f * s);
+  const t = v * (1 - (1 - f) * s);
+  const m: [number, number, number][] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]];
+  return m[((i % 6) + 6) % 6]!;
+}
+
+function contextStyles(n: number): ContextStyle[] {
+  const textures: ContextStyle['texture'][] = ['speckle', 'vstripes', 'hstripes', 'dots', 'gradient', 'checker'];
+  const out = NAMED_CONTEXTS.slice(0, n);
+  for (let i = out.length; i < n; i++)
+    out.push({ name: `context${i}`, rgb: hsv((i * 0.618) % 1, 0.55, 0.45 + 0.4 * ((i * 0.37) % 1)), texture: textures[i % textures.length]! });
+  return out;
+}
+
+function paintBackground(st: ContextStyle, out: Float32Array, size: number, rand: () => number): void {
+  const j = st.rgb.map((v) => v + (rand() - 0.5) * 0.12);
+  const phase = Math.floor(rand() * 4);
+  const period = 4;
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      let k = 1;
+      switch (st.texture) {
+        case 'speckle':
+          k = rand() < 0.15 ? 0.75 : 1;
+          break;
+        case 'vstripes':
+          k = (x + phase) % period < 2 ? 0.78 : 1.1;
+          break;
+        case 'hstripes':
+          k = (y + phase) % period === 0 ? 1.45 : 1;
+          break;
+        case 'dots':
+          k = (x + phase) % 4 === 0 && (y + phase) % 4 === 0 ? 0.6 : 1;
+          break;
+        case 'gradient':
+          k = 1.15 - (0.35 * y) / size;
+          break;
+        case 'checker':
+          k = ((x + phase) >> 1) % 2 === ((y >> 1) % 2) ? 1.9 : 1;
+          break;
+      }
+      const o = (y * size + x) * 3;
+      for (let ch = 0; ch < 3; ch++) out[o + ch] = j[ch]! * k;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sets
+
+function validate(o: SyntheticOptions, src: ObjectSource): void {
+  const bad = (key: string, expected: string, got: unknown): never => {
+    throw new ConfigError(`synthetic.${key}: expected ${expected}; received ${JSON.stringify(got)}`);
+  };
+  if (!Number.isInteger(o.imageSize) || o.imageSize < 8 || o.imageSize > 128) bad('imageSize', 'an integer in 8..128', o.imageSize);
+  if (!Number.isInteger(o.numContexts) || o.numContexts < 2) bad('numContexts', 'an integer ≥ 2', o.numContexts);
+  if (src.numClasses !== o.numClasses) bad('numClasses', `${src.numClasses} (the object source's classes)`, o.numClasses);
+  if (!Number.isInteger(o.subsetClasses) || o.subsetClasses < 1 || o.subsetClasses > o.numClasses)
+    bad('subsetClasses', `an integer in 1..numClasses (${o.numClasses})`, o.subsetClasses);
+  const rate = (key: string, v: number) => (v >= 0 && v <= 1 ? undefined : bad(key, 'a rate in [0, 1]', v));
+  rate('train.homeRate', o.train.homeRate);
+  rate('shifted.rareRate', o.shifted.rareRate);
+  rate('pool.homeRate', o.pool.homeRate);
+  rate('pool.wrongLabelRate', o.pool.wrongLabelRate);
+  rate('pool.objectlessRate', o.pool.objectlessRate);
+  if (o.pool.wrongLabelRate + o.pool.objectlessRate > 1) bad('pool.wrongLabelRate + pool.objectlessRate', 'at most 1', o.pool.wrongLabelRate + o.pool.objectlessRate);
+  for (const k of ['train', 'test', 'shifted', 'pool'] as const)
+    if (!Number.isInteger(o[k].size) || o[k].size < 0) bad(`${k}.size`, 'an integer ≥ 0', o[k].size);
+  if (!(o.objectScale[0] > 0 && o.objectScale[0] <= o.objectScale[1] && o.objectScale[1] <= 1)) bad('objectScale', '[min, max] with 0 < min ≤ max ≤ 1', o.objectScale);
+}
+
+/** Merges a partial config over {@link DEFAULT_SYNTHETIC} (nested objects field by field). */
+export function syntheticOptions(partial: DeepPartial<SyntheticOptions> = {}): SyntheticOptions {
+  const d = DEFAULT_SYNTHETIC;
+  const p = partial as Partial<Record<keyof SyntheticOptions, unknown>>;
+  const sub = <T extends object>(k: keyof SyntheticOptions): T => ({ ...(d[k] as T), ...((p[k] as T | undefined) ?? {}) });
+  return {
+    ...d,
+    ...(partial as Partial<SyntheticOptions>),
+    train: sub('train'),
+    test: sub('test'),
+    shifted: sub('shifted'),
+    pool: sub('pool'),
+    objectScale: (partial.objectScale as [number, number] | undefined) ?? d.objectScale,
+  };
+}
+
+/** Recursive Partial for option objects. */
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+interface Spec {
+  /** Object class, or -1 for none. */
+  label: number;
+  context: number;
+  weak: number;
+}
+
+/** A palette of object colours; each image picks one far enough from its background. */
+const OBJECT_COLOURS: [number, number, number][] = [
+  [0.95, 0.95, 0.2], [0.95, 0.3, 0.8], [0.1, 0.9, 0.9], [0.98, 0.55, 0.1], [0.55, 0.2, 0.9],
+  [0.05, 0.05, 0.05], [0.97, 0.97, 0.97], [0.2, 0.9, 0.3], [0.9, 0.1, 0.1],
+];
+
+function render(specs: Spec[], name: SyntheticSetName, o: SyntheticOptions, src: ObjectSource, styles: ContextStyle[], seed: number): SyntheticSet {
+  const S = o.imageSize;
+  const n = specs.length;
+  const images = new Uint8Array(n * S * S * 3);
+  const bg = new Float32Array(S * S * 3);
+  const mask = new Float32Array(S * S);
+  const labels = new Int32Array(n);
+  const contexts = new Int32Array(n);
+  const weak = new Int32Array(n);
+  const ids: string[] = [];
+  const width = String(Math.max(n - 1, 0)).length;
+  for (let i = 0; i < n; i++) {
+    const sp = specs[i]!;
+    const rand = rng(streamSeed(seed, `${name}/${i}`));
+    const st = styles[sp.context]!;
+    paintBackground(st, bg, S, rand);
+    mask.fill(0);
+    let colour: [number, number, number] = [0, 0, 0];
+    if (sp.label >= 0) {
+      const scale = o.objectScale[0] + rand() * (o.objectScale[1] - o.objectScale[0]);
+      src.draw(sp.label, mask, S, rand, scale);
+      // an object colour visibly different from the background base colour
+      for (let tries = 0; tries < 20; tries++) {
+        colour = OBJECT_COLOURS[Math.floor(rand() * OBJECT_COLOURS.length)]!;
+        const d = Math.hypot(colour[0] - st.rgb[0], colour[1] - st.rgb[1], colour[2] - st.rgb[2]);
+        if (d > 0.5) break;
+      }
+    }
+    const off = i * S * S * 3;
+    for (let p = 0; p < S * S; p++) {
+      const a = mask[p]!;
+      for (let ch = 0; ch < 3; ch++) {
+        const v = (1 - a) * bg[p * 3 + ch]! + a * colour[ch]! + o.pixelNoise * gauss(rand);
+        images[off + p * 3 + ch] = Math.max(0, Math.min(255, Math.round(v * 255)));
+      }
+    }
+    labels[i] = sp.label;
+    contexts[i] = sp.context;
+    weak[i] = sp.weak;
+    ids.push(`${name}/${String(i).padStart(width, '0')}`);
+  }
+  return { name, images, n, size: S, ids, labels, contexts, weakLabels: weak };
+}
+
+/**
+ * Draws `n` (class, context) pairs: classes uniform over `classes`, each in its home
+ * context with probability `homeRate`, else in one of the other contexts uniformly.
+ */
+function drawPairs(n: number, classes: number[], home: number[], numContexts: number, homeRate: number, rand: () => number): Spec[] {
+  const out: Spec[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = classes[i % classes.length]!; // balanced classes, then shuffled
+    let context = home[label]!;
+    if (rand() >= homeRate) {
+      const k = Math.floor(rand() * (numContexts - 1));
+      context = k >= home[label]! ? k + 1 : k;
+    }
+    out.push({ label, context, weak: label });
+  }
+  shuffle(out, rand);
+  return out;
+}
+
+function shuffle<T>(a: T[], rand: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+}
+
+/** Home context of class y: y mod numContexts. */
+export function homeContexts(numClasses: number, numContexts: number): number[] {
+  return Array.from({ length: numClasses }, (_, y) => y % numContexts);
+}
+
+/**
+ * Generates a synthetic draw: train, test, mfreq, complement and the weak pool.
+ *
+ * @param partial options over {@link DEFAULT_SYNTHETIC}
+ * @param seed the draw's seed (`--seeds` repeats it)
+ * @param objects the object source; drawn shapes by default
+ */
+export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, seed = 0, objects?: ObjectSource): SyntheticDraw {
+  const o = syntheticOptions(partial);
+  const src = objects ?? shapeObjects(o.numClasses);
+  validate(o, src);
+  const styles = contextStyles(o.numContexts);
+  const home = homeContexts(o.numClasses, o.numContexts);
+  const all = Array.from({ length: o.numClasses }, (_, y) => y);
+  const subset = all.slice(0, o.subsetClasses);
+  const pairs = (set: string) => rng(streamSeed(seed, `pairs/${set}`));
+  const trainSpecs = drawPairs(o.train.size, all, home, o.numContexts, o.train.homeRate, pairs('train'));
+  const testSpecs = drawPairs(o.test.size, all, home, o.numContexts, o.train.homeRate, pairs('test'));
+  const mfSpecs = drawPairs(o.shifted.size, all, home, o.numContexts, 1 - o.shifted.rareRate, pairs('mfreq'));
+  const coSpecs = drawPairs(o.shifted.size, all, home, o.numContexts, 1 - o.shifted.rareRate, pairs('complement'));
+  // weak pool: weak label in Y_sub, context biased to the weak class's home; then noise
+  const pr = pairs('pool');
+  const poolSpecs = drawPairs(o.pool.size, subset, home, o.numContexts, o.pool.homeRate, pr);
+  const nWrong = Math.round(o.pool.size * o.pool.wrongLabelRate);
+  const nEmpty = Math.round(o.pool.size * o.pool.objectlessRate);
+  const order = Array.from({ length: o.pool.size }, (_, i) => i);
+  shuffle(order, pr);
+  for (let k = 0; k < nWrong + nEmpty; k++) {
+    const sp = poolSpecs[order[k]!]!;
+    if (k < nWrong) {
+      const r = Math.floor(pr() * (o.numClasses - 1));
+      sp.label = r >= sp.weak ? r + 1 : r;
+    } else sp.label = -1;
+  }
+  return {
+    options: o,
+    seed,
+    classNames: src.classNames.slice(),
+    contextNames: styles.map((s) => s.name),
+    home,
+    subset,
+    sets: {
+      train: render(trainSpecs, 'train', o, src, styles, streamSeed(seed, 'img/train')),
+      test: render(testSpecs, 'test', o, src, styles, streamSeed(seed, 'img/test')),
+      mfreq: render(mfSpecs, 'mfreq', o, src, styles, streamSeed(seed, 'img/mfreq')),
+      complement: render(coSpecs, 'complement', o, src, styles, streamSeed(seed, 'img/complement')),
+      pool: render(poolSpecs, 'pool', o, src, styles, streamSeed(seed, 'img/pool')),
+    },
+  };
+}
+
+/**
+ * A broad draw for pre-training demo backbones: every (class, context) pair equally
+ * often, no label noise, all classes. It uses its own seed stream (`broad/<seed>`), so it
+ * shares no image with any debug draw; backbones are never trained on the debug sets.
+ */
+export function generateBroad(partial: DeepPartial<SyntheticOptions>, size: number, seed: number, objects?: ObjectSource): SyntheticSet {
+  const o = syntheticOptions(partial);
+  const src = objects ?? shapeObjects(o.numClasses);
+  validate(o, src);
+  const styles = contextStyles(o.numContexts);
+  const rand = rng(streamSeed(seed, 'pairs/broad'));
+  const specs: Spec[] = [];
+  for (let i = 0; i < size; i++) {
+    const label = i % o.numClasses;
+    const context = Math.floor(i / o.numClasses) % o.numContexts;
+    specs.push({ label, context, weak: label });
+  }
+  shuffle(specs, rand);
+  return render(specs, 'broad', o, src, styles, streamSeed(seed, 'img/broad'));
+}
+
+/** Per-set counts: images per class × context, object-less and wrong-label counts. */
+export function summarizeSet(set: SyntheticSet, numClasses: number, numContexts: number): {
+  n: number;
+  pairs: number[][];
+  objectless: number;
+  wrongLabel: number;
+  homeFraction: (home: number[]) => number;
+} {
+  const pairs = Array.from({ length: numClasses }, () => new Array<number>(numContexts).fill(0));
+  let objectless = 0;
+  let wrongLabel = 0;
+  for (let i = 0; i < set.n; i++) {
+    const y = set.labels[i]!;
+    if (y < 0) objectless++;
+    else pairs[y]![set.contexts[i]!]!++;
+    if (y >= 0 && y !== set.weakLabels[i]) wrongLabel++;
+  }
+  return {
+    n: set.n,
+    pairs,
+    objectless,
+    wrongLabel,
+    homeFraction: (home) => {
+      let h = 0;
+      for (let i = 0; i < set.n; i++) if (set.contexts[i] === home[set.weakLabels[i]!]) h++;
+      return set.n ? h / set.n : 0;
+    },
+  };
+}
+
+/** Selects rows of a set (new arrays; ids kept). */
+export function subsetOf(set: SyntheticSet, rows: ArrayLike<number>, name: SyntheticSetName = set.name): SyntheticSet {
+  const S = set.size;
+  const px = S * S * 3;
+  const images = new Uint8Array(rows.length * px);
+  const labels = new Int32Array(rows.length);
+  const contexts = new Int32Array(rows.length);
+  const weakLabels = new Int32Array(rows.length);
+  const ids: string[] = [];
+  for (let k = 0; k < rows.length; k++) {
+    const i = rows[k]!;
+    images.set(set.images.subarray(i * px, (i + 1) * px), k * px);
+    labels[k] = set.labels[i]!;
+    contexts[k] = set.contexts[i]!;
+    weakLabels[k] = set.weakLabels[i]!;
+    ids.push(set.ids[i]!);
+  }
+  return { name, images, n: rows.length, size: S, ids, labels, contexts, weakLabels };
+}
+
+/**
+ * Writes every set as PNGs under `dir/<set>/<index>.png` plus `dir/manifest.json`
+ * (id, path, label, class_name, context, weak_label, set), for inspection and thumbnails.
+ * `limit` caps the images written per set.
+ */
+export async function writeSyntheticPngs(draw: SyntheticDraw, dir: string, opts: { limit?: number } = {}): Promise<string> {
+  const rows: Record<string, unknown>[] = [];
+  for (const set of Object.values(draw.sets)) {
+    await ensureDir(path.join(dir, set.name));
+    const S = set.size;
+    const n = Math.min(set.n, opts.limit ?? set.n);
+    for (let i = 0; i < n; i++) {
+      const rel = `${set.ids[i]!}.png`;
+      const buf = await sharp(Buffer.from(set.images.subarray(i * S * S * 3, (i + 1) * S * S * 3)), { raw: { width: S, height: S, channels: 3 } })
+        .png()
+        .toBuffer();
+      await atomicWriteFile(path.join(dir, rel), buf);
+      const y = set.labels[i]!;
+      rows.push({
+        id: set.ids[i],
+        path: rel,
+        label: y,
+        class_name: y >= 0 ? draw.classNames[y] : '',
+        context: draw.contextNames[set.contexts[i]!],
+        weak_label: set.weakLabels[i],
+        set: set.name,
+      });
+    }
+  }
+  const file = path.join(dir, 'manifest.json');
+  await atomicWriteJson(file, { seed: draw.seed, options: draw.options, classNames: draw.classNames, contextNames: draw.contextNames, home: draw.home, subset: draw.subset, rows });
+  return file;
+}

@@ -1,0 +1,85 @@
+/**
+ * Strict checkpoint loading and saving for {@link ImageModel}s. Loading validates every
+ * key and shape before assigning anything: a missing, unexpected or mis-shaped tensor
+ * is one WeightsError that lists each, and the model is left untouched.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { WeightsError } from '../core/errors.js';
+import type { ImageModel } from '../core/types.js';
+import { DCD_VERSION } from '../core/version.js';
+import { materialize, readCheckpoint, writeStateDictSafetensors, writeTfjsWeights, type CheckpointFormat, type TensorLeaf } from './checkpoint.js';
+import { mapCheckpointKeys, type KeyMapOptions } from './keymap.js';
+import { getModelSpec, type KeyFamily } from './registry.js';
+import { shapeStr, type HostTensor, type StateDict } from './tensor-data.js';
+
+/** Options of {@link loadCheckpoint}. */
+export interface LoadOptions extends KeyMapOptions {
+  /** Key-mapping family; default the registry entry's. */
+  family?: KeyFamily;
+}
+
+/** What {@link loadCheckpoint} loaded. */
+export interface LoadResult {
+  format: CheckpointFormat;
+  /** Number of tensors assigned. */
+  tensors: number;
+}
+
+/**
+ * Loads `file` (PyTorch zip or legacy, safetensors, tfjs) into `model`, strictly.
+ * @throws WeightsError listing every missing, unexpected and mis-shaped key; nothing is assigned then
+ */
+export async function loadCheckpoint(model: ImageModel, file: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  const ck = await readCheckpoint(file);
+  const family = opts.family ?? getModelSpec(model.name).keyFamily;
+  const { tensors, source } = mapCheckpointKeys(ck.tree, family, opts, file);
+  const targets = new Map<string, tf.Variable>([...model.params(), ...model.buffers()]);
+  const missing: string[] = [];
+  const unexpected: string[] = [];
+  const misshaped: string[] = [];
+  for (const [k, v] of targets) {
+    const t = tensors.get(k);
+    if (!t) missing.push(`${k} ${shapeStr(v.shape)}`);
+    else if (shapeStr(t.shape) !== shapeStr(v.shape)) misshaped.push(`${k}: checkpoint ${shapeStr(t.shape)} (key ${source.get(k)}), model ${shapeStr(v.shape)}`);
+  }
+  for (const [k, t] of tensors) if (!targets.has(k)) unexpected.push(`${source.get(k)} ${shapeStr(t.shape)}`);
+  if (missing.length || unexpected.length || misshaped.length) {
+    const parts: string[] = [];
+    const list = (title: string, xs: string[]) => {
+      if (xs.length) parts.push(`${title} (${xs.length}):\n  ${xs.slice(0, 50).join('\n  ')}${xs.length > 50 ? `\n  … and ${xs.length - 50} more` : ''}`);
+    };
+    list('missing from the checkpoint', missing);
+    list('unexpected in the checkpoint', unexpected);
+    list('shape mismatch', misshaped);
+    throw new WeightsError(
+      `${file} (${ck.format}, ${family} keys) does not fit ${model.name}; nothing was loaded.\n${parts.join('\n')}\nCheck that the file is the checkpoint of ${model.name} (dcd weights inspect ${file}).`,
+    );
+  }
+  // Decode everything first (a truncated storage fails here), then assign.
+  const host = new Map<string, HostTensor>();
+  for (const k of targets.keys()) host.set(k, materialize(tensors.get(k) as TensorLeaf));
+  for (const [k, v] of targets) {
+    const h = host.get(k)!;
+    const data = h.data instanceof Float32Array ? h.data : Float32Array.from(h.data as ArrayLike<number | bigint>, (x) => Number(x));
+    tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
+  }
+  return { format: ck.format, tensors: targets.size };
+}
+
+/** The model's parameters and buffers as a host state dict (PyTorch keys and layouts). */
+export function stateDictOf(model: ImageModel): StateDict {
+  const out: StateDict = new Map();
+  for (const [k, v] of [...model.params(), ...model.buffers()]) out.set(k, { dtype: 'F32', shape: [...v.shape], data: v.dataSync() as Float32Array });
+  return out;
+}
+
+/**
+ * Saves a model's weights as safetensors (`file.safetensors`) or tfjs (a folder with
+ * model.json + weights.bin), atomically. Metadata records the model name and dcd version.
+ */
+export async function saveCheckpoint(model: ImageModel, out: string, format: 'safetensors' | 'tfjs', metadata: Record<string, string> = {}): Promise<void> {
+  const meta = { 'dcd.model': model.name, 'dcd.version': DCD_VERSION, 'dcd.num_classes': String(model.numClasses), ...metadata };
+  const sd = stateDictOf(model);
+  if (format === 'safetensors') await writeStateDictSafetensors(out, sd, meta);
+  else await writeTfjsWeights(out, sd, meta);
+}

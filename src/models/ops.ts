@@ -1,0 +1,115 @@
+/**
+ * Functional layers over tf.Variables that hold PyTorch-layout weights
+ * (conv: [out, in, kh, kw]; linear: [out, in]). Activations are NHWC. The weights are
+ * re-laid-out inside each call, so gradients reach the variables, and checkpoint
+ * shapes are exactly PyTorch's.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { WeightsError } from '../core/errors.js';
+import { numel } from './tensor-data.js';
+
+/** Named trainable parameters and buffers of a model, in PyTorch spelling. */
+export class VarStore {
+  readonly params = new Map<string, tf.Variable>();
+  readonly buffers = new Map<string, tf.Variable>();
+
+  /** Creates a trainable variable `name` with PyTorch shape `shape` and values `init`. */
+  param(name: string, shape: number[], init: Float32Array): tf.Variable {
+    return this.add(this.params, name, shape, init, true);
+  }
+
+  /** Creates a non-trainable buffer (BN running stats, normaliser constants). */
+  buffer(name: string, shape: number[], init: Float32Array): tf.Variable {
+    return this.add(this.buffers, name, shape, init, false);
+  }
+
+  private add(map: Map<string, tf.Variable>, name: string, shape: number[], init: Float32Array, trainable: boolean): tf.Variable {
+    if (this.params.has(name) || this.buffers.has(name)) throw new WeightsError(`internal: variable ${name} defined twice`);
+    if (init.length !== numel(shape)) throw new WeightsError(`internal: ${name} init has ${init.length} values for shape [${shape}]`);
+    // Variable names must be unique per tfjs engine; suffix a counter so two models can coexist.
+    const v = tf.variable(tf.tensor(init, shape, 'float32'), trainable, `${name}#${VarStore.counter++}`);
+    map.set(name, v);
+    return v;
+  }
+
+  /** The variable `name` (param or buffer); throws when absent. */
+  get(name: string): tf.Variable {
+    const v = this.params.get(name) ?? this.buffers.get(name);
+    if (!v) throw new WeightsError(`internal: no variable ${name}`);
+    return v;
+  }
+
+  /** Disposes every variable. */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    for (const v of this.buffers.values()) v.dispose();
+    this.params.clear();
+    this.buffers.clear();
+  }
+
+  private static counter = 0;
+}
+
+/**
+ * 2-D convolution with PyTorch's symmetric zero padding.
+ * @param x NHWC [B, H, W, Cin]
+ * @param w PyTorch layout [Cout, Cin, kh, kw]
+ * @param b optional bias [Cout]
+ */
+export function conv2d(x: tf.Tensor4D, w: tf.Tensor, stride: number, pad: number, b?: tf.Tensor): tf.Tensor4D {
+  const k = tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D;
+  let y = tf.conv2d(x, k, stride, pad === 0 ? 'valid' : pad);
+  if (b) y = tf.add(y, b) as tf.Tensor4D;
+  return y;
+}
+
+/**
+ * BatchNorm2d on NHWC input. In training mode it normalises with the batch statistics
+ * (biased variance) and updates the running ones with momentum 0.1, storing the
+ * unbiased variance, exactly as PyTorch does.
+ */
+export function batchNorm(
+  x: tf.Tensor4D,
+  s: VarStore,
+  prefix: string,
+  training: boolean,
+  eps = 1e-5,
+  momentum = 0.1,
+): tf.Tensor4D {
+  const gamma = s.get(`${prefix}.weight`);
+  const beta = s.get(`${prefix}.bias`);
+  const rm = s.get(`${prefix}.running_mean`);
+  const rv = s.get(`${prefix}.running_var`);
+  if (!training) return tf.batchNorm(x, rm as tf.Tensor1D, rv as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
+  const { mean, variance } = tf.moments(x, [0, 1, 2]);
+  const n = x.shape[0] * x.shape[1] * x.shape[2];
+  tf.tidy(() => {
+    const m = mean;
+    const v = tf.mul(variance, n / Math.max(1, n - 1));
+    rm.assign(tf.add(tf.mul(rm, 1 - momentum), tf.mul(m, momentum)));
+    rv.assign(tf.add(tf.mul(rv, 1 - momentum), tf.mul(v, momentum)));
+  });
+  return tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
+}
+
+/**
+ * Linear layer y = x Wᵀ + b. W is transposed first and multiplied with a plain 2-D
+ * matMul: on wasm, `transposeB` takes a path about 20× slower.
+ * @param x [M, in]
+ * @param w PyTorch layout [out, in]
+ */
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
+  const y: tf.Tensor2D = tf.matMul(x, tf.transpose(w) as tf.Tensor2D);
+  return b ? (tf.add(y, b) as tf.Tensor2D) : y;
+}
+
+/** LayerNorm over the last axis. @param x [..., D] */
+export function layerNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, b: tf.Tensor, eps: number): T {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), w), b) as T;
+}
+
+/** Exact GELU: 0.5·x·(1 + erf(x/√2)) (PyTorch's nn.GELU default, not the tanh form). */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
+}

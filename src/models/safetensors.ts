@@ -1,0 +1,137 @@
+/**
+ * The safetensors format (https://github.com/huggingface/safetensors): an 8-byte
+ * little-endian header length, a JSON header `{name: {dtype, shape, data_offsets}}`
+ * with optional `__metadata__`, then the raw little-endian tensor bytes.
+ */
+import { readFile } from 'node:fs/promises';
+import { WeightsError } from '../core/errors.js';
+import { atomicWriteFile } from '../core/fsutil.js';
+import { bf16ToFloat32, copyBytes, halfToFloat32, numel, type HostTensor } from './tensor-data.js';
+
+/** A tensor as given to {@link writeSafetensors}. */
+export interface SafetensorsInput {
+  dtype: 'F32' | 'I64' | 'I32';
+  shape: number[];
+  data: Float32Array | Int32Array | BigInt64Array;
+}
+
+const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+/**
+ * Writes tensors (and string metadata) as a safetensors file that appears only when
+ * complete. Keys are written in sorted order.
+ */
+export async function writeSafetensors(
+  file: string,
+  tensors: Record<string, SafetensorsInput>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  await atomicWriteFile(file, encodeSafetensors(tensors, metadata));
+}
+
+/** The bytes of a safetensors file (see {@link writeSafetensors}). */
+export function encodeSafetensors(tensors: Record<string, SafetensorsInput>, metadata?: Record<string, string>): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
+  let off = 0;
+  for (const name of names) {
+    const t = tensors[name]!;
+    const want = BYTES[t.dtype]! * numel(t.shape);
+    if (t.data.byteLength !== want)
+      throw new WeightsError(`writeSafetensors: tensor ${name} has ${t.data.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${want}`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + want] };
+    off += want;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces so the data starts 8-byte aligned.
+  const pad = (8 - ((8 + Buffer.byteLength(json)) % 8)) % 8;
+  json += ' '.repeat(pad);
+  const hbytes = Buffer.from(json, 'utf8');
+  const out = new Uint8Array(8 + hbytes.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hbytes.length), true);
+  out.set(hbytes, 8);
+  let p = 8 + hbytes.length;
+  for (const name of names) {
+    const d = tensors[name]!.data;
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), p);
+    p += d.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Reads a safetensors file. Float tensors of any width come back as F32, I64 and I32
+ * as themselves; other integer types as I32. Errors name the file and what is wrong.
+ */
+export async function readSafetensors(file: string): Promise<{ tensors: Map<string, HostTensor>; metadata: Record<string, string> }> {
+  const buf = new Uint8Array(await readFile(file));
+  return decodeSafetensors(buf, file);
+}
+
+/** True when `buf` starts like a safetensors file (plausible header length, then `{`). */
+export function looksLikeSafetensors(buf: Uint8Array): boolean {
+  if (buf.length < 10) return false;
+  const n = new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true);
+  return n > 1n && n < BigInt(buf.length) && buf[8] === 0x7b;
+}
+
+/** Parses safetensors bytes; `file` only names the source in errors. */
+export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
+  if (buf.length < 8) throw new WeightsError(`${file}: too short for a safetensors file (${buf.length} bytes); the file is truncated or not safetensors`);
+  const hlen = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
+  if (hlen <= 0 || 8 + hlen > buf.length)
+    throw new WeightsError(`${file}: safetensors header length ${hlen} exceeds the file (${buf.length} bytes); the file is truncated or not safetensors`);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  try {
+    header = JSON.parse(Buffer.from(buf.subarray(8, 8 + hlen)).toString('utf8'));
+  } catch (e) {
+    throw new WeightsError(`${file}: safetensors header is not valid JSON (${(e as Error).message})`);
+  }
+  const base = 8 + hlen;
+  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const { dtype, shape, data_offsets } = info as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    const size = BYTES[dtype];
+    if (size === undefined) throw new WeightsError(`${file}: tensor ${name} has unsupported dtype ${dtype}`);
+    const [b, e] = data_offsets;
+    if (e - b !== size * numel(shape) || base + e > buf.length)
+      throw new WeightsError(
+        `${file}: tensor ${name} (${dtype} [${shape}]) spans bytes ${b}..${e} but the file has ${buf.length - base} data bytes; the file is truncated or corrupt`,
+      );
+    const ab = copyBytes(buf, base + b, e - b);
+    let t: HostTensor;
+    switch (dtype) {
+      case 'F32':
+        t = { dtype: 'F32', shape, data: new Float32Array(ab) };
+        break;
+      case 'F64':
+        t = { dtype: 'F32', shape, data: Float32Array.from(new Float64Array(ab)) };
+        break;
+      case 'F16':
+        t = { dtype: 'F32', shape, data: halfToFloat32(new Uint16Array(ab)) };
+        break;
+      case 'BF16':
+        t = { dtype: 'F32', shape, data: bf16ToFloat32(new Uint16Array(ab)) };
+        break;
+      case 'I64':
+        t = { dtype: 'I64', shape, data: new BigInt64Array(ab) };
+        break;
+      case 'I32':
+        t = { dtype: 'I32', shape, data: new Int32Array(ab) };
+        break;
+      case 'I16':
+        t = { dtype: 'I32', shape, data: Int32Array.from(new Int16Array(ab)) };
+        break;
+      case 'I8':
+        t = { dtype: 'I32', shape, data: Int32Array.from(new Int8Array(ab)) };
+        break;
+      default:
+        t = { dtype: 'I32', shape, data: Int32Array.from(new Uint8Array(ab)) };
+    }
+    tensors.set(name, t);
+  }
+  return { tensors, metadata };
+}

@@ -1,0 +1,129 @@
+/**
+ * An experiment config turned into the stage graph of DESIGN.md:
+ *
+ *     data → original → failures → embed (per backbone, per set) → filter → select
+ *          → random / complete baselines → train (per method × seed) → evaluate → report
+ *
+ * Each stage's config slice holds exactly what changes its output, so equal stages of
+ * different seeds or sweep variants have equal keys and run once.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../core/errors.js';
+import type { BackboneConfig, Config, Method } from '../core/config.js';
+import type { StageSpec } from './runner.js';
+import { checkModelName } from './libs.js';
+import * as S from './stages.js';
+
+/** One row of the result table: a method's evaluation for one seed. */
+export interface RowRef {
+  /** Row name: original, complete, random, dcd-<backbone label>. */
+  method: string;
+  seed: number;
+  /** Sweep variant name (empty for a plain run). */
+  variant: string;
+  evaluate: StageSpec;
+}
+
+/** The graph of one config. */
+export interface ExperimentGraph {
+  rows: RowRef[];
+  report: StageSpec;
+  /** Every stage the report needs (the report's dependencies, transitively). */
+  roots: StageSpec[];
+}
+
+/** Row label of a backbone. */
+export function backboneLabel(b: BackboneConfig): string {
+  return b.label ?? b.name;
+}
+
+/** The image sets every run materialises. */
+export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
+
+/** Checks what the graph needs before anything runs: files exist, names are valid. */
+export function checkConfig(cfg: Config): void {
+  const where = (k: string) => `config.${k}`;
+  const requireFile = (p: string | undefined, key: string) => {
+    if (p !== undefined && !existsSync(p)) throw new ConfigError(`${where(key)}: ${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set ${key}=PATH`);
+  };
+  if (cfg.data.kind === 'imagenet') {
+    const inet = cfg.data.imagenet;
+    if (!inet) throw new ConfigError(`${where('data.imagenet')}: data.kind is imagenet but the imagenet section is missing; add data.imagenet with train, val, val_labels, v2_*, pool`);
+    for (const k of ['train', 'val', 'val_labels', 'val_id_map', 'v2_matched_frequency', 'v2_threshold', 'v2_top_images', 'pool'] as const) requireFile(inet[k], `data.imagenet.${k}`);
+    if (!inet.val_labels.endsWith('.csv') && !inet.val_id_map)
+      throw new ConfigError(`${where('data.imagenet.val_id_map')}: val_labels ${path.basename(inet.val_labels)} is the devkit ground truth, which needs the ILSVRC2012_ID → wnid map; set val_id_map, or use LOC_val_solution.csv`);
+  }
+  if (cfg.data.kind === 'fashion-mnist') requireFile(cfg.data.fashion_dir, 'data.fashion_dir');
+  if (cfg.data.kind === 'synthetic' && cfg.data.imagenet) throw new ConfigError(`${where('data.imagenet')}: not used when data.kind is synthetic; remove it`);
+  requireFile(cfg.original.checkpoint, 'original.checkpoint');
+  checkModelName(cfg.original.model ?? cfg.train.model, cfg.original.model ? 'config.original.model' : 'config.train.model');
+  cfg.backbones.forEach((b, i) => {
+    checkModelName(b.name, `config.backbones[${i}].name`);
+    if (b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo') requireFile(b.weights, `backbones[${i}].weights`);
+    if (b.weights === 'official' && cfg.data.kind !== 'imagenet' && !b.name.startsWith('small_cnn'))
+      throw new ConfigError(
+        `config.backbones[${i}].weights: "official" ImageNet weights need a checkpoint file here (this machine downloads nothing); give a path, or use demo / random`,
+      );
+  });
+  const labels = cfg.backbones.map(backboneLabel);
+  const dup = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (dup) throw new ConfigError(`config.backbones: two backbones have the row label "${dup}"; give one of them a label:`);
+  if (cfg.filter.enabled) {
+    checkModelName(cfg.filter.backbone.name, 'config.filter.backbone.name');
+    const w = cfg.filter.backbone.weights;
+    if (w !== 'official' && w !== 'random' && w !== 'demo') requireFile(w, 'filter.backbone.weights');
+  }
+  if (cfg.failures.mode === 'multi' && cfg.failures.models.length === 0)
+    throw new ConfigError(`config.failures.models: failures.mode is multi but no models are listed; list the models (name + checkpoint) whose common failures define the seed set`);
+  cfg.failures.models.forEach((m, i) => {
+    checkModelName(m.name, `config.failures.models[${i}].name`);
+    if (m.checkpoint !== 'official' && m.checkpoint !== 'random' && m.checkpoint !== 'demo') requireFile(m.checkpoint, `failures.models[${i}].checkpoint`);
+  });
+  if (typeof cfg.failures.subset === 'string' && !['pool', 'discover'].includes(cfg.failures.subset)) requireFile(cfg.failures.subset, 'failures.subset');
+  if (cfg.train.init === 'finetune' && !cfg.methods.includes('original') && !cfg.original.checkpoint) {
+    /* fine-tuning starts from the original model, which the run trains: fine */
+  }
+}
+
+/** Seed-dependence of each random part. */
+function dataSeed(cfg: Config, seed: number): number | undefined {
+  return cfg.data.kind === 'imagenet' ? undefined : seed;
+}
+
+/** Builds the stage graph of `cfg`; `variant` tags the rows (sweeps). */
+export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
+  checkConfig(cfg);
+  const rows: RowRef[] = [];
+  const original = (seed: number) => (cfg.original.checkpoint ? S.originalCheckpoint(cfg) : S.trainOriginal(cfg, data(seed), seed));
+  const memo = new Map<string, StageSpec>();
+  const once = (k: string, f: () => StageSpec) => memo.get(k) ?? (memo.set(k, f()), memo.get(k)!);
+  const data = (seed: number) => once(`data:${dataSeed(cfg, seed)}`, () => S.dataStage(cfg, dataSeed(cfg, seed)));
+  const backboneStage = (b: BackboneConfig, seed: number) => (b.weights === 'demo' ? once(`bb:${b.name}:${seed}`, () => S.demoBackbone(cfg, b, data(seed))) : undefined);
+  const embed = (b: BackboneConfig, set: string, seed: number) =>
+    once(`embed:${b.name}:${String(b.weights)}:${set}:${dataSeed(cfg, seed)}`, () => S.embedStage(cfg, b, set, data(seed), backboneStage(b, seed)));
+
+  for (const seed of cfg.seeds) {
+    const orig = once(`orig:${seed}`, () => original(seed));
+    const failures = once(`fail:${seed}`, () => S.failuresStage(cfg, data(seed), orig));
+    const filterEmbeds = cfg.filter.enabled ? Object.fromEntries(IMAGE_SETS.map((s) => [s, embed(cfg.filter.backbone, s, seed)])) : {};
+    const filter = once(`filter:${seed}`, () => S.filterStage(cfg, data(seed), filterEmbeds));
+    const selects = cfg.backbones.map((b) =>
+      once(`select:${backboneLabel(b)}:${seed}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', seed), embed(b, 'pool', seed), filter)),
+    );
+    const addRow = (method: string, model: StageSpec) =>
+      rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(seed), failures) });
+    for (const m of cfg.methods as Method[]) {
+      if (m === 'original') addRow('original', orig);
+      else if (m === 'complete') addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), S.completeStage(cfg, data(seed), filter), orig));
+      else if (m === 'random') addRow('random', S.trainStage(cfg, 'random', seed, data(seed), S.randomStage(cfg, seed, data(seed), filter, selects[0]!), orig));
+      else
+        cfg.backbones.forEach((b, i) => {
+          const name = `dcd-${backboneLabel(b)}`;
+          addRow(name, S.trainStage(cfg, name, seed, data(seed), selects[i]!, orig));
+        });
+    }
+  }
+  const report = S.reportStage(cfg, rows);
+  return { rows, report, roots: [report] };
+}

@@ -1,0 +1,82 @@
+/**
+ * The pipeline's seam to the other areas' libraries. Stages call only these. Where an
+ * area's function has not landed in this build, its wrapper throws a
+ * {@link NotImplementedStageError} that names the missing module: the stage fails
+ * loudly rather than producing a made-up result.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { DcdError, ConfigError } from '../core/errors.js';
+import type { ImageModel, Preprocess } from '../core/types.js';
+import { createModel, getModelSpec } from '../models/registry.js';
+import { readSafetensors } from '../models/safetensors.js';
+import { assignWeights } from '../train/checkpoint.js';
+import { createSmallCnn, SMALL_CNN_PREPROCESS } from '../backbones-demo/small-cnn.js';
+import { imageBatches, type ImageItem } from '../data/images.js';
+
+/** A stage needs a library function that this build does not have yet. */
+export class NotImplementedStageError extends DcdError {}
+
+/** Throws the error for a missing library function. */
+export function missing(stage: string, what: string, owner: string): never {
+  throw new NotImplementedStageError(`stage ${stage}: not implemented in this build: it needs ${what} (${owner}), which is not there yet`);
+}
+
+/** Model names the pipeline can build: the registry plus the demo's small CNN (`small_cnn`, `small_cnn:<w1>-<w2>-...`). */
+export function makeModel(name: string, opts: { numClasses: number; seed: number }): ImageModel {
+  const m = /^small_cnn(?::([0-9-]+))?$/.exec(name);
+  if (m) return createSmallCnn({ numClasses: opts.numClasses, seed: opts.seed, name, ...(m[1] ? { widths: m[1].split('-').map(Number) } : {}) });
+  return createModel(name, { numClasses: opts.numClasses, seed: opts.seed });
+}
+
+/** Preprocessing of a model name (see {@link makeModel}). */
+export function preprocessOf(name: string): Preprocess {
+  if (/^small_cnn(:|$)/.test(name)) return SMALL_CNN_PREPROCESS;
+  return getModelSpec(name).preprocess;
+}
+
+/** Checks that a model name is buildable, with the config key in the error. */
+export function checkModelName(name: string, key: string): void {
+  if (/^small_cnn(?::[0-9]+(-[0-9]+)*)?$/.test(name)) return;
+  try {
+    getModelSpec(name);
+  } catch (e) {
+    throw new ConfigError(`${key}: ${(e as Error).message}, or small_cnn[:widths]`);
+  }
+}
+
+/**
+ * Loads a PyTorch-named safetensors state dict (as written by the trainer) into `model`.
+ * With `newHead`, the classifier head is left at its initialisation when its shape differs.
+ */
+export async function loadWeights(model: ImageModel, file: string): Promise<void> {
+  const { tensors } = await readSafetensors(file);
+  assignWeights(model, tensors as Map<string, { shape: number[]; data: Float32Array | Int32Array | BigInt64Array }>, file);
+}
+
+/**
+ * Penultimate features of every image of `items`, in order.
+ * @returns row-major float32 [items.length, model.numFeatures]
+ */
+export async function featuresOf(
+  model: ImageModel,
+  items: ImageItem[],
+  pre: Preprocess,
+  opts: { batchSize: number; concurrency: number; onBatch?: (n: number) => void },
+): Promise<{ data: Float32Array; skipped: { id: string; reason: string }[] }> {
+  const dim = model.numFeatures;
+  const out = new Float32Array(items.length * dim);
+  const pos = new Map(items.map((it, i) => [it.id, i]));
+  const skipped: { id: string; reason: string }[] = [];
+  const [h, w] = [pre.crop, pre.crop];
+  for await (const b of imageBatches(items, { resize: pre.resize, crop: pre.crop, mean: pre.mean, std: pre.std }, opts.batchSize, { concurrency: opts.concurrency })) {
+    for (const s of b.skipped) skipped.push({ id: s.id, reason: s.reason });
+    if (b.ids.length) {
+      const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [b.ids.length, h, w, 3]), false));
+      const arr = await feats.data();
+      feats.dispose();
+      b.ids.forEach((id, j) => out.set((arr as Float32Array).subarray(j * dim, (j + 1) * dim), pos.get(id)! * dim));
+    }
+    opts.onBatch?.(b.ids.length + b.skipped.length);
+  }
+  return { data: out, skipped };
+}

@@ -1,0 +1,363 @@
+/**
+ * The generic stage runner: a DAG of stages, each `async (ctx) => outputs`, each
+ * writing into its own folder `runs/<experiment>/<stage>/<label>-<key>/` with a
+ * `manifest.json`. A stage's key hashes its own config slice, its version and its
+ * dependencies' keys, so two runs (or two variants of a sweep) that need the same
+ * stage share one folder. The manifest records the content hashes of the inputs
+ * (dependencies' outputs, external files) and of the outputs; a stage is cached
+ * when its manifest exists, its inputs are unchanged and its output files are all
+ * present. The manifest is written last and atomically, so a stage killed at any
+ * moment is simply not complete, and runs again (a train stage resumes from the
+ * epoch checkpoint it keeps in its folder).
+ */
+import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ArtifactError } from '../core/errors.js';
+import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.js';
+import { log, progress as makeProgress, type Progress } from '../core/log.js';
+import { DCD_VERSION } from '../core/version.js';
+import { canonicalJson } from '../core/config.js';
+
+/** Version of the manifest layout itself. */
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+/** What a stage returns: its files (relative to its folder), row counts, small JSON results. */
+export interface StageOutputs {
+  files: Record<string, string>;
+  counts?: Record<string, number>;
+  /** Small results other stages read without opening files (e.g. metrics). */
+  extra?: Record<string, unknown>;
+}
+
+/** A finished stage as downstream stages see it. */
+export interface StageResult {
+  dir: string;
+  manifest: StageManifest;
+  /** Absolute path of output `name`. */
+  file(name: string): string;
+}
+
+/** What a stage function receives. */
+export interface StageContext {
+  /** The stage's own folder (exists; may hold a previous attempt's resumable state). */
+  dir: string;
+  /** Results of the stage's dependencies, by the alias the stage gave them. */
+  inputs: Record<string, StageResult>;
+  /** A progress bar labelled with the stage, showing items done, rate and ETA. */
+  progress(total: number, unit?: string): Progress;
+  /** Logs a line prefixed with the stage. */
+  log(msg: string): void;
+}
+
+/** One node of the DAG. */
+export interface StageSpec {
+  /** Stage kind: failures, embed, filter, select, train, evaluate, report, ... */
+  stage: string;
+  /** Human-readable instance name (folder prefix), e.g. `dino_vits16-pool`. */
+  label: string;
+  /** Bump when the stage's outputs change meaning; part of the key. */
+  version: number;
+  /** The stage's own config slice (hashed; recorded in the manifest). */
+  config: unknown;
+  /** Dependencies by alias. */
+  deps: Record<string, StageSpec>;
+  /** Files or folders outside the run folder that the stage reads (fingerprinted). */
+  externals?: readonly string[];
+  run(ctx: StageContext): Promise<StageOutputs>;
+}
+
+/** The manifest.json of a completed stage. */
+export interface StageManifest {
+  schema_version: number;
+  dcd_version: string;
+  stage: string;
+  label: string;
+  key: string;
+  stage_version: number;
+  config_hash: string;
+  config: unknown;
+  inputs: Record<string, string>;
+  input_hash: string;
+  outputs: Record<string, { file: string; sha256: string; bytes: number }>;
+  outputs_hash: string;
+  counts: Record<string, number>;
+  extra: Record<string, unknown>;
+  timings: { started: string; finished: string; seconds: number };
+}
+
+const keyCache = new WeakMap<StageSpec, string>();
+
+/** The stage's identity: hash of kind, version, config slice and dependency keys. */
+export function stageKey(spec: StageSpec): string {
+  const hit = keyCache.get(spec);
+  if (hit) return hit;
+  const deps = Object.fromEntries(Object.entries(spec.deps).map(([a, d]) => [a, stageKey(d)]));
+  const k = sha256(canonicalJson({ stage: spec.stage, version: spec.version, config: spec.config ?? null, deps, externals: spec.externals ?? [] })).slice(0, 10);
+  keyCache.set(spec, k);
+  return k;
+}
+
+/** Folder of a stage under `runDir`. */
+export function stageDir(runDir: string, spec: StageSpec): string {
+  return path.join(runDir, spec.stage, `${spec.label}-${stageKey(spec)}`);
+}
+
+/** Dependencies first, each stage once (by key), in a stable order. */
+export function topoOrder(roots: readonly StageSpec[]): StageSpec[] {
+  const seen = new Map<string, StageSpec>();
+  const visiting = new Set<string>();
+  const visit = (s: StageSpec) => {
+    const id = stageId(s);
+    if (seen.has(id)) return;
+    if (visiting.has(id)) throw new ArtifactError(`stage graph has a cycle at ${id}`);
+    visiting.add(id);
+    for (const d of Object.values(s.deps)) visit(d);
+    visiting.delete(id);
+    seen.set(id, s);
+  };
+  for (const r of roots) visit(r);
+  return [...seen.values()];
+}
+
+/**
+ * Fingerprint of a file or folder outside the run: the sha256 of a file up to
+ * 256 MiB, else its size and mtime; a folder by its mtime and entry count.
+ */
+export async function fingerprint(p: string): Promise<string> {
+  if (!existsSync(p)) return 'missing';
+  const st = statSync(p);
+  if (st.isDirectory()) return `dir:${Math.floor(st.mtimeMs)}:${readdirSync(p).length}`;
+  if (st.size <= 256 * 2 ** 20) return `sha256:${await sha256File(p)}`;
+  return `stat:${st.size}:${Math.floor(st.mtimeMs)}`;
+}
+
+function readManifest(dir: string): StageManifest | undefined {
+  const f = path.join(dir, 'manifest.json');
+  if (!existsSync(f)) return undefined;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as StageManifest;
+  } catch {
+    return undefined; // unreadable: treated as not complete, the stage reruns
+  }
+}
+
+/** Why a stage will run, or that it is cached. */
+export interface StageStatus {
+  spec: StageSpec;
+  dir: string;
+  cached: boolean;
+  reason: string;
+}
+
+function resultOf(dir: string, manifest: StageManifest): StageResult {
+  return {
+    dir,
+    manifest,
+    file(name: string) {
+      const o = manifest.outputs[name];
+      if (!o) throw new ArtifactError(`${path.join(dir, 'manifest.json')}: stage ${manifest.stage} has no output "${name}" (has: ${Object.keys(manifest.outputs).join(', ')})`);
+      return path.join(dir, o.file);
+    },
+  };
+}
+
+/** Unique id of a stage instance: `stage/label-key`. */
+export function stageId(spec: StageSpec): string {
+  return `${spec.stage}/${spec.label}-${stageKey(spec)}`;
+}
+
+async function inputHashes(spec: StageSpec, done: Map<string, StageResult>): Promise<Record<string, string> | undefined> {
+  const out: Record<string, string> = {};
+  for (const [alias, d] of Object.entries(spec.deps)) {
+    const r = done.get(stageId(d));
+    if (!r) return undefined;
+    out[`stage:${alias}`] = r.manifest.outputs_hash;
+  }
+  for (const e of spec.externals ?? []) out[`file:${e}`] = await fingerprint(e);
+  return out;
+}
+
+function outputsPresent(dir: string, m: StageManifest): string | undefined {
+  for (const [name, o] of Object.entries(m.outputs)) {
+    const f = path.join(dir, o.file);
+    if (!existsSync(f)) return `output ${name} (${o.file}) is missing`;
+    if (statSync(f).size !== o.bytes) return `output ${name} (${o.file}) changed size`;
+  }
+  return undefined;
+}
+
+function diffKeys(a: Record<string, string>, b: Record<string, string>): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((k) => a[k] !== b[k]);
+}
+
+/** Status of `spec` given the results of its dependencies (undefined = dependency not done yet). */
+async function statusOf(runDir: string, spec: StageSpec, done: Map<string, StageResult>, willRun: Set<string>): Promise<StageStatus> {
+  const dir = stageDir(runDir, spec);
+  const m = readManifest(dir);
+  const pending = Object.entries(spec.deps).filter(([, d]) => willRun.has(stageId(d)));
+  if (!m) {
+    const partial = existsSync(path.join(dir, 'started.json'));
+    return { spec, dir, cached: false, reason: partial ? 'an earlier attempt was interrupted; resumes from its saved state' : neverRan(runDir, spec) };
+  }
+  if (m.schema_version !== MANIFEST_SCHEMA_VERSION || m.stage_version !== spec.version) return { spec, dir, cached: false, reason: 'stage version changed' };
+  if (pending.length) return { spec, dir, cached: false, reason: `input ${pending.map(([a]) => a).join(', ')} is recomputed first` };
+  const ih = await inputHashes(spec, done);
+  if (!ih) return { spec, dir, cached: false, reason: 'an input is not available' };
+  const changed = diffKeys(m.inputs, ih);
+  if (changed.length) return { spec, dir, cached: false, reason: `input changed: ${changed.map((c) => c.replace(/^(stage|file):/, '')).join(', ')}` };
+  const missing = outputsPresent(dir, m);
+  if (missing) return { spec, dir, cached: false, reason: missing };
+  return { spec, dir, cached: true, reason: `cached (config ${m.config_hash.slice(0, 8)}, inputs unchanged, finished ${m.timings.finished})` };
+}
+
+/** Flattens a JSON value into dotted keys. */
+function flatten(v: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out[prefix || '(value)'] = JSON.stringify(v);
+  return out;
+}
+
+/** Why a stage with no folder yet runs: new, or which config keys differ from an earlier run of the same label. */
+function neverRan(runDir: string, spec: StageSpec): string {
+  const parent = path.join(runDir, spec.stage);
+  if (!existsSync(parent)) return 'never ran';
+  let best: string[] | undefined;
+  for (const d of readdirSync(parent)) {
+    if (!d.startsWith(`${spec.label}-`) || d.slice(spec.label.length + 1).includes('-')) continue;
+    const m = readManifest(path.join(parent, d));
+    if (!m) continue;
+    const a = flatten(m.config);
+    const b = flatten(spec.config ?? null);
+    const changed = diffKeys(a, b).map((k) => `${k} ${a[k] ?? '(unset)'} → ${b[k] ?? '(unset)'}`);
+    if (!best || changed.length < best.length) best = changed;
+  }
+  if (!best) return 'never ran';
+  return best.length ? `config changed since the last run: ${best.join(', ')}` : 'an upstream stage changed since the last run';
+}
+
+/** Options of {@link runStages}. */
+export interface RunStagesOptions {
+  /** Only compute and return the plan. */
+  dryRun?: boolean;
+  /** Called with each stage's status before it runs (or is skipped). */
+  onStatus?: (s: StageStatus, index: number, total: number) => void;
+}
+
+/** What {@link runStages} returns. */
+export interface RunStagesResult {
+  plan: StageStatus[];
+  results: Map<StageSpec, StageResult>;
+  ran: StageSpec[];
+}
+
+/**
+ * Runs every stage that `roots` need, skipping cached ones. With `dryRun`, returns
+ * the plan without running anything: for each stage, whether it is cached and why
+ * it runs otherwise (a stage downstream of one that runs is reported as such).
+ */
+export async function runStages(runDir: string, roots: readonly StageSpec[], opts: RunStagesOptions = {}): Promise<RunStagesResult> {
+  const order = topoOrder(roots);
+  const done = new Map<string, StageResult>();
+  const willRun = new Set<string>();
+  const plan: StageStatus[] = [];
+  const ran: StageSpec[] = [];
+  for (let i = 0; i < order.length; i++) {
+    const spec = order[i]!;
+    const id = stageId(spec);
+    const st = await statusOf(runDir, spec, done, willRun);
+    plan.push(st);
+    opts.onStatus?.(st, i, order.length);
+    if (st.cached) {
+      done.set(id, resultOf(st.dir, readManifest(st.dir)!));
+      continue;
+    }
+    willRun.add(id);
+    if (opts.dryRun) continue;
+    done.set(id, await runOne(runDir, spec, done, i, order.length));
+    willRun.delete(id);
+    ran.push(spec);
+  }
+  // Every spec object reachable from the roots maps to its result (equal stages share one).
+  const results = new Map<StageSpec, StageResult>();
+  const visit = (s: StageSpec) => {
+    if (results.has(s)) return;
+    const r = done.get(stageId(s));
+    if (r) results.set(s, r);
+    Object.values(s.deps).forEach(visit);
+  };
+  roots.forEach(visit);
+  return { plan, results, ran };
+}
+
+async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageResult>, index: number, total: number): Promise<StageResult> {
+  const dir = stageDir(runDir, spec);
+  const name = `[${index + 1}/${total}] ${spec.stage}/${spec.label}`;
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
+  const inputHash = sha256(canonicalJson(inputs));
+  // A previous attempt with other inputs leaves state that must not be resumed.
+  const startedFile = path.join(dir, 'started.json');
+  if (existsSync(startedFile)) {
+    let prev: { input_hash?: string } = {};
+    try {
+      prev = JSON.parse(readFileSync(startedFile, 'utf8'));
+    } catch {
+      /* unreadable: wipe */
+    }
+    if (prev.input_hash !== inputHash) await rm(dir, { recursive: true, force: true });
+  }
+  await rm(path.join(dir, 'manifest.json'), { force: true });
+  await ensureDir(dir);
+  const started = new Date();
+  await atomicWriteJson(startedFile, { stage: spec.stage, label: spec.label, input_hash: inputHash, started: started.toISOString(), pid: process.pid });
+  log.info(`${name}: running`);
+  const ctxInputs = Object.fromEntries(Object.entries(spec.deps).map(([a, d]) => [a, done.get(stageId(d))!]));
+  const out = await spec.run({
+    dir,
+    inputs: ctxInputs,
+    progress: (n, unit) => makeProgress(name, n, unit),
+    log: (msg) => log.info(`${name}: ${msg}`),
+  });
+  const outputs: StageManifest['outputs'] = {};
+  for (const [k, rel] of Object.entries(out.files)) {
+    const f = path.join(dir, rel);
+    if (!existsSync(f)) throw new ArtifactError(`${name}: stage returned output ${k} = ${rel} but ${f} does not exist (stage bug)`);
+    outputs[k] = { file: rel, sha256: await sha256File(f), bytes: statSync(f).size };
+  }
+  const finished = new Date();
+  const configHash = sha256(canonicalJson(spec.config ?? null));
+  const manifest: StageManifest = {
+    schema_version: MANIFEST_SCHEMA_VERSION,
+    dcd_version: DCD_VERSION,
+    stage: spec.stage,
+    label: spec.label,
+    key: stageKey(spec),
+    stage_version: spec.version,
+    config_hash: configHash,
+    config: spec.config ?? null,
+    inputs,
+    input_hash: inputHash,
+    outputs,
+    outputs_hash: sha256(canonicalJson(Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.sha256])))),
+    counts: out.counts ?? {},
+    extra: out.extra ?? {},
+    timings: { started: started.toISOString(), finished: finished.toISOString(), seconds: (finished.getTime() - started.getTime()) / 1000 },
+  };
+  await atomicWriteJson(path.join(dir, 'manifest.json'), manifest);
+  log.info(`${name}: done in ${manifest.timings.seconds.toFixed(1)} s${Object.keys(manifest.counts).length ? ` (${Object.entries(manifest.counts).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
+  return resultOf(dir, manifest);
+}
+
+/** The plan as text lines: `run    embed/dino-pool   never ran`. */
+export function formatPlan(plan: readonly StageStatus[], runDir: string): string {
+  const rows = plan.map((s) => [s.cached ? 'cached' : 'run', `${s.spec.stage}/${s.spec.label}`, s.cached ? path.relative(runDir, s.dir) : s.reason]);
+  const w1 = Math.max(...rows.map((r) => r[1]!.length), 5);
+  const nRun = plan.filter((s) => !s.cached).length;
+  return [
+    ...rows.map((r) => `${r[0]!.padEnd(7)}${r[1]!.padEnd(w1 + 2)}${r[2]}`),
+    `${plan.length} stages: ${nRun} to run, ${plan.length - nRun} cached`,
+  ].join('\n');
+}

@@ -1,0 +1,242 @@
+import { ConfigError, DataError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { greedySweep, candidatesPerSeed, type Picks } from './algorithm1.js';
+import { distanceBlock, gatherRows, holdRows, RunningTopK, type HeldRows } from './knn.js';
+import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore } from './store.js';
+
+/** Seed images: ids, labels and embeddings [n, dim]. */
+export interface SeedSet {
+  ids: readonly string[];
+  labels: Int32Array;
+  data: Float32Array;
+  dim: number;
+  /** File they came from, for messages. */
+  file?: string;
+}
+
+/** Per-class counts of one selection. */
+export interface ClassSummary {
+  label: number;
+  /** Seed images of the class. */
+  seeds: number;
+  /** Pool images that were candidates for the class. */
+  candidates: number;
+  /** Pool images selected for the class. */
+  selected: number;
+  /** True when some seed got fewer than k picks because no candidate was left. */
+  exhausted: boolean;
+}
+
+/** One selection: a row per selected pool image. */
+export interface Selection {
+  /** Pool image id. */
+  ids: string[];
+  /** Assigned class (the seed's class). */
+  labels: Int32Array;
+  /** The seed image the pick went to. */
+  seedIds: string[];
+  /** Squared L2 distance seed–pick (float32 kernel). */
+  distances: Float32Array;
+  /** 1 = that seed's closest pick. */
+  ranks: Int32Array;
+  /** k per seed of this run. */
+  k: number;
+  summary: ClassSummary[];
+}
+
+/** Options of {@link selectAlgorithm1}. */
+export interface SelectOptions {
+  /** Debug-train picks per seed (k_train). */
+  k: number;
+  /** De-val picks per seed, selected first (k_val); 0 = no de-val run. Default 0. */
+  kVal?: number;
+  /** "Complete pool": candidates of any weak label, labelled with the seed's class. */
+  anyLabel?: boolean;
+  /** Pool ids that are never candidates (e.g. an earlier selection). */
+  exclude?: ReadonlySet<string>;
+  /** If given, only these pool ids are candidates (e.g. the ids kept by the leakage filter). */
+  only?: ReadonlySet<string>;
+  /** Allowed class labels; seeds outside it are an error. Default: the seeds' labels. */
+  classes?: readonly number[];
+  /** Memory budget for the streamed pool chunks, MiB. */
+  memoryBudgetMiB?: number;
+}
+
+/** Result of {@link selectAlgorithm1}. */
+export interface SelectResult {
+  /** De-val set V (null when kVal = 0). */
+  deval: Selection | null;
+  /** Debug-train set D, selected from the pool minus V. */
+  train: Selection;
+}
+
+interface ClassState {
+  label: number;
+  seedIdx: number[]; // indices into the seed set
+  held: HeldRows;
+  candidates: number;
+}
+
+/**
+ * Algorithm 1 over a streamed pool, per class: de-val V (kVal per seed) first, then
+ * debug-train D (k per seed) from the pool minus V. One pass over the pool keeps, per
+ * seed, its (kVal + k)·|S_y| nearest candidates (enough for both runs to be exact, see
+ * {@link candidatesPerSeed}); the sweep then runs on those.
+ *
+ * Per class, candidates are the pool images whose weak label is the class; with
+ * `anyLabel` they are all pool images. Classes are independent, as in the paper, so in
+ * the `anyLabel` variant one image can be picked for two classes.
+ */
+export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions): Promise<SelectResult> {
+  const k = opts.k;
+  const kVal = opts.kVal ?? 0;
+  if (!Number.isInteger(k) || k < 1) throw new ConfigError(`--k: expected an integer ≥ 1, received ${k}`);
+  if (!Number.isInteger(kVal) || kVal < 0) throw new ConfigError(`--k-val: expected an integer ≥ 0, received ${kVal}`);
+  const seedFile = seeds.file ?? '<seeds>';
+  if (seeds.dim !== pool.dim)
+    throw new DataError(`${pool.files[0]} (pool): column embedding has width ${pool.dim}, but ${seedFile} (seed) has ${seeds.dim}; embed both with the same backbone`);
+  if (!opts.anyLabel && !pool.hasLabel)
+    throw new DataError(`${pool.files.join(', ')} (pool): no label column (weak labels); add it, or use --any-label`);
+  const allowed = opts.classes ? new Set(opts.classes) : null;
+  const byClass = new Map<number, number[]>();
+  seeds.labels.forEach((y, i) => {
+    if (y < 0 || (allowed && !allowed.has(y)))
+      throw new DataError(
+        `${seedFile} (seed): column label has ${y} for id ${seeds.ids[i]}, outside the class list${allowed ? ` (${[...allowed].slice(0, 10).join(', ')}${allowed.size > 10 ? ', …' : ''})` : ' (labels must be ≥ 0)'}`,
+      );
+    if (!byClass.has(y)) byClass.set(y, []);
+    byClass.get(y)!.push(i);
+  });
+  const labels = [...byClass.keys()].sort((a, b) => a - b);
+  // Global query index = seed index; caps per seed from its class size.
+  const caps = new Int32Array(seeds.ids.length);
+  for (const [, idx] of byClass) for (const i of idx) caps[i] = candidatesPerSeed(kVal + k, idx.length);
+  const top = new RunningTopK(seeds.ids.length, caps);
+  const states = new Map<number, ClassState>();
+  const allSeeds = Int32Array.from({ length: seeds.ids.length }, (_, i) => i);
+  let allHeld: HeldRows | null = null;
+  const idOf = new Map<number, string>();
+  try {
+    for (const y of labels) {
+      const idx = byClass.get(y)!;
+      states.set(y, { label: y, seedIdx: idx, held: holdRows(gatherRows(seeds.data, idx, seeds.dim), seeds.dim), candidates: 0 });
+    }
+    if (opts.anyLabel) allHeld = holdRows(seeds.data, seeds.dim);
+    const maxCols = opts.anyLabel ? seeds.ids.length : Math.max(1, ...labels.map((y) => byClass.get(y)!.length));
+    const rows = chunkRowsFor(budgetBytes(opts.memoryBudgetMiB), pool.dim, maxCols);
+    let eligibleTotal = 0;
+    for await (const ch of pool.chunks(rows)) {
+      // Rows that may be candidates at all.
+      const keep: number[] = [];
+      for (let a = 0; a < ch.rows; a++) {
+        const id = ch.ids[a]!;
+        if (opts.exclude?.has(id)) continue;
+        if (opts.only && !opts.only.has(id)) continue;
+        keep.push(a);
+      }
+      eligibleTotal += keep.length;
+      if (opts.anyLabel) {
+        for (const st of states.values()) st.candidates += keep.length;
+        const block = distanceBlock(gatherRows(ch.data, keep, ch.dim), keep.length, allHeld!);
+        const kept = top.pushBlock(block, keep.length, keep.map((a) => ch.start + a), allSeeds);
+        kept.forEach((f, r) => f && idOf.set(ch.start + keep[r]!, ch.ids[keep[r]!]!));
+        continue;
+      }
+      const groups = new Map<number, number[]>();
+      for (const a of keep) {
+        const y = ch.labels![a]!;
+        if (!states.has(y)) continue;
+        if (!groups.has(y)) groups.set(y, []);
+        groups.get(y)!.push(a);
+      }
+      for (const [y, rowsY] of groups) {
+        const st = states.get(y)!;
+        st.candidates += rowsY.length;
+        const block = distanceBlock(gatherRows(ch.data, rowsY, ch.dim), rowsY.length, st.held);
+        const kept = top.pushBlock(block, rowsY.length, rowsY.map((a) => ch.start + a), st.seedIdx);
+        kept.forEach((f, r) => f && idOf.set(ch.start + rowsY[r]!, ch.ids[rowsY[r]!]!));
+      }
+    }
+    if (eligibleTotal === 0) log.warn(`pool ${pool.files.join(', ')}: no candidate rows after --exclude/--only`);
+  } finally {
+    for (const st of states.values()) st.held.dispose();
+    allHeld?.dispose();
+  }
+
+  // Per class: entries from the retained candidates, then the sweeps.
+  const devalParts: { y: number; st: ClassState; picks: Picks }[] = [];
+  const trainParts: { y: number; st: ClassState; picks: Picks }[] = [];
+  for (const y of labels) {
+    const st = states.get(y)!;
+    const ii: number[] = [];
+    const jj: number[] = [];
+    const dd: number[] = [];
+    st.seedIdx.forEach((s, local) => {
+      const e = top.sorted(s);
+      for (let t = 0; t < e.indices.length; t++) {
+        ii.push(local);
+        jj.push(e.indices[t]!);
+        dd.push(e.distances[t]!);
+      }
+    });
+    let entries = { i: Int32Array.from(ii), j: Int32Array.from(jj), d: Float32Array.from(dd) };
+    if (kVal > 0) {
+      const v = greedySweep(entries, st.seedIdx.length, kVal);
+      devalParts.push({ y, st, picks: v });
+      const taken = new Set(v.cand);
+      const keep = [...entries.j.keys()].filter((t) => !taken.has(entries.j[t]!));
+      entries = { i: Int32Array.from(keep, (t) => entries.i[t]!), j: Int32Array.from(keep, (t) => entries.j[t]!), d: Float32Array.from(keep, (t) => entries.d[t]!) };
+    }
+    trainParts.push({ y, st, picks: greedySweep(entries, st.seedIdx.length, k) });
+  }
+  const build = (parts: typeof trainParts, kk: number, name: string, removed: (y: number) => number): Selection => {
+    const sel: Selection = { ids: [], labels: new Int32Array(0), seedIds: [], distances: new Float32Array(0), ranks: new Int32Array(0), k: kk, summary: [] };
+    const lab: number[] = [];
+    const dist: number[] = [];
+    const rank: number[] = [];
+    for (const { y, st, picks } of parts) {
+      // Rows ordered by seed, then rank: easy to read, stable.
+      const order = [...picks.seed.keys()].sort((a, b) => picks.seed[a]! - picks.seed[b]! || picks.rank[a]! - picks.rank[b]!);
+      for (const t of order) {
+        sel.ids.push(idOf.get(picks.cand[t]!)!);
+        lab.push(y);
+        sel.seedIds.push(seeds.ids[st.seedIdx[picks.seed[t]!]!]!);
+        dist.push(picks.dist[t]!);
+        rank.push(picks.rank[t]!);
+      }
+      const exhausted = picks.perSeed.some((c) => c < kk);
+      sel.summary.push({ label: y, seeds: st.seedIdx.length, candidates: st.candidates - removed(y), selected: picks.seed.length, exhausted });
+      if (exhausted)
+        log.warn(
+          `${name}: class ${y} ran out of pool images: ${picks.seed.length} selected for ${st.seedIdx.length} seed(s) × k=${kk} from ${st.candidates - removed(y)} candidate(s)`,
+        );
+    }
+    sel.labels = Int32Array.from(lab);
+    sel.distances = Float32Array.from(dist);
+    sel.ranks = Int32Array.from(rank);
+    return sel;
+  };
+  const deval = kVal > 0 ? build(devalParts, kVal, 'de-val', () => 0) : null;
+  const devalCount = new Map(devalParts.map((p) => [p.y, p.picks.seed.length]));
+  const train = build(trainParts, k, 'debug-train', (y) => devalCount.get(y) ?? 0);
+  if (opts.anyLabel) {
+    const seen = new Map<string, number>();
+    for (const id of train.ids) seen.set(id, (seen.get(id) ?? 0) + 1);
+    const dup = [...seen.values()].filter((c) => c > 1).length;
+    if (dup) log.warn(`--any-label: ${dup} pool image(s) were selected for more than one class (classes are selected independently)`);
+  }
+  return { deval, train };
+}
+
+/** Opens seed and pool files and checks that they can be compared. */
+export async function openSeedAndPool(
+  seedFiles: readonly string[],
+  poolFiles: readonly string[],
+  opts: { normalize?: boolean; anyLabel?: boolean } = {},
+): Promise<{ seeds: SeedSet; pool: EmbeddingStore }> {
+  const seedStore = await EmbeddingStore.open(seedFiles, { role: 'seed', requireLabel: true, normalize: opts.normalize });
+  const pool = await EmbeddingStore.open(poolFiles, { role: 'pool', requireLabel: !opts.anyLabel, normalize: opts.normalize });
+  checkCompatible(seedStore, pool);
+  const s = await seedStore.readAll();
+  return { seeds: { ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim, file: seedFiles.join(', ') }, pool };
+}

@@ -1,0 +1,286 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
+import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { l2NormalizeRows } from './knn.js';
+
+/** Default memory budget of the streaming store, MiB. */
+export const DEFAULT_MEMORY_BUDGET_MIB = 2048;
+
+/** A contiguous run of rows from an embedding store. */
+export interface EmbeddingChunk {
+  /** File the rows come from (`<memory>` for in-memory stores). */
+  file: string;
+  /** Global index of the first row across all files of the store. */
+  start: number;
+  /** Number of rows. */
+  rows: number;
+  ids: string[];
+  /** Int32 [rows], or null when the store has no `label` column. */
+  labels: Int32Array | null;
+  /** Row-major float32 [rows, dim] (L2-normalised when the store was opened so). */
+  data: Float32Array;
+  dim: number;
+  /** The same rows as Arrow, every column (null for in-memory stores). */
+  batch: RecordBatch | null;
+}
+
+/** Options of {@link EmbeddingStore.open}. */
+export interface StoreOptions {
+  /** What the files are, for messages (`pool`, `seed`, `test`...). */
+  role: string;
+  /** Throw unless every file has an Int32 `label` column. */
+  requireLabel?: boolean;
+  /** L2-normalise every row as it is read. */
+  normalize?: boolean;
+  /** Embedding column name (default `embedding`). */
+  column?: string;
+}
+
+interface FileInfo {
+  file: string;
+  schema: Schema;
+  metadata: Record<string, string>;
+  dim: number;
+  hasLabel: boolean;
+}
+
+/**
+ * One logical set of embeddings, from one `dcd embed` Arrow file or many shards (in the
+ * order given), read as a stream of record batches so that only one batch (or a slice
+ * of it) is in memory at a time. Files must share the embedding width and the
+ * `dcd.backbone` / `dcd.weights_sha256` metadata.
+ *
+ * Streaming granularity is the record batch: write large files in batches of at most a
+ * few tens of thousands of rows (a single 1M-row batch is read whole; the store warns).
+ */
+export class EmbeddingStore {
+  private constructor(
+    readonly role: string,
+    private readonly infos: FileInfo[],
+    readonly dim: number,
+    readonly hasLabel: boolean,
+    private readonly normalize: boolean,
+    private readonly column: string,
+    private readonly memory: { ids: string[]; labels: Int32Array | null; data: Float32Array } | null,
+  ) {}
+
+  /** Files of the store. */
+  get files(): string[] {
+    return this.memory ? ['<memory>'] : this.infos.map((i) => i.file);
+  }
+
+  /** Schema metadata of the first file. */
+  get metadata(): Record<string, string> {
+    return this.infos[0]?.metadata ?? {};
+  }
+
+  /** Arrow schema of the first file (null for in-memory stores). */
+  get schema(): Schema | null {
+    return this.infos[0]?.schema ?? null;
+  }
+
+  /** Opens and checks `files` (reads schemas only). Errors name the file and the column. */
+  static async open(files: readonly string[], opts: StoreOptions): Promise<EmbeddingStore> {
+    if (files.length === 0) throw new ConfigError(`${opts.role}: no embedding file given`);
+    const column = opts.column ?? 'embedding';
+    const infos: FileInfo[] = [];
+    for (const file of files) {
+      const info = await withReader(file, async (r) => inspectSchema(file, r.schema, column, opts));
+      infos.push(info);
+    }
+    const first = infos[0]!;
+    for (const info of infos.slice(1)) {
+      if (info.dim !== first.dim)
+        throw new ArtifactError(
+          `${info.file}: column ${column} has width ${info.dim}, but ${first.file} has ${first.dim}; shards of one ${opts.role} set must come from the same backbone`,
+        );
+      checkMetadataMatch(first.file, first.metadata, info.file, info.metadata);
+    }
+    return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, null);
+  }
+
+  /** An in-memory store over arrays (for library callers and tests). `data` is [n, dim]. */
+  static fromArrays(
+    role: string,
+    a: { ids: readonly string[]; labels?: Int32Array | null; data: Float32Array; dim: number; metadata?: Record<string, string> },
+    opts: { normalize?: boolean } = {},
+  ): EmbeddingStore {
+    const n = a.ids.length;
+    if (a.data.length !== n * a.dim) throw new ConfigError(`${role}: ${a.data.length} embedding values for ${n} ids of width ${a.dim}`);
+    if (a.labels && a.labels.length !== n) throw new ConfigError(`${role}: ${a.labels.length} labels for ${n} ids`);
+    const data = opts.normalize ? l2NormalizeRows(Float32Array.from(a.data), a.dim) : a.data;
+    const info: FileInfo = { file: '<memory>', schema: null as unknown as Schema, metadata: a.metadata ?? {}, dim: a.dim, hasLabel: !!a.labels };
+    return new EmbeddingStore(role, [info], a.dim, !!a.labels, false, 'embedding', { ids: [...a.ids], labels: a.labels ?? null, data });
+  }
+
+  /**
+   * Streams the rows in chunks of at most `maxRows` rows.
+   * @param opts.embeddings false to skip building `data` (id/label only; `data` is empty)
+   */
+  async *chunks(maxRows: number, opts: { embeddings?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+    const wantEmb = opts.embeddings ?? true;
+    maxRows = Math.max(1, Math.floor(maxRows));
+    if (this.memory) {
+      const m = this.memory;
+      for (let s = 0; s < m.ids.length; s += maxRows) {
+        const r = Math.min(maxRows, m.ids.length - s);
+        yield {
+          file: '<memory>',
+          start: s,
+          rows: r,
+          ids: m.ids.slice(s, s + r),
+          labels: m.labels ? m.labels.subarray(s, s + r) : null,
+          data: wantEmb ? m.data.subarray(s * this.dim, (s + r) * this.dim) : new Float32Array(0),
+          dim: this.dim,
+          batch: null,
+        };
+      }
+      return;
+    }
+    let global = 0;
+    for (const info of this.infos) {
+      const fh = await openFile(info.file);
+      try {
+        const reader = await RecordBatchReader.from(fh);
+        await reader.open();
+        for await (const batch of reader as AsyncIterable<RecordBatch>) {
+          const bytes = batch.numRows * this.dim * 4;
+          if (batch.numRows > maxRows * 4 && bytes > 256 * 2 ** 20)
+            log.warn(`${info.file}: a record batch of ${batch.numRows} rows (${(bytes / 2 ** 20).toFixed(0)} MiB) is read whole; re-write the file in smaller batches to stay within the memory budget`);
+          for (let s = 0; s < batch.numRows; s += maxRows) {
+            const r = Math.min(maxRows, batch.numRows - s);
+            const b = s === 0 && r === batch.numRows ? batch : batch.slice(s, s + r);
+            yield this.chunkOf(info, b, global, wantEmb);
+            global += r;
+          }
+        }
+      } catch (e) {
+        if (e instanceof ArtifactError || e instanceof DataError) throw e;
+        throw new ArtifactError(`${info.file}: cannot read Arrow record batches (${(e as Error).message}); re-create the file`, { cause: e });
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Reads every row into memory (for small sets: seeds, test sets). */
+  async readAll(opts: { embeddings?: boolean } = {}): Promise<{ ids: string[]; labels: Int32Array | null; data: Float32Array; dim: number }> {
+    const ids: string[] = [];
+    const labels: number[] = [];
+    const parts: Float32Array[] = [];
+    for await (const c of this.chunks(1 << 16, opts)) {
+      for (const id of c.ids) ids.push(id);
+      if (c.labels) for (const y of c.labels) labels.push(y);
+      parts.push(c.data);
+    }
+    const data = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      data.set(p, o);
+      o += p.length;
+    }
+    return { ids, labels: this.hasLabel ? Int32Array.from(labels) : null, data, dim: this.dim };
+  }
+
+  private chunkOf(info: FileInfo, b: RecordBatch, start: number, wantEmb: boolean): EmbeddingChunk {
+    const ids = b.getChild('id')!.toArray() as string[];
+    const labelVec = info.hasLabel ? b.getChild('label') : null;
+    const labels = labelVec ? Int32Array.from(labelVec.toArray() as ArrayLike<number>) : null;
+    let data = new Float32Array(0);
+    if (wantEmb) {
+      data = new Float32Array(b.numRows * this.dim);
+      let off = 0;
+      for (const d of b.getChild(this.column)!.data) {
+        const child = d.children[0]!;
+        const from = child.offset + d.offset * this.dim;
+        data.set((child.values as Float32Array).subarray(from, from + d.length * this.dim), off);
+        off += d.length * this.dim;
+      }
+      if (this.normalize) l2NormalizeRows(data, this.dim);
+    }
+    return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };
+  }
+}
+
+async function openFile(file: string): Promise<FileHandle> {
+  if (!existsSync(file)) throw new ArtifactError(`${file}: no such Arrow file`);
+  return open(file, 'r');
+}
+
+async function withReader<T>(file: string, fn: (r: { schema: Schema }) => Promise<T>): Promise<T> {
+  const fh = await openFile(file);
+  try {
+    let reader;
+    try {
+      reader = await RecordBatchReader.from(fh);
+      await reader.open();
+    } catch (e) {
+      throw new ArtifactError(`${file}: not a readable Arrow IPC file (${(e as Error).message}); re-create it`, { cause: e });
+    }
+    if (!reader.schema) throw new ArtifactError(`${file}: Arrow file has no schema; re-create it`);
+    return await fn(reader);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+function inspectSchema(file: string, schema: Schema, column: string, opts: StoreOptions): FileInfo {
+  const byName = new Map(schema.fields.map((f) => [f.name, f]));
+  const need = ['id', column, ...(opts.requireLabel ? ['label'] : [])];
+  const missing = need.filter((n) => !byName.has(n));
+  if (missing.length)
+    throw new ArtifactError(
+      `${file} (${opts.role}): missing column(s) ${missing.join(', ')} (has: ${[...byName.keys()].join(', ') || 'none'}); expected a \`dcd embed\` output with id, ${column}${opts.requireLabel ? ', label' : ''}`,
+    );
+  if (!DataType.isUtf8(byName.get('id')!.type) && !DataType.isLargeUtf8(byName.get('id')!.type))
+    throw new ArtifactError(`${file} (${opts.role}): column id must be Utf8, found ${byName.get('id')!.type}`);
+  const et = byName.get(column)!.type as FixedSizeList<Float32>;
+  if (!DataType.isFixedSizeList(et) || !DataType.isFloat(et.children[0]!.type) || et.children[0]!.type.precision !== Precision.SINGLE)
+    throw new ArtifactError(`${file} (${opts.role}): column ${column} must be FixedSizeList<Float32>, found ${byName.get(column)!.type}`);
+  const lf = byName.get('label');
+  if (lf && !DataType.isInt(lf.type)) throw new ArtifactError(`${file} (${opts.role}): column label must be Int32, found ${lf.type}`);
+  return { file, schema, metadata: Object.fromEntries(schema.metadata), dim: et.listSize, hasLabel: !!lf };
+}
+
+/** Metadata keys that must agree between embedding files compared with each other. */
+export const MATCHED_METADATA = ['dcd.backbone', 'dcd.weights_sha256'] as const;
+
+/**
+ * Throws an ArtifactError when two files' embeddings come from different backbones
+ * (keys of {@link MATCHED_METADATA} present in both with different values).
+ */
+export function checkMetadataMatch(fileA: string, a: Record<string, string>, fileB: string, b: Record<string, string>): void {
+  for (const key of MATCHED_METADATA) {
+    if (a[key] !== undefined && b[key] !== undefined && a[key] !== b[key])
+      throw new ArtifactError(
+        `${fileB}: schema metadata ${key} is "${b[key]}" but ${fileA} has "${a[key]}"; distances are only meaningful between embeddings of the same backbone and weights: re-embed one of them`,
+      );
+  }
+}
+
+/**
+ * Checks that two stores can be compared: same width and same backbone metadata.
+ * Errors name both files and the `embedding` column or the metadata key.
+ */
+export function checkCompatible(a: EmbeddingStore, b: EmbeddingStore): void {
+  if (a.dim !== b.dim)
+    throw new ArtifactError(
+      `${b.files[0]} (${b.role}): column embedding has width ${b.dim}, but ${a.files[0]} (${a.role}) has ${a.dim}; embed both with the same backbone`,
+    );
+  checkMetadataMatch(a.files[0]!, a.metadata, b.files[0]!, b.metadata);
+}
+
+/** Rows per chunk so that a chunk's copies (≈4 × rows × dim floats) plus its distance block (2 × rows × cols) fit `budgetBytes`. */
+export function chunkRowsFor(budgetBytes: number, dim: number, cols: number): number {
+  const perRow = 4 * (4 * dim + 3 * Math.max(1, cols));
+  return Math.max(64, Math.min(65536, Math.floor(budgetBytes / perRow)));
+}
+
+/** Parses a `--memory-budget` value in MiB. */
+export function budgetBytes(mib: number | undefined): number {
+  const v = mib ?? DEFAULT_MEMORY_BUDGET_MIB;
+  if (!Number.isFinite(v) || v < 16) throw new ConfigError(`--memory-budget: expected MiB ≥ 16, received ${v}`);
+  return v * 2 ** 20;
+}

@@ -1,0 +1,325 @@
+/**
+ * The training loop: seeded epochs of shuffled mini-batches, weighted cross-entropy,
+ * gradient accumulation, SGD, checkpoints and resume. Everything that varies between
+ * experiments (class re-weighting, augmentation, logging) is a {@link TrainHook}.
+ */
+import { appendFile, copyFile, mkdir, rename } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, DataError } from '../core/errors.js';
+import { log, progress, type Progress } from '../core/log.js';
+import { sha256 } from '../core/fsutil.js';
+import type { ImageModel } from '../core/types.js';
+import { hashSeed, mulberry32 } from '../data/images.js';
+import type { Dataset } from './dataset.js';
+import { weightedCrossEntropy } from './loss.js';
+import { Sgd } from './optimizer.js';
+import { learningRate, type Schedule } from './schedule.js';
+import { latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, type TrainState } from './checkpoint.js';
+
+/** What a hook sees. */
+export interface StepContext {
+  epoch: number;
+  /** Optimiser steps taken in the run before this one. */
+  globalStep: number;
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  totalSteps: number;
+  lr: number;
+}
+
+/** Metrics of one optimiser step. */
+export interface StepMetrics extends StepContext {
+  /** Weighted loss of the effective batch. */
+  loss: number;
+  /** Unweighted top-1 accuracy on the batch (train mode). */
+  acc: number;
+  images: number;
+  /** Images per second of this step (data + compute). */
+  imgPerSec: number;
+}
+
+/**
+ * A change to training as a hook (composer's "algorithm"): each method is optional
+ * and pure apart from its own state.
+ */
+export interface TrainHook {
+  name: string;
+  /** Changes the per-sample loss weights of a batch (class re-weighting). */
+  weights?(w: Float32Array, labels: Int32Array, indices: Int32Array, ctx: StepContext): Float32Array;
+  /** Changes a batch's pixels (NHWC float32, in place or a new array). */
+  batch?(x: Float32Array, shape: [number, number, number, number], ctx: StepContext): Float32Array;
+  afterStep?(m: StepMetrics): void | Promise<void>;
+  afterEpoch?(epoch: number, summary: { loss: number; acc: number; seconds: number }): void | Promise<void>;
+}
+
+/** Options of {@link trainModel}. */
+export interface TrainOptions {
+  /** The model to train (its params and buffers are updated in place). */
+  model: ImageModel;
+  train: Dataset;
+  epochs: number;
+  /** Effective batch size (images per optimiser step). */
+  batchSize: number;
+  /** Images per forward/backward pass; gradients are accumulated over batchSize/microBatch passes. Default batchSize. */
+  microBatch?: number;
+  lr: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  /** Decay BN weights and biases too (default false). */
+  decayNormAndBias?: boolean;
+  schedule?: Schedule;
+  warmupEpochs?: number;
+  labelSmoothing?: number;
+  /** Seed of data order and augmentation. */
+  seed?: number;
+  /** Use the dataset's train augmentation (default true). */
+  augment?: boolean;
+  /** Drop the last incomplete batch of each epoch (default true). */
+  dropLast?: boolean;
+  /** Folder for checkpoints, `metrics.jsonl` and the final `model.safetensors`. */
+  outDir: string;
+  /** Also checkpoint every N optimiser steps (default: only at epoch ends). */
+  checkpointEvery?: number;
+  /** Continue from `outDir/latest.json` when present (default true). */
+  resume?: boolean;
+  hooks?: TrainHook[];
+  /** Stop after this many optimiser steps in total (benchmarks, tests). */
+  maxSteps?: number;
+}
+
+/** What {@link trainModel} returns. */
+export interface TrainResult {
+  steps: number;
+  epochs: number;
+  /** Step the run resumed from (0 for a fresh run). */
+  resumedFrom: number;
+  /** Path of the final weights (PyTorch-named safetensors state dict). */
+  weightsFile: string;
+  lastLoss: number;
+}
+
+/** The sample order of `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch). */
+export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
+  const rand = mulberry32(hashSeed(seed, `order:${epoch}`));
+  const idx = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = idx[i]!;
+    idx[i] = idx[j]!;
+    idx[j] = t;
+  }
+  return idx;
+}
+
+/** Options that must not change when a run resumes (hash stored in each checkpoint). */
+function configHash(o: TrainOptions, n: number): string {
+  const keep = {
+    model: o.model.name,
+    numClasses: o.model.numClasses,
+    n,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    lr: o.lr,
+    momentum: o.momentum,
+    nesterov: o.nesterov,
+    weightDecay: o.weightDecay,
+    decayNormAndBias: o.decayNormAndBias,
+    schedule: o.schedule,
+    warmupEpochs: o.warmupEpochs,
+    labelSmoothing: o.labelSmoothing,
+    seed: o.seed,
+    augment: o.augment,
+    dropLast: o.dropLast,
+    weights: o.train.weights ? sha256(new Uint8Array(o.train.weights.buffer, o.train.weights.byteOffset, o.train.weights.byteLength)) : null,
+  };
+  return sha256(JSON.stringify(keep)).slice(0, 16);
+}
+
+function checkOptions(o: TrainOptions): void {
+  const posInt = (v: number | undefined, k: string) => {
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ConfigError(`train.${k}: expected a positive integer, received ${v}`);
+  };
+  posInt(o.epochs, 'epochs');
+  posInt(o.batchSize, 'batchSize');
+  posInt(o.microBatch, 'microBatch');
+  posInt(o.checkpointEvery, 'checkpointEvery');
+  posInt(o.maxSteps, 'maxSteps');
+  if (!(o.lr > 0)) throw new ConfigError(`train.lr: expected a number > 0, received ${o.lr}`);
+  if (o.microBatch !== undefined && o.batchSize % o.microBatch !== 0)
+    throw new ConfigError(`train.microBatch: ${o.microBatch} must divide batchSize ${o.batchSize}`);
+  if (o.model.numClasses < 1) throw new ConfigError(`model ${o.model.name} has no classification head; create it with numClasses ≥ 1`);
+  const C = o.model.numClasses;
+  for (let i = 0; i < o.train.size; i++) {
+    const y = o.train.labels[i]!;
+    if (!(y >= 0 && y < C))
+      throw new DataError(`training sample ${o.train.ids[i]} has label ${y}; labels must be in [0, ${C}) for a ${C}-class model (unlabelled images cannot be trained on)`);
+  }
+  if (o.train.size < o.batchSize && (o.dropLast ?? true))
+    throw new ConfigError(`train.batchSize ${o.batchSize} is larger than the training set (${o.train.size} images); lower it or set dropLast false`);
+}
+
+/**
+ * Trains `opts.model` on `opts.train` and writes checkpoints, `metrics.jsonl` and the
+ * final weights into `opts.outDir`. Resumes from the last checkpoint in `outDir`
+ * when there is one (same data order, optimiser state and schedule position), so an
+ * interrupted run ends with the same weights as an uninterrupted one.
+ */
+export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
+  checkOptions(opts);
+  const { model, train } = opts;
+  const seed = opts.seed ?? 0;
+  const B = opts.batchSize;
+  const micro = opts.microBatch ?? B;
+  const dropLast = opts.dropLast ?? true;
+  const stepsPerEpoch = dropLast ? Math.floor(train.size / B) : Math.ceil(train.size / B);
+  const totalSteps = Math.min(stepsPerEpoch * opts.epochs, opts.maxSteps ?? Infinity);
+  const hooks = opts.hooks ?? [];
+  const hash = configHash(opts, train.size);
+  const opt = new Sgd({
+    momentum: opts.momentum ?? 0.9,
+    nesterov: opts.nesterov ?? true,
+    weightDecay: opts.weightDecay ?? 1e-4,
+    decayNormAndBias: opts.decayNormAndBias ?? false,
+  });
+  const sched = { schedule: opts.schedule ?? ({ kind: 'cosine' } as Schedule), baseLr: opts.lr, warmupEpochs: opts.warmupEpochs ?? 0 };
+  await mkdir(opts.outDir, { recursive: true });
+  const metricsFile = path.join(opts.outDir, 'metrics.jsonl');
+
+  let epoch = 0;
+  let stepInEpoch = 0;
+  let globalStep = 0;
+  let resumedFrom = 0;
+  if (opts.resume ?? true) {
+    const last = await latestCheckpoint(opts.outDir);
+    if (last) {
+      if (last.state.configHash !== hash)
+        throw new ConfigError(
+          `${opts.outDir} holds a checkpoint of a run with different settings (config hash ${last.state.configHash}, now ${hash}); use a new output folder or resume: false`,
+        );
+      const st = await loadTrainCheckpoint(last.folder, model, opt);
+      ({ epoch, stepInEpoch, globalStep } = st);
+      resumedFrom = globalStep;
+      log.info(`resuming ${last.folder}: epoch ${epoch + 1}, step ${stepInEpoch}/${stepsPerEpoch}, ${globalStep} steps done`);
+    }
+  }
+  const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
+  const params = model.params();
+  const varList = [...params.values()];
+  const nameOf = new Map(varList.map((v, i) => [v.name, [...params.keys()][i]!]));
+  let lastLoss = NaN;
+
+  const imageShape = train.imageShape;
+  const per = imageShape[0] * imageShape[1] * 3;
+  try {
+    while (epoch < opts.epochs && globalStep < totalSteps) {
+      const order = epochOrder(train.size, seed, epoch);
+      const t0 = Date.now();
+      let epLoss = 0;
+      let epAcc = 0;
+      let epSteps = 0;
+      const bar = progressFor(`epoch ${epoch + 1}/${opts.epochs}`, stepsPerEpoch * B, stepInEpoch * B);
+      while (stepInEpoch < stepsPerEpoch && globalStep < totalSteps) {
+        const ts = Date.now();
+        const idx = order.subarray(stepInEpoch * B, Math.min(train.size, (stepInEpoch + 1) * B));
+        const ctx: StepContext = { epoch, globalStep, stepInEpoch, stepsPerEpoch, totalSteps, lr: learningRate(sched, globalStep, stepsPerEpoch, totalSteps) };
+        const labels = Int32Array.from(idx, (k) => train.labels[k]!);
+        let w: Float32Array = Float32Array.from(idx, (k) => train.weights?.[k] ?? 1);
+        for (const h of hooks) if (h.weights) w = h.weights(w, labels, idx, ctx);
+        let x = await train.getBatch(idx, opts.augment ?? true ? { seed, epoch } : undefined);
+        // samples that failed to decode are zeros: they must not count
+        idx.forEach((k, b) => {
+          if (train.skipped.has(k)) w[b] = 0;
+        });
+        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
+        let wsum = 0;
+        for (const v of w) wsum += v;
+
+        // gradient accumulation over micro-batches, each normalised by the full batch's weight sum
+        const acc = new Map<string, tf.Tensor>();
+        let loss = 0;
+        let correct = 0;
+        for (let m0 = 0; m0 < idx.length; m0 += micro) {
+          const m1 = Math.min(idx.length, m0 + micro);
+          const { value, grads, hits } = tf.tidy(() => {
+            const xb = tf.tensor4d(x.subarray(m0 * per, m1 * per), [m1 - m0, imageShape[0], imageShape[1], 3]);
+            const yb = tf.tensor1d(labels.subarray(m0, m1), 'int32');
+            const wb = tf.tensor1d(w.subarray(m0, m1), 'float32');
+            let logits: tf.Tensor2D | undefined;
+            const r = tf.variableGrads(() => {
+              logits = model.forwardHead(model.forwardFeatures(xb, true));
+              return weightedCrossEntropy(logits, yb, wb, { smoothing: opts.labelSmoothing ?? 0, normaliser: wsum });
+            }, varList);
+            const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
+            return { ...r, hits };
+          });
+          loss += value.dataSync()[0]!;
+          correct += hits.dataSync()[0]!;
+          value.dispose();
+          hits.dispose();
+          for (const [vname, g] of Object.entries(grads)) {
+            const name = nameOf.get(vname)!;
+            const prev = acc.get(name);
+            if (prev) {
+              acc.set(name, tf.add(prev, g));
+              prev.dispose();
+              g.dispose();
+            } else acc.set(name, g);
+          }
+        }
+        opt.step(params, acc, ctx.lr);
+        for (const g of acc.values()) g.dispose();
+        stepInEpoch++;
+        globalStep++;
+        lastLoss = loss;
+        epLoss += loss;
+        epAcc += correct / idx.length;
+        epSteps++;
+        const secs = (Date.now() - ts) / 1000;
+        const m: StepMetrics = { ...ctx, loss, acc: correct / idx.length, images: idx.length, imgPerSec: idx.length / Math.max(secs, 1e-6) };
+        await appendFile(metricsFile, JSON.stringify({ type: 'step', ...m, time: new Date().toISOString() }) + '\n');
+        for (const h of hooks) await h.afterStep?.(m);
+        bar.tick(idx.length, { loss: loss.toFixed(4) });
+        if (!Number.isFinite(loss)) throw new DataError(`training diverged at step ${globalStep}: loss ${loss}; lower train.lr`);
+        if (stepInEpoch === stepsPerEpoch) {
+          epoch++;
+          stepInEpoch = 0;
+        }
+        const epochEnd = stepInEpoch === 0;
+        if (epochEnd || (opts.checkpointEvery && globalStep % opts.checkpointEvery === 0) || globalStep === totalSteps) {
+          await saveTrainCheckpoint(opts.outDir, model, opt, state());
+          if (epochEnd) {
+            const latest = path.join(opts.outDir, `step-${String(globalStep).padStart(8, '0')}`, 'model.safetensors');
+            await copyAtomic(latest, path.join(opts.outDir, `epoch-${String(epoch).padStart(3, '0')}.safetensors`));
+          }
+        }
+        if (epochEnd) break;
+      }
+      bar.stop();
+      if (epSteps > 0 && stepInEpoch === 0) {
+        const summary = { loss: epLoss / epSteps, acc: epAcc / epSteps, seconds: (Date.now() - t0) / 1000 };
+        await appendFile(metricsFile, JSON.stringify({ type: 'epoch', epoch: epoch - 1, ...summary, time: new Date().toISOString() }) + '\n');
+        log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
+        for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
+      }
+    }
+  } finally {
+    opt.dispose();
+  }
+  const weightsFile = path.join(opts.outDir, 'model.safetensors');
+  const last = await latestCheckpoint(opts.outDir);
+  if (last) await copyAtomic(path.join(last.folder, 'model.safetensors'), weightsFile);
+  return { steps: globalStep, epochs: epoch, resumedFrom, weightsFile, lastLoss };
+}
+
+async function copyAtomic(src: string, dst: string): Promise<void> {
+  const tmp = `${dst}.${process.pid}.tmp`;
+  await copyFile(src, tmp);
+  await rename(tmp, dst);
+}
+
+/** Progress bar over the images still to do in this epoch (img/s and ETA of this session). */
+function progressFor(label: string, total: number, done: number): Progress {
+  return progress(label, Math.max(0, total - done));
+}

@@ -1,0 +1,92 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { createModel, getModelSpec, modelNames } from '../src/models/registry.js';
+import { bicubicMatrix } from '../src/models/vit.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('model registry contract', () => {
+  for (const name of ['resnet_tiny', 'resnet_bottleneck_tiny', 'resnet_robust_tiny', 'vit_tiny']) {
+    it(`${name}: features and logits have the declared shapes, no tensor leaks`, () => {
+      const spec = getModelSpec(name);
+      const m = createModel(name, { numClasses: 5, seed: 1 });
+      const before = tf.memory().numTensors;
+      const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
+      const f = m.forwardFeatures(x);
+      expect(f.shape).toEqual([2, spec.numFeatures]);
+      const l = m.forwardHead(f);
+      expect(l.shape).toEqual([2, 5]);
+      expect(Number.isFinite(f.dataSync()[0])).toBe(true);
+      tf.dispose([x, f, l]);
+      expect(tf.memory().numTensors).toBe(before);
+      m.dispose();
+    });
+  }
+
+  it('lists the official backbones', () => {
+    for (const n of ['resnet50', 'resnet50_robust', 'dino_vits16', 'dino_vits8', 'resnet_tiny', 'vit_tiny']) expect(modelNames()).toContain(n);
+    expect(() => getModelSpec('resnet51')).toThrow(/unknown model "resnet51".*resnet50/);
+  });
+
+  it('same seed gives the same weights, another seed others', () => {
+    const a = createModel('resnet_tiny', { seed: 7 });
+    const b = createModel('resnet_tiny', { seed: 7 });
+    const c = createModel('resnet_tiny', { seed: 8 });
+    const w = (m: typeof a) => m.params().get('layer1.0.conv1.weight')!.dataSync();
+    expect(Array.from(w(a))).toEqual(Array.from(w(b)));
+    expect(Array.from(w(a))).not.toEqual(Array.from(w(c)));
+    // kaiming normal fan_out: std ≈ sqrt(2 / (16·9))
+    const v = w(a);
+    const std = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
+    expect(std).toBeGreaterThan(0.8 * Math.sqrt(2 / 144));
+    expect(std).toBeLessThan(1.2 * Math.sqrt(2 / 144));
+    [a, b, c].forEach((m) => m.dispose());
+  });
+
+  it('resnet_tiny trains: gradients reach every parameter and BN running stats update (unbiased var)', () => {
+    const m = createModel('resnet_tiny', { numClasses: 3, seed: 2 });
+    const x = tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 1], 'int32'), 3);
+    const before = tf.memory().numTensors;
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.forwardHead(m.forwardFeatures(x, true))) as tf.Scalar, [
+      ...m.params().values(),
+    ]);
+    for (const [name, v] of m.params()) {
+      const g = grads[v.name];
+      expect(g, name).toBeDefined();
+      expect(g!.shape).toEqual(v.shape);
+    }
+    expect(tf.tidy(() => tf.max(tf.abs(grads[m.params().get('conv1.weight')!.name]!)).dataSync()[0])).toBeGreaterThan(0);
+    tf.dispose([value, ...Object.values(grads)]);
+    expect(tf.memory().numTensors).toBe(before);
+    // conv1 → bn1: running_mean = 0.1·batch mean (started at 0); running_var = 0.9 + 0.1·unbiased var.
+    const h = tf.tidy(() => tf.conv2d(x, tf.transpose(m.params().get('conv1.weight')!, [2, 3, 1, 0]) as tf.Tensor4D, 2, 3));
+    const { mean, variance } = tf.moments(h, [0, 1, 2]);
+    const n = h.shape[0] * h.shape[1] * h.shape[2];
+    const rm = m.buffers().get('bn1.running_mean')!.dataSync();
+    const rv = m.buffers().get('bn1.running_var')!.dataSync();
+    const mm = mean.dataSync();
+    const vv = variance.dataSync();
+    for (let c = 0; c < 4; c++) {
+      expect(rm[c]).toBeCloseTo(0.1 * mm[c]!, 5);
+      expect(rv[c]).toBeCloseTo(0.9 + (0.1 * vv[c]! * n) / (n - 1), 5);
+    }
+    tf.dispose([h, mean, variance, x, y]);
+    m.dispose();
+  });
+});
+
+describe('bicubic position-embedding interpolation', () => {
+  it('rows sum to 1 and identity scale reproduces the grid', () => {
+    const m = bicubicMatrix(4, 6, 6.1 / 4);
+    for (let o = 0; o < 6; o++) {
+      let s = 0;
+      for (let i = 0; i < 4; i++) s += m[o * 4 + i]!;
+      expect(s).toBeCloseTo(1, 6);
+    }
+    const id = bicubicMatrix(5, 5, 1);
+    for (let o = 0; o < 5; o++) for (let i = 0; i < 5; i++) expect(id[o * 5 + i]).toBeCloseTo(o === i ? 1 : 0, 6);
+  });
+});
