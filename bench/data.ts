@@ -8,7 +8,8 @@
  * eval transform (resize 256, centre crop 224) and the train transform (random-resized-crop
  * 224 + flip), with 1 and 2 images decoded at a time and libvips limited to one thread per
  * image, so "workers" means cores used. Prints one JSON line per configuration (best of
- * `reps`). bench/data_torch.py measures torchvision's PIL pipeline on the same files.
+ * `reps`): wall-clock img/s, and CPU ms per image summed over all threads (steadier than
+ * img/s on a shared machine). bench/data_torch.py measures torchvision's PIL pipeline on the same files.
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -48,15 +49,18 @@ async function generate(): Promise<string[]> {
   return files;
 }
 
-async function time(items: ImageItem[], workers: number, train: boolean): Promise<number> {
+/** Images per second (wall clock) and CPU milliseconds per image (all threads of the process). */
+async function time(items: ImageItem[], workers: number, train: boolean): Promise<{ rate: number; cpuMs: number }> {
   const t = { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let n = 0;
   for await (const b of imageBatches(items, t, 32, { concurrency: workers, prefetch: 2, train: train ? { seed: 0 } : undefined })) {
     n += b.ids.length;
     if (b.skipped.length) throw new Error(`bench: skipped ${b.skipped.map((s) => s.reason).join('; ')}`);
   }
-  return n / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n };
 }
 
 async function main(): Promise<void> {
@@ -74,8 +78,13 @@ async function main(): Promise<void> {
   for (const transform of ['eval', 'train'] as const)
     for (const workers of [1, 2]) {
       let best = 0;
-      for (let r = 0; r < REPS; r++) best = Math.max(best, await time(items, workers, transform === 'train'));
-      process.stdout.write(JSON.stringify({ bench: 'data', impl: 'dcd-sharp', transform, workers, img_per_s: Number(best.toFixed(1)) }) + '\n');
+      let cpu = Infinity;
+      for (let r = 0; r < REPS; r++) {
+        const m = await time(items, workers, transform === 'train');
+        best = Math.max(best, m.rate);
+        cpu = Math.min(cpu, m.cpuMs);
+      }
+      process.stdout.write(JSON.stringify({ bench: 'data', impl: 'dcd-sharp', transform, workers, img_per_s: Number(best.toFixed(1)), cpu_ms_per_img: Number(cpu.toFixed(2)) }) + '\n');
     }
 }
 

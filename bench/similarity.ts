@@ -3,7 +3,7 @@
  * tfjs and in PyTorch on this machine, reported side by side as tfjs / PyTorch ratios.
  *
  *     npx tsc -p tsconfig.json && node dist/bench/similarity.js [--pool-sizes 32,128,512] \
- *       [--backbones resnet50,dino_vits16] [--repeats 3] [--backend wasm] [--no-torch] [--out bench/similarity-results.md]
+ *       [--embed-pool-sizes 1024,4096,16384] [--backbones resnet50,dino_vits16] [--repeats 3] [--backend wasm] [--no-torch] [--out bench/similarity-results.md]
  *
  * The PyTorch side is bench/similarity_torch.py, run with /usr/bin/python3 (2 threads).
  */
@@ -29,6 +29,7 @@ interface TorchMethod {
 }
 
 const pools = arg('pool-sizes', '32,128,512');
+const embedPools = arg('embed-pool-sizes', '1024,4096,16384');
 const backbones = arg('backbones', 'resnet50,dino_vits16');
 const repeats = Number(arg('repeats', '3'));
 const queryBatch = Number(arg('query-batch', '32'));
@@ -38,6 +39,7 @@ const backend = await initBackend(arg('backend', process.env.DCD_BACKEND ?? 'aut
 const r: SimilarityBenchResult = await benchSimilarity({
   backbones: backbones.split(','),
   poolSizes: pools.split(',').map(Number),
+  embedPoolSizes: embedPools.split(',').map(Number),
   repeats,
   queryBatch,
 });
@@ -45,7 +47,7 @@ let md = `# Similarity cost: LPIPS (AlexNet) vs penultimate embeddings\n\n## tfj
 
 const py = '/usr/bin/python3';
 if (!process.argv.includes('--no-torch') && existsSync(py)) {
-  const p = spawnSync(py, [path.join(PACKAGE_ROOT, 'bench', 'similarity_torch.py'), '--pool-sizes', pools, '--backbones', backbones, '--repeats', String(repeats), '--query-batch', String(queryBatch)], {
+  const p = spawnSync(py, [path.join(PACKAGE_ROOT, 'bench', 'similarity_torch.py'), '--pool-sizes', pools, '--embed-pool-sizes', embedPools, '--backbones', backbones, '--repeats', String(repeats), '--query-batch', String(queryBatch)], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });
@@ -61,9 +63,9 @@ if (!process.argv.includes('--no-torch') && existsSync(py)) {
       const jm = r.methods.find((m) => m.method === tm.method);
       const ratio = (a: number | undefined, b: number) => (a !== undefined && b > 0 ? (a / b).toFixed(2) : '');
       const cells = poolList.map((n) => {
-        const ts = tm.rank.find((x) => x.pool === n)?.seconds ?? NaN;
+        const ts = tm.rank.find((x) => x.pool === n)?.seconds;
         const js = jm?.rank.find((x) => x.pool === n)?.seconds;
-        return `${(ts * 1000).toFixed(2)} | ${ratio(js, ts)}`;
+        return ts === undefined ? '– | ' : `${(ts * 1000).toFixed(2)} | ${ratio(js, ts)}`;
       });
       md += `| ${tm.method} | ${tm.embedSecondsPerImage.toFixed(3)} | ${ratio(jm?.embedSecondsPerImage, tm.embedSecondsPerImage)} | ${cells.join(' | ')} |\n`;
     }
@@ -72,9 +74,9 @@ if (!process.argv.includes('--no-torch') && existsSync(py)) {
     for (const tm of t.methods) {
       const jm = r.methods.find((m) => m.method === tm.method);
       const cells = poolList.map((n) => {
-        const ts = tm.rankBatch.find((x) => x.pool === n)?.seconds ?? NaN;
+        const ts = tm.rankBatch.find((x) => x.pool === n)?.seconds;
         const js = jm?.rankBatch.find((x) => x.pool === n)?.seconds;
-        return `${(ts * 1000).toFixed(2)} | ${js !== undefined && ts > 0 ? (js / ts).toFixed(2) : ''}`;
+        return ts === undefined ? '– | ' : `${(ts * 1000).toFixed(2)} | ${js !== undefined && ts > 0 ? (js / ts).toFixed(2) : ''}`;
       });
       md += `| ${tm.method} | ${cells.join(' | ')} |\n`;
     }

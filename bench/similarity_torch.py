@@ -114,6 +114,7 @@ def measure(name, net, x, pools, repeats, k, chunk, qb):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--pool-sizes', default='32,128,512')
+    ap.add_argument('--embed-pool-sizes', default='1024,4096,16384')
     ap.add_argument('--backbones', default='resnet50,dino_vits16')
     ap.add_argument('--batch', type=int, default=4)
     ap.add_argument('--repeats', type=int, default=3)
@@ -121,11 +122,12 @@ def main():
     ap.add_argument('--query-batch', type=int, default=32)
     a = ap.parse_args()
     pools = sorted(int(s) for s in a.pool_sizes.split(','))
+    embed_pools = sorted(int(s) for s in a.embed_pool_sizes.split(','))
     out = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'methods': []}
     x = torch.rand(a.batch, 3, 224, 224) * 2 - 1
     out['methods'].append(measure('lpips_alexnet', LpipsAlex().eval(), x, pools, a.repeats, a.k, 32, a.query_batch))
     for b in [s for s in a.backbones.split(',') if s]:
-        out['methods'].append(measure(b, Penultimate(b), torch.randn(a.batch, 3, 224, 224), pools, a.repeats, a.k, 4096, a.query_batch))
+        out['methods'].append(measure(b, Penultimate(b), torch.randn(a.batch, 3, 224, 224), embed_pools, a.repeats, a.k, 4096, a.query_batch))
     print(json.dumps(out))
 
 

@@ -33,6 +33,8 @@ for (const tool of ['g++', 'make', 'python3']) {
 function nodeGyp() {
   const local = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
   if (existsSync(local)) return [process.execPath, local];
+  const fromNpm = process.env.npm_config_node_gyp; // set by npm for install scripts
+  if (fromNpm && existsSync(fromNpm)) return [process.execPath, fromNpm];
   const npmCli = process.env.npm_execpath;
   const candidates = [];
   if (npmCli) candidates.push(join(dirname(npmCli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));

@@ -113,5 +113,10 @@ describe('LPIPS feature stack', () => {
     expect(() => new LpipsNet({ widths: fx.widths, weights: w })).toThrow(/missing features\.6\.bias/);
     expect(() => new LpipsNet({ weights: weightsOf(fx) })).toThrow(WeightsError);
     expect(() => lpipsTapShapes(16)).toThrow(/16px input is too small/);
+    // Two stacks may live side by side (no global variable names to clash).
+    const a = new LpipsNet({ widths: fx.widths, seed: 1 });
+    const b = new LpipsNet({ widths: fx.widths, seed: 2 });
+    a.dispose();
+    b.dispose();
   });
 });

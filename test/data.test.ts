@@ -118,6 +118,10 @@ describe('ImageFolder and ILSVRC2012', () => {
     expect(ilsvrcVal(root, { labels: gt, idMap: map }).map((r) => r.label)).toEqual([0, 1, 999]);
     expect(ilsvrcVal(root, { labels: loc }).map((r) => r.label)).toEqual([0, 1, 999]);
     expect(() => ilsvrcVal(root, { groundTruth: gt })).toThrow(/ID → wnid map/);
+    const sorted = path.join(dir, 'ilsvrc', 'val-sorted');
+    touch(path.join(sorted, 'n01443537', 'ILSVRC2012_val_00000002.JPEG'));
+    expect(ilsvrcVal(sorted)).toEqual([expect.objectContaining({ label: 1, set: 'test', wnid: 'n01443537' })]);
+    expect(() => ilsvrcVal(root)).toThrow(/no labels for the validation images/);
     writeFileSync(loc, 'ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 0 0 9 9\n');
     expect(() => ilsvrcVal(root, { locSolution: loc })).toThrow(/no ImageNet-1k label for 2 image/);
   });
@@ -299,8 +303,35 @@ describe('buildManifest and the CLI', () => {
     expect(m.rows).toHaveLength(3);
     expect(JSON.parse(m.meta['dcd.classes']!)).toHaveLength(1000);
     expect(metadataOf(await readArrowFile(out))['dcd.source']).toBe('ilsvrc-train');
-    const { rows } = await buildManifest('imagefolder', root, { set: 'x' });
+    const { rows, meta } = await buildManifest('imagefolder', root, { set: 'x' });
+    expect(JSON.parse(meta['dcd.classes']!)).toEqual(['tench', 'goldfish']);
+    expect(rows.map((r) => r.class_name)).toEqual(['tench', 'goldfish', 'goldfish']);
     expect(formatSummary(summarizeManifest(rows))).toMatch(/set x: 3/);
     expect(await main(['data', 'manifest', 'v2', path.join(dir, 'nope'), '--out', out])).toBe(1);
+  });
+  it('dcd data check lists the images that do not decode and writes a manifest of the rest', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const sharp = (await import('sharp')).default;
+    const root = path.join(dir, 'check');
+    mkdirSync(path.join(root, 'a'), { recursive: true });
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#123456' } }).png().toFile(path.join(root, 'a', 'ok1.png'));
+    await sharp({ create: { width: 9, height: 7, channels: 3, background: '#654321' } }).jpeg().toFile(path.join(root, 'a', 'ok2.jpg'));
+    touch(path.join(root, 'a', 'html.jpg'), '<html>gone</html>');
+    const m = path.join(dir, 'check.arrow');
+    const okm = path.join(dir, 'check-ok.arrow');
+    const cap: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((x: string) => (cap.push(String(x)), true)) as typeof process.stdout.write;
+    let codes: number[];
+    try {
+      codes = [await main(['data', 'manifest', 'imagefolder', root, '--out', m]), await main(['data', 'check', m, '--out', okm])];
+    } finally {
+      process.stdout.write = orig;
+    }
+    expect(codes).toEqual([0, 0]);
+    const text = cap.join('');
+    expect(text).toMatch(/bad\ta\/html\.jpg\t.*not an image/);
+    expect(text).toMatch(/2 of 3 images decode; 1 bad: not an image 1/);
+    expect((await readManifest(okm)).rows.map((r) => r.id)).toEqual(['a/ok1.png', 'a/ok2.jpg']);
   });
 });

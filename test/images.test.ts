@@ -12,6 +12,7 @@ import {
   resizeShorter,
   mulberry32,
   transformRaw,
+  resizeBilinearU8,
   type ImageBatch,
   type ImageItem,
 } from '../src/data/images.js';
@@ -223,6 +224,31 @@ describe('imageBatches', () => {
     expect(await run(1)).toEqual(await run(3));
     expect(await run(1, { seed: 5 })).toEqual(await run(3, { seed: 5 }));
   });
+  it('decodes ahead of the consumer, but only up to the prefetch window', async () => {
+    const files: ImageItem[] = [];
+    for (let i = 0; i < 20; i++) {
+      const f = path.join(dir, `pf${i}.png`);
+      await solid(10, 10, [i, i, i]).png().toFile(f);
+      files.push({ id: `pf${i}`, path: f });
+    }
+    for (const prefetch of [0, 1]) {
+      let decoded = 0;
+      const it = imageBatches(files, { resize: 8, crop: 8, ...ID }, 4, { concurrency: 2, prefetch, onDecoded: (n) => (decoded = n) });
+      const first = await it.next();
+      expect(first.value!.ids).toEqual(['pf0', 'pf1', 'pf2', 'pf3']);
+      // hold the batch (the "model" is busy): decoding goes on without the consumer...
+      // batch 1 is handed over once batch 2's first image is in: 5 consumed + (prefetch + 1) × 4 ahead
+      const want = 5 + (prefetch + 1) * 4;
+      for (let k = 0; k < 400 && decoded < want; k++) await new Promise((r) => setTimeout(r, 25));
+      // ...and stops at the window
+      await new Promise((r) => setTimeout(r, 200));
+      expect(decoded).toBe(want);
+      let rest = 0;
+      for await (const b of { [Symbol.asyncIterator]: () => it }) rest += b.ids.length;
+      expect(rest).toBe(16);
+      expect(decoded).toBe(20);
+    }
+  });
   it('refuses images over a custom pixel limit', async () => {
     const out: ImageBatch[] = [];
     for await (const b of imageBatches(items.slice(0, 1), { resize: 16, crop: 16, ...ID }, 2, { limitInputPixels: 100 })) out.push(b);
@@ -251,6 +277,19 @@ describe('imageBatches', () => {
     expect(out[0]!.skipped.map((s) => s.id)).toEqual(['bad']);
     const again = await transformRaw('c', raws[1]!.raw as never, t);
     expect(Array.from(again)).toEqual(Array.from(c));
+    // train on raw pixels: whole image (scale 1, its own ratio), always flipped = exact mirror
+    const sq = { data: new Uint8Array(gradient(16, 16)), width: 16, height: 16, channels: 3 as const };
+    const m = await transformRaw('sq', sq, { resize: 16, crop: 16, ...ID }, { train: { seed: 1, scale: [1, 1], ratio: [1, 1], flip: 1 } });
+    for (const [x, y] of [[0, 0], [3, 9], [15, 15]] as const) expect(px(m, 16, x, y)).toEqual([((15 - x) * 4) % 256, (y * 4) % 256, (15 - x + y) % 256]);
+    // a large output goes through sharp instead of the JS resampler: both are bilinear
+    const big = await transformRaw('c', raws[1]!.raw as never, { resize: 120, crop: 100, ...ID });
+    const js = resizeBilinearU8(rgb, 40, 3, { left: 0, top: 0, width: 40, height: 30 }, 160, 120);
+    let d = 0;
+    for (let y = 0; y < 100; y++) for (let x = 0; x < 100; x++) for (let ch = 0; ch < 3; ch++) d += Math.abs(big[(y * 100 + x) * 3 + ch]! * 255 - js[((y + 10) * 160 + x + 30) * 3 + ch]!);
+    expect(d / (100 * 100 * 3)).toBeLessThan(3); // grey levels, mean over the crop
+    const r1 = await transformRaw('sq', sq, { resize: 16, crop: 8, ...ID }, { train: { seed: 9 } });
+    const r2 = await transformRaw('sq', sq, { resize: 16, crop: 8, ...ID }, { train: { seed: 9 } });
+    expect(Array.from(r1)).toEqual(Array.from(r2));
   });
 });
 
@@ -304,6 +343,20 @@ describe('parity with torchvision (fixtures from test/fixtures/data/make_parity.
       // offset or a resize by one pixel more gives a mean error of ~0.03 on these patterns
       expect(sum / ref.length, `${im.file} mean abs diff`).toBeLessThan(0.005);
       expect(max, `${im.file} max abs diff`).toBeLessThan(0.05);
+    }
+  });
+  it('the JS resampler of in-memory images matches PIL bilinear to within one grey level', async () => {
+    const fx = path.join(path.dirname(new URL(import.meta.url).pathname), 'fixtures', 'data');
+    const meta = JSON.parse(readFileSync(path.join(fx, 'parity.json'), 'utf8')) as { resize: number; crop: number; images: { file: string; ref: string }[] };
+    for (const im of meta.images.filter((m) => m.file.endsWith('.png'))) {
+      const { data, info } = await sharp(path.join(fx, im.file)).raw().toBuffer({ resolveWithObject: true });
+      const raw = { data: new Uint8Array(data), width: info.width, height: info.height, channels: info.channels as 3 | 4 };
+      const got = await transformRaw(im.file, raw, { resize: meta.resize, crop: meta.crop, ...ID });
+      const b = readFileSync(path.join(fx, im.ref));
+      const ref = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+      let max = 0;
+      for (let i = 0; i < ref.length; i++) max = Math.max(max, Math.abs(got[i]! - ref[i]!));
+      expect(max * 255, im.file).toBeLessThanOrEqual(1.0001);
     }
   });
 });

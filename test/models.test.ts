@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { createModel, getModelSpec, modelNames } from '../src/models/registry.js';
 import { bicubicMatrix } from '../src/models/vit.js';
+import { readFileSync } from 'node:fs';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -24,6 +25,28 @@ describe('model registry contract', () => {
       m.dispose();
     });
   }
+
+  it('official architectures have exactly the official keys and shapes (torchvision resnet50, DINO ViT-S/16, ViT-S/8)', () => {
+    const official = JSON.parse(readFileSync('test/fixtures/parity/official_keys.json', 'utf8')) as Record<string, Record<string, number[]>>;
+    const cases: [string, string, number][] = [
+      ['resnet50', 'resnet50', 25_557_032],
+      ['resnet50_robust', 'resnet50', 25_557_032],
+      ['dino_vits16', 'dino_vits16', 21_665_664],
+      ['dino_vits8', 'dino_vits8', 21_665_664 - 384 * 3 * (256 - 64) + (785 - 197) * 384],
+    ];
+    for (const [name, ref, nParams] of cases) {
+      const m = createModel(name);
+      const ours: Record<string, number[]> = {};
+      for (const [k, v] of [...m.params(), ...m.buffers()]) if (!k.startsWith('normalizer.')) ours[k] = v.shape;
+      const theirs = Object.fromEntries(Object.entries(official[ref]!).filter(([k]) => !k.endsWith('num_batches_tracked')));
+      expect(ours, name).toEqual(theirs);
+      let n = 0;
+      for (const v of m.params().values()) n += v.size;
+      expect(n, `${name} parameters`).toBe(nParams);
+      expect(m.numFeatures).toBe(getModelSpec(name).numFeatures);
+      m.dispose();
+    }
+  });
 
   it('lists the official backbones', () => {
     for (const n of ['resnet50', 'resnet50_robust', 'dino_vits16', 'dino_vits8', 'resnet_tiny', 'vit_tiny']) expect(modelNames()).toContain(n);

@@ -1,9 +1,11 @@
 import { describe, expect, it, beforeAll } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { buildTable, writeArrowFile } from '../src/core/arrow.js';
+import sharp from 'sharp';
+import { buildTable, embeddingMatrix, readArrowFile, stringColumn, writeArrowFile } from '../src/core/arrow.js';
+import { type ManifestRow, writeManifest } from '../src/data/manifest.js';
 import { initBackend } from '../src/core/backend.js';
 import { keepsContext, parseContext } from '../src/analysis/context.js';
 import { type KnnFn, neighboursExcludingSelf, retentionCurve, retentionTable, writeRetentionOutputs } from '../src/analysis/retention.js';
@@ -116,6 +118,14 @@ describe('retention on a hand-made set', () => {
     });
   }
 
+  it('searches L2-normalised features with normalize', async () => {
+    // Raw: (1,0) is nearest to (0,1); by direction it is nearest to (10,0.5).
+    const e = Float32Array.from([1, 0, 0, 1, 10, 0.5]);
+    expect((await neighboursExcludingSelf(e, 2, 1, { knn: refKnn }))[0]).toBe(1);
+    expect((await neighboursExcludingSelf(e, 2, 1, { knn: refKnn, normalize: true }))[0]).toBe(2);
+    expect(Array.from(e)).toEqual([1, 0, 0, 1, 10, 0.5]); // the caller's array is untouched
+  });
+
   it('drops the image itself even when a duplicate comes first, and checks k', async () => {
     // Rows 0 and 1 are identical; a search that lists 1 before 0 for query 0 must still drop 0.
     const e = Float32Array.from([5, 5, 9, 20]);
@@ -216,5 +226,47 @@ describe('retention from files', () => {
     await writeArrowFile(first, buildTable({ id: { kind: 'utf8', values: ['i1'] }, embedding: { kind: 'embedding', values: Float32Array.from([1, 0, 0]), dim: 3 } }, { 'dcd.backbone': 'resnet_tiny', 'dcd.weights_sha256': 'a'.repeat(64) }));
     await expect(retentionTable({ manifest: m3, backbones: ['resnet_tiny'], embeddings: path.join(d3, 'emb'), ks: [1] }, { knn: refKnn })).rejects.toThrow(/different weights/);
     expect(await main(['retention', '--backbones', 'resnet_tiny', '--data', m2, '--embeddings', path.join(dir, 'emb'), '--k', '0'])).toBe(2);
+  });
+
+  it('embeds images itself when a backbone has weights and no cache, leaving out an unreadable image', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-retention-'));
+    const colours: Record<string, [number, number, number]> = { red: [200, 30, 30], green: [30, 180, 40], blue: [20, 40, 200] };
+    const rows: ManifestRow[] = [];
+    let i = 0;
+    for (const [ctx, rgb] of Object.entries(colours))
+      for (let j = 0; j < 4; j++, i++) {
+        const file = path.join(dir, `img${i}.png`);
+        const px = Buffer.alloc(32 * 32 * 3);
+        for (let p = 0; p < 32 * 32; p++) for (let c = 0; c < 3; c++) px[p * 3 + c] = Math.min(255, rgb[c]! + ((p * (j + 1) * 7 + c * 13) % 40));
+        await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(file);
+        rows.push({ id: `img${i}`, path: file, label: j % 2, wnid: '', class_name: j % 2 ? 'b' : 'a', set: 'test', context: JSON.stringify({ context: ctx }) });
+      }
+    writeFileSync(path.join(dir, 'broken.png'), 'not a png');
+    rows.push({ id: 'broken', path: path.join(dir, 'broken.png'), label: 0, wnid: '', class_name: 'a', set: 'test', context: '{"context":"red"}' });
+    const manifest = path.join(dir, 'm.arrow');
+    await writeManifest(manifest, rows);
+    const out = path.join(dir, 'out');
+    const code = await main(['retention', '--backbones', 'resnet_tiny', '--data', manifest, '--weights', 'resnet_tiny=random', '--k', '1,3', '--out', out]);
+    expect(code).toBe(0);
+    const json = JSON.parse(readFileSync(path.join(out, 'retention.json'), 'utf8'));
+    expect(json.rows.map((r: { classQueries: number }) => r.classQueries)).toEqual([12, 12]); // 'broken' left out
+    // The same numbers from the embeddings it wrote, through the reference search.
+    const t = await readArrowFile(path.join(out, 'embeddings', 'resnet_tiny.arrow'));
+    const ids = stringColumn(t, 'id');
+    const m = embeddingMatrix(t);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const ref = await retentionCurve(
+      'resnet_tiny',
+      m.data,
+      m.dim,
+      ids.map((id) => byId.get(id)!.class_name),
+      ids.map((id) => parseContext(byId.get(id)!.context)),
+      [1, 3],
+      { knn: refKnn },
+    );
+    expect(json.rows.map((r: { classRetention: number }) => r.classRetention)).toEqual(ref.map((r) => r.classRetention));
+    expect(json.rows.map((r: { contextRetention: number }) => r.contextRetention)).toEqual(ref.map((r) => r.contextRetention));
+    // Neither a cache nor weights: a clear usage error.
+    expect(await main(['retention', '--backbones', 'resnet_tiny', '--data', manifest, '--out', out])).toBe(2);
   });
 });

@@ -35,6 +35,7 @@ describe('bench similarity', () => {
     const r = await benchSimilarity({
       backbones: ['pooling6'],
       poolSizes: [8, 4],
+      embedPoolSizes: [8, 4],
       size: 64,
       batch: 2,
       repeats: 1,
@@ -77,13 +78,14 @@ describe('bench similarity', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dcd-simbench-'));
     const out = path.join(dir, 'sim.md');
     const json = path.join(dir, 'sim.json');
-    const code = await main(['bench', 'similarity', '--backbones', 'resnet_tiny', '--pool-sizes', '4,8', '--size', '64', '--batch', '2', '--repeats', '1', '--k', '3', '--query-batch', '2', '--out', out, '--json', json]);
+    const code = await main(['bench', 'similarity', '--backbones', 'resnet_tiny', '--pool-sizes', '4,8', '--embed-pool-sizes', '16,32', '--size', '64', '--batch', '2', '--repeats', '1', '--k', '3', '--query-batch', '2', '--out', out, '--json', json]);
     expect(code).toBe(0);
     const r = JSON.parse(readFileSync(json, 'utf8'));
     expect(r.methods.map((m: { method: string }) => m.method)).toEqual(['lpips_alexnet', 'resnet_tiny']);
     expect(r.methods[1].dims).toBe(128); // resnet_tiny: widths 16/32/64/128, BasicBlocks
     expect(r.methods[1].inputSize).toBe(32);
-    expect(readFileSync(out, 'utf8')).toContain('| resnet_tiny | 32 | 128 | 0.50 KiB |');
+    expect(r.methods[1].rank.map((p: { pool: number }) => p.pool)).toEqual([16, 32]);
+    expect(readFileSync(out, 'utf8')).toMatch(/\| resnet_tiny \| 32 \| 128 \| 0\.50 KiB \| [^|]+ \| – \| – \| [0-9.]+ \| [0-9.]+ \|/);
   });
 
   it('loads --lpips-weights from safetensors and names a key that does not fit', async () => {

@@ -50,6 +50,9 @@ describe('wasm Conv2DBackpropFilter', () => {
     { xs: [2, 9, 9, 6], ws: [1, 1, 6, 4], stride: 2, pad: 'valid' },
     { xs: [1, 10, 8, 2], ws: [3, 3, 2, 3], stride: 2, pad: 'valid' },
     { xs: [2, 6, 5, 3], ws: [3, 3, 3, 2], stride: 1, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+    // few output positions, wide channels: the im2col order
+    { xs: [1, 3, 3, 8], ws: [3, 3, 8, 32], stride: 1, pad: 'same' },
+    { xs: [2, 5, 4, 16], ws: [3, 3, 16, 24], stride: 2, pad: 'same' },
   ];
   for (const [i, c] of cases.entries()) {
     it(`matches cpu: x ${c.xs.join('×')}, w ${c.ws.join('×')}, stride ${c.stride}, pad ${JSON.stringify(c.pad)}`, () => {

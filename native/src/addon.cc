@@ -236,9 +236,11 @@ Napi::Value PoolBwd(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 // Element-wise, softmax, reductions, transpose, batch norm: plain loops with OpenMP.
 
-constexpr int64_t kGrain = 1 << 14;  // below this many elements, one thread is faster
+// Below this many elements one thread is faster: a parallel region costs a barrier, and on a
+// busy machine a barrier can wait a whole scheduler slice for a descheduled thread.
+constexpr int64_t kGrain = 1 << 18;
 
-enum BinOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSqDiff };
+enum BinOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSqDiff, kCopyA };
 
 template <int OP>
 inline float Bin(float a, float b) {
@@ -249,6 +251,7 @@ inline float Bin(float a, float b) {
   if constexpr (OP == kMax) return (a > b || std::isnan(a)) ? a : b;
   if constexpr (OP == kMin) return (a < b || std::isnan(a)) ? a : b;
   if constexpr (OP == kSqDiff) return (a - b) * (a - b);
+  if constexpr (OP == kCopyA) return a;  // broadcast copy (Tile)
   return 0.f;
 }
 
@@ -293,7 +296,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   int op = info[0].As<Napi::Number>().Int32Value();
   const int32_t* p = I32(info[4]);
   int rank = p[0];
-  int64_t shape[8], sa[8], sb[8];
+  int64_t shape[16], sa[16], sb[16];
   for (int d = 0; d < rank; ++d) {
     shape[d] = p[1 + d];
     sa[d] = p[1 + rank + d];
@@ -309,6 +312,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     case kMax: BinaryKernel<kMax>(a, b, out, shape, sa, sb, rank); break;
     case kMin: BinaryKernel<kMin>(a, b, out, shape, sa, sb, rank); break;
     case kSqDiff: BinaryKernel<kSqDiff>(a, b, out, shape, sa, sb, rank); break;
+    case kCopyA: BinaryKernel<kCopyA>(a, b, out, shape, sa, sb, rank); break;
     default: Napi::Error::New(info.Env(), "binary: unknown op").ThrowAsJavaScriptException();
   }
   return info.Env().Undefined();
@@ -449,19 +453,40 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
     oshape[d] = shape[perm[d]];
     sx[d] = xstride[perm[d]];  // stride in x of output axis d
   }
-  int64_t inner = oshape[rank - 1], outer = 1;
-  for (int d = 0; d < rank - 1; ++d) outer *= oshape[d];
-  int64_t sInner = sx[rank - 1];
-#pragma omp parallel for if (outer * inner >= kGrain) schedule(static)
-  for (int64_t o = 0; o < outer; ++o) {
-    int64_t rem = o, off = 0;
-    for (int d = rank - 2; d >= 0; --d) {
-      off += (rem % oshape[d]) * sx[d];
-      rem /= oshape[d];
+  int64_t ostride[8];
+  ostride[rank - 1] = 1;
+  for (int d = rank - 2; d >= 0; --d) ostride[d] = ostride[d + 1] * oshape[d + 1];
+  int64_t total = ostride[0] * oshape[0];
+  // Output axis `a` is the one contiguous in x. If it is the last, rows are plain copies;
+  // otherwise transpose 32x32 tiles of (a, last) so that reads and writes both stay in cache.
+  int a = 0;
+  for (int d = 0; d < rank; ++d)
+    if (perm[d] == rank - 1) a = d;
+  int last = rank - 1;
+  int64_t na = oshape[a], nb = oshape[last], sB = sx[last], osA = ostride[a];
+  constexpr int64_t T = 32;
+  int64_t ta = a == last ? 1 : (na + T - 1) / T, tb = a == last ? 1 : (nb + T - 1) / T;
+  int64_t combos = total / (a == last ? nb : na * nb);
+#pragma omp parallel for if (total >= kGrain) schedule(static) collapse(2)
+  for (int64_t o = 0; o < combos; ++o) {
+    for (int64_t t = 0; t < ta * tb; ++t) {
+      int64_t rem = o, ix = 0, iy = 0;
+      for (int d = rank - 1; d >= 0; --d) {
+        if (d == last || d == a) continue;
+        int64_t idx = rem % oshape[d];
+        rem /= oshape[d];
+        ix += idx * sx[d];
+        iy += idx * ostride[d];
+      }
+      if (a == last) {
+        std::memcpy(y + iy, x + ix, nb * 4);
+        continue;
+      }
+      int64_t a0 = (t / tb) * T, b0 = (t % tb) * T;
+      int64_t a1 = std::min(na, a0 + T), b1 = std::min(nb, b0 + T);
+      for (int64_t i = a0; i < a1; ++i)
+        for (int64_t j = b0; j < b1; ++j) y[iy + i * osA + j] = x[ix + i + j * sB];
     }
-    uint32_t* py = y + o * inner;
-    const uint32_t* px = x + off;
-    for (int64_t i = 0; i < inner; ++i) py[i] = px[i * sInner];
   }
   return info.Env().Undefined();
 }
@@ -477,6 +502,27 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   int64_t lo = off ? Len(info[3]) : 1, ls = sc ? Len(info[4]) : 1;
   float* y = F32(info[5]);
   float eps = info[6].As<Napi::Number>().FloatValue();
+  // Fast path: every parameter has length C (or 1) and x is [rows, C]: fold into y = x * a + b.
+  int64_t c = std::max({lm, lv, lo, ls});
+  bool rowwise = n % c == 0;
+  for (int64_t l : {lm, lv, lo, ls}) rowwise = rowwise && (l == c || l == 1);
+  if (rowwise) {
+    std::vector<float> a(c), b(c);
+    for (int64_t j = 0; j < c; ++j) {
+      float s = (sc ? sc[j % ls] : 1.f) / std::sqrt(var[j % lv] + eps);
+      a[j] = s;
+      b[j] = (off ? off[j % lo] : 0.f) - mean[j % lm] * s;
+    }
+    int64_t rows = n / c;
+    const float *pa = a.data(), *pb = b.data();
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* px = x + r * c;
+      float* py = y + r * c;
+      for (int64_t j = 0; j < c; ++j) py[j] = px[j] * pa[j] + pb[j];
+    }
+    return info.Env().Undefined();
+  }
 #pragma omp parallel for if (n >= kGrain) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     float o = off ? off[i % lo] : 0.f, s = sc ? sc[i % ls] : 1.f;

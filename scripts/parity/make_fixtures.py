@@ -318,6 +318,19 @@ def main():
     make_resnet(out, "resnet_basic_tiny", BasicBlock, [1, 1, 1, 1], [4, 8, 16, 32], 32, 10, ["zip"])
     make_robust(out, "resnet_robust_tiny", [1, 1, 1, 1], [4, 8, 16, 32], 32, 10)
     make_vit(out, "vit_fixture", 32, 8, 32, 2, 2, [(32, 32), (48, 48), (32, 48)])
+    # Key lists of the full-size official architectures (names and shapes only).
+    from torchvision.models import resnet50
+    shapes = lambda sd: {k: list(v.shape) for k, v in sd.items()}  # noqa: E731
+    with open(os.path.join(out, "official_keys.json"), "w") as f:
+        json.dump(
+            {
+                "resnet50": shapes(resnet50().state_dict()),
+                "dino_vits16": shapes(VisionTransformer(224, 16, 384, 12, 6).state_dict()),
+                "dino_vits8": shapes(VisionTransformer(224, 8, 384, 12, 6).state_dict()),
+            },
+            f,
+            indent=0,
+        )
     if os.environ.get("DCD_PARITY_FULL") == "1":
         make_resnet(out, "full_resnet50", Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], 224, 1000, ["zip"])
         make_robust(out, "full_resnet50_robust", [3, 4, 6, 3], [64, 128, 256, 512], 224, 1000)

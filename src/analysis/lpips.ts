@@ -128,8 +128,8 @@ export class LpipsNet {
           kernel = tf.randomUniform([c.kernel, c.kernel, c.cin, c.cout], -bound, bound, 'float32', seed * 101 + i * 2 + 1);
           bias = tf.randomUniform([c.cout], -bound, bound, 'float32', seed * 101 + i * 2 + 2);
         }
-        this.vars.set(wKey, tf.variable(kernel, false, `lpips/${wKey}`));
-        this.vars.set(bKey, tf.variable(bias, false, `lpips/${bKey}`));
+        this.vars.set(wKey, tf.variable(kernel, false));
+        this.vars.set(bKey, tf.variable(bias, false));
         const l = opts.weights?.get(`lin${i}.model.1.weight`);
         this.lin.push(tf.keep(l ? tf.tensor1d(l.data) : tf.ones([c.cout])));
       });

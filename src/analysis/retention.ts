@@ -16,7 +16,8 @@ import { embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
 import { log } from '../core/log.js';
-import { knn as retrievalKnn } from '../retrieval/knn.js';
+import { embedImages } from '../models/embed.js';
+import { gatherRows, knn as retrievalKnn, l2NormalizeRows } from '../retrieval/knn.js';
 import { retentionSvg, svgToPng } from './plot.js';
 import { type Context, type ContextRule, keepsContext, parseContext } from './context.js';
 
@@ -58,17 +59,6 @@ export interface RetentionOptions {
   queryChunk?: number;
 }
 
-function l2normalize(x: Float32Array, dim: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let r = 0; r < x.length / dim; r++) {
-    let s = 0;
-    for (let c = 0; c < dim; c++) s += x[r * dim + c]! ** 2;
-    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
-    for (let c = 0; c < dim; c++) out[r * dim + c] = x[r * dim + c]! * inv;
-  }
-  return out;
-}
-
 /**
  * The k nearest neighbours of every row among all rows, itself excluded.
  * @param emb row-major features [n, dim]
@@ -79,7 +69,7 @@ export async function neighboursExcludingSelf(emb: Float32Array, dim: number, k:
   if (!Number.isInteger(n)) throw new DataError(`embeddings: ${emb.length} values is not a multiple of dim ${dim}`);
   if (k < 1 || k > n - 1) throw new ConfigError(`--k ${k}: needs 1 ≤ k ≤ ${n - 1} (the set has ${n} images, and an image is not its own neighbour)`);
   const knn = opts.knn ?? retrievalKnn;
-  const x = opts.normalize ? l2normalize(emb, dim) : emb;
+  const x = opts.normalize ? l2NormalizeRows(Float32Array.from(emb), dim) : emb;
   const chunk = Math.max(1, opts.queryChunk ?? 1024);
   const out = new Int32Array(n * k);
   for (let q0 = 0; q0 < n; q0 += chunk) {
@@ -226,7 +216,12 @@ export async function findEmbeddingFiles(dir: string, backbone: string): Promise
  * Joins embedding files with the manifest by id: returns features in manifest order.
  * Throws naming the first missing ids when some manifest image has no embedding.
  */
-export async function embeddingsForItems(files: readonly string[], items: readonly RetentionItem[], backbone: string): Promise<{ data: Float32Array; dim: number }> {
+export async function embeddingsForItems(
+  files: readonly string[],
+  items: readonly RetentionItem[],
+  backbone: string,
+  opts: { allowMissing?: boolean } = {},
+): Promise<{ data: Float32Array; dim: number; present: Uint8Array }> {
   const index = new Map(items.map((it, i) => [it.id, i]));
   let dim = -1;
   let data = new Float32Array(0);
@@ -259,13 +254,13 @@ export async function embeddingsForItems(files: readonly string[], items: readon
     });
   }
   const missing = items.filter((_, i) => !have[i]).map((it) => it.id);
-  if (missing.length)
+  if (missing.length && !(opts.allowMissing && missing.length < items.length))
     throw new ArtifactError(
       `${backbone}: ${missing.length} of ${items.length} manifest images have no embedding in ${files.join(', ') || '(no files)'} (first: ${missing
         .slice(0, 3)
         .join(', ')}); run \`dcd embed\` for this backbone on this manifest`,
     );
-  return { data, dim };
+  return { data, dim, present: have };
 }
 
 /** Inputs of {@link retentionTable}. */
@@ -274,35 +269,55 @@ export interface RetentionTableInput {
   manifest: string;
   /** Backbone names, in table order. */
   backbones: readonly string[];
-  /** Folder with cached embeddings, or explicit files per backbone. */
-  embeddings: string | Readonly<Record<string, readonly string[]>>;
+  /** Folder with cached embeddings, or explicit files per backbone; absent: compute them all. */
+  embeddings?: string | Readonly<Record<string, readonly string[]>>;
+  /**
+   * Checkpoint (or `random`) per backbone, for backbones without cached embeddings: they
+   * are embedded with `embedImages` (src/models/embed.ts) into `embedOut/<backbone>.arrow`.
+   */
+  weights?: Readonly<Record<string, string>>;
+  /** Folder for computed embeddings (default `retention-embeddings`). */
+  embedOut?: string;
   /** The k values, e.g. [1, 5, 10, 20]. */
   ks: readonly number[];
 }
 
 /**
  * Class and context retention of every backbone at every k, from cached embeddings
- * (joined with the manifest by id). Used by `dcd retention` and by the pipeline's report.
+ * (joined with the manifest by id), or from embeddings computed here for backbones
+ * given weights and no cache. Used by `dcd retention` and by the pipeline's report.
  */
 export async function retentionTable(input: RetentionTableInput, opts: RetentionOptions = {}): Promise<RetentionPoint[]> {
   const items = await readRetentionItems(input.manifest);
   if (!input.backbones.length) throw new ConfigError('--backbones: name at least one backbone');
   const rows: RetentionPoint[] = [];
   for (const b of input.backbones) {
-    const files = typeof input.embeddings === 'string' ? await findEmbeddingFiles(input.embeddings, b) : (input.embeddings[b] ?? []);
+    let files: readonly string[] =
+      input.embeddings === undefined ? [] : typeof input.embeddings === 'string' ? await findEmbeddingFiles(input.embeddings, b) : (input.embeddings[b] ?? []);
+    let computed = false;
+    if (!files.length && input.weights?.[b]) {
+      const out = path.join(input.embedOut ?? 'retention-embeddings', `${b}.arrow`);
+      log.info(`retention: ${b}: no cached embeddings; embedding ${items.length} images with ${input.weights[b]} → ${out}`);
+      const s = await embedImages({ backbone: b, weights: input.weights[b]!, images: input.manifest, out });
+      if (s.skipped.length) log.warn(`${b}: ${s.skipped.length} unreadable image(s) left out (listed in ${s.skippedFile})`);
+      files = [out];
+      computed = true;
+    }
     if (!files.length)
       throw new ArtifactError(
-        `${b}: no cached embeddings${typeof input.embeddings === 'string' ? ` under ${input.embeddings}` : ''}; expected <dir>/${b}.arrow or <dir>/**/${b}/*.arrow from \`dcd embed\` / \`dcd run\``,
+        `${b}: no cached embeddings${typeof input.embeddings === 'string' ? ` under ${input.embeddings}` : ''}; expected <dir>/${b}.arrow or <dir>/**/${b}/*.arrow from \`dcd embed\` / \`dcd run\`, or give weights for ${b} (--weights ${b}=FILE|random) to embed them`,
       );
-    const { data, dim } = await embeddingsForItems(files, items, b);
-    log.info(`retention: ${b}: ${items.length} images × ${dim} features from ${files.length} file(s)`);
+    const { data, dim, present } = await embeddingsForItems(files, items, b, { allowMissing: computed });
+    const keep = items.map((_, i) => i).filter((i) => present[i]);
+    const sub = keep.length === items.length ? data : gatherRows(data, keep, dim);
+    log.info(`retention: ${b}: ${keep.length} images × ${dim} features from ${files.length} file(s)`);
     rows.push(
       ...(await retentionCurve(
         b,
-        data,
+        sub,
         dim,
-        items.map((it) => it.cls),
-        items.map((it) => it.context),
+        keep.map((i) => items[i]!.cls),
+        keep.map((i) => items[i]!.context),
         input.ks,
         opts,
       )),

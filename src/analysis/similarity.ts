@@ -6,10 +6,16 @@
  * several pool sizes; then it projects the paper's setting (a 952,951-image pool,
  * 1,031 queries) from a least-squares line through the ranking times.
  *
- * Ranking = distances of one query to every pool image, then its top k. The pool's
- * features live in host memory and stream through the tfjs backend in chunks (as a
- * 1.8 TB LPIPS pool would have to); pool rows are copies of embedded random images,
- * since the cost does not depend on the values.
+ * Ranking = distances of one query to every pool image, then its top k: for LPIPS the
+ * per-tap formula over the stored, unit-normalised and lin-scaled taps
+ * ({@link lpipsRankPool}); for embeddings `knn` from src/retrieval. A second measurement
+ * ranks `queryBatch` queries at once with `knn` (one matrix product per pool chunk; LPIPS
+ * on its flattened 484,992-value stack, where its distance is plain squared L2). The
+ * pool's features live in host memory and stream through the tfjs backend in chunks (as
+ * a 1.8 TB LPIPS pool would have to); pool rows are copies of embedded random images,
+ * since the cost does not depend on the values. LPIPS and embeddings are timed at
+ * different pool sizes (`poolSizes`, `embedPoolSizes`): at 1.85 MiB per LPIPS image a
+ * large pool does not fit, and at a few KiB per embedding a small one times only overhead.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
@@ -37,8 +43,10 @@ export const PAPER = {
 export interface SimilarityBenchOptions {
   /** Backbones to compare against LPIPS (registry names). Default resnet50, dino_vits16. */
   backbones?: readonly string[];
-  /** Pool sizes at which ranking is timed. Default 32, 128, 512. */
+  /** Pool sizes at which LPIPS ranking is timed (1.85 MiB per image in memory). Default 32, 128, 512. */
   poolSizes?: readonly number[];
+  /** Pool sizes at which embedding ranking is timed; larger, since a small pool times only fixed overhead. Default 1024, 4096, 16384. */
+  embedPoolSizes?: readonly number[];
   /** Image side in pixels for LPIPS (224 in the paper); backbones use their own crop. */
   size?: number;
   /** Images per embedding batch. Default 4. */
@@ -189,6 +197,7 @@ async function timeBatched(label: string, rows: Float32Array, dims: number, pool
 export async function benchSimilarity(opts: SimilarityBenchOptions = {}): Promise<SimilarityBenchResult> {
   const backbones = opts.backbones ?? ['resnet50', 'dino_vits16'];
   const pools = [...(opts.poolSizes ?? [32, 128, 512])].sort((a, b) => a - b);
+  const embedPools = [...(opts.embedPoolSizes ?? [1024, 4096, 16384])].sort((a, b) => a - b);
   const size = opts.size ?? 224;
   const batch = opts.batch ?? 4;
   const repeats = opts.repeats ?? 3;
@@ -196,6 +205,8 @@ export async function benchSimilarity(opts: SimilarityBenchOptions = {}): Promis
   const qb = opts.queryBatch ?? 32;
   if (!Number.isInteger(qb) || qb < 0) throw new ConfigError(`--query-batch: expected an integer ≥ 0, received ${qb}`);
   if (!pools.length || pools.some((p) => !Number.isInteger(p) || p < 1)) throw new ConfigError(`--pool-sizes: expected positive integers, received ${pools.join(',')}`);
+  if (!embedPools.length || embedPools.some((p) => !Number.isInteger(p) || p < 1))
+    throw new ConfigError(`--embed-pool-sizes: expected positive integers, received ${embedPools.join(',')}`);
   if (!Number.isInteger(batch) || batch < 1) throw new ConfigError(`--batch: expected a positive integer, received ${batch}`);
   if (!Number.isInteger(repeats) || repeats < 1) throw new ConfigError(`--repeats: expected a positive integer, received ${repeats}`);
   const methods: MethodCost[] = [];
@@ -264,13 +275,13 @@ export async function benchSimilarity(opts: SimilarityBenchOptions = {}): Promis
       const dims = model.numFeatures;
       const query = emb.slice(0, dims);
       const rank: { pool: number; seconds: number }[] = [];
-      for (const n of pools) {
+      for (const n of embedPools) {
         const pool = tile(emb, dims, n);
         const sec = await timeIt(repeats, () => void knn(query, dims, pool, Math.min(k, n)));
         rank.push({ pool: n, seconds: sec });
         log.info(`bench similarity: ${name} pool ${n}: ${(sec * 1000).toFixed(2)} ms per query`);
       }
-      const rankBatch = await timeBatched(name, emb, dims, pools, qb, k, repeats);
+      const rankBatch = await timeBatched(name, emb, dims, embedPools, qb, k, repeats);
       methods.push(project({ method: name, dims, bytesPerImage: dims * 4, inputSize: s, embedSecondsPerImage: embed / batch, rank, rankBatch }, qb));
     } finally {
       x.dispose();
@@ -303,7 +314,7 @@ export function similarityMarkdown(r: SimilarityBenchResult): string {
   for (const m of r.methods) {
     const cells = pools.map((p) => {
       const x = m.rank.find((q) => q.pool === p);
-      return x ? (x.seconds * 1000).toFixed(2) : '';
+      return x ? (x.seconds * 1000).toFixed(2) : '–';
     });
     o.push(`| ${m.method} | ${m.inputSize} | ${m.dims.toLocaleString('en-US')} | ${fmtBytes(m.bytesPerImage)} | ${fmtS(m.embedSecondsPerImage)} | ${cells.join(' | ')} |`);
   }
@@ -311,9 +322,10 @@ export function similarityMarkdown(r: SimilarityBenchResult): string {
     o.push('', `Ranking ${r.queryBatch} queries at once (ms), \`knn\` on the flattened features:`, '');
     o.push('| method | ' + pools.map((p) => `pool ${p}`).join(' | ') + ' |');
     o.push('|---|' + pools.map(() => '---:').join('|') + '|');
-    for (const m of r.methods) o.push(`| ${m.method} | ${pools.map((p) => ((m.rankBatch.find((q) => q.pool === p)?.seconds ?? NaN) * 1000).toFixed(2)).join(' | ')} |`);
+    for (const m of r.methods)
+      o.push(`| ${m.method} | ${pools.map((p) => { const x = m.rankBatch.find((q) => q.pool === p); return x ? (x.seconds * 1000).toFixed(2) : '–'; }).join(' | ')} |`);
   }
-  o.push('', `Projected to the paper's setting (${PAPER.pool.toLocaleString('en-US')}-image pool, ${PAPER.queries.toLocaleString('en-US')} queries; ranking time from a least-squares line through the measured pool sizes):`, '');
+  o.push('', `Projected to the paper's setting (${PAPER.pool.toLocaleString('en-US')}-image pool, ${PAPER.queries.toLocaleString('en-US')} queries; ranking time from a least-squares line through each method's measured pool sizes):`, '');
   const batched = r.queryBatch > 0 && r.methods.every((m) => m.projected.rankBatchedSeconds !== undefined);
   const bh = batched ? ` rank all queries, ${r.queryBatch} at a time (s) | time reduction, batched |` : '';
   o.push(`| method | rank all queries, one at a time (s) | time reduction vs LPIPS |${bh} storage | storage reduction vs LPIPS | embed the pool once (h) | line |`);

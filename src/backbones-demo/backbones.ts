@@ -47,7 +47,7 @@ export interface DemoBackboneSpec {
  * @param objects object source (Fashion-MNIST garments, or shapes by default)
  */
 export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
-  const o = syntheticOptions(synthetic);
+  const o = syntheticOptions(objects ? { ...synthetic, numClasses: objects.numClasses } : synthetic);
   const seed = spec.seed ?? 1000;
   switch (spec.kind) {
     case 'random_cnn':

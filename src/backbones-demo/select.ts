@@ -1,9 +1,10 @@
 /**
  * Selections the demo experiment needs, on in-memory features: Algorithm 1 (greedy
- * non-overlapping nearest neighbours, METHOD.md §2, by sort-and-sweep), and the Random
- * baseline. They follow METHOD.md exactly so that they agree with `src/retrieval`.
+ * non-overlapping nearest neighbours, METHOD.md §2: `src/retrieval/algorithm1.ts`) per
+ * class, and the Random baseline (uniform per class, without replacement).
  */
 import { rng, streamSeed } from '../data/synthetic.js';
+import { algorithm1 } from '../retrieval/algorithm1.js';
 
 /** Squared L2 distances [nq, nc] between rows of `q` and rows of `c` (dimension `dim`). */
 export function sqDist(q: Float32Array, qRows: number[], c: Float32Array, cRows: number[], dim: number): Float64Array {
@@ -32,22 +33,7 @@ export function sqDist(q: Float32Array, qRows: number[], c: Float32Array, cRows:
  * @returns selected candidate positions (indices into 0..nCand-1), in selection order
  */
 export function greedySelect(dist: Float64Array, nSeeds: number, nCand: number, k: number): number[] {
-  const idx = Array.from({ length: nSeeds * nCand }, (_, i) => i);
-  idx.sort((a, b) => dist[a]! - dist[b]! || a - b); // a − b: lower seed, then lower candidate
-  const used = new Uint8Array(nCand);
-  const count = new Int32Array(nSeeds);
-  const out: number[] = [];
-  let full = 0;
-  for (const e of idx) {
-    if (full === nSeeds) break;
-    const i = Math.floor(e / nCand);
-    const j = e % nCand;
-    if (used[j] || count[i]! >= k) continue;
-    used[j] = 1;
-    out.push(j);
-    if (++count[i]! === k) full++;
-  }
-  return out;
+  return Array.from(algorithm1(dist, nSeeds, nCand, k).cand);
 }
 
 /**

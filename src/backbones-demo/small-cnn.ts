@@ -63,14 +63,14 @@ export function createSmallCnn(opts: SmallCnnOptions): ImageModel {
   let cin = 3;
   widths.forEach((w, i) => {
     const fanIn = 9 * cin;
-    params.set(`features.${i}.weight`, tf.variable(tf.randomNormal([fanIn, w], 0, Math.sqrt(2 / fanIn), 'float32', seed * 101 + i + 1), true, `small_cnn_${seed}_${i}_w_${uid()}`));
-    params.set(`features.${i}.bias`, tf.variable(tf.zeros([w]), true, `small_cnn_${seed}_${i}_b_${uid()}`));
+    params.set(`features.${i}.weight`, variable(() => tf.randomNormal([fanIn, w], 0, Math.sqrt(2 / fanIn), 'float32', seed * 101 + i + 1)));
+    params.set(`features.${i}.bias`, variable(() => tf.zeros([w])));
     cin = w;
   });
   const nf = cin;
   if (opts.numClasses > 0) {
-    params.set('fc.weight', tf.variable(tf.randomNormal([nf, opts.numClasses], 0, Math.sqrt(1 / nf), 'float32', seed * 101 + 99), true, `small_cnn_${seed}_fc_w_${uid()}`));
-    params.set('fc.bias', tf.variable(tf.zeros([opts.numClasses]), true, `small_cnn_${seed}_fc_b_${uid()}`));
+    params.set('fc.weight', variable(() => tf.randomNormal([nf, opts.numClasses], 0, Math.sqrt(1 / nf), 'float32', seed * 101 + 99)));
+    params.set('fc.bias', variable(() => tf.zeros([opts.numClasses])));
   }
   const name = opts.name ?? 'small_cnn';
   return {
@@ -102,6 +102,10 @@ export function createSmallCnn(opts: SmallCnnOptions): ImageModel {
 }
 
 let counter = 0;
-function uid(): number {
-  return ++counter;
+/** A trainable variable from an initial value that is freed at once (no tensor left behind). */
+function variable(init: () => tf.Tensor): tf.Variable {
+  const t = init();
+  const v = tf.variable(t, true, `small_cnn_${++counter}`);
+  t.dispose();
+  return v;
 }

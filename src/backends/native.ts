@@ -43,7 +43,22 @@ export interface NativeAddon {
 export const NATIVE_BACKEND = 'native';
 
 /** The tfjs backend object: the `cpu` backend's storage, with native kernels registered on top. */
-export class NativeBackend extends MathBackendCPU {}
+export class NativeBackend extends MathBackendCPU {
+  constructor() {
+    super();
+    // MathBackendCPU prints a "use tfjs-node" banner on first use in Node; it does not apply here.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+}
+
+/**
+ * Per-kernel call counts since load: `native` (ran in the addon) and `fallback` (handed to the
+ * `cpu` kernel). Tests use them to prove that each native kernel really ran.
+ */
+export const nativeStats: { native: Record<string, number>; fallback: Record<string, number> } = {
+  native: {},
+  fallback: {},
+};
 
 const ADDON_REL = join('native', 'build', 'Release', 'dcd_native.node');
 
@@ -80,6 +95,10 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
       ok: false,
       why: 'addon not built (install oneDNN with `apt-get install libdnnl-dev`, then run `node scripts/build-native.mjs`)',
     };
+  // Idle OpenMP threads sleep instead of spinning: on a shared machine a spinning thread takes
+  // the core its descheduled partner needs, and ViT-S ran 9x slower that way (measured here).
+  // libgomp reads this once, when the addon loads it.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   try {
     addon = createRequire(import.meta.url)(file) as NativeAddon;
   } catch (e) {
@@ -93,7 +112,11 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
   }
   for (const [name, fn] of Object.entries(nativeKernels())) {
     tf.unregisterKernel(name, NATIVE_BACKEND);
-    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: fn as KernelFunc });
+    const counted = (a: Args) => {
+      nativeStats.native[name] = (nativeStats.native[name] ?? 0) + 1;
+      return fn(a);
+    };
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: counted as unknown as KernelFunc });
   }
   return { ok: true, version: addon.version() };
 }
@@ -110,7 +133,12 @@ type Args = { inputs: Record<string, TensorInfo | undefined>; backend: NativeBac
 function cpuKernel(name: string): (a: Args) => TensorInfo | TensorInfo[] {
   const k = tf.getKernel(name, 'cpu');
   if (!k) throw new Error(`tfjs cpu kernel ${name} is not registered`);
-  return k.kernelFunc as unknown as (a: Args) => TensorInfo | TensorInfo[];
+  const f = k.kernelFunc as unknown as (a: Args) => TensorInfo | TensorInfo[];
+  return (a: Args) => {
+    nativeStats.native[name]--;
+    nativeStats.fallback[name] = (nativeStats.fallback[name] ?? 0) + 1;
+    return f(a);
+  };
 }
 
 function f32(b: NativeBackend, t: TensorInfo): Float32Array {
@@ -170,28 +198,33 @@ function broadcastLayout(aShape: number[], bShape: number[]): { out: number[]; p
     return st;
   };
   const sa = strides(aShape), sb = strides(bShape);
-  const dims: { n: number; a: number; b: number }[] = [];
-  for (let d = 0; d < r; d++) {
-    if (out[d] === 1) continue;
-    const cur = { n: out[d], a: sa[d], b: sb[d] };
-    const last = dims[dims.length - 1];
+  const p = packLayout(out.map((n, d) => ({ n, a: sa[d], b: sb[d] })));
+  return p && { out, p };
+}
+
+/** Merges adjacent axes that both inputs step through contiguously; the addon's binary layout. */
+function packLayout(dims: { n: number; a: number; b: number }[]): Int32Array | undefined {
+  const merged: { n: number; a: number; b: number }[] = [];
+  for (const cur of dims) {
+    if (cur.n === 1) continue;
+    const last = merged[merged.length - 1];
     if (last && last.a === cur.a * cur.n && last.b === cur.b * cur.n) {
       last.n *= cur.n;
       last.a = cur.a;
       last.b = cur.b;
-    } else dims.push(cur);
+    } else merged.push({ ...cur });
   }
-  if (dims.length === 0) dims.push({ n: 1, a: 1, b: 1 });
-  if (dims.length > 8) return undefined;
-  const k = dims.length;
+  if (merged.length === 0) merged.push({ n: 1, a: 1, b: 1 });
+  if (merged.length > 16) return undefined;
+  const k = merged.length;
   const p = new Int32Array(1 + 3 * k);
   p[0] = k;
-  dims.forEach((d, i) => {
+  merged.forEach((d, i) => {
     p[1 + i] = d.n;
     p[1 + k + i] = d.a;
     p[1 + 2 * k + i] = d.b;
   });
-  return { out, p };
+  return p;
 }
 
 /** Returns [outer, mid, inner] when `axes` (sorted) form one contiguous block of `shape`. */
@@ -304,9 +337,14 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const out = new Float32Array(size(outShape));
       if (out.length > 0) {
         if (kk === 0) out.fill(0);
+        // x @ W with one shared W (linear layers on [B, N, D]): one 2-D [B*N, K] matmul is
+        // much faster in oneDNN than a broadcast batch of small ones.
+        const fold = batchB === 1 && batchA > 1 && !at.transposeA;
         nativeAddon().matmul(
           f32(args.backend, a), f32(args.backend, b), bias ? f32(args.backend, bias) : null, out,
-          Int32Array.from([batchA, batchB, m, kk, n, at.transposeA ? 1 : 0, at.transposeB ? 1 : 0, act]),
+          Int32Array.from([
+            fold ? 1 : batchA, batchB, fold ? batchA * m : m, kk, n, at.transposeA ? 1 : 0, at.transposeB ? 1 : 0, act,
+          ]),
           at.leakyreluAlpha ?? 0.2,
         );
       }
@@ -458,6 +496,53 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     };
   }
 
+  {
+    // Tile = a broadcast copy: the output, viewed as [r0, d0, r1, d1, ...], reads x with
+    // stride 0 along every repetition axis.
+    const fallback = cpuKernel('Tile');
+    const zero = new Float32Array(1);
+    k.Tile = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      const reps = args.attrs?.reps as number[];
+      if (x.dtype !== 'float32' || reps.length !== x.shape.length || x.shape.length > 8) return fallback(args);
+      const outShape = x.shape.map((s, i) => s * reps[i]);
+      const dims: { n: number; a: number; b: number }[] = [];
+      let stride = size(x.shape);
+      x.shape.forEach((s, i) => {
+        stride /= s;
+        dims.push({ n: reps[i], a: 0, b: 0 }, { n: s, a: stride, b: 0 });
+      });
+      const p = packLayout(dims);
+      const out = new Float32Array(size(outShape));
+      if (!p) return fallback(args);
+      if (out.length > 0) nativeAddon().binary(7, f32(args.backend, x), zero, out, p);
+      return args.backend.makeTensorInfo(outShape, 'float32', out);
+    };
+  }
+  {
+    // Slice = a strided copy starting at the begin offset.
+    const fallback = cpuKernel('Slice');
+    const zero = new Float32Array(1);
+    k.Slice = (args) => {
+      const { x } = args.inputs as Record<string, TensorInfo>;
+      if (x.dtype !== 'float32' || x.shape.length === 0 || x.shape.length > 16) return fallback(args);
+      const [begin, sz] = tf.slice_util.parseSliceParams(
+        x as unknown as tf.Tensor, args.attrs?.begin as number[], args.attrs?.size as number[],
+      );
+      const dims: { n: number; a: number; b: number }[] = [];
+      let stride = size(x.shape), offset = 0;
+      x.shape.forEach((s, i) => {
+        stride /= s;
+        offset += begin[i] * stride;
+        dims.push({ n: sz[i], a: stride, b: 0 });
+      });
+      const p = packLayout(dims);
+      if (!p) return fallback(args);
+      const out = new Float32Array(size(sz));
+      if (out.length > 0) nativeAddon().binary(7, f32(args.backend, x).subarray(offset), zero, out, p);
+      return args.backend.makeTensorInfo(sz, 'float32', out);
+    };
+  }
   {
     const fallback = cpuKernel('TopK');
     k.TopK = (args) => {

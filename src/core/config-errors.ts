@@ -19,8 +19,27 @@ export function editDistance(a: string, b: string): number {
   return prev[n]!;
 }
 
-/** The candidate closest to `word`, if close enough to be a plausible typo. */
+/** Names people commonly write for a config key. */
+const SYNONYMS: Record<string, string> = {
+  learning_rate: 'lr',
+  learningrate: 'lr',
+  wd: 'weight_decay',
+  batchsize: 'batch_size',
+  bs: 'batch_size',
+  smoothing: 'label_smoothing',
+  accumulate: 'grad_accum',
+  gradient_accumulation: 'grad_accum',
+  kval: 'k_val',
+  ktrain: 'k_train',
+  seed: 'seeds',
+  backbone: 'backbones',
+  method: 'methods',
+};
+
+/** The candidate closest to `word`, if close enough to be a plausible typo (or a known synonym). */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  const syn = SYNONYMS[word.toLowerCase().replace(/-/g, '_')] ?? SYNONYMS[word.toLowerCase().replace(/[-_]/g, '')];
+  if (syn && candidates.includes(syn)) return syn;
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {

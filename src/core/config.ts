@@ -68,6 +68,7 @@ const TrainFinetuneSchema = z.strictObject({
   lr: z.number().positive().default(0.01),
   schedule: z.enum(['step', 'cosine', 'constant']).default('cosine'),
   warmup_epochs: z.number().nonnegative().default(0),
+  max_steps: z.number().int().positive().optional().describe('stop after this many optimiser steps'),
 });
 
 const TrainSchema = z.strictObject({
@@ -87,6 +88,7 @@ const TrainSchema = z.strictObject({
   decay_bn_bias: z.boolean().default(true).describe('apply weight decay to BatchNorm and bias parameters'),
   label_smoothing: z.number().min(0).max(1).default(0),
   augment: z.enum(['none', 'flip', 'random_resized_crop']).default('random_resized_crop'),
+  max_steps: z.number().int().positive().optional().describe('stop after this many optimiser steps (short demo schedules)'),
   checkpoint_every_steps: z.number().int().nonnegative().default(0).describe('0: checkpoint at each epoch end only'),
   finetune: TrainFinetuneSchema.prefault({}).describe(
     'schedule used instead when init = finetune',
@@ -106,6 +108,8 @@ const OriginalSchema = z.strictObject({
   checkpoint: pathField('a trained original model; when absent the run trains it with `train`').optional(),
   model: z.string().min(1).optional().describe('registry name of the original model (default: train.model)'),
   epochs: z.number().int().positive().optional().describe('override train.epochs when the run trains the original'),
+  max_steps: z.number().int().positive().optional().describe('override train.max_steps when the run trains the original'),
+  lr: z.number().positive().optional().describe('override train.lr when the run trains the original'),
 });
 
 const FailureModelSchema = z.strictObject({

@@ -44,6 +44,13 @@ function subdirs(dir: string): string[] {
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** Class names of an ImageFolder root by class index, as {@link imageFolder} writes them in `class_name`. */
+export function imageFolderClasses(root: string): string[] {
+  requireDir(root, 'an ImageFolder root with one sub-folder per class');
+  const byWnid = synsetsByWnid();
+  return subdirs(root).map((c) => (WNID.test(c) && byWnid.get(c) ? byWnid.get(c)!.names[0]! : c));
+}
+
 /**
  * torchvision ImageFolder: one sub-folder per class, classes indexed in sorted folder
  * order. A folder named like a wnid gets its ImageNet name.

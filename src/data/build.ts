@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { writeManifest, summarizeManifest, type ManifestRow, type ManifestSummary } from './manifest.js';
-import { hashRows, ilsvrcTrain, ilsvrcVal, imageFolder, imagenetV2, imagenetV2Complement, readClassSubset, subsetRows, weakPool, V2_VARIANTS, type V2Variant } from './adapters.js';
+import { hashRows, imageFolderClasses, ilsvrcTrain, ilsvrcVal, imageFolder, imagenetV2, imagenetV2Complement, readClassSubset, subsetRows, weakPool, V2_VARIANTS, type V2Variant } from './adapters.js';
 import { focus } from './focus.js';
 import { fashionMnist, FASHION_MNIST_CLASSES } from './idx.js';
 import { FOCUS_CATEGORIES } from './focus.js';
@@ -46,6 +46,7 @@ export async function buildManifest(kind: string, root: string, opts: BuildOptio
   switch (kind as ManifestKind) {
     case 'imagefolder':
       rows = imageFolder(root, { set: opts.set });
+      classes = imageFolderClasses(root);
       break;
     case 'ilsvrc-train':
       rows = ilsvrcTrain(root, { set: opts.set });
@@ -98,4 +99,33 @@ export async function buildManifestFile(kind: string, root: string, out: string,
   const { rows, meta } = await buildManifest(kind, root, opts);
   await writeManifest(out, rows, meta);
   return summarizeManifest(rows);
+}
+
+/** Result of {@link checkManifestImages}. */
+export interface CheckResult {
+  /** Rows whose image decoded. */
+  good: ManifestRow[];
+  /** Rows that did not, with the reason. */
+  bad: { row: ManifestRow; reason: string }[];
+}
+
+/**
+ * Decodes every image of `rows` (through the same pipeline as training and embedding,
+ * at a small size) and splits the rows into those that decode and those that do not.
+ * Rows without a path (not downloaded) count as bad.
+ */
+export async function checkManifestImages(rows: readonly ManifestRow[], opts: { concurrency?: number; limitInputPixels?: number; onProgress?: (n: number) => void } = {}): Promise<CheckResult> {
+  const { imageBatches } = await import('./images.js');
+  const { manifestItems } = await import('./idx.js');
+  const withPath = rows.filter((r) => r.path);
+  const bad: CheckResult['bad'] = rows.filter((r) => !r.path).map((row) => ({ row, reason: 'no path (not downloaded)' }));
+  const byId = new Map(withPath.map((r) => [r.id, r]));
+  const okIds = new Set<string>();
+  const t = { resize: 16, crop: 16, mean: [0, 0, 0], std: [1, 1, 1] };
+  for await (const b of imageBatches(manifestItems(withPath), t, 64, { concurrency: opts.concurrency ?? 2, limitInputPixels: opts.limitInputPixels })) {
+    for (const id of b.ids) okIds.add(id);
+    for (const s of b.skipped) bad.push({ row: byId.get(s.id)!, reason: s.reason });
+    opts.onProgress?.(b.ids.length + b.skipped.length);
+  }
+  return { good: withPath.filter((r) => okIds.has(r.id)), bad };
 }

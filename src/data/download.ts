@@ -171,7 +171,7 @@ async function fetchOnce(url: string, o: Required<Omit<DownloadOptions, 'retryFa
 
 /** Result of {@link downloadPool}. */
 export interface DownloadResult {
-  /** Every input row with its outcome (`status` in `context`... see `records`). */
+  /** One record per distinct input URL, in input order: status, file, sha256, attempts. */
   records: DownloadRecord[];
   /** Counts per status. */
   counts: Record<string, number>;
@@ -207,6 +207,12 @@ export async function downloadPool(rows: readonly ManifestRow[], outDir: string,
   for (const [k, v] of Object.entries(o)) if (typeof v === 'number' && !(v >= 0)) throw new ConfigError(`download option ${k}: expected a number ≥ 0, received ${v}`);
   if (o.concurrency < 1 || o.perHost < 1 || o.retries < 1) throw new ConfigError('download options concurrency, perHost and retries must be ≥ 1');
   const urls = [...new Set(rows.map((r) => r.url).filter((u): u is string => !!u))];
+  if (urls.length < rows.filter((r) => r.url).length) {
+    const labels = new Map<string, Set<number>>();
+    for (const r of rows) if (r.url) (labels.get(r.url) ?? labels.set(r.url, new Set()).get(r.url)!).add(r.weak_label ?? r.label);
+    const ambiguous = [...labels.values()].filter((s) => s.size > 1).length;
+    if (ambiguous) log.warn(`pool download: ${ambiguous} URL(s) appear with different weak labels; the first row's label is kept (\`dcd pool search\` drops such URLs)`);
+  }
   if (!urls.length) throw new ConfigError('pool download: no row has a url; pass the output of `dcd pool search` or a weak-pool list with a url column');
   const out = path.resolve(outDir);
   await ensureDir(path.join(out, 'images'));
@@ -295,14 +301,17 @@ export async function downloadPool(rows: readonly ManifestRow[], outDir: string,
     }
     record({ url, status: last!.status, attempts, error: last!.message });
   };
-  await Promise.all(
-    todo.map((u) => {
-      const h = hostOf(u);
-      let hl = hosts.get(h);
-      if (!hl) hosts.set(h, (hl = pLimit(o.perHost)));
-      return hl(() => global(() => one(u)));
-    }),
-  );
+  // queued in chunks, so a list of a million URLs does not hold a million pending closures
+  const CHUNK = 5000;
+  for (let c = 0; c < todo.length; c += CHUNK)
+    await Promise.all(
+      todo.slice(c, c + CHUNK).map((u) => {
+        const h = hostOf(u);
+        let hl = hosts.get(h);
+        if (!hl) hosts.set(h, (hl = pLimit(o.perHost)));
+        return hl(() => global(() => one(u)));
+      }),
+    );
   bar.stop();
   await journalChain;
 

@@ -108,6 +108,7 @@ export class FlickrProvider implements SearchProvider {
     for (let page = 1; hits.length < n; page++) {
       const data = await this.page(query, page, Math.min(this.perPage, n));
       const photos = data.photos;
+      const before = hits.length;
       for (const p of photos.photo) {
         const url = typeof p[`url_${this.size}`] === 'string' ? String(p[`url_${this.size}`]) : `https://live.staticflickr.com/${p.server}/${p.id}_${p.secret}_${this.size}.jpg`;
         if (seen.has(url)) continue;
@@ -115,7 +116,9 @@ export class FlickrProvider implements SearchProvider {
         hits.push({ url, id: p.id, title: p.title });
         if (hits.length >= n) break;
       }
-      if (photos.photo.length === 0 || page >= Number(photos.pages)) break;
+      // Flickr serves at most ~4,000 distinct results per query and then repeats pages:
+      // a page with nothing new ends the query
+      if (photos.photo.length === 0 || hits.length === before || page >= Number(photos.pages)) break;
     }
     return hits;
   }

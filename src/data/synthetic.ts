@@ -45,6 +45,8 @@ export interface SyntheticOptions {
   objectScale: [number, number];
   /** Std of the Gaussian pixel noise, in [0,1] units. */
   pixelNoise: number;
+  /** Minimum luminance difference between an object's colour and its background (0–0.6). */
+  objectContrast: number;
 }
 
 /** The default draw: generates in about a second at 16 px. */
@@ -53,12 +55,13 @@ export const DEFAULT_SYNTHETIC: SyntheticOptions = {
   numClasses: 6,
   numContexts: 6,
   subsetClasses: 4,
-  train: { size: 2400, homeRate: 0.9 },
+  train: { size: 2400, homeRate: 0.75 },
   test: { size: 1200 },
   shifted: { size: 800, rareRate: 0.8 },
-  pool: { size: 6000, homeRate: 0.5, wrongLabelRate: 0.15, objectlessRate: 0.15 },
+  pool: { size: 8000, homeRate: 0.4, wrongLabelRate: 0.15, objectlessRate: 0.15 },
   objectScale: [0.45, 0.65],
   pixelNoise: 0.03,
+  objectContrast: 0.35,
 };
 
 /** Names of the image sets of a draw (DESIGN.md's names). */
@@ -99,8 +102,11 @@ export interface SyntheticDraw {
 export interface ObjectSource {
   numClasses: number;
   classNames: string[];
-  /** Writes coverage in [0,1] for each pixel; `rand` is the image's own RNG. */
-  draw(label: number, mask: Float32Array, size: number, rand: () => number, scale: number): void;
+  /**
+   * Writes coverage in [0,1] for each pixel; `rand` is the image's own RNG. `set` lets a
+   * source keep disjoint object instances per set (train / pool / broad / test sets).
+   */
+  draw(label: number, mask: Float32Array, size: number, rand: () => number, scale: number, set: SyntheticSetName): void;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,22 +250,22 @@ function paintBackground(st: ContextStyle, out: Float32Array, size: number, rand
       let k = 1;
       switch (st.texture) {
         case 'speckle':
-          k = rand() < 0.15 ? 0.75 : 1;
+          k = rand() < 0.15 ? 0.88 : 1;
           break;
         case 'vstripes':
-          k = (x + phase) % period < 2 ? 0.78 : 1.1;
+          k = (x + phase) % period < 2 ? 0.9 : 1.05;
           break;
         case 'hstripes':
-          k = (y + phase) % period === 0 ? 1.45 : 1;
+          k = (y + phase) % period === 0 ? 1.2 : 1;
           break;
         case 'dots':
-          k = (x + phase) % 4 === 0 && (y + phase) % 4 === 0 ? 0.6 : 1;
+          k = (x + phase) % 4 === 0 && (y + phase) % 4 === 0 ? 0.82 : 1;
           break;
         case 'gradient':
           k = 1.15 - (0.35 * y) / size;
           break;
         case 'checker':
-          k = ((x + phase) >> 1) % 2 === ((y >> 1) % 2) ? 1.9 : 1;
+          k = ((x + phase) >> 1) % 2 === ((y >> 1) % 2) ? 1.4 : 1;
           break;
       }
       const o = (y * size + x) * 3;
@@ -296,9 +302,11 @@ export function syntheticOptions(partial: DeepPartial<SyntheticOptions> = {}): S
   const d = DEFAULT_SYNTHETIC;
   const p = partial as Partial<Record<keyof SyntheticOptions, unknown>>;
   const sub = <T extends object>(k: keyof SyntheticOptions): T => ({ ...(d[k] as T), ...((p[k] as T | undefined) ?? {}) });
+  const known: Partial<SyntheticOptions> = {};
+  for (const k of Object.keys(d) as (keyof SyntheticOptions)[]) if (k in partial) (known as Record<string, unknown>)[k] = p[k];
   return {
     ...d,
-    ...(partial as Partial<SyntheticOptions>),
+    ...known,
     train: sub('train'),
     test: sub('test'),
     shifted: sub('shifted'),
@@ -315,6 +323,10 @@ interface Spec {
   label: number;
   context: number;
   weak: number;
+}
+
+function luma(c: readonly number[]): number {
+  return 0.299 * c[0]! + 0.587 * c[1]! + 0.114 * c[2]!;
 }
 
 /** A palette of object colours; each image picks one far enough from its background. */
@@ -343,12 +355,11 @@ function render(specs: Spec[], name: SyntheticSetName, o: SyntheticOptions, src:
     let colour: [number, number, number] = [0, 0, 0];
     if (sp.label >= 0) {
       const scale = o.objectScale[0] + rand() * (o.objectScale[1] - o.objectScale[0]);
-      src.draw(sp.label, mask, S, rand, scale);
-      // an object colour visibly different from the background base colour
+      src.draw(sp.label, mask, S, rand, scale, name);
+      // an object colour whose brightness differs clearly from the background's
       for (let tries = 0; tries < 20; tries++) {
         colour = OBJECT_COLOURS[Math.floor(rand() * OBJECT_COLOURS.length)]!;
-        const d = Math.hypot(colour[0] - st.rgb[0], colour[1] - st.rgb[1], colour[2] - st.rgb[2]);
-        if (d > 0.5) break;
+        if (Math.abs(luma(colour) - luma(st.rgb)) > o.objectContrast) break;
       }
     }
     const off = i * S * S * 3;
@@ -406,7 +417,7 @@ export function homeContexts(numClasses: number, numContexts: number): number[] 
  * @param objects the object source; drawn shapes by default
  */
 export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, seed = 0, objects?: ObjectSource): SyntheticDraw {
-  const o = syntheticOptions(partial);
+  const o = syntheticOptions(objects ? { ...partial, numClasses: objects.numClasses } : partial);
   const src = objects ?? shapeObjects(o.numClasses);
   validate(o, src);
   const styles = contextStyles(o.numContexts);
@@ -455,7 +466,7 @@ export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, s
  * shares no image with any debug draw; backbones are never trained on the debug sets.
  */
 export function generateBroad(partial: DeepPartial<SyntheticOptions>, size: number, seed: number, objects?: ObjectSource): SyntheticSet {
-  const o = syntheticOptions(partial);
+  const o = syntheticOptions(objects ? { ...partial, numClasses: objects.numClasses } : partial);
   const src = objects ?? shapeObjects(o.numClasses);
   validate(o, src);
   const styles = contextStyles(o.numContexts);

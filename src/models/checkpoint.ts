@@ -106,7 +106,8 @@ async function readTfjsWeights(jsonFile: string): Promise<StateDict> {
   } catch (e) {
     throw new WeightsError(`${jsonFile}: not a readable tfjs model.json (${(e as Error).message})`);
   }
-  if (!Array.isArray(m.weightsManifest)) throw new WeightsError(`${jsonFile}: tfjs model.json has no weightsManifest`);
+  if (!Array.isArray(m.weightsManifest))
+    throw new WeightsError(`${jsonFile}: a JSON file without a weightsManifest, so not a tfjs model.json; expected a PyTorch, safetensors or tfjs checkpoint`);
   const out: StateDict = new Map();
   for (const group of m.weightsManifest) {
     const parts = await Promise.all(group.paths.map((p) => readFile(path.join(path.dirname(jsonFile), p))));

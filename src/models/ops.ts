@@ -27,7 +27,9 @@ export class VarStore {
     if (this.params.has(name) || this.buffers.has(name)) throw new WeightsError(`internal: variable ${name} defined twice`);
     if (init.length !== numel(shape)) throw new WeightsError(`internal: ${name} init has ${init.length} values for shape [${shape}]`);
     // Variable names must be unique per tfjs engine; suffix a counter so two models can coexist.
-    const v = tf.variable(tf.tensor(init, shape, 'float32'), trainable, `${name}#${VarStore.counter++}`);
+    const t = tf.tensor(init, shape, 'float32');
+    const v = tf.variable(t, trainable, `${name}#${VarStore.counter++}`);
+    t.dispose(); // the variable holds its own reference to the data
     map.set(name, v);
     return v;
   }

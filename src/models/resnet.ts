@@ -130,7 +130,8 @@ export class ResNet implements ImageModel {
         // [3,1,1] (CHW) buffers → [3] for NHWC broadcasting.
         const m = tf.reshape(s.get('normalizer.new_mean'), [3]);
         const sd = tf.reshape(s.get('normalizer.new_std'), [3]);
-        h = tf.div(tf.sub(h, m), sd) as tf.Tensor4D;
+        // MadryLab's InputNormalize clamps to [0, 1] first.
+        h = tf.div(tf.sub(tf.clipByValue(h, 0, 1), m), sd) as tf.Tensor4D;
       }
       h = tf.relu(batchNorm(conv2d(h, s.get('conv1.weight'), 2, 3), s, 'bn1', training));
       h = tf.maxPool(h, 3, 2, 1);

@@ -106,28 +106,30 @@ export class ViT implements ImageModel {
 
   /**
    * Position embeddings for an h × w input, [1, 1 + (h/p)(w/p), D]: DINO's
-   * `interpolate_pos_encoding`, including its +0.1 and its (w0, h0) order.
+   * `interpolate_pos_encoding`, including its +0.1. (DINO names the input's height
+   * `w` — `B, nc, w, h = x.shape` — so its first scale factor applies to rows: rows
+   * follow the height, as here.)
    */
   posEmbed(h: number, w: number): tf.Tensor3D {
     const pe = this.s.get('pos_embed') as tf.Tensor3D;
     const N = pe.shape[1] - 1;
     const D = this.config.dim;
     const p = this.config.patch;
-    const w0 = Math.floor(w / p);
-    const h0 = Math.floor(h / p);
-    if (w0 * h0 === N && w === h) return pe;
+    const r0 = Math.floor(h / p);
+    const c0 = Math.floor(w / p);
+    if (r0 * c0 === N && w === h) return pe;
     const gs = Math.floor(Math.sqrt(N));
-    const key = `${w0}x${h0}`;
+    const key = `${r0}x${c0}`;
     let c = this.interpCache.get(key);
     if (!c) {
-      // DINO adds 0.1 so that floor(gs · scale) does not round down a size below
-      // w0 through floating-point error (see the discussion in DINO issue #8). Its
-      // scale_factor tuple is (w0, h0), applied to (rows, cols): rows follow w0.
-      const sr = (w0 + 0.1) / Math.sqrt(N);
-      const sc = (h0 + 0.1) / Math.sqrt(N);
+      // DINO adds 0.1 so that floor(gs · scale) cannot fall one short of the target
+      // grid through floating-point error (DINO issue #8); the kernel then uses
+      // exactly this scale factor, so the +0.1 also shifts the sampling positions.
+      const sr = (r0 + 0.1) / Math.sqrt(N);
+      const sc = (c0 + 0.1) / Math.sqrt(N);
       const rows = Math.floor(gs * sr);
       const cols = Math.floor(gs * sc);
-      if (rows !== w0 || cols !== h0) throw new ConfigError(`${this.name}: cannot interpolate position embeddings from ${gs}×${gs} to ${w0}×${h0}`);
+      if (rows !== r0 || cols !== c0) throw new ConfigError(`${this.name}: cannot interpolate position embeddings from ${gs}×${gs} to ${r0}×${c0}`);
       c = { mr: bicubicMatrix(gs, rows, sr), mc: bicubicMatrix(gs, cols, sc), rows, cols };
       this.interpCache.set(key, c);
     }

@@ -7,7 +7,7 @@
  * Each stage's config slice holds exactly what changes its output, so equal stages of
  * different seeds or sweep variants have equal keys and run once.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import type { BackboneConfig, Config, Method } from '../core/config.js';
@@ -45,12 +45,24 @@ export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as co
 export function checkConfig(cfg: Config): void {
   const where = (k: string) => `config.${k}`;
   const requireFile = (p: string | undefined, key: string) => {
-    if (p !== undefined && !existsSync(p)) throw new ConfigError(`${where(key)}: ${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set ${key}=PATH`);
+    if (p !== undefined && !existsSync(p))
+      throw new ConfigError(`${where(key)}: ${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set ${key}=PATH (or --set vars.NAME=PATH for the \${NAME} it uses)`);
   };
   if (cfg.data.kind === 'imagenet') {
     const inet = cfg.data.imagenet;
     if (!inet) throw new ConfigError(`${where('data.imagenet')}: data.kind is imagenet but the imagenet section is missing; add data.imagenet with train, val, val_labels, v2_*, pool`);
     for (const k of ['train', 'val', 'val_labels', 'val_id_map', 'v2_matched_frequency', 'v2_threshold', 'v2_top_images', 'pool'] as const) requireFile(inet[k], `data.imagenet.${k}`);
+    // Structure, cheaply (one directory listing each), so a dry run catches a wrong root.
+    const entries = (p: string) => (statSync(p).isDirectory() ? readdirSync(p) : null);
+    const train = entries(inet.train);
+    if (!train || !train.some((e) => /^n\d{8}$/.test(e)))
+      throw new ConfigError(`${where('data.imagenet.train')}: ${inet.train} has no wnid sub-folders (n01440764, ...); point it at ILSVRC2012's train folder`);
+    if (!entries(inet.val)) throw new ConfigError(`${where('data.imagenet.val')}: ${inet.val} is not a folder; point it at ILSVRC2012's val folder`);
+    for (const k of ['v2_matched_frequency', 'v2_threshold', 'v2_top_images'] as const) {
+      const e = entries(inet[k]);
+      if (!e || !e.some((x) => /^\d+$/.test(x)))
+        throw new ConfigError(`${where(`data.imagenet.${k}`)}: ${inet[k]} has no class sub-folders 0..999; point it at the extracted ImageNet-V2 folder`);
+    }
     if (!inet.val_labels.endsWith('.csv') && !inet.val_id_map)
       throw new ConfigError(`${where('data.imagenet.val_id_map')}: val_labels ${path.basename(inet.val_labels)} is the devkit ground truth, which needs the ILSVRC2012_ID → wnid map; set val_id_map, or use LOC_val_solution.csv`);
   }
@@ -59,7 +71,8 @@ export function checkConfig(cfg: Config): void {
   requireFile(cfg.original.checkpoint, 'original.checkpoint');
   checkModelName(cfg.original.model ?? cfg.train.model, cfg.original.model ? 'config.original.model' : 'config.train.model');
   cfg.backbones.forEach((b, i) => {
-    checkModelName(b.name, `config.backbones[${i}].name`);
+    // A demo backbone's name is only its label; its architecture is pretrain.widths.
+    if (b.weights !== 'demo') checkModelName(b.name, `config.backbones[${i}].name`);
     if (b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo') requireFile(b.weights, `backbones[${i}].weights`);
     if (b.weights === 'official' && cfg.data.kind !== 'imagenet' && !b.name.startsWith('small_cnn'))
       throw new ConfigError(
@@ -95,27 +108,33 @@ function dataSeed(cfg: Config, seed: number): number | undefined {
 export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   checkConfig(cfg);
   const rows: RowRef[] = [];
+  // Labels carry the seed where the stage depends on it (a seeded data draw, or an original trained per seed).
+  const dataTag = (seed: number) => (dataSeed(cfg, seed) !== undefined ? `-s${seed}` : '');
+  const tag = (seed: number) => (dataSeed(cfg, seed) !== undefined || !cfg.original.checkpoint ? `-s${seed}` : '');
   const original = (seed: number) => (cfg.original.checkpoint ? S.originalCheckpoint(cfg) : S.trainOriginal(cfg, data(seed), seed));
   const memo = new Map<string, StageSpec>();
   const once = (k: string, f: () => StageSpec) => memo.get(k) ?? (memo.set(k, f()), memo.get(k)!);
   const data = (seed: number) => once(`data:${dataSeed(cfg, seed)}`, () => S.dataStage(cfg, dataSeed(cfg, seed)));
   const backboneStage = (b: BackboneConfig, seed: number) => (b.weights === 'demo' ? once(`bb:${b.name}:${seed}`, () => S.demoBackbone(cfg, b, data(seed))) : undefined);
+  const isSelf = (b: BackboneConfig) => b.weights === 'demo' && (b.pretrain as { kind?: string } | undefined)?.kind === 'self';
   const embed = (b: BackboneConfig, set: string, seed: number) =>
-    once(`embed:${b.name}:${String(b.weights)}:${set}:${dataSeed(cfg, seed)}`, () => S.embedStage(cfg, b, set, data(seed), backboneStage(b, seed)));
+    once(`embed:${b.name}:${String(b.weights)}:${set}:${isSelf(b) ? `self${seed}` : dataSeed(cfg, seed)}`, () =>
+      S.embedStage(cfg, b, set, data(seed), isSelf(b) ? undefined : backboneStage(b, seed), isSelf(b) ? once(`orig:${seed}`, () => original(seed)) : undefined, isSelf(b) ? `-s${seed}` : dataTag(seed)),
+    );
 
   for (const seed of cfg.seeds) {
     const orig = once(`orig:${seed}`, () => original(seed));
-    const failures = once(`fail:${seed}`, () => S.failuresStage(cfg, data(seed), orig));
+    const failures = once(`fail:${seed}`, () => S.failuresStage(cfg, data(seed), orig, tag(seed)));
     const filterEmbeds = cfg.filter.enabled ? Object.fromEntries(IMAGE_SETS.map((s) => [s, embed(cfg.filter.backbone, s, seed)])) : {};
-    const filter = once(`filter:${seed}`, () => S.filterStage(cfg, data(seed), filterEmbeds));
+    const filter = once(`filter:${seed}`, () => S.filterStage(cfg, data(seed), filterEmbeds, dataTag(seed)));
     const selects = cfg.backbones.map((b) =>
-      once(`select:${backboneLabel(b)}:${seed}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', seed), embed(b, 'pool', seed), filter)),
+      once(`select:${backboneLabel(b)}:${seed}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', seed), embed(b, 'pool', seed), filter, tag(seed))),
     );
     const addRow = (method: string, model: StageSpec) =>
       rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(seed), failures) });
     for (const m of cfg.methods as Method[]) {
       if (m === 'original') addRow('original', orig);
-      else if (m === 'complete') addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), S.completeStage(cfg, data(seed), filter), orig));
+      else if (m === 'complete') addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), S.completeStage(cfg, data(seed), filter, dataTag(seed)), orig));
       else if (m === 'random') addRow('random', S.trainStage(cfg, 'random', seed, data(seed), S.randomStage(cfg, seed, data(seed), filter, selects[0]!), orig));
       else
         cfg.backbones.forEach((b, i) => {

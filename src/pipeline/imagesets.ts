@@ -27,7 +27,7 @@ export interface ImageSet {
 /** Writes `<dir>/<name>.arrow` (+ `<name>.u8`); returns the file names relative to `dir`. */
 export async function writeImageSet(dir: string, set: ImageSet): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
-  const meta = { ...set.meta, 'dcd.set': set.name };
+  const meta: Record<string, string> = { ...set.meta, 'dcd.set': set.name };
   if (set.pixels) {
     const rel = `${set.name}.u8`;
     const [h, w, c] = set.pixels.shape;

@@ -12,6 +12,8 @@ import { readSafetensors } from '../models/safetensors.js';
 import { assignWeights } from '../train/checkpoint.js';
 import { createSmallCnn, SMALL_CNN_PREPROCESS } from '../backbones-demo/small-cnn.js';
 import { imageBatches, type ImageItem } from '../data/images.js';
+import { loadCheckpoint, saveCheckpoint } from '../models/load.js';
+import type { Dataset } from '../train/dataset.js';
 
 /** A stage needs a library function that this build does not have yet. */
 export class NotImplementedStageError extends DcdError {}
@@ -32,6 +34,12 @@ export function makeModel(name: string, opts: { numClasses: number; seed: number
 export function preprocessOf(name: string): Preprocess {
   if (/^small_cnn(:|$)/.test(name)) return SMALL_CNN_PREPROCESS;
   return getModelSpec(name).preprocess;
+}
+
+/** Head classes a model name has by default (0 for backbones without a head). */
+export function defaultClasses(name: string): number {
+  if (/^small_cnn(:|$)/.test(name)) return 0;
+  return getModelSpec(name).defaultNumClasses;
 }
 
 /** Checks that a model name is buildable, with the config key in the error. */
@@ -79,4 +87,38 @@ export async function featuresOf(
     opts.onBatch?.(b.ids.length + b.skipped.length);
   }
   return { data: out, skipped };
+}
+
+/**
+ * Loads any checkpoint into `model`: a safetensors state dict with PyTorch names (what
+ * the trainer and the pipeline write) directly, anything else through the models
+ * area's strict loader (PyTorch zip or legacy, tfjs) and its key mapping.
+ */
+export async function loadAnyCheckpoint(model: ImageModel, file: string): Promise<void> {
+  if (file.endsWith('.safetensors')) return loadWeights(model, file);
+  await loadCheckpoint(model, file);
+}
+
+/** Saves `model`'s params and buffers as a PyTorch-named safetensors file (atomic). */
+export async function saveWeights(model: ImageModel, file: string, metadata: Record<string, string> = {}): Promise<void> {
+  await saveCheckpoint(model, file, 'safetensors', metadata);
+}
+
+/**
+ * Arg-max class of every sample of `ds` (eval transform, BatchNorm in eval mode).
+ * @returns Int32Array [ds.size]; -1 for samples that could not be decoded
+ */
+export async function predictDataset(model: ImageModel, ds: Dataset, batchSize: number, onBatch?: (n: number) => void): Promise<Int32Array> {
+  const pred = new Int32Array(ds.size);
+  const [h, w] = ds.imageShape;
+  for (let s = 0; s < ds.size; s += batchSize) {
+    const idx = Int32Array.from({ length: Math.min(batchSize, ds.size - s) }, (_, k) => s + k);
+    const x = await ds.getBatch(idx);
+    const am = tf.tidy(() => tf.argMax(model.forwardHead(model.forwardFeatures(tf.tensor4d(x, [idx.length, h, w, 3]), false)), 1));
+    const arr = (await am.data()) as Int32Array;
+    am.dispose();
+    idx.forEach((k, b) => (pred[k] = ds.skipped.has(k) ? -1 : arr[b]!));
+    onBatch?.(idx.length);
+  }
+  return pred;
 }

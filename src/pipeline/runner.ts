@@ -98,9 +98,14 @@ export function stageKey(spec: StageSpec): string {
   return k;
 }
 
+/** A label as a portable folder name (`small_cnn:8-16` → `small_cnn_8-16`). */
+export function safeLabel(label: string): string {
+  return label.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
 /** Folder of a stage under `runDir`. */
 export function stageDir(runDir: string, spec: StageSpec): string {
-  return path.join(runDir, spec.stage, `${spec.label}-${stageKey(spec)}`);
+  return path.join(runDir, spec.stage, `${safeLabel(spec.label)}-${stageKey(spec)}`);
 }
 
 /** Dependencies first, each stage once (by key), in a stable order. */
@@ -226,7 +231,8 @@ function neverRan(runDir: string, spec: StageSpec): string {
   if (!existsSync(parent)) return 'never ran';
   let best: string[] | undefined;
   for (const d of readdirSync(parent)) {
-    if (!d.startsWith(`${spec.label}-`) || d.slice(spec.label.length + 1).includes('-')) continue;
+    const lab = safeLabel(spec.label);
+    if (!d.startsWith(`${lab}-`) || d.slice(lab.length + 1).includes('-')) continue;
     const m = readManifest(path.join(parent, d));
     if (!m) continue;
     const a = flatten(m.config);
@@ -244,6 +250,27 @@ export interface RunStagesOptions {
   dryRun?: boolean;
   /** Called with each stage's status before it runs (or is skipped). */
   onStatus?: (s: StageStatus, index: number, total: number) => void;
+  /**
+   * Run only these stage kinds (plus what they need), e.g. `['embed']`; with `shard`,
+   * only every `count`-th of them starting at `index` (a job array splits the work).
+   */
+  only?: readonly string[];
+  shard?: { index: number; count: number };
+}
+
+/** The stages `--only` / `--shard` keep: the chosen ones and everything they depend on. */
+function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<string> | undefined {
+  if (!opts.only?.length && !opts.shard) return undefined;
+  const kinds = opts.only?.length ? new Set(opts.only) : undefined;
+  const chosen = order.filter((s) => !kinds || kinds.has(s.stage)).filter((_, i) => !opts.shard || i % opts.shard.count === opts.shard.index);
+  const keep = new Set<string>();
+  const visit = (s: StageSpec) => {
+    if (keep.has(stageId(s))) return;
+    keep.add(stageId(s));
+    Object.values(s.deps).forEach(visit);
+  };
+  chosen.forEach(visit);
+  return keep;
 }
 
 /** What {@link runStages} returns. */
@@ -259,7 +286,8 @@ export interface RunStagesResult {
  * it runs otherwise (a stage downstream of one that runs is reported as such).
  */
 export async function runStages(runDir: string, roots: readonly StageSpec[], opts: RunStagesOptions = {}): Promise<RunStagesResult> {
-  const order = topoOrder(roots);
+  const keep = selectStages(topoOrder(roots), opts);
+  const order = topoOrder(roots).filter((s) => !keep || keep.has(stageId(s)));
   const done = new Map<string, StageResult>();
   const willRun = new Set<string>();
   const plan: StageStatus[] = [];

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConfigError, DataError } from '../core/errors.js';
 import { distanceBlock, exactSqDist, gatherRows, holdRows, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore, type EmbeddingChunk } from './store.js';
@@ -45,7 +46,8 @@ class HeldGroups {
         for (let s = 0; s < rows.length; s += HELD_BLOCK) {
           const part = rows.slice(s, s + HELD_BLOCK);
           g.index.push(Int32Array.from(part));
-          g.blocks.push(holdRows(gatherRows(data, part, dim), dim));
+          // Without keys the rows are one contiguous range: no copy.
+          g.blocks.push(holdRows(keys ? gatherRows(data, part, dim) : data.subarray(s * dim, (s + part.length) * dim), dim));
         }
       }
     } catch (e) {
@@ -237,6 +239,10 @@ export async function leakageFilter(pool: EmbeddingStore, tests: readonly Embedd
   const tData = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   parts.reduce((o, p) => (tData.set(p, o), o + p.length), 0);
   const held = new HeldGroups(tData, pool.dim, scope === 'class' ? Int32Array.from(labs) : null);
+  // With scope `class`, exact duplicates of test images of *other* classes must still go:
+  // find them by a hash of the feature bytes (d = 0 ⇔ identical vectors).
+  const dupOf = new Map<string, number>();
+  if (scope === 'class') for (let t = 0; t < ids.length; t++) dupOf.set(rowHash(tData, t, pool.dim), t);
   const removed: RemovedRow[] = [];
   const summary = new Map<number, FilterClassSummary>();
   let kept = 0;
@@ -253,7 +259,15 @@ export async function leakageFilter(pool: EmbeddingStore, tests: readonly Embedd
         let s = summary.get(y);
         if (!s) summary.set(y, (s = { label: y, tau: th.tau, pool: 0, kept: 0, removed: 0, duplicates: 0 }));
         s.pool++;
-        const d = res.distance[a]!;
+        let d = res.distance[a]!;
+        let j = res.index[a]!;
+        if (d !== 0 && dupOf.size) {
+          const t = dupOf.get(rowHash(ch.data, a, ch.dim));
+          if (t !== undefined) {
+            d = 0;
+            j = t;
+          }
+        }
         const dup = d === 0;
         if (!dup && d >= th.tau) {
           keep[a] = 1;
@@ -262,7 +276,6 @@ export async function leakageFilter(pool: EmbeddingStore, tests: readonly Embedd
         } else {
           s.removed++;
           if (dup) s.duplicates++;
-          const j = res.index[a]!;
           removed.push({ id: ch.ids[a]!, label: y, nearestTestId: ids[j]!, nearestTestFile: fileOf[j]!, distance: d, tau: th.tau, reason: dup ? 'duplicate' : 'leak' });
         }
       }
@@ -272,4 +285,10 @@ export async function leakageFilter(pool: EmbeddingStore, tests: readonly Embedd
     held.dispose();
   }
   return { kept, removed, summary: [...summary.values()].sort((a, b) => a.label - b.label) };
+}
+
+function rowHash(data: Float32Array, row: number, dim: number): string {
+  return createHash('sha1')
+    .update(new Uint8Array(data.buffer, data.byteOffset + row * dim * 4, dim * 4))
+    .digest('base64');
 }

@@ -97,6 +97,9 @@ export class EmbeddingStore {
           `${info.file}: column ${column} has width ${info.dim}, but ${first.file} has ${first.dim}; shards of one ${opts.role} set must come from the same backbone`,
         );
       checkMetadataMatch(first.file, first.metadata, info.file, info.metadata);
+      const cols = (x: FileInfo) => x.schema.fields.map((f) => `${f.name}:${f.type}`).join(', ');
+      if (cols(info) !== cols(first))
+        throw new ArtifactError(`${info.file}: columns (${cols(info)}) differ from ${first.file} (${cols(first)}); shards of one ${opts.role} set must have the same columns`);
     }
     return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, null);
   }
@@ -283,4 +286,43 @@ export function budgetBytes(mib: number | undefined): number {
   const v = mib ?? DEFAULT_MEMORY_BUDGET_MIB;
   if (!Number.isFinite(v) || v < 16) throw new ConfigError(`--memory-budget: expected MiB ≥ 16, received ${v}`);
   return v * 2 ** 20;
+}
+
+/**
+ * Streams the `id` and (optionally) `label` columns of Arrow files batch by batch,
+ * without decoding other columns into JS: for id sets (`--exclude`, `--only`) and label
+ * counts of files that may be large. Errors name the file and the missing column.
+ */
+export async function readIdsAndLabels(
+  files: readonly string[],
+  role: string,
+  opts: { labels?: boolean } = {},
+): Promise<{ ids: string[]; labels: Int32Array | null }> {
+  const ids: string[] = [];
+  const labels: number[] = [];
+  for (const file of files) {
+    const fh = await openFile(file);
+    try {
+      let reader;
+      try {
+        reader = await RecordBatchReader.from(fh);
+        await reader.open();
+      } catch (e) {
+        throw new ArtifactError(`${file}: not a readable Arrow IPC file (${(e as Error).message}); re-create it`, { cause: e });
+      }
+      const names = reader.schema.fields.map((f) => f.name);
+      const need = ['id', ...(opts.labels ? ['label'] : [])].filter((n) => !names.includes(n));
+      if (need.length) throw new ArtifactError(`${file} (${role}): missing column(s) ${need.join(', ')} (has: ${names.join(', ') || 'none'})`);
+      for await (const b of reader as AsyncIterable<RecordBatch>) {
+        for (const id of b.getChild('id')!.toArray() as string[]) ids.push(id);
+        if (opts.labels) {
+          const ys = b.getChild('label')!.toArray() as ArrayLike<number>;
+          for (let i = 0; i < ys.length; i++) labels.push(Number(ys[i]));
+        }
+      }
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+  return { ids, labels: opts.labels ? Int32Array.from(labels) : null };
 }

@@ -11,6 +11,7 @@ import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { hashSeed, imageBatches, type ImageItem, type ImageTransform } from '../data/images.js';
 import type { ManifestRow } from '../data/manifest.js';
+import { manifestItems } from '../data/idx.js';
 
 /** Train-time augmentation request: the crop/flip of an image depends on (seed, epoch, id) only. */
 export interface AugmentRequest {
@@ -196,6 +197,9 @@ export function fromManifest(rows: readonly ManifestRow[], o: ManifestOptions): 
   const per = crop * crop * 3;
   const skipped = new Map<number, string>();
   const indexOf = new Map(ids.map((id, i) => [id, i]));
+  // `idx:` rows (Fashion-MNIST) become in-memory pixels; built once, on first use
+  let allItems: ImageItem[] | undefined;
+  let warned = 0;
   return {
     size: n,
     labels,
@@ -205,7 +209,8 @@ export function fromManifest(rows: readonly ManifestRow[], o: ManifestOptions): 
     skipped,
     async getBatch(indices, aug) {
       checkIndices(indices, n, 'Dataset.getBatch');
-      const items: ImageItem[] = Array.from(indices, (k) => ({ id: rows[k]!.id, path: rows[k]!.path }));
+      allItems ??= manifestItems(rows);
+      const items: ImageItem[] = Array.from(indices, (k) => allItems![k]!);
       const out = new Float32Array(indices.length * per);
       const pos = new Map<string, number[]>();
       indices.forEach((k, b) => {
@@ -230,7 +235,11 @@ export function fromManifest(rows: readonly ManifestRow[], o: ManifestOptions): 
         });
         for (const s of batch.skipped) {
           const k = indexOf.get(s.id)!;
-          if (!skipped.has(k)) log.warn(`skipping ${s.path}: ${s.reason}`);
+          if (!skipped.has(k)) {
+            if (warned < 10) log.warn(`skipping ${s.path}: ${s.reason}`);
+            else if (warned === 10) log.warn('more images could not be decoded; the rest are not listed here (see the skipped list of the result)');
+            warned++;
+          }
           skipped.set(k, s.reason);
         }
       }

@@ -100,6 +100,93 @@ export interface TrainResult {
   lastLoss: number;
 }
 
+/** One effective batch for {@link trainStep}. */
+export interface StepBatch {
+  /** NHWC float32, [B, H, W, 3]. */
+  x: Float32Array;
+  /** int32 [B]. */
+  labels: Int32Array;
+  /** float32 [B] loss weights. */
+  weights: Float32Array;
+  imageShape: readonly [number, number, number];
+  /** Images per forward/backward pass (gradient accumulation); default B. */
+  microBatch?: number;
+  lr: number;
+  labelSmoothing?: number;
+}
+
+/**
+ * One optimiser step: forward/backward over micro-batches (BN in train mode), each
+ * micro-batch's loss normalised by the weight sum of the whole batch so that the
+ * accumulated gradient is the full batch's, then one SGD update.
+ * @returns the batch's weighted loss and its number of top-1 hits
+ */
+export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: number; correct: number } {
+  const params = model.params();
+  const varList = [...params.values()];
+  const names = [...params.keys()];
+  const nameOf = new Map(varList.map((v, i) => [v.name, names[i]!]));
+  const n = b.labels.length;
+  const micro = b.microBatch ?? n;
+  const [H, W] = b.imageShape;
+  const per = H * W * 3;
+  let wsum = 0;
+  for (const v of b.weights) wsum += v;
+  const acc = new Map<string, tf.Tensor>();
+  let loss = 0;
+  let correct = 0;
+  try {
+    for (let m0 = 0; m0 < n; m0 += micro) {
+      const m1 = Math.min(n, m0 + micro);
+      const { value, grads, hits } = tf.tidy(() => {
+        const xb = tf.tensor4d(b.x.subarray(m0 * per, m1 * per), [m1 - m0, H, W, 3]);
+        const yb = tf.tensor1d(b.labels.subarray(m0, m1), 'int32');
+        const wb = tf.tensor1d(b.weights.subarray(m0, m1), 'float32');
+        let logits: tf.Tensor2D | undefined;
+        const r = tf.variableGrads(() => {
+          logits = tf.keep(model.forwardHead(model.forwardFeatures(xb, true)));
+          return weightedCrossEntropy(logits, yb, wb, { smoothing: b.labelSmoothing ?? 0, normaliser: wsum });
+        }, varList);
+        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
+        logits!.dispose();
+        return { ...r, hits };
+      });
+      loss += value.dataSync()[0]!;
+      correct += hits.dataSync()[0]!;
+      value.dispose();
+      hits.dispose();
+      for (const [vname, g] of Object.entries(grads)) {
+        const name = nameOf.get(vname)!;
+        const prev = acc.get(name);
+        if (prev) {
+          acc.set(name, tf.add(prev, g));
+          prev.dispose();
+          g.dispose();
+        } else acc.set(name, g);
+      }
+    }
+    opt.step(params, acc, b.lr);
+  } finally {
+    for (const g of acc.values()) g.dispose();
+  }
+  return { loss, correct };
+}
+
+/**
+ * Appends one JSON line per step (`type: 'step'`, the {@link StepMetrics}) and per epoch
+ * (`type: 'epoch'`, mean loss and accuracy, seconds) to `file`. A resumed run appends
+ * to the same file, so steps after the last checkpoint of a killed run appear twice;
+ * readers keep the last line per `globalStep`.
+ */
+export function metricsJsonlHook(file: string): TrainHook {
+  const line = (o: object) => appendFile(file, JSON.stringify({ ...o, time: new Date().toISOString() }) + '\n');
+  return {
+    name: 'metrics-jsonl',
+    afterStep: (m) => line({ type: 'step', ...m }),
+    afterEpoch: (epoch, summary) => line({ type: 'epoch', epoch, ...summary }),
+  };
+}
+
 /** The sample order of `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
   const rand = mulberry32(hashSeed(seed, `order:${epoch}`));
@@ -175,7 +262,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const dropLast = opts.dropLast ?? true;
   const stepsPerEpoch = dropLast ? Math.floor(train.size / B) : Math.ceil(train.size / B);
   const totalSteps = Math.min(stepsPerEpoch * opts.epochs, opts.maxSteps ?? Infinity);
-  const hooks = opts.hooks ?? [];
+  // metrics.jsonl is itself a hook; callers add theirs after it
+  const hooks = [metricsJsonlHook(path.join(opts.outDir, 'metrics.jsonl')), ...(opts.hooks ?? [])];
   const hash = configHash(opts, train.size);
   const opt = new Sgd({
     momentum: opts.momentum ?? 0.9,
@@ -185,7 +273,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   });
   const sched = { schedule: opts.schedule ?? ({ kind: 'cosine' } as Schedule), baseLr: opts.lr, warmupEpochs: opts.warmupEpochs ?? 0 };
   await mkdir(opts.outDir, { recursive: true });
-  const metricsFile = path.join(opts.outDir, 'metrics.jsonl');
 
   let epoch = 0;
   let stepInEpoch = 0;
@@ -205,13 +292,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     }
   }
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
-  const params = model.params();
-  const varList = [...params.values()];
-  const nameOf = new Map(varList.map((v, i) => [v.name, [...params.keys()][i]!]));
   let lastLoss = NaN;
-
   const imageShape = train.imageShape;
-  const per = imageShape[0] * imageShape[1] * 3;
   try {
     while (epoch < opts.epochs && globalStep < totalSteps) {
       const order = epochOrder(train.size, seed, epoch);
@@ -229,47 +311,18 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         for (const h of hooks) if (h.weights) w = h.weights(w, labels, idx, ctx);
         let x = await train.getBatch(idx, opts.augment ?? true ? { seed, epoch } : undefined);
         // samples that failed to decode are zeros: they must not count
+        let bad = 0;
         idx.forEach((k, b) => {
-          if (train.skipped.has(k)) w[b] = 0;
-        });
-        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
-        let wsum = 0;
-        for (const v of w) wsum += v;
-
-        // gradient accumulation over micro-batches, each normalised by the full batch's weight sum
-        const acc = new Map<string, tf.Tensor>();
-        let loss = 0;
-        let correct = 0;
-        for (let m0 = 0; m0 < idx.length; m0 += micro) {
-          const m1 = Math.min(idx.length, m0 + micro);
-          const { value, grads, hits } = tf.tidy(() => {
-            const xb = tf.tensor4d(x.subarray(m0 * per, m1 * per), [m1 - m0, imageShape[0], imageShape[1], 3]);
-            const yb = tf.tensor1d(labels.subarray(m0, m1), 'int32');
-            const wb = tf.tensor1d(w.subarray(m0, m1), 'float32');
-            let logits: tf.Tensor2D | undefined;
-            const r = tf.variableGrads(() => {
-              logits = model.forwardHead(model.forwardFeatures(xb, true));
-              return weightedCrossEntropy(logits, yb, wb, { smoothing: opts.labelSmoothing ?? 0, normaliser: wsum });
-            }, varList);
-            const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
-            return { ...r, hits };
-          });
-          loss += value.dataSync()[0]!;
-          correct += hits.dataSync()[0]!;
-          value.dispose();
-          hits.dispose();
-          for (const [vname, g] of Object.entries(grads)) {
-            const name = nameOf.get(vname)!;
-            const prev = acc.get(name);
-            if (prev) {
-              acc.set(name, tf.add(prev, g));
-              prev.dispose();
-              g.dispose();
-            } else acc.set(name, g);
+          if (train.skipped.has(k)) {
+            w[b] = 0;
+            bad++;
           }
-        }
-        opt.step(params, acc, ctx.lr);
-        for (const g of acc.values()) g.dispose();
+        });
+        if (bad === idx.length)
+          throw new DataError(`no image of training batch ${globalStep} could be decoded (e.g. ${train.ids[idx[0]!]}: ${train.skipped.get(idx[0]!)}); check the manifest's paths`);
+        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
+
+        const { loss, correct } = trainStep(model, opt, { x, labels, weights: w, imageShape, microBatch: micro, lr: ctx.lr, labelSmoothing: opts.labelSmoothing ?? 0 });
         stepInEpoch++;
         globalStep++;
         lastLoss = loss;
@@ -278,7 +331,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         epSteps++;
         const secs = (Date.now() - ts) / 1000;
         const m: StepMetrics = { ...ctx, loss, acc: correct / idx.length, images: idx.length, imgPerSec: idx.length / Math.max(secs, 1e-6) };
-        await appendFile(metricsFile, JSON.stringify({ type: 'step', ...m, time: new Date().toISOString() }) + '\n');
         for (const h of hooks) await h.afterStep?.(m);
         bar.tick(idx.length, { loss: loss.toFixed(4) });
         if (!Number.isFinite(loss)) throw new DataError(`training diverged at step ${globalStep}: loss ${loss}; lower train.lr`);
@@ -299,7 +351,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       bar.stop();
       if (epSteps > 0 && stepInEpoch === 0) {
         const summary = { loss: epLoss / epSteps, acc: epAcc / epSteps, seconds: (Date.now() - t0) / 1000 };
-        await appendFile(metricsFile, JSON.stringify({ type: 'epoch', epoch: epoch - 1, ...summary, time: new Date().toISOString() }) + '\n');
         log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
         for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
       }

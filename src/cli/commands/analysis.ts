@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ConfigError, WeightsError } from '../../core/errors.js';
 import { initBackend } from '../../core/backend.js';
@@ -29,7 +30,8 @@ interface RetentionArgs {
   backbones: string;
   data: string;
   k: string;
-  embeddings: string;
+  embeddings?: string;
+  weights?: string;
   out: string;
   strict: boolean;
   normalize: boolean;
@@ -45,19 +47,29 @@ const retention: CommandModule<object, RetentionArgs> = {
       .option('backbones', { type: 'string', demandOption: true, describe: 'comma-separated backbone names, e.g. dino_vits8,resnet50' })
       .option('data', { type: 'string', demandOption: true, describe: 'manifest Arrow file with id, label/class_name and context columns' })
       .option('k', { type: 'string', default: '1,5,10,20', describe: 'comma-separated neighbour counts' })
-      .option('embeddings', { type: 'string', demandOption: true, describe: 'folder of cached embeddings from dcd embed / dcd run (<dir>/<backbone>.arrow or <dir>/**/<backbone>/*.arrow)' })
+      .option('embeddings', { type: 'string', describe: 'folder of cached embeddings from dcd embed / dcd run (<dir>/<backbone>.arrow, <dir>/**/<backbone>/*.arrow, or dcd.backbone metadata)' })
+      .option('weights', { type: 'string', describe: 'for backbones without cached embeddings: backbone=checkpoint|random,...; they are embedded into <out>/embeddings/' })
       .option('out', { type: 'string', default: 'retention', describe: 'output folder for retention.{md,csv,json,svg,png}' })
       .option('strict', { type: 'boolean', default: false, describe: 'a neighbour keeps the context only when every context attribute is equal' })
       .option('normalize', { type: 'boolean', default: false, describe: 'L2-normalise features before the neighbour search' })
       .option('format', { type: 'string', choices: ['md', 'csv', 'json'], default: 'md', describe: 'table format printed on stdout' })
-      .example('dcd retention --backbones dino_vits16,resnet50 --data focus.arrow --embeddings runs/focus/embed --k 1,5,10,20', ''),
+      .example('dcd retention --backbones dino_vits16,resnet50 --data focus.arrow --embeddings runs/focus/embed --k 1,5,10,20', '')
+      .example('dcd retention --backbones resnet_tiny --data synthetic.arrow --weights resnet_tiny=random --out retention/', ''),
   handler: async (argv) => {
     await initBackend(argv.backend);
     const ks = parseKs(argv.k);
     const backbones = parseList('backbones', argv.backbones);
     const rule = argv.strict ? 'strict' : 'lenient';
+    const weights: Record<string, string> = {};
+    for (const pair of argv.weights ? parseList('weights', argv.weights) : []) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0 || eq === pair.length - 1) throw new ConfigError(`--weights: expected backbone=checkpoint (or backbone=random), received "${pair}"`);
+      weights[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    if (!argv.embeddings && !Object.keys(weights).length)
+      throw new ConfigError('give --embeddings DIR (cached embeddings from dcd embed / dcd run) or --weights backbone=checkpoint,... to embed the images here');
     const rows = await retentionTable(
-      { manifest: argv.data, backbones, embeddings: argv.embeddings, ks },
+      { manifest: argv.data, backbones, embeddings: argv.embeddings, ks, weights, embedOut: path.join(argv.out, 'embeddings') },
       { rule, normalize: argv.normalize },
     );
     const files = await writeRetentionOutputs(rows, argv.out, { manifest: argv.data, rule, normalize: argv.normalize, ks });
@@ -70,6 +82,7 @@ const retention: CommandModule<object, RetentionArgs> = {
 interface SimilarityArgs {
   backbones: string;
   'pool-sizes': string;
+  'embed-pool-sizes': string;
   size: number;
   batch: number;
   repeats: number;
@@ -87,7 +100,8 @@ const similarity: CommandModule<object, SimilarityArgs> = {
   builder: (y) =>
     y
       .option('backbones', { type: 'string', default: 'resnet50,dino_vits16', describe: 'comma-separated backbones to compare with LPIPS' })
-      .option('pool-sizes', { type: 'string', default: '32,128,512', describe: 'pool sizes at which ranking one query is timed (LPIPS needs ~1.9 MB per image in memory)' })
+      .option('pool-sizes', { type: 'string', default: '32,128,512', describe: 'pool sizes at which LPIPS ranking is timed (1.85 MiB per image in memory)' })
+      .option('embed-pool-sizes', { type: 'string', default: '1024,4096,16384', describe: 'pool sizes at which embedding ranking is timed' })
       .option('size', { type: 'number', default: 224, describe: 'LPIPS input side in pixels' })
       .option('batch', { type: 'number', default: 4, describe: 'images per timed embedding batch' })
       .option('repeats', { type: 'number', default: 3, describe: 'least timed repetitions after a warm-up (fastest reported; short operations repeat for 0.3 s)' })
@@ -114,6 +128,7 @@ const similarity: CommandModule<object, SimilarityArgs> = {
     const result = await benchSimilarity({
       backbones: parseList('backbones', argv.backbones),
       poolSizes: parseKs(argv['pool-sizes']),
+      embedPoolSizes: parseKs(argv['embed-pool-sizes']),
       size: argv.size,
       batch: argv.batch,
       repeats: argv.repeats,

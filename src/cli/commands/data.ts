@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { buildManifestFile, MANIFEST_KINDS } from '../../data/build.js';
-import { formatSummary, readManifest, summarizeManifest } from '../../data/manifest.js';
+import { buildManifestFile, checkManifestImages, MANIFEST_KINDS } from '../../data/build.js';
+import { formatSummary, readManifest, summarizeManifest, writeManifest } from '../../data/manifest.js';
+import { progress } from '../../core/log.js';
 
 const manifest: CommandModule<object, any> = {
   command: 'manifest <kind> <path>',
@@ -49,12 +50,41 @@ const summary: CommandModule<object, any> = {
   },
 };
 
+const check: CommandModule<object, any> = {
+  command: 'check <manifest>',
+  describe: 'Decode every image of a manifest; list the ones that fail and write a manifest of the rest',
+  builder: (y) =>
+    y
+      .positional('manifest', { type: 'string' })
+      .option('out', { type: 'string', describe: 'manifest of the images that decode (.arrow)' })
+      .option('concurrency', { type: 'number', default: 2 })
+      .option('max-pixels', { type: 'number', describe: 'refuse images with more pixels (default 100M)' })
+      .example('$0 data check pool/pool.arrow --out pool/pool-ok.arrow', ''),
+  handler: async (a) => {
+    const m = await readManifest(a.manifest);
+    const bar = progress('check', m.rows.length);
+    const r = await checkManifestImages(m.rows, { concurrency: a.concurrency, limitInputPixels: a.maxPixels, onProgress: (n) => bar.tick(n) });
+    bar.stop();
+    for (const b of r.bad) process.stdout.write(`bad\t${b.row.id}\t${b.row.path}\t${b.reason}\n`);
+    const kinds: Record<string, number> = {};
+    for (const b of r.bad) {
+      const k = b.reason.split(/[:(]/)[0]!.trim();
+      kinds[k] = (kinds[k] ?? 0) + 1;
+    }
+    process.stdout.write(`${r.good.length} of ${m.rows.length} images decode; ${r.bad.length} bad${r.bad.length ? ': ' + Object.entries(kinds).map(([k, v]) => `${k} ${v}`).join(', ') : ''}\n`);
+    if (a.out) {
+      await writeManifest(a.out, r.good, { ...m.meta, 'dcd.checked_from': a.manifest });
+      process.stdout.write(`wrote ${a.out}\n`);
+    }
+  },
+};
+
 /** yargs command modules of this area (see src/cli/main.ts). */
 export const commands: CommandModule<object, any>[] = [
   {
     command: 'data <command>',
     describe: 'Data sets: build and inspect manifests',
-    builder: (y) => y.command(manifest).command(summary).demandCommand(1),
+    builder: (y) => y.command(manifest).command(summary).command(check).demandCommand(1),
     handler: () => undefined,
   },
 ];

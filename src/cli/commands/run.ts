@@ -1,4 +1,76 @@
 import type { CommandModule } from 'yargs';
+import { initBackend } from '../../core/backend.js';
+import { parseOnly, parseSeeds, parseShardArg, runExperiment, runSweep } from '../../pipeline/run.js';
+
+interface RunArgs {
+  config: string;
+  set?: string[];
+  seeds?: string;
+  'dry-run'?: boolean;
+  backend?: string;
+  only?: string;
+  shard?: string;
+}
+
+const common = {
+  set: { type: 'string', array: true, describe: 'override a config key: --set train.lr=0.05 (value read as YAML; null restores the default)' },
+  seeds: { type: 'string', describe: 'comma-separated seeds of the random parts (training, Random baseline, synthetic draw), e.g. 0,1,2' },
+  'dry-run': { type: 'boolean', default: false, describe: 'validate the config and print the plan (what runs, what is cached, and why) without running' },
+} as const;
+
+const run: CommandModule<object, RunArgs> = {
+  command: 'run <config>',
+  describe: 'Run an experiment from a YAML config: failures → embed → filter → select → train → evaluate → report (cached stages are skipped)',
+  builder: (y) =>
+    y
+      .positional('config', { type: 'string', demandOption: true, describe: 'experiment YAML (e.g. configs/demo.yaml)' })
+      .options(common)
+      .option('only', { type: 'string', describe: 'run only these stage kinds and what they need, e.g. --only embed (no table)' })
+      .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' }) as any,
+  handler: async (a) => {
+    const opts = {
+      set: a.set ?? [],
+      ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
+      dryRun: !!a['dry-run'],
+      ...(a.only ? { only: parseOnly(a.only) } : {}),
+      ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
+    };
+    if (!opts.dryRun) await initBackend(a.backend);
+    const r = await runExperiment(a.config, opts);
+    if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
+    else if (!r.table) process.stdout.write(`${r.planText}\nran ${r.ran.length} stage(s) into ${r.runDir}\n`);
+    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
+  },
+};
+
+interface SweepArgs extends RunArgs {
+  backbones?: string;
+  grid?: string[];
+}
+
+const sweep: CommandModule<object, SweepArgs> = {
+  command: 'sweep <config>',
+  describe: 'Run several variants of an experiment (backbones, or any config key) sharing common stages; ends in one combined table',
+  builder: (y) =>
+    y
+      .positional('config', { type: 'string', demandOption: true, describe: 'experiment YAML' })
+      .options(common)
+      .option('backbones', { type: 'string', describe: 'comma-separated backbones, one variant each (names or labels in config.backbones, or registry names)' })
+      .option('grid', { type: 'string', array: true, describe: 'KEY=V1,V2,...: one variant per value (repeatable; variants are crossed)' }) as any,
+  handler: async (a) => {
+    const opts = {
+      set: a.set ?? [],
+      ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
+      dryRun: !!a['dry-run'],
+      ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+      grid: a.grid ?? [],
+    };
+    if (!opts.dryRun) await initBackend(a.backend);
+    const r = await runSweep(a.config, opts);
+    if (opts.dryRun) process.stdout.write(`sweep over ${r.variants.length} variants (${r.variants.join('; ')}), plan for ${r.runDir}:\n${r.planText}\n`);
+    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/sweep-report.md (${r.variants.length} variants; stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
+  },
+};
 
 /** yargs command modules of this area (see src/cli/main.ts). */
-export const commands: CommandModule<object, any>[] = [];
+export const commands: CommandModule<object, any>[] = [run, sweep];

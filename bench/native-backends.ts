@@ -1,0 +1,242 @@
+/**
+ * Backend benchmark (issue 7): ResNet-50 forward, ViT-S/16 forward, ResNet-50 train step and
+ * exact k-NN, on every requested tfjs backend and on PyTorch (bench/peers_torch.py) in one run.
+ * Prints img/s (queries/s for k-NN, plus seconds) and each backend's ratio to each peer.
+ *
+ *   node dist/bench/native-backends.js                      # short default run (a few minutes)
+ *   node dist/bench/native-backends.js --backends native,wasm,cpu --train-batch 32 --iters 3
+ *   node dist/bench/native-backends.js --rows knn --knn-pool 100000 --no-peers
+ *
+ * Defaults keep the run short: batch 8, training batch 8 on native only (wasm trains at
+ * ~0.1 img/s; add it with --train-backends), k-NN 1k x 100k x 384, k = 50.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/core/backend.js';
+import { createModel } from '../src/models/registry.js';
+import { knn } from '../src/retrieval/knn.js';
+
+type Row = 'resnet50-fwd' | 'vit-fwd' | 'resnet50-train' | 'knn';
+const ROWS: Row[] = ['resnet50-fwd', 'vit-fwd', 'resnet50-train', 'knn'];
+
+interface Opts {
+  backends: string[];
+  trainBackends: string[];
+  rows: Row[];
+  batch: number;
+  trainBatch: number;
+  iters: number;
+  knnQueries: number;
+  knnPool: number;
+  knnDim: number;
+  knnK: number;
+  peers: boolean;
+  threads: number;
+}
+
+function parseArgs(argv: string[]): Opts {
+  const o: Opts = {
+    backends: ['native', 'wasm'], trainBackends: ['native'], rows: ROWS, batch: 8, trainBatch: 8, iters: 2,
+    knnQueries: 1000, knnPool: 100_000, knnDim: 384, knnK: 50, peers: true, threads: 2,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], v = argv[i + 1];
+    const num = () => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${a}: expected a positive integer, received "${v}"`);
+      i++;
+      return n;
+    };
+    switch (a) {
+      case '--backends': o.backends = v.split(','); i++; break;
+      case '--train-backends': o.trainBackends = v.split(','); i++; break;
+      case '--rows': {
+        const rows = v.split(',');
+        for (const r of rows) if (!ROWS.includes(r as Row)) throw new Error(`--rows: unknown row "${r}"; expected ${ROWS.join(', ')}`);
+        o.rows = rows as Row[];
+        i++;
+        break;
+      }
+      case '--batch': o.batch = num(); break;
+      case '--train-batch': o.trainBatch = num(); break;
+      case '--iters': o.iters = num(); break;
+      case '--knn-queries': o.knnQueries = num(); break;
+      case '--knn-pool': o.knnPool = num(); break;
+      case '--knn-dim': o.knnDim = num(); break;
+      case '--knn-k': o.knnK = num(); break;
+      case '--threads': o.threads = num(); break;
+      case '--no-peers': o.peers = false; break;
+      default: throw new Error(`unknown option ${a}; see the header of bench/native-backends.ts`);
+    }
+  }
+  return o;
+}
+
+/** Best wall time of `iters` runs after one warm-up, in seconds. */
+async function bestOf(iters: number, fn: () => Promise<void> | void): Promise<number> {
+  await fn();
+  let best = Infinity;
+  for (let i = 0; i < iters; i++) {
+    const t = performance.now();
+    await fn();
+    best = Math.min(best, (performance.now() - t) / 1000);
+  }
+  return best;
+}
+
+function randn(n: number, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s >>> 8) / 16777216 - 0.5;
+  }
+  return out;
+}
+
+interface Result { row: Row; who: string; seconds: number; items: number }
+
+async function runTfjs(backend: string, o: Opts): Promise<Result[]> {
+  const out: Result[] = [];
+  await initBackend(backend, { quiet: true });
+  const rec = (row: Row, seconds: number, items: number) => {
+    out.push({ row, who: `tfjs ${backend}`, seconds, items });
+    console.log(`  ${backend.padEnd(7)} ${row.padEnd(15)} ${(items / seconds).toFixed(2).padStart(8)} /s  (${seconds.toFixed(2)} s / iter)`);
+  };
+  for (const [row, name] of [['resnet50-fwd', 'resnet50'], ['vit-fwd', 'dino_vits16']] as const) {
+    if (!o.rows.includes(row)) continue;
+    const m = createModel(name, { numClasses: 0 });
+    const x = tf.tensor4d(randn(o.batch * 224 * 224 * 3, 1), [o.batch, 224, 224, 3]);
+    rec(row, await bestOf(o.iters, async () => {
+      const y = tf.tidy(() => m.forwardFeatures(x, false));
+      await y.data();
+      y.dispose();
+    }), o.batch);
+    x.dispose();
+    m.dispose();
+  }
+  if (o.rows.includes('resnet50-train') && o.trainBackends.includes(backend)) {
+    const m = createModel('resnet50', { numClasses: 1000 });
+    const x = tf.tensor4d(randn(o.trainBatch * 224 * 224 * 3, 2), [o.trainBatch, 224, 224, 3]);
+    const y = tf.oneHot(tf.tensor1d(Array.from({ length: o.trainBatch }, (_, i) => (i * 37) % 1000), 'int32'), 1000);
+    const opt = tf.train.momentum(0.01, 0.9);
+    const vars = [...m.params().values()];
+    rec('resnet50-train', await bestOf(Math.max(1, o.iters - 1), async () => {
+      const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, m.forwardHead(m.forwardFeatures(x, true))), true, vars);
+      await loss!.data();
+      loss!.dispose();
+    }), o.trainBatch);
+    tf.dispose([x, y]);
+    opt.dispose();
+    m.dispose();
+  }
+  if (o.rows.includes('knn')) {
+    const q = randn(o.knnQueries * o.knnDim, 3), p = randn(o.knnPool * o.knnDim, 4);
+    rec('knn', await bestOf(Math.max(1, o.iters - 1), () => void knn(q, o.knnDim, p, o.knnK)), o.knnQueries);
+  }
+  return out;
+}
+
+function runTorch(o: Opts): { who: string; results: Result[] } | { why: string } {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'peers_torch.py');
+  const args = [
+    script, '--json', '--rows', o.rows.join(','), '--batch', String(o.batch), '--train-batch', String(o.trainBatch),
+    '--iters', String(o.iters), '--knn-queries', String(o.knnQueries), '--knn-pool', String(o.knnPool),
+    '--knn-dim', String(o.knnDim), '--knn-k', String(o.knnK), '--threads', String(o.threads),
+  ];
+  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { why: `PyTorch peer failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}` };
+  const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { peer: string; results: Omit<Result, 'who'>[] };
+  return { who: j.peer, results: j.results.map((x) => ({ ...x, who: j.peer })) };
+}
+
+interface Ort {
+  InferenceSession: { create(path: string, o: object): Promise<{ run(feeds: object): Promise<Record<string, { data: unknown }>>; release(): Promise<void> }> };
+  Tensor: new (type: 'float32', data: Float32Array, dims: number[]) => object;
+}
+
+/**
+ * onnxruntime-node peer: the package from `DCD_ORT_NODE` (a path to its folder) or from
+ * node_modules; models exported by bench/peers_export_onnx.py into bench/out/onnx.
+ */
+async function runOrt(o: Opts): Promise<{ who: string; results: Result[] } | { why: string }> {
+  const req = createRequire(import.meta.url);
+  let ort: Ort;
+  try {
+    ort = req(process.env.DCD_ORT_NODE ?? 'onnxruntime-node') as Ort;
+  } catch (e) {
+    return { why: `onnxruntime-node not installed (set DCD_ORT_NODE to its folder): ${(e as Error).message.split('\n')[0]}` };
+  }
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const dir = join(root, 'bench', 'out', 'onnx');
+  if (!existsSync(join(dir, 'vit_s16.onnx'))) {
+    const r = spawnSync('/usr/bin/python3', [join(root, 'bench', 'peers_export_onnx.py'), dir], { encoding: 'utf8' });
+    if (r.status !== 0) return { why: `ONNX export failed: ${(r.stderr ?? '').trim().split('\n').pop()}` };
+  }
+  const results: Result[] = [];
+  const who = `onnxruntime-node (${o.threads} threads)`;
+  for (const [row, file] of [['resnet50-fwd', 'resnet50.onnx'], ['vit-fwd', 'vit_s16.onnx']] as const) {
+    if (!o.rows.includes(row)) continue;
+    const s = await ort.InferenceSession.create(join(dir, file), {
+      intraOpNumThreads: o.threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all',
+    });
+    const x = new ort.Tensor('float32', randn(o.batch * 3 * 224 * 224, 1), [o.batch, 3, 224, 224]);
+    const seconds = await bestOf(o.iters, async () => void (await s.run({ x })));
+    results.push({ row, who, seconds, items: o.batch });
+    await s.release();
+  }
+  return { who, results };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  process.env.DCD_NATIVE_THREADS ??= String(o.threads);
+  console.log(`dcd backend benchmark  ${new Date().toISOString()}  batch ${o.batch}, train batch ${o.trainBatch}, ` +
+    `k-NN ${o.knnQueries}x${o.knnPool}x${o.knnDim} k=${o.knnK}, best of ${o.iters}`);
+  const results: Result[] = [];
+  const peers: string[] = [];
+  if (o.peers) {
+    console.log('peer: PyTorch (/usr/bin/python3) ...');
+    const t = runTorch(o);
+    if ('why' in t) console.log(`  skipped: ${t.why}`);
+    else {
+      peers.push(t.who);
+      results.push(...t.results);
+      for (const r of t.results) console.log(`  ${r.row.padEnd(15)} ${(r.items / r.seconds).toFixed(2).padStart(8)} /s  (${r.seconds.toFixed(2)} s / iter)`);
+    }
+    console.log('peer: onnxruntime-node ...');
+    const r = await runOrt(o);
+    if ('why' in r) console.log(`  skipped: ${r.why}`);
+    else {
+      peers.push(r.who);
+      results.push(...r.results);
+      for (const x of r.results) console.log(`  ${x.row.padEnd(15)} ${(x.items / x.seconds).toFixed(2).padStart(8)} /s  (${x.seconds.toFixed(2)} s / iter)`);
+    }
+  }
+  for (const b of o.backends) {
+    console.log(`tfjs ${b} ...`);
+    try {
+      results.push(...(await runTfjs(b, o)));
+    } catch (e) {
+      console.log(`  skipped: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  console.log('\nsummary (per second: images, or queries for knn; ratio = tfjs / peer, >1 is faster)');
+  for (const row of o.rows) {
+    const peerRows = results.filter((r) => r.row === row && peers.includes(r.who));
+    for (const r of results.filter((x) => x.row === row && !peers.includes(x.who))) {
+      const ratios = peerRows.map((p) => `${(p.seconds / r.seconds * (r.items / p.items)).toFixed(2)}x ${p.who.split(' ')[0]}`);
+      console.log(`  ${row.padEnd(15)} ${r.who.padEnd(12)} ${(r.items / r.seconds).toFixed(2).padStart(8)} /s  ${r.seconds.toFixed(2).padStart(7)} s  ${ratios.join('  ')}`);
+    }
+    for (const p of peerRows) console.log(`  ${row.padEnd(15)} ${p.who.split(' ')[0].padEnd(12)} ${(p.items / p.seconds).toFixed(2).padStart(8)} /s  ${p.seconds.toFixed(2).padStart(7)} s`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,199 @@
+/**
+ * `dcd embed`: penultimate features of a backbone for every image of a folder or
+ * manifest, written as one Arrow IPC file (`id`, `embedding`, `label` when known) that
+ * appears only when complete. Unreadable images are skipped and listed in
+ * `<out>.skipped.tsv`. `--shard I/N` embeds the images whose index in id order is ≡ I
+ * (mod N); shards merge by concatenation ({@link mergeEmbeddings}).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { buildTable, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, writeArrowFile, type ColumnInput } from '../core/arrow.js';
+import { currentBackend } from '../core/backend.js';
+import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
+import { atomicWriteFile, sha256File } from '../core/fsutil.js';
+import { progress } from '../core/log.js';
+import type { Preprocess } from '../core/types.js';
+import { listImages } from '../data/adapters.js';
+import { imageBatches, type ImageItem, type SkippedImage } from '../data/images.js';
+import { readManifest } from '../data/manifest.js';
+import { loadCheckpoint } from './load.js';
+import { createModel, getModelSpec } from './registry.js';
+
+/** Options of {@link embedImages}. */
+export interface EmbedOptions {
+  /** Registry name of the backbone. */
+  backbone: string;
+  /** Checkpoint file (any supported format), or `random` for a seeded random init. */
+  weights: string;
+  /** A folder of images (searched recursively) or a manifest `.arrow` file. */
+  images: string;
+  /** Output Arrow file. */
+  out: string;
+  batchSize?: number;
+  /** Override the backbone's resize / crop. */
+  resize?: number;
+  crop?: number;
+  /** Embed only part `index` of `count` (0 ≤ index < count). */
+  shard?: { index: number; count: number };
+  /** Seed of `--weights random`. */
+  seed?: number;
+  /** Images decoded in parallel. */
+  concurrency?: number;
+}
+
+/** What {@link embedImages} did. */
+export interface EmbedSummary {
+  out: string;
+  rows: number;
+  dim: number;
+  skipped: SkippedImage[];
+  /** Sidecar listing the skipped images, when there were any. */
+  skippedFile?: string;
+  seconds: number;
+}
+
+/** Parses `I/N` (0 ≤ I < N). */
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) throw new ConfigError(`--shard: expected I/N with 0 ≤ I < N (e.g. 0/4), received "${s}"`);
+  return { index, count };
+}
+
+const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The images of a folder or manifest, sorted by id, with labels when the input has them. */
+export async function embedInputs(images: string): Promise<{ items: { id: string; path: string; label?: number }[]; hasLabels: boolean }> {
+  if (!existsSync(images)) throw new DataError(`--images ${images}: no such folder or manifest`);
+  if (statSync(images).isDirectory()) {
+    const ids = listImages(images);
+    return { items: ids.map((id) => ({ id, path: path.join(images, id) })), hasLabels: false };
+  }
+  if (!images.endsWith('.arrow')) throw new ConfigError(`--images ${images}: expected a folder of images or a manifest .arrow file`);
+  const m = await readManifest(images);
+  const base = path.dirname(path.resolve(images));
+  const items = m.rows.map((r) => ({ id: r.id, path: path.resolve(base, r.path), label: r.label }));
+  items.sort((a, b) => byCodePoint(a.id, b.id));
+  return { items, hasLabels: true };
+}
+
+/**
+ * Embeds images with a backbone and writes the Arrow file (see the module comment).
+ * @throws DataError when the input holds no images or none could be read (no output then)
+ */
+export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
+  const t0 = Date.now();
+  const spec = getModelSpec(opts.backbone);
+  const pre: Preprocess = { ...spec.preprocess, resize: opts.resize ?? spec.preprocess.resize, crop: opts.crop ?? opts.resize ?? spec.preprocess.crop };
+  if (pre.crop > pre.resize) throw new ConfigError(`--crop ${pre.crop} is larger than --resize ${pre.resize}`);
+  if (spec.arch.kind === 'vit' && pre.crop % spec.arch.config.patch !== 0)
+    throw new ConfigError(`--crop ${pre.crop}: ${spec.name} needs a multiple of its patch size ${spec.arch.config.patch}`);
+  const batchSize = opts.batchSize ?? 32;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`--batch-size: expected a positive integer, received ${batchSize}`);
+  const { items: all, hasLabels } = await embedInputs(opts.images);
+  if (all.length === 0) throw new DataError(`--images ${opts.images}: no images found (looked for .jpg, .jpeg, .png, .webp, ... recursively); nothing to embed, no output written`);
+  const ids = new Set<string>();
+  for (const it of all) {
+    if (ids.has(it.id)) throw new DataError(`--images ${opts.images}: id ${it.id} appears twice; ids must be unique`);
+    ids.add(it.id);
+  }
+  const shard = opts.shard ?? { index: 0, count: 1 };
+  const items = all.filter((_, i) => i % shard.count === shard.index);
+  const labels = new Map(items.map((i) => [i.id, i.label ?? -1]));
+
+  const model = createModel(opts.backbone, { seed: opts.seed ?? 0 });
+  try {
+    let weightsSha: string;
+    if (opts.weights === 'random') weightsSha = `random:seed=${opts.seed ?? 0}`;
+    else {
+      await loadCheckpoint(model, opts.weights);
+      const f = statSync(opts.weights).isDirectory() ? path.join(opts.weights, 'weights.bin') : opts.weights;
+      weightsSha = await sha256File(f);
+    }
+    const dim = model.numFeatures;
+    const outIds: string[] = [];
+    const chunks: Float32Array[] = [];
+    const skipped: SkippedImage[] = [];
+    const bar = progress(`embed ${opts.backbone}`, items.length);
+    const input: ImageItem[] = items.map(({ id, path: p }) => ({ id, path: p }));
+    for await (const b of imageBatches(input, pre, batchSize, { concurrency: opts.concurrency ?? 2 })) {
+      skipped.push(...b.skipped);
+      if (b.ids.length) {
+        const n = b.ids.length;
+        const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [n, pre.crop, pre.crop, 3])));
+        chunks.push((await feats.data()) as Float32Array);
+        feats.dispose();
+        outIds.push(...b.ids);
+      }
+      bar.tick(b.ids.length + b.skipped.length);
+    }
+    bar.stop();
+    const skippedFile = `${opts.out}.skipped.tsv`;
+    if (skipped.length) {
+      const tsv = ['id\tpath\treason', ...skipped.map((s) => `${s.id}\t${s.path}\t${s.reason.replace(/[\t\n]/g, ' ')}`)].join('\n') + '\n';
+      await atomicWriteFile(skippedFile, tsv);
+    } else await rm(skippedFile, { force: true });
+    if (items.length > 0 && outIds.length === 0)
+      throw new DataError(`--images ${opts.images}: none of the ${items.length} images could be read (reasons in ${skippedFile}); no output written`);
+    const emb = new Float32Array(outIds.length * dim);
+    let off = 0;
+    for (const c of chunks) emb.set(c, off), (off += c.length);
+    const columns: Record<string, ColumnInput> = { id: { kind: 'utf8', values: outIds }, embedding: { kind: 'embedding', values: emb, dim } };
+    if (hasLabels) columns.label = { kind: 'int32', values: Int32Array.from(outIds, (id) => labels.get(id) ?? -1) };
+    const meta: Record<string, string> = {
+      'dcd.backbone': opts.backbone,
+      'dcd.weights_sha256': weightsSha,
+      'dcd.weights_file': opts.weights === 'random' ? 'random' : path.basename(opts.weights),
+      'dcd.preprocess': JSON.stringify(pre),
+      'dcd.shard': `${shard.index}/${shard.count}`,
+      'dcd.backend': currentBackend() ?? tf.getBackend(),
+    };
+    await writeArrowFile(opts.out, buildTable(columns, meta));
+    return { out: opts.out, rows: outIds.length, dim, skipped, skippedFile: skipped.length ? skippedFile : undefined, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * Merges `dcd embed` shard files into one (rows sorted by id, as an unsharded run
+ * writes them). The shards must agree on backbone, weights and preprocessing, and no
+ * id may repeat.
+ */
+export async function mergeEmbeddings(files: string[], out: string): Promise<{ rows: number }> {
+  if (files.length === 0) throw new ConfigError('embed merge: give at least one shard file');
+  const keys = ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'];
+  let ref: Record<string, string> | undefined;
+  let dim = -1;
+  let withLabel = true;
+  const rows: { id: string; e: Float32Array; label: number }[] = [];
+  for (const f of files) {
+    const t = await readArrowFile(f);
+    requireColumns(t, ['id', 'embedding'], f);
+    const meta = metadataOf(t);
+    if (!ref) ref = meta;
+    for (const k of keys)
+      if (meta[k] !== ref[k]) throw new ArtifactError(`${f}: ${k} is ${meta[k]} but ${files[0]} has ${ref[k]}; shards of different runs cannot be merged`);
+    const m = embeddingMatrix(t, 'embedding', f);
+    if (dim >= 0 && m.dim !== dim) throw new ArtifactError(`${f}: embedding width ${m.dim} differs from ${dim}`);
+    dim = m.dim;
+    const ids = stringColumn(t, 'id', f);
+    const hasLabel = t.schema.fields.some((x) => x.name === 'label');
+    withLabel &&= hasLabel;
+    const lab = hasLabel ? int32Column(t, 'label', f) : undefined;
+    ids.forEach((id, i) => rows.push({ id, e: m.data.subarray(i * dim, (i + 1) * dim), label: lab ? lab[i]! : -1 }));
+  }
+  rows.sort((a, b) => byCodePoint(a.id, b.id));
+  for (let i = 1; i < rows.length; i++) if (rows[i]!.id === rows[i - 1]!.id) throw new ArtifactError(`embed merge: id ${rows[i]!.id} appears in more than one shard`);
+  const emb = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => emb.set(r.e, i * dim));
+  const columns: Record<string, ColumnInput> = { id: { kind: 'utf8', values: rows.map((r) => r.id) }, embedding: { kind: 'embedding', values: emb, dim } };
+  if (withLabel) columns.label = { kind: 'int32', values: Int32Array.from(rows, (r) => r.label) };
+  const meta = Object.fromEntries(Object.entries(ref!).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
+  meta['dcd.shard'] = `merged:${files.length}`;
+  await writeArrowFile(out, buildTable(columns, meta));
+  return { rows: rows.length };
+}

@@ -1,0 +1,156 @@
+/**
+ * `dcd run` and `dcd sweep` as library functions: load the config, build the stage
+ * graph, print the plan or run it, and return the result table.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { ConfigError } from '../core/errors.js';
+import { atomicWriteFile } from '../core/fsutil.js';
+import { log } from '../core/log.js';
+import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
+import { buildGraph, type RowRef } from './experiment.js';
+import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
+import { reportStage } from './stages.js';
+
+/** Options shared by run and sweep. */
+export interface RunOptions {
+  /** `--set key=value` overrides. */
+  set?: readonly string[];
+  /** `--seeds 0,1,2`: replaces config.seeds. */
+  seeds?: readonly number[];
+  dryRun?: boolean;
+  /** Working directory for relative CLI paths and the default runs/ folder. */
+  cwd?: string;
+  /** `--only embed`: run only these stage kinds (and what they need); no table at the end. */
+  only?: readonly string[];
+  /** `--shard I/N`: of those stages, only every N-th starting at I (job arrays). */
+  shard?: { index: number; count: number };
+}
+
+/** What a run returns. */
+export interface RunOutcome {
+  runDir: string;
+  plan: StageStatus[];
+  planText: string;
+  /** The Markdown table (undefined for a dry run). */
+  table?: string;
+  /** Stages that ran (not cached). */
+  ran: string[];
+}
+
+/** Parses `I/N` (0 ≤ I < N). */
+export function parseShardArg(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !(count >= 1) || !(index < count)) throw new ConfigError(`--shard: expected I/N with 0 ≤ I < N (e.g. $SLURM_ARRAY_TASK_ID/16), received "${s}"`);
+  return { index, count };
+}
+
+/** Stage kinds `--only` accepts. */
+export const STAGE_KINDS = ['data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'report'] as const;
+
+/** Parses `--only embed,filter`. */
+export function parseOnly(s: string): string[] {
+  const kinds = s.split(',').map((x) => x.trim()).filter(Boolean);
+  const bad = kinds.filter((k) => !(STAGE_KINDS as readonly string[]).includes(k));
+  if (!kinds.length || bad.length) throw new ConfigError(`--only: unknown stage ${bad.join(', ') || '(none)'}; expected some of ${STAGE_KINDS.join(', ')}`);
+  return kinds;
+}
+
+/** Parses `0,1,2` into seeds. */
+export function parseSeeds(s: string): number[] {
+  const parts = s.split(',').map((x) => x.trim()).filter(Boolean);
+  const out = parts.map(Number);
+  if (!parts.length || out.some((x) => !Number.isInteger(x) || x < 0)) throw new ConfigError(`--seeds: expected comma-separated integers ≥ 0 (e.g. 0,1,2), received "${s}"`);
+  return out;
+}
+
+function load(file: string, opts: RunOptions, extraSet: readonly string[] = []): Config {
+  const set = [...(opts.set ?? []), ...extraSet];
+  if (opts.seeds) set.push(`seeds=[${opts.seeds.join(',')}]`);
+  return loadConfig(file, { set, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+}
+
+async function execute(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string): Promise<RunOutcome> {
+  if (opts.dryRun) {
+    const r = await runStages(runDir, roots, { dryRun: true, ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}) });
+    return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [] };
+  }
+  await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
+  const partial = !!(opts.only?.length || opts.shard);
+  const r = await runStages(runDir, roots, {
+    onStatus: (s, i, n) => {
+      if (s.cached) log.info(`[${i + 1}/${n}] ${s.spec.stage}/${s.spec.label}: cached`);
+    },
+    ...(opts.only ? { only: opts.only } : {}),
+    ...(opts.shard ? { shard: opts.shard } : {}),
+  });
+  if (partial) return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: r.ran.map((s) => `${s.stage}/${s.label}`) };
+  const table = readFileSync(path.join(reportDir(), 'report.md'), 'utf8');
+  // The table also lands next to the run's resolved config.
+  await atomicWriteFile(path.join(runDir, tableName), table);
+  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran: r.ran.map((s) => `${s.stage}/${s.label}`) };
+}
+
+/** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
+export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
+  const cfg = load(file, opts);
+  const runDir = outDirOf(cfg, opts.cwd);
+  const g = buildGraph(cfg);
+  return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md');
+}
+
+/** Options of {@link runSweep}. */
+export interface SweepOptions extends RunOptions {
+  /** `--backbones a,b,c`: one variant per backbone (matched by label or name in config.backbones). */
+  backbones?: readonly string[];
+  /** `--grid key=v1,v2` (repeatable): one variant per value, crossed with the others. */
+  grid?: readonly string[];
+}
+
+/** Parses `key=v1,v2` into the key and YAML-parsed values. */
+export function parseGrid(expr: string): { key: string; values: string[] } {
+  const eq = expr.indexOf('=');
+  if (eq <= 0) throw new ConfigError(`--grid ${expr}: expected KEY=V1,V2,..., e.g. --grid select.k_train=10,20`);
+  const values = expr.slice(eq + 1).split(',').map((v) => v.trim()).filter((v) => v !== '');
+  if (!values.length) throw new ConfigError(`--grid ${expr}: no values after "="`);
+  return { key: expr.slice(0, eq).trim(), values };
+}
+
+/**
+ * `dcd sweep CONFIG --backbones a,b --grid key=v1,v2`: every variant's stages in one
+ * run folder, stages the variants share run once, one combined table at the end.
+ */
+export async function runSweep(file: string, opts: SweepOptions): Promise<RunOutcome & { variants: string[] }> {
+  const base = load(file, opts);
+  const axes: { name: string; sets: string[] }[][] = [];
+  if (opts.backbones?.length) {
+    axes.push(
+      opts.backbones.map((b) => {
+        const known = base.backbones.find((x) => (x.label ?? x.name) === b) ?? base.backbones.find((x) => x.name === b);
+        const entry = known ?? { name: b };
+        return { name: `backbone=${b}`, sets: [`backbones=${JSON.stringify([entry])}`] };
+      }),
+    );
+  }
+  for (const g of opts.grid ?? []) {
+    const { key, values } = parseGrid(g);
+    axes.push(values.map((v) => ({ name: `${key}=${v}`, sets: [`${key}=${v}`] })));
+  }
+  if (!axes.length) throw new ConfigError('dcd sweep: give --backbones a,b,... and/or --grid key=v1,v2,...');
+  let variants: { name: string; sets: string[] }[] = [{ name: '', sets: [] }];
+  for (const axis of axes) variants = variants.flatMap((v) => axis.map((a) => ({ name: v.name ? `${v.name},${a.name}` : a.name, sets: [...v.sets, ...a.sets] })));
+  const runDir = outDirOf(base, opts.cwd);
+  const rows: RowRef[] = [];
+  for (const v of variants) {
+    const cfg = load(file, opts, v.sets);
+    if (outDirOf(cfg, opts.cwd) !== runDir) throw new ConfigError(`--grid: a variant changes experiment.name or experiment.out; sweep variants share one run folder`);
+    rows.push(...buildGraph(cfg, v.name).rows);
+  }
+  const report = reportStage(base, rows, { label: 'sweep' });
+  const out = await execute(runDir, base, [report], () => stageDir(runDir, report), opts, 'sweep-report.md');
+  if (!opts.dryRun) await atomicWriteFile(path.join(runDir, 'sweep-variants.yaml'), YAML.stringify(variants.map((v) => ({ name: v.name, set: v.sets }))));
+  return { ...out, variants: variants.map((v) => v.name) };
+}

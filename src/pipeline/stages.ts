@@ -1,0 +1,673 @@
+/**
+ * The stages of a DCD experiment, each a {@link StageSpec}: its config slice (what
+ * changes its output), its inputs, and `run`, which calls the other areas' libraries
+ * and writes its artifacts into its own folder.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, DataError } from '../core/errors.js';
+import { atomicWriteFile, atomicWriteJson, sha256File } from '../core/fsutil.js';
+import { buildTable, writeArrowFile } from '../core/arrow.js';
+import type { BackboneConfig, Config } from '../core/config.js';
+import type { Preprocess } from '../core/types.js';
+import { buildManifest } from '../data/build.js';
+import type { ManifestRow } from '../data/manifest.js';
+import { readClassSubset } from '../data/adapters.js';
+import { generateSynthetic, type SyntheticDraw } from '../data/synthetic.js';
+import { DEFAULT_FASHION_CLASSES, fashionObjects, makeFashionShift } from '../data/fashion-shift.js';
+import { trainDemoBackbone, type DemoBackboneSpec } from '../backbones-demo/backbones.js';
+import { EmbeddingStore } from '../retrieval/store.js';
+import { classThresholds, leakageFilter } from '../retrieval/filter.js';
+import { selectAlgorithm1, type Selection } from '../retrieval/select.js';
+import { completeBaseline, labelCounts, randomBaseline } from '../retrieval/baselines.js';
+import { trainModel } from '../train/trainer.js';
+import { concatDatasets } from '../train/dataset.js';
+import type { Schedule } from '../train/schedule.js';
+import type { StageContext, StageOutputs, StageResult, StageSpec } from './runner.js';
+import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from './imagesets.js';
+import { defaultClasses, featuresOf, loadAnyCheckpoint, makeModel, predictDataset, preprocessOf, saveWeights } from './libs.js';
+import type { RowRef } from './experiment.js';
+import { COLUMNS, writeTables, type RowMetrics } from './table.js';
+
+const SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
+
+/** Number of classes recorded by the data stage. */
+function classesOf(data: StageResult): { names: string[]; subset: number[] | null } {
+  return JSON.parse(readFileSync(data.file('classes'), 'utf8')) as { names: string[]; subset: number[] | null };
+}
+
+async function readSet(r: StageResult, name: string): Promise<ImageSet> {
+  return readImageSet(r.file(name));
+}
+
+/** The preprocessing for `model` on `set`: in-memory sets keep their own size. */
+function preFor(modelName: string, set: ImageSet): Preprocess {
+  const p = preprocessOf(modelName);
+  if (set.pixels) return { ...p, resize: set.pixels.shape[0], crop: set.pixels.shape[0] };
+  return p;
+}
+
+// ---------------------------------------------------------------------------------
+// data
+
+/** `data.fashion` splits into the synthetic options and the garment classes (`classes`). */
+function fashionParts(cfg: Config): { synthetic: Record<string, unknown>; classes?: number[] } {
+  const { classes, ...synthetic } = (cfg.data.fashion ?? {}) as Record<string, unknown>;
+  if (classes !== undefined && !(Array.isArray(classes) && classes.every((c) => Number.isInteger(c) && c >= 0 && c <= 9)))
+    throw new ConfigError(`config.data.fashion.classes: expected a list of Fashion-MNIST labels 0-9, received ${JSON.stringify(classes)}`);
+  return { synthetic, ...(classes ? { classes: classes as number[] } : {}) };
+}
+
+function drawRows(draw: SyntheticDraw, name: (typeof SETS)[number]): ImageSet {
+  const s = draw.sets[name];
+  const rows: ManifestRow[] = Array.from({ length: s.n }, (_, i) => {
+    const truth = s.labels[i]!;
+    const ctx = JSON.stringify({ context: draw.contextNames[s.contexts[i]!], home: truth >= 0 ? draw.home[truth] === s.contexts[i] : null, ...(name === 'pool' ? { true_label: truth } : {}) });
+    // The pool's true labels are unknown to the method: label -1, weak label kept.
+    const label = name === 'pool' ? -1 : truth;
+    return { id: s.ids[i]!, path: `pixels:${i}`, label, wnid: '', class_name: label >= 0 ? draw.classNames[label]! : '', set: name, weak_label: s.weakLabels[i]!, context: ctx };
+  });
+  return { name, rows, pixels: { data: s.images, shape: [s.size, s.size, 3] }, meta: { 'dcd.source': 'synthetic', 'dcd.seed': String(draw.seed) } };
+}
+
+/** Materialises the image sets (train, test, mfreq, complement, pool) and the class list. */
+export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
+  const d = cfg.data;
+  const inet = d.imagenet;
+  return {
+    stage: 'data',
+    label: d.kind + (seed !== undefined ? `-s${seed}` : ''),
+    version: 1,
+    config: { kind: d.kind, seed: seed ?? null, synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null, fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null, imagenet: d.kind === 'imagenet' ? inet : null },
+    deps: {},
+    externals: d.kind === 'imagenet' && inet ? [inet.train, inet.val, inet.val_labels, inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool] : [],
+    async run(ctx) {
+      const files: Record<string, string> = {};
+      const counts: Record<string, number> = {};
+      let classes: { names: string[]; subset: number[] | null; contexts?: string[]; home?: number[] };
+      if (d.kind === 'imagenet') {
+        if (!inet) throw new ConfigError('config.data.imagenet: missing');
+        const labelsOpt = inet.val_labels.endsWith('.csv') ? { locSolution: inet.val_labels } : { groundTruth: inet.val_labels, idMap: inet.val_id_map };
+        const parts: [string, Promise<{ rows: ManifestRow[]; meta: Record<string, string> }>][] = [
+          ['train', buildManifest('ilsvrc-train', inet.train, { set: 'train' })],
+          ['test', buildManifest('ilsvrc-val', inet.val, { set: 'test', ...labelsOpt })],
+          ['mfreq', buildManifest('v2', inet.v2_matched_frequency, { set: 'mfreq', variant: 'matched-frequency', hash: true })],
+          ['complement', buildManifest('v2-complement', inet.v2_matched_frequency, { set: 'complement', threshold: inet.v2_threshold, topImages: inet.v2_top_images })],
+          ['pool', buildManifest('weak-pool', inet.pool, { set: 'pool' })],
+        ];
+        let names: string[] = [];
+        for (const [name, p] of parts) {
+          const { rows, meta } = await p;
+          if (meta['dcd.classes']) names = JSON.parse(meta['dcd.classes']) as string[];
+          Object.assign(files, await writeImageSet(ctx.dir, { name, rows, meta }));
+          counts[name] = rows.length;
+          ctx.log(`${name}: ${rows.length} images`);
+        }
+        classes = { names, subset: null };
+      } else {
+        const draw =
+          d.kind === 'synthetic'
+            ? generateSynthetic((d.synthetic ?? {}) as Parameters<typeof generateSynthetic>[0], seed ?? 0)
+            : makeFashionShift(fashionParts(cfg).synthetic as Parameters<typeof makeFashionShift>[0], seed ?? 0, {
+                dir: d.fashion_dir,
+                ...(fashionParts(cfg).classes ? { classes: fashionParts(cfg).classes! } : {}),
+              });
+        for (const name of SETS) {
+          const set = drawRows(draw, name);
+          Object.assign(files, await writeImageSet(ctx.dir, set));
+          counts[name] = set.rows.length;
+        }
+        classes = { names: draw.classNames, subset: draw.subset, contexts: draw.contextNames, home: draw.home };
+      }
+      await atomicWriteJson(path.join(ctx.dir, 'classes.json'), classes);
+      files.classes = 'classes.json';
+      return { files, counts };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// original model
+
+function trainSettings(cfg: Config, init: 'scratch' | 'finetune', over: { epochs?: number; max_steps?: number; lr?: number } = {}) {
+  const t = cfg.train;
+  const ft = init === 'finetune' ? t.finetune : undefined;
+  return {
+    model: t.model,
+    epochs: over.epochs ?? ft?.epochs ?? t.epochs,
+    max_steps: over.max_steps ?? (ft ? ft.max_steps : t.max_steps) ?? null,
+    batch_size: t.batch_size,
+    grad_accum: t.grad_accum,
+    lr: over.lr ?? ft?.lr ?? t.lr,
+    schedule: ft?.schedule ?? t.schedule,
+    step_epochs: t.step_epochs,
+    gamma: t.gamma,
+    warmup_epochs: ft?.warmup_epochs ?? t.warmup_epochs,
+    momentum: t.momentum,
+    nesterov: t.nesterov,
+    weight_decay: t.weight_decay,
+    decay_bn_bias: t.decay_bn_bias,
+    label_smoothing: t.label_smoothing,
+    augment: t.augment,
+    init,
+  };
+}
+type TrainSettings = ReturnType<typeof trainSettings>;
+
+async function runTraining(
+  ctx: StageContext,
+  s: TrainSettings,
+  seed: number,
+  numClasses: number,
+  parts: { set: ImageSet; labels?: Int32Array; weights?: Float32Array; prefix: string }[],
+  init?: string,
+  checkpointEvery = 0,
+): Promise<{ weights: string; steps: number; resumedFrom: number }> {
+  const model = makeModel(s.model, { numClasses, seed });
+  try {
+    if (init) await loadAnyCheckpoint(model, init);
+    const pre = preFor(s.model, parts[0]!.set);
+    const ds = concatDatasets(
+      parts.map((p) => ({ dataset: toDataset(p.set, pre, { ...(p.labels ? { labels: p.labels } : {}), ...(p.weights ? { weights: p.weights } : {}) }), idPrefix: p.prefix })),
+    );
+    const schedule: Schedule =
+      s.schedule === 'step' ? { kind: 'step', milestones: s.step_epochs, gamma: s.gamma } : s.schedule === 'cosine' ? { kind: 'cosine' } : { kind: 'constant' };
+    if (s.batch_size % s.grad_accum !== 0) throw new ConfigError(`config.train.grad_accum: ${s.grad_accum} does not divide train.batch_size ${s.batch_size}`);
+    const r = await trainModel({
+      model,
+      train: ds,
+      epochs: s.epochs,
+      batchSize: s.batch_size,
+      microBatch: s.batch_size / s.grad_accum,
+      lr: s.lr,
+      momentum: s.momentum,
+      nesterov: s.nesterov,
+      weightDecay: s.weight_decay,
+      decayNormAndBias: s.decay_bn_bias,
+      schedule,
+      warmupEpochs: s.warmup_epochs,
+      labelSmoothing: s.label_smoothing,
+      seed,
+      augment: s.augment !== 'none',
+      outDir: path.join(ctx.dir, 'train'),
+      resume: true,
+      ...(s.max_steps ? { maxSteps: s.max_steps } : {}),
+      // How often to checkpoint does not change the result, so it is not in the stage's key.
+      ...(checkpointEvery ? { checkpointEvery } : {}),
+    });
+    if (r.resumedFrom > 0) ctx.log(`resumed from step ${r.resumedFrom}`);
+    return { weights: path.relative(ctx.dir, r.weightsFile), steps: r.steps, resumedFrom: r.resumedFrom };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The original model trained by the run on Train. */
+export function trainOriginal(cfg: Config, data: StageSpec, seed: number): StageSpec {
+  const settings = { ...trainSettings(cfg, 'scratch', { epochs: cfg.original.epochs, max_steps: cfg.original.max_steps, lr: cfg.original.lr }), model: cfg.original.model ?? cfg.train.model };
+  return {
+    stage: 'original',
+    label: `train-s${seed}`,
+    version: 1,
+    config: { train: settings, seed },
+    deps: { data },
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const train = await readSet(d, 'train');
+      const r = await runTraining(ctx, settings, seed, cfg.data.classes ?? classesOf(d).names.length, [{ set: train, prefix: '' }], undefined, cfg.train.checkpoint_every_steps);
+      return { files: { weights: r.weights }, counts: { steps: r.steps, train: train.rows.length }, extra: { model: settings.model } };
+    },
+  };
+}
+
+/** The original model given as a checkpoint: checked to load, and recorded. */
+export function originalCheckpoint(cfg: Config): StageSpec {
+  const file = cfg.original.checkpoint!;
+  const model = cfg.original.model ?? cfg.train.model;
+  return {
+    stage: 'original',
+    label: 'checkpoint',
+    version: 1,
+    config: { checkpoint: file, model },
+    deps: {},
+    externals: [file],
+    async run(ctx) {
+      const m = makeModel(model, { numClasses: cfg.data.classes ?? 1000, seed: 0 });
+      try {
+        await loadAnyCheckpoint(m, file);
+      } finally {
+        m.dispose();
+      }
+      await atomicWriteJson(path.join(ctx.dir, 'original.json'), { checkpoint: file, model, sha256: await sha256File(file) });
+      return { files: { record: 'original.json' }, extra: { weights: file, model } };
+    },
+  };
+}
+
+/** Absolute weights file of a model stage (trained or given). */
+export function weightsOf(r: StageResult): string {
+  return typeof r.manifest.extra.weights === 'string' ? r.manifest.extra.weights : r.file('weights');
+}
+
+function modelNameOf(r: StageResult, fallback: string): string {
+  return typeof r.manifest.extra.model === 'string' ? r.manifest.extra.model : fallback;
+}
+
+// ---------------------------------------------------------------------------------
+// failures
+
+async function predictSet(modelName: string, weights: string, numClasses: number, set: ImageSet, batchSize: number, ctx: StageContext): Promise<Int32Array> {
+  const model = makeModel(modelName, { numClasses, seed: 0 });
+  try {
+    await loadAnyCheckpoint(model, weights);
+    const bar = ctx.progress(set.rows.length, 'img');
+    const pred = await predictDataset(model, toDataset(set, preFor(modelName, set)), batchSize, (n) => bar.tick(n));
+    bar.stop();
+    return pred;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Y_sub of the config. */
+function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[] | 'discover' {
+  const sub = cfg.failures.subset;
+  if (Array.isArray(sub)) return sub;
+  if (sub === 'discover') return 'discover';
+  if (sub === 'pool') {
+    const fromData = classesOf(data).subset;
+    if (fromData) return fromData;
+    return [...new Set(pool.rows.map((r) => r.weak_label ?? -1).filter((y) => y >= 0))].sort((a, b) => a - b);
+  }
+  return readClassSubset(sub);
+}
+
+/** Debug-seed S (wrong on MFreq) and heldout H (wrong on Complement), classes of Y_sub. */
+export function failuresStage(cfg: Config, data: StageSpec, original: StageSpec, suffix = ''): StageSpec {
+  return {
+    stage: 'failures',
+    label: cfg.failures.mode + suffix,
+    version: 1,
+    config: { mode: cfg.failures.mode, models: cfg.failures.mode === 'multi' ? cfg.failures.models : [], subset: cfg.failures.subset, min_failures: cfg.failures.min_failures },
+    deps: { data, original },
+    externals: cfg.failures.mode === 'multi' ? cfg.failures.models.map((m) => String(m.checkpoint)).filter((c) => c.includes('/')) : [],
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const K = cfg.data.classes ?? classesOf(d).names.length;
+      const [mfreq, compl, pool] = await Promise.all([readSet(d, 'mfreq'), readSet(d, 'complement'), readSet(d, 'pool')]);
+      const models =
+        cfg.failures.mode === 'multi'
+          ? cfg.failures.models.map((m) => {
+              if (m.checkpoint === 'official' || m.checkpoint === 'random' || m.checkpoint === 'demo')
+                throw new ConfigError(`config.failures.models: ${m.name} needs a checkpoint file (found "${m.checkpoint}")`);
+              return { name: m.name, weights: m.checkpoint };
+            })
+          : [{ name: modelNameOf(ctx.inputs.original!, cfg.train.model), weights: weightsOf(ctx.inputs.original!) }];
+      const wrongEverywhere = async (set: ImageSet) => {
+        const wrong = new Uint8Array(set.rows.length).fill(1);
+        for (const m of models) {
+          const pred = await predictSet(m.name, m.weights, K, set, cfg.eval.batch_size, ctx);
+          set.rows.forEach((r, i) => {
+            if (pred[i] === r.label || pred[i] === -1) wrong[i] = 0;
+          });
+        }
+        return wrong;
+      };
+      const wrongM = await wrongEverywhere(mfreq);
+      const wrongC = await wrongEverywhere(compl);
+      let subset = subsetClasses(cfg, d, pool);
+      if (subset === 'discover') {
+        const perClass = new Map<number, number>();
+        mfreq.rows.forEach((r, i) => wrongM[i] && perClass.set(r.label, (perClass.get(r.label) ?? 0) + 1));
+        subset = [...perClass].filter(([, n]) => n >= cfg.failures.min_failures).map(([y]) => y).sort((a, b) => a - b);
+        ctx.log(`discovered ${subset.length} classes with ≥ ${cfg.failures.min_failures} failures`);
+      }
+      const inSub = new Set(subset);
+      const pick = (set: ImageSet, wrong: Uint8Array) => set.rows.flatMap((r, i) => (wrong[i] && inSub.has(r.label) ? [i] : []));
+      const seedSet = subsetImageSet(mfreq, pick(mfreq, wrongM), 'seed');
+      const heldout = subsetImageSet(compl, pick(compl, wrongC), 'heldout');
+      if (seedSet.rows.length === 0) throw new DataError(`failures: the original model gets every MFreq image of the subset classes right; there is nothing to debug (check failures.subset)`);
+      const files = { ...(await writeImageSet(ctx.dir, seedSet)), ...(await writeImageSet(ctx.dir, heldout)) };
+      await atomicWriteJson(path.join(ctx.dir, 'subset.json'), subset);
+      ctx.log(`seed ${seedSet.rows.length}, heldout ${heldout.rows.length} images over ${subset.length} classes`);
+      return { files: { ...files, subset: 'subset.json' }, counts: { seed: seedSet.rows.length, heldout: heldout.rows.length, classes: subset.length } };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// backbones and embeddings
+
+/** A demo backbone trained on a broad draw (never the debug sets); see src/backbones-demo. */
+export function demoBackbone(cfg: Config, b: BackboneConfig, _data: StageSpec): StageSpec {
+  const spec = { kind: 'broad_cnn', ...(b.pretrain ?? {}) } as DemoBackboneSpec;
+  const fp = cfg.data.kind === 'fashion-mnist' ? fashionParts(cfg) : undefined;
+  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : (cfg.data.synthetic ?? {});
+  return {
+    stage: 'backbone',
+    label: b.label ?? b.name,
+    version: 1,
+    config: { name: b.name, pretrain: spec, synthetic, kind: cfg.data.kind, fashion_dir: cfg.data.kind === 'fashion-mnist' ? cfg.data.fashion_dir : null },
+    deps: {},
+    async run(ctx): Promise<StageOutputs> {
+      if (spec.kind === 'self') return { files: {}, extra: { self: true } };
+      let objects;
+      if (fp) objects = fashionObjects({ dir: cfg.data.fashion_dir, ...(fp.classes ? { classes: fp.classes } : {}) });
+      const bar = ctx.progress(spec.steps ?? 400, 'step');
+      const m = trainDemoBackbone(spec, synthetic as Parameters<typeof trainDemoBackbone>[1], objects, () => bar.tick(1));
+      bar.stop();
+      try {
+        await saveWeights(m, path.join(ctx.dir, 'backbone.safetensors'), { 'dcd.backbone': b.name });
+        return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
+      } finally {
+        m.dispose();
+      }
+    },
+  };
+}
+
+/** Features of one image set under one backbone: `<set>.arrow` with id, embedding, label. */
+export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: StageSpec, backbone: StageSpec | undefined, original?: StageSpec, suffix = ''): StageSpec {
+  const isSelf = b.weights === 'demo' && (b.pretrain as { kind?: string } | undefined)?.kind === 'self';
+  const deps: Record<string, StageSpec> = { data };
+  if (backbone) deps.backbone = backbone;
+  if (isSelf && original) deps.original = original;
+  return {
+    stage: 'embed',
+    label: `${b.label ?? b.name}-${set}${suffix}`,
+    version: 1,
+    config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set },
+    deps,
+    externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' ? [b.weights] : [],
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const images = await readSet(d, set);
+      let modelName = b.name;
+      let numClasses = 0;
+      let weights: string | undefined;
+      if (isSelf) {
+        const o = ctx.inputs.original;
+        if (!o) throw new ConfigError(`backbone ${b.name}: kind self needs the original model`);
+        modelName = modelNameOf(o, cfg.train.model);
+        numClasses = cfg.data.classes ?? classesOf(d).names.length;
+        weights = weightsOf(o);
+      } else if (b.weights === 'demo') {
+        const r = ctx.inputs.backbone!;
+        weights = r.file('weights');
+        numClasses = Number(r.manifest.extra.numClasses ?? 0);
+        const widths = (b.pretrain as { widths?: number[] } | undefined)?.widths ?? [16, 32, 64];
+        modelName = `small_cnn:${widths.join('-')}`;
+      } else if (b.weights === 'official') {
+        throw new ConfigError(`config.backbones: ${b.name} weights "official": give the checkpoint file's path (fetch it with \`dcd weights fetch ${b.name}\`)`);
+      } else {
+        numClasses = defaultClasses(modelName);
+        if (b.weights !== 'random') weights = b.weights;
+      }
+      const model = makeModel(modelName, { numClasses, seed: 0 });
+      try {
+        if (weights) await loadAnyCheckpoint(model, weights);
+        const pre = preFor(modelName, images);
+        const bar = ctx.progress(images.rows.length, 'img');
+        const { data: emb, skipped } = await featuresOf(model, imageItems(images), pre, { batchSize: cfg.compute.embed_batch_size, concurrency: cfg.compute.concurrency, onBatch: (n) => bar.tick(n) });
+        bar.stop();
+        const bad = new Set(skipped.map((s) => s.id));
+        const keep = images.rows.flatMap((r, i) => (bad.has(r.id) ? [] : [i]));
+        const dim = model.numFeatures;
+        const e = new Float32Array(keep.length * dim);
+        keep.forEach((i, j) => e.set(emb.subarray(i * dim, (i + 1) * dim), j * dim));
+        const label = Int32Array.from(keep, (i) => (set === 'pool' ? (images.rows[i]!.weak_label ?? -1) : images.rows[i]!.label));
+        const table = buildTable(
+          { id: { kind: 'utf8', values: keep.map((i) => images.rows[i]!.id) }, embedding: { kind: 'embedding', values: e, dim }, label: { kind: 'int32', values: label } },
+          { 'dcd.backbone': b.name, 'dcd.weights_sha256': weights ? await sha256File(weights) : 'random:seed=0', 'dcd.preprocess': JSON.stringify(pre), 'dcd.set': set },
+        );
+        await writeArrowFile(path.join(ctx.dir, `${set}.arrow`), table);
+        if (skipped.length) await atomicWriteFile(path.join(ctx.dir, 'skipped.tsv'), ['id\treason', ...skipped.map((s) => `${s.id}\t${s.reason}`)].join('\n') + '\n');
+        return { files: { embeddings: `${set}.arrow` }, counts: { rows: keep.length, skipped: skipped.length } };
+      } finally {
+        model.dispose();
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// filter, select, baselines
+
+/** The test-leakage filter: W' = pool images at least τ_y from every test image. */
+export function filterStage(cfg: Config, data: StageSpec, embeds: Record<string, StageSpec>, suffix = ''): StageSpec {
+  const f = cfg.filter;
+  return {
+    stage: 'filter',
+    label: (f.enabled ? 'leakage' : 'disabled') + suffix,
+    version: 1,
+    config: f.enabled ? { enabled: true, scope: f.scope, normalize: f.normalize, backbone: f.backbone } : { enabled: false },
+    deps: { data, ...Object.fromEntries(Object.entries(embeds).map(([k, v]) => [`embed_${k}`, v])) },
+    async run(ctx) {
+      const pool = await readSet(ctx.inputs.data!, 'pool');
+      let keptIds: Set<string>;
+      let summary: unknown = null;
+      if (!f.enabled) keptIds = new Set(pool.rows.map((r) => r.id));
+      else {
+        const open = (set: string, requireLabel = true) => EmbeddingStore.open([ctx.inputs[`embed_${set}`]!.file('embeddings')], { role: set, requireLabel, normalize: f.normalize });
+        const tau = await classThresholds(await open('train'), await open('test'));
+        keptIds = new Set();
+        const r = await leakageFilter(await open('pool'), [await open('test'), await open('mfreq'), await open('complement')], tau, {
+          scope: f.scope,
+          onChunk: (ch, keep) => ch.ids.forEach((id, i) => keep[i] && keptIds.add(id)),
+        });
+        summary = { kept: r.kept, removed: r.removed.length, per_class: r.summary };
+        await atomicWriteJson(path.join(ctx.dir, 'removed.json'), r.removed);
+        ctx.log(`kept ${r.kept} of ${pool.rows.length} pool images`);
+      }
+      const idx = pool.rows.flatMap((r, i) => (keptIds.has(r.id) ? [i] : []));
+      const files = await writeImageSet(ctx.dir, subsetImageSet(pool, idx, 'pool_filtered'));
+      await atomicWriteJson(path.join(ctx.dir, 'summary.json'), summary);
+      return { files: { ...files, summary: 'summary.json' }, counts: { pool: pool.rows.length, kept: idx.length } };
+    },
+  };
+}
+
+async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection, name: string): Promise<Record<string, string>> {
+  const at = new Map(pool.rows.map((r, i) => [r.id, i]));
+  const idx = sel.ids.map((id) => {
+    const i = at.get(id);
+    if (i === undefined) throw new DataError(`selection ${name}: pool id ${id} is not in the filtered pool`);
+    return i;
+  });
+  const set = subsetImageSet(pool, idx, name);
+  set.rows = set.rows.map((r, j) => ({ ...r, label: sel.labels[j]! }));
+  const files = await writeImageSet(ctx.dir, set);
+  await writeArrowFile(
+    path.join(ctx.dir, `${name}-picks.arrow`),
+    buildTable({
+      id: { kind: 'utf8', values: sel.ids },
+      label: { kind: 'int32', values: sel.labels },
+      seed_id: { kind: 'utf8', values: sel.seedIds },
+      distance: { kind: 'float32', values: sel.distances },
+      rank: { kind: 'int32', values: sel.ranks },
+    }),
+  );
+  return { ...files, [`${name}_picks`]: `${name}-picks.arrow` };
+}
+
+/** Algorithm 1 with one backbone: de-val V, then debug-train D from W' \ V. */
+export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec, embMfreq: StageSpec, embPool: StageSpec, filter: StageSpec, suffix = ''): StageSpec {
+  const s = cfg.select;
+  return {
+    stage: 'select',
+    label: (b.label ?? b.name) + suffix,
+    version: 1,
+    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize },
+    deps: { failures, embMfreq, embPool, filter },
+    async run(ctx) {
+      const seedRows = await readSet(ctx.inputs.failures!, 'seed');
+      const subset = JSON.parse(readFileSync(ctx.inputs.failures!.file('subset'), 'utf8')) as number[];
+      const mf = await EmbeddingStore.open([ctx.inputs.embMfreq!.file('embeddings')], { role: 'mfreq', requireLabel: true, normalize: s.normalize });
+      const all = await mf.readAll();
+      const pos = new Map(all.ids.map((id, i) => [id, i]));
+      const keep = seedRows.rows.filter((r) => pos.has(r.id));
+      const data = new Float32Array(keep.length * all.dim);
+      keep.forEach((r, j) => data.set(all.data.subarray(pos.get(r.id)! * all.dim, (pos.get(r.id)! + 1) * all.dim), j * all.dim));
+      const pool = await EmbeddingStore.open([ctx.inputs.embPool!.file('embeddings')], { role: 'pool', requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
+      const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
+      const r = await selectAlgorithm1(
+        { ids: keep.map((x) => x.id), labels: Int32Array.from(keep, (x) => x.label), data, dim: all.dim, file: ctx.inputs.embMfreq!.file('embeddings') },
+        pool,
+        { k: s.k_train, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset },
+      );
+      const files = await writeSelection(ctx, filtered, r.train, 'debug_train');
+      if (r.deval) Object.assign(files, await writeSelection(ctx, filtered, r.deval, 'deval'));
+      await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null });
+      return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts: { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 } };
+    },
+  };
+}
+
+/** DCD-Random: |D_y| images per class drawn uniformly from W'_y. */
+export function randomStage(cfg: Config, seed: number, data: StageSpec, filter: StageSpec, select: StageSpec): StageSpec {
+  return {
+    stage: 'baseline',
+    label: `random-s${seed}`,
+    version: 1,
+    config: { method: 'random', seed },
+    deps: { filter, select },
+    async run(ctx) {
+      const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
+      const chosen = await readSet(ctx.inputs.select!, 'debug_train');
+      const counts = labelCounts(Int32Array.from(chosen.rows, (r) => r.label));
+      const weak = Int32Array.from(filtered.rows, (r) => r.weak_label ?? -1);
+      const { indices } = randomBaseline(weak, counts, seed);
+      const set = subsetImageSet(filtered, Array.from(indices), 'random');
+      set.rows = set.rows.map((r) => ({ ...r, label: r.weak_label ?? -1 }));
+      const files = await writeImageSet(ctx.dir, set);
+      return { files: { ...files, added: files.random! }, counts: { added: set.rows.length } };
+    },
+  };
+}
+
+/** DCD-Complete: all of W' with class re-weighting n_y / (n_y + m_y) (train images of those classes too). */
+export function completeStage(cfg: Config, data: StageSpec, filter: StageSpec, suffix = ''): StageSpec {
+  return {
+    stage: 'baseline',
+    label: 'complete' + suffix,
+    version: 1,
+    config: { method: 'complete' },
+    deps: { data, filter },
+    async run(ctx) {
+      const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
+      const train = await readSet(ctx.inputs.data!, 'train');
+      const trainCounts = labelCounts(Int32Array.from(train.rows, (r) => r.label));
+      const weak = Int32Array.from(filtered.rows, (r) => r.weak_label ?? -1);
+      const { weights, summary } = completeBaseline(weak, trainCounts, ctx.inputs.data!.file('train'));
+      const set: ImageSet = { ...filtered, name: 'complete', rows: filtered.rows.map((r) => ({ ...r, label: r.weak_label ?? -1 })) };
+      const files = await writeImageSet(ctx.dir, set);
+      const classWeight: Record<number, number> = {};
+      for (const s of summary) classWeight[s.label] = s.requested / (s.requested + s.candidates);
+      await atomicWriteJson(path.join(ctx.dir, 'weights.json'), { added: Array.from(weights), train_class_weight: classWeight });
+      return { files: { ...files, added: files.complete!, weights: 'weights.json' }, counts: { added: set.rows.length } };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// train, evaluate, report
+
+/** Trains one method's model on Train ∪ added (from scratch, or fine-tuning the original). */
+export function trainStage(cfg: Config, method: string, seed: number, data: StageSpec, added: StageSpec, original: StageSpec): StageSpec {
+  const settings = trainSettings(cfg, cfg.train.init);
+  const deps: Record<string, StageSpec> = { data, added };
+  if (cfg.train.init === 'finetune') deps.original = original;
+  return {
+    stage: 'train',
+    label: `${method}-s${seed}`,
+    version: 1,
+    config: { train: settings, seed, reweight: method === 'complete' },
+    deps,
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const train = await readSet(d, 'train');
+      const add = await readImageSet(ctx.inputs.added!.file('added'));
+      const parts: { set: ImageSet; labels?: Int32Array; weights?: Float32Array; prefix: string }[] = [];
+      if (method === 'complete') {
+        const w = JSON.parse(readFileSync(ctx.inputs.added!.file('weights'), 'utf8')) as { added: number[]; train_class_weight: Record<string, number> };
+        parts.push({ set: train, weights: Float32Array.from(train.rows, (r) => w.train_class_weight[r.label] ?? 1), prefix: 'train/' });
+        parts.push({ set: add, weights: Float32Array.from(w.added), prefix: 'added/' });
+      } else {
+        parts.push({ set: train, prefix: 'train/' }, { set: add, prefix: 'added/' });
+      }
+      const init = cfg.train.init === 'finetune' ? weightsOf(ctx.inputs.original!) : undefined;
+      const r = await runTraining(ctx, settings, seed, cfg.data.classes ?? classesOf(d).names.length, parts, init, cfg.train.checkpoint_every_steps);
+      return { files: { weights: r.weights }, counts: { train: train.rows.length, added: add.rows.length, steps: r.steps }, extra: { model: settings.model } };
+    },
+  };
+}
+
+/** Accuracy of one model on every evaluation set: Seed, Heldout, then MFreq/Compl./INet on Y_sub and on all classes. */
+export function evaluateStage(cfg: Config, method: string, model: StageSpec, data: StageSpec, failures: StageSpec): StageSpec {
+  return {
+    stage: 'evaluate',
+    label: model.stage === 'original' ? `original-${model.label}` : model.label,
+    version: 1,
+    config: { sets: cfg.eval.sets },
+    deps: { model, data, failures },
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const f = ctx.inputs.failures!;
+      const K = cfg.data.classes ?? classesOf(d).names.length;
+      const subset = new Set(JSON.parse(readFileSync(f.file('subset'), 'utf8')) as number[]);
+      const name = modelNameOf(ctx.inputs.model!, cfg.original.model ?? cfg.train.model);
+      const weights = weightsOf(ctx.inputs.model!);
+      const metrics: RowMetrics = {};
+      const ids: string[] = [];
+      const sets: string[] = [];
+      const labels: number[] = [];
+      const preds: number[] = [];
+      const acc = (rows: ManifestRow[], pred: Int32Array, keep: (r: ManifestRow) => boolean) => {
+        let n = 0;
+        let ok = 0;
+        rows.forEach((r, i) => {
+          if (!keep(r) || pred[i] === -1) return;
+          n++;
+          if (pred[i] === r.label) ok++;
+        });
+        return n ? (100 * ok) / n : null;
+      };
+      for (const s of cfg.eval.sets) {
+        if (s === 'deval') continue;
+        const set = s === 'seed' || s === 'heldout' ? await readSet(f, s) : await readSet(d, s);
+        const pred = await predictSet(name, weights, K, set, cfg.eval.batch_size, ctx);
+        set.rows.forEach((r, i) => (ids.push(r.id), sets.push(s), labels.push(r.label), preds.push(pred[i]!)));
+        if (s === 'seed' || s === 'heldout') metrics[s] = acc(set.rows, pred, () => true);
+        else {
+          const col = s === 'complement' ? 'compl' : s;
+          metrics[`${col}_sub`] = acc(set.rows, pred, (r) => subset.has(r.label));
+          metrics[`${col}_all`] = acc(set.rows, pred, () => true);
+        }
+      }
+      await writeArrowFile(
+        path.join(ctx.dir, 'predictions.arrow'),
+        buildTable({ id: { kind: 'utf8', values: ids }, set: { kind: 'utf8', values: sets }, label: { kind: 'int32', values: labels }, pred: { kind: 'int32', values: preds } }),
+      );
+      await atomicWriteJson(path.join(ctx.dir, 'metrics.json'), metrics);
+      return { files: { predictions: 'predictions.arrow', metrics: 'metrics.json' }, counts: { images: ids.length }, extra: { metrics } };
+    },
+  };
+}
+
+/** The result table: rows × the paper's columns, mean ± std over seeds. */
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string } = {}): StageSpec {
+  const deps: Record<string, StageSpec> = {};
+  rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
+  return {
+    stage: 'report',
+    label: opts.label ?? cfg.experiment.name,
+    version: 1,
+    config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
+    deps,
+    async run(ctx) {
+      const results = rows.map((r, i) => ({ method: r.method, seed: r.seed, variant: r.variant, metrics: ctx.inputs[`row${i}`]!.manifest.extra.metrics as RowMetrics }));
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats });
+      return { files, counts: { rows: results.length, columns: COLUMNS.length } };
+    },
+  };
+}

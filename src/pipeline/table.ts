@@ -1,0 +1,155 @@
+/**
+ * The paper's result table (Tables 1, 4, 5): rows = methods, columns = Seed and
+ * Heldout (incorrectly classified), MFreq / Compl. / INet on the class subset, and the
+ * same on all classes; several seeds → mean ± sample std with n.
+ */
+import path from 'node:path';
+import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
+import { writeReport, type MethodRun } from '../eval/report.js';
+
+/** Metric keys, in table order. */
+export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
+export type ColumnKey = (typeof COLUMNS)[number];
+/** Column headers. */
+export const HEADERS: Record<ColumnKey, string> = {
+  seed: 'Seed',
+  heldout: 'Heldout',
+  mfreq_sub: 'MFreq (sub)',
+  compl_sub: 'Compl. (sub)',
+  test_sub: 'INet (sub)',
+  mfreq_all: 'MFreq (all)',
+  compl_all: 'Compl. (all)',
+  test_all: 'INet (all)',
+};
+
+/** Accuracy in percent per column (null: the set was empty or not evaluated). */
+export type RowMetrics = Partial<Record<ColumnKey | string, number | null>>;
+
+/** One evaluated model. */
+export interface RowResult {
+  method: string;
+  seed: number;
+  variant: string;
+  metrics: RowMetrics;
+}
+
+/** One row of the aggregated table. */
+export interface TableRow {
+  name: string;
+  n: number;
+  seeds: number[];
+  cells: Record<string, { mean: number; std: number; n: number } | null>;
+}
+
+/** Method order: original, complete, random, then dcd-* in first-seen order. */
+function methodRank(m: string): number {
+  return m === 'original' ? 0 : m === 'complete' ? 1 : m === 'random' ? 2 : 3;
+}
+
+/**
+ * The row name of each result (`method`, or `method [variant]` in a sweep where the
+ * variants differ), or null for an exact duplicate (one stage shared by several variants).
+ */
+export function rowNames(results: readonly RowResult[]): (string | null)[] {
+  const seen = new Set<string>();
+  const multiVariant = new Set(results.map((r) => r.variant)).size > 1;
+  return results.map((r) => {
+    const same = results.filter((x) => x.method === r.method && x.seed === r.seed);
+    const shared = same.filter((x) => JSON.stringify(x.metrics) === JSON.stringify(r.metrics)).length;
+    const variants = new Set(same.map((x) => x.variant)).size;
+    const name = multiVariant && r.variant && variants > 1 && shared !== variants ? `${r.method} [${r.variant}]` : r.method;
+    const key = `${name}|${r.seed}`;
+    if (seen.has(key)) return null;
+    seen.add(key);
+    return name;
+  });
+}
+
+/** Groups results by row name (see {@link rowNames}) and aggregates over seeds. */
+export function aggregate(results: readonly RowResult[]): TableRow[] {
+  const groups = new Map<string, RowResult[]>();
+  rowNames(results).forEach((name, i) => {
+    if (name === null) return;
+    if (!groups.has(name)) groups.set(name, []);
+    groups.get(name)!.push(results[i]!);
+  });
+  const rows: TableRow[] = [];
+  for (const [name, rs] of groups) {
+    const cells: TableRow['cells'] = {};
+    for (const c of COLUMNS) {
+      const v = rs.map((r) => r.metrics[c]).filter((x): x is number => typeof x === 'number');
+      if (!v.length) {
+        cells[c] = null;
+        continue;
+      }
+      const mean = v.reduce((a, b) => a + b, 0) / v.length;
+      const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : 0;
+      cells[c] = { mean, std, n: v.length };
+    }
+    rows.push({ name, n: rs.length, seeds: rs.map((r) => r.seed), cells });
+  }
+  const order = [...groups.keys()];
+  rows.sort((a, b) => methodRank(a.name) - methodRank(b.name) || order.indexOf(a.name) - order.indexOf(b.name));
+  return rows;
+}
+
+function cell(c: TableRow['cells'][string], withStd: boolean): string {
+  if (!c) return '–';
+  return withStd && c.n > 1 ? `${c.mean.toFixed(2)} ± ${c.std.toFixed(2)}` : c.mean.toFixed(2);
+}
+
+/** The table as Markdown (also what `dcd run` prints). */
+export function markdownTable(rows: readonly TableRow[], title?: string): string {
+  const n = Math.max(0, ...rows.map((r) => r.n));
+  const head = ['method', ...COLUMNS.map((c) => HEADERS[c])];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`];
+  for (const r of rows) lines.push(`| ${[r.name, ...COLUMNS.map((c) => cell(r.cells[c]!, true))].join(' | ')} |`);
+  const note = `Accuracy (%)${n > 1 ? `, mean ± std over ${n} seeds` : ''}. Seed/Heldout: images the original model gets wrong; (sub): classes of the debug subset; (all): all classes.`;
+  return [title ? `## ${title}\n` : '', lines.join('\n'), '', note, ''].join('\n');
+}
+
+/** CSV: one line per (row, column) with mean, std and n. */
+export function csvTable(rows: readonly TableRow[]): string {
+  const out = ['method,column,mean,std,n'];
+  for (const r of rows) for (const c of COLUMNS) {
+    const x = r.cells[c];
+    out.push(`${JSON.stringify(r.name)},${c},${x ? x.mean.toFixed(4) : ''},${x ? x.std.toFixed(4) : ''},${x ? x.n : 0}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** Writes report.md, report.csv, report.json (per-seed results too) into `dir`; returns the files. */
+export async function writeTables(dir: string, results: readonly RowResult[], opts: { title: string; formats: readonly string[] }): Promise<Record<string, string>> {
+  const rows = aggregate(results);
+  const files: Record<string, string> = {};
+  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title));
+  files.markdown = 'report.md';
+  if (opts.formats.includes('csv')) {
+    await atomicWriteFile(path.join(dir, 'report.csv'), csvTable(rows));
+    files.csv = 'report.csv';
+  }
+  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, columns: COLUMNS, rows, results });
+  files.json = 'report.json';
+  if (opts.formats.includes('html')) {
+    // The HTML report (plots, offline page) is the evaluation area's; it reads fractions.
+    const frac = (v: number | null | undefined) => (typeof v === 'number' ? v / 100 : NaN);
+    const names = rowNames(results);
+    const runs: MethodRun[] = results.flatMap((r, i) =>
+      names[i] === null
+        ? []
+        : [
+            {
+              method: names[i]!,
+              seed: r.seed,
+              seedAcc: frac(r.metrics.seed),
+              heldoutAcc: frac(r.metrics.heldout),
+              subset: { mfreq: frac(r.metrics.mfreq_sub), compl: frac(r.metrics.compl_sub), inet: frac(r.metrics.test_sub) },
+              all: { mfreq: frac(r.metrics.mfreq_all), compl: frac(r.metrics.compl_all), inet: frac(r.metrics.test_all) },
+            },
+          ],
+    );
+    await writeReport({ title: opts.title, runs }, path.join(dir, 'html'));
+    files.html = 'html/report.html';
+  }
+  return files;
+}

@@ -1,0 +1,476 @@
+/**
+ * The `native` backend against tfjs's `cpu` backend: every kernel the addon replaces, forward
+ * and gradient, on random shapes (odd sizes, strides, dilations, every padding mode, batch 1),
+ * plus tensor-leak and addon-memory (RSS) checks. Skipped only when the addon is not built.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { nativeKernelNames, nativeStats, registerNativeBackend } from '../src/backends/native.js';
+
+const reg = registerNativeBackend();
+if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
+
+/** Deterministic pseudo-random floats in [lo, hi). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
+  }
+  return out;
+}
+
+type Input = { shape: number[]; data: Float32Array | Int32Array; dtype?: 'float32' | 'int32' };
+const inp = (shape: number[], seed: number, lo = -1, hi = 1): Input => ({
+  shape,
+  data: rand(shape.reduce((a, b) => a * b, 1), seed, lo, hi),
+});
+
+async function runOn(
+  backend: string,
+  inputs: Input[],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+): Promise<{ shape: number[]; data: Float32Array | Int32Array }[]> {
+  await tf.setBackend(backend);
+  const outs = tf.tidy(() => {
+    const xs = inputs.map((i) => tf.tensor(i.data, i.shape, i.dtype ?? 'float32'));
+    const o = fn(...xs);
+    return Array.isArray(o) ? o : [o];
+  });
+  const res = await Promise.all(outs.map(async (t) => ({ shape: t.shape, data: (await t.data()) as Float32Array })));
+  tf.dispose(outs);
+  return res;
+}
+
+function expectClose(
+  got: { shape: number[]; data: Float32Array | Int32Array }[],
+  want: { shape: number[]; data: Float32Array | Int32Array }[],
+  tol: number,
+  what: string,
+): void {
+  expect(got.length, what).toBe(want.length);
+  got.forEach((g, j) => {
+    expect(g.shape, `${what} output ${j} shape`).toEqual(want[j].shape);
+    let scale = 1;
+    for (const v of want[j].data) scale = Math.max(scale, Math.abs(v));
+    let worst = 0, at = -1;
+    for (let i = 0; i < g.data.length; i++) {
+      const d = Math.abs(g.data[i] - want[j].data[i]);
+      if (!(d <= worst)) {
+        worst = d;
+        at = i;
+      }
+    }
+    expect(worst / scale, `${what} output ${j}: |diff| ${worst} at ${at} (scale ${scale})`).toBeLessThanOrEqual(tol);
+  });
+}
+
+/** Runs `fn` on cpu and native, compares, and checks that `kernels` ran natively without leaks. */
+async function parity(
+  what: string,
+  inputs: Input[],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+  kernels: string[],
+  tol = 1e-4,
+): Promise<void> {
+  const want = await runOn('cpu', inputs, fn);
+  const before = kernels.map((k) => nativeStats.native[k] ?? 0);
+  const n0 = tf.memory().numTensors;
+  const got = await runOn('native', inputs, fn);
+  expect(tf.memory().numTensors, `${what}: tensors leaked`).toBe(n0);
+  kernels.forEach((k, i) => expect(nativeStats.native[k] ?? 0, `${what}: ${k} did not run natively`).toBeGreaterThan(before[i]));
+  expectClose(got, want, tol, what);
+}
+
+/** Forward output plus the gradients of sum(f(xs) * r) with respect to every input. */
+function withGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, seed = 99): (...xs: tf.Tensor[]) => tf.Tensor[] {
+  return (...xs) => {
+    const y = f(...xs);
+    const r = tf.tensor(rand(y.size, seed), y.shape);
+    const g = tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(f(...ys), r)))(xs);
+    return [y, ...g];
+  };
+}
+
+const d = describe.skipIf(!reg.ok);
+
+describe('native backend: install and fallback story', () => {
+  it('the build script never fails npm install: it prints one line saying why', () => {
+    const r = spawnSync(process.execPath, ['scripts/build-native.mjs'], {
+      encoding: 'utf8',
+      env: { ...process.env, DCD_SKIP_NATIVE: '1' },
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      'dcd: native backend not built (DCD_SKIP_NATIVE=1); dcd will use the wasm backend.',
+    ]);
+  });
+  it.runIf(existsSync('dist/src/core/backend.js'))('without a loadable addon, dcd falls back to wasm and says why', () => {
+    const code = "const m = await import('./dist/src/core/backend.js'); console.log('chose', await m.initBackend());";
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...process.env, DCD_NATIVE_ADDON: '/nonexistent/dcd_native.node', DCD_BACKEND: 'auto' },
+    });
+    const out = r.stdout + r.stderr;
+    expect(r.status, out).toBe(0);
+    expect(out).toContain('chose wasm');
+    expect(out).toMatch(/native: cannot load \/nonexistent\/dcd_native\.node/);
+  });
+});
+
+d('native backend: registration', () => {
+  it('inherits every cpu kernel and replaces the hot ones', () => {
+    const cpu = tf.getKernelsForBackend('cpu').map((k) => k.kernelName);
+    const nat = new Set(tf.getKernelsForBackend('native').map((k) => k.kernelName));
+    expect(cpu.filter((k) => !nat.has(k))).toEqual([]);
+    for (const k of nativeKernelNames())
+      expect(tf.getKernel(k, 'native')?.kernelFunc, k).not.toBe(tf.getKernel(k, 'cpu')?.kernelFunc);
+  });
+});
+
+type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+const CONVS: { x: number[]; f: number[]; s: number | [number, number]; pad: Pad; dil: number | [number, number] }[] = [
+  { x: [1, 7, 9, 3], f: [3, 3, 3, 5], s: 1, pad: 'same', dil: 1 },
+  { x: [2, 8, 8, 4], f: [3, 3, 4, 6], s: 2, pad: 'valid', dil: 1 },
+  { x: [1, 11, 10, 5], f: [5, 3, 5, 7], s: [2, 3], pad: 'same', dil: 1 },
+  { x: [3, 9, 9, 2], f: [3, 3, 2, 4], s: 1, pad: 'same', dil: 2 },
+  { x: [1, 13, 10, 3], f: [3, 2, 3, 5], s: 1, pad: 'valid', dil: [2, 3] },
+  { x: [1, 10, 7, 3], f: [2, 2, 3, 3], s: 1, pad: [[0, 0], [1, 2], [2, 1], [0, 0]], dil: 1 },
+  { x: [2, 6, 6, 8], f: [1, 1, 8, 16], s: 2, pad: 'valid', dil: 1 },
+  { x: [1, 12, 12, 3], f: [7, 7, 3, 8], s: 2, pad: 3, dil: 1 },
+  { x: [2, 7, 7, 16], f: [3, 3, 16, 9], s: 2, pad: 'same', dil: 1 },
+];
+
+d('native backend: convolution', () => {
+  it('Conv2D forward and both backprops match cpu', async () => {
+    for (const [i, c] of CONVS.entries()) {
+      const what = `conv ${JSON.stringify(c)}`;
+      const f = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.s, c.pad, 'NHWC', c.dil);
+      if (c.dil === 1) {
+        await parity(what, [inp(c.x, 2 * i + 1), inp(c.f, 2 * i + 2)], withGrads(f), [
+          'Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
+        ]);
+      } else {
+        // tfjs defines no conv2d gradient for dilations > 1.
+        await parity(what, [inp(c.x, 2 * i + 1), inp(c.f, 2 * i + 2)], f, ['Conv2D']);
+      }
+    }
+  });
+
+  it('FusedConv2D with bias and each activation matches cpu, with gradients', async () => {
+    const acts = ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'sigmoid'] as const;
+    for (const [i, act] of acts.entries()) {
+      const c = CONVS[i % CONVS.length];
+      if (c.dil !== 1) continue;
+      const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+        tf.fused.conv2d({
+          x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: c.s, pad: c.pad as 'same', bias: b,
+          activation: act, leakyreluAlpha: 0.3,
+        });
+      const inputs = [inp(c.x, 10 + i), inp(c.f, 20 + i), inp([c.f[3]], 30 + i)];
+      const grads = act === 'linear' || act === 'relu';
+      await parity(`fused conv ${act}`, inputs, grads ? withGrads(f) : f, ['FusedConv2D'], 1e-4);
+    }
+  });
+});
+
+d('native backend: matmul', () => {
+  const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+    { a: [5, 7], b: [7, 3], ta: false, tb: false },
+    { a: [7, 5], b: [7, 3], ta: true, tb: false },
+    { a: [5, 7], b: [3, 7], ta: false, tb: true },
+    { a: [7, 5], b: [3, 7], ta: true, tb: true },
+    { a: [4, 1, 9], b: [4, 9, 2], ta: false, tb: false },
+    { a: [2, 3, 6, 5], b: [5, 6], ta: false, tb: false },
+    { a: [1, 6, 5], b: [3, 6, 4], ta: true, tb: false },
+    { a: [3, 33, 65], b: [3, 17, 65], ta: false, tb: true },
+  ];
+  it('BatchMatMul with transposes and batch broadcast matches cpu, with gradients', async () => {
+    for (const [i, c] of cases.entries()) {
+      const f = (a: tf.Tensor, b: tf.Tensor) => tf.matMul(a, b, c.ta, c.tb);
+      // tfjs's BatchMatMul gradient does not reduce over broadcast batch axes (on any backend).
+      const grads = c.a.length === c.b.length && c.a.slice(0, -2).every((v, j) => v === c.b[j]);
+      await parity(`matmul ${JSON.stringify(c)}`, [inp(c.a, 40 + i), inp(c.b, 50 + i)], grads ? withGrads(f) : f, [
+        'BatchMatMul',
+      ]);
+    }
+  });
+  it('_FusedMatMul with bias and activations matches cpu', async () => {
+    const acts = ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'sigmoid'] as const;
+    for (const [i, act] of acts.entries()) {
+      const c = cases[i];
+      const n = c.tb ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
+      const f = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) =>
+        tf.fused.matMul({ a, b, transposeA: c.ta, transposeB: c.tb, bias, activation: act, leakyreluAlpha: 0.1 });
+      const grads = act === 'linear' || act === 'relu';
+      await parity(
+        `fused matmul ${act}`, [inp(c.a, 60 + i), inp(c.b, 70 + i), inp([n], 80 + i)], grads ? withGrads(f) : f,
+        ['_FusedMatMul'],
+      );
+    }
+  });
+});
+
+/** Exact AvgPool gradient (windows exclude padding, as the forward pass): the reference for AvgPoolGrad. */
+function avgPoolGradRef(xShape: number[], dy: Float32Array, info: tf.backend_util.Conv2DInfo): Float32Array {
+  const [n, h, w, c] = xShape;
+  const dx = new Float32Array(n * h * w * c);
+  const { outHeight: oh, outWidth: ow, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
+  for (let b = 0; b < n; b++)
+    for (let i = 0; i < oh; i++)
+      for (let j = 0; j < ow; j++) {
+        const r0 = i * sh - info.padInfo.top, c0 = j * sw - info.padInfo.left;
+        const cells: [number, number][] = [];
+        for (let r = r0; r < r0 + fh; r++)
+          for (let q = c0; q < c0 + fw; q++) if (r >= 0 && r < h && q >= 0 && q < w) cells.push([r, q]);
+        for (let ch = 0; ch < c; ch++) {
+          const g = dy[((b * oh + i) * ow + j) * c + ch] / cells.length;
+          for (const [r, q] of cells) dx[((b * h + r) * w + q) * c + ch] += g;
+        }
+      }
+  return dx;
+}
+
+d('native backend: pooling and batch norm', () => {
+  const cases: { x: number[]; k: number | [number, number]; s: number | [number, number]; pad: 'same' | 'valid' | number }[] = [
+    { x: [1, 7, 9, 3], k: 3, s: 2, pad: 'same' },
+    { x: [2, 8, 8, 4], k: 2, s: 2, pad: 'valid' },
+    { x: [1, 11, 10, 5], k: [3, 2], s: [1, 2], pad: 'same' },
+    { x: [2, 9, 9, 2], k: 3, s: 2, pad: 1 },
+    { x: [1, 5, 5, 1], k: 5, s: 1, pad: 'valid' },
+  ];
+  it('MaxPool and its gradient match cpu', async () => {
+    for (const [i, c] of cases.entries()) {
+      const f = (x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, c.k, c.s, c.pad);
+      await parity(`maxpool ${JSON.stringify(c)}`, [inp(c.x, 90 + i)], withGrads(f), ['MaxPool', 'MaxPoolGrad']);
+    }
+  });
+  it('AvgPool matches cpu; AvgPoolGrad is the exact gradient', async () => {
+    for (const [i, c] of cases.entries()) {
+      const f = (x: tf.Tensor) => tf.avgPool(x as tf.Tensor4D, c.k, c.s, c.pad);
+      const x = inp(c.x, 100 + i);
+      await parity(`avgpool ${JSON.stringify(c)}`, [x], f, ['AvgPool']);
+      const info = tf.backend_util.computePool2DInfo(c.x as [number, number, number, number], c.k, c.s, 1, c.pad);
+      const dy = rand(info.outShape.reduce((a, b) => a * b, 1), 110 + i);
+      await tf.setBackend('native');
+      const before = nativeStats.native.AvgPoolGrad ?? 0;
+      const got = tf.tidy(() =>
+        tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.tensor(dy, info.outShape))))(tf.tensor(x.data, x.shape)),
+      );
+      expect(nativeStats.native.AvgPoolGrad).toBeGreaterThan(before);
+      expectClose([{ shape: got.shape, data: got.dataSync() as Float32Array }], [
+        { shape: c.x, data: avgPoolGradRef(c.x, dy, info) },
+      ], 1e-5, `avgpool grad ${JSON.stringify(c)}`);
+      got.dispose();
+    }
+  });
+  it('FusedBatchNorm matches cpu, with gradients', async () => {
+    const f = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, o: tf.Tensor, s: tf.Tensor) => tf.batchNorm(x, m, v, o, s, 1e-3);
+    const C = 7;
+    await parity(
+      'batchnorm',
+      [inp([2, 5, 3, C], 120), inp([C], 121), inp([C], 122, 0.1, 2), inp([C], 123), inp([C], 124)],
+      withGrads(f),
+      ['FusedBatchNorm'],
+    );
+    await parity(
+      'batchnorm, large',
+      [inp([2, 20, 20, 400], 128), inp([400], 129), inp([400], 130, 0.1, 2), inp([400], 131), inp([400], 132)],
+      f, ['FusedBatchNorm'],
+    );
+    // Mean/variance over (W, C) with offset/scale over C take the addon's general (cyclic-index) path.
+    await parity('batchnorm, mixed parameter shapes', [inp([2, 3, 3, C], 133), inp([1, 1, 3, C], 134), inp([1, 1, 3, C], 135, 0.1, 2), inp([1, 1, 1, C], 136), inp([1, 1, 1, C], 137)], f, [
+      'FusedBatchNorm',
+    ]);
+    const g = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor) => tf.batchNorm(x, m, v, undefined, undefined, 1e-5);
+    await parity('batchnorm without offset/scale', [inp([1, 3, 3, C], 125), inp([C], 126), inp([C], 127, 0.1, 2)], g, [
+      'FusedBatchNorm',
+    ]);
+  });
+});
+
+d('native backend: element-wise', () => {
+  const pairs: [number[], number[]][] = [
+    [[3, 5], [3, 5]],
+    [[2, 3, 4], [4]],
+    [[2, 1, 4], [3, 1]],
+    [[4, 6], []],
+    [[], [5, 2]],
+    [[1], [5, 1]],
+    [[2, 3, 1, 5], [1, 3, 4, 1]],
+    [[257, 130], [130]],
+    [[520, 513], [513]], // above the addon's threading threshold (2^18 elements)
+  ];
+  const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, string][] = [
+    ['Add', tf.add, 'Add'],
+    ['Sub', tf.sub, 'Sub'],
+    ['Mul', tf.mul, 'Multiply'],
+    ['Div', tf.div, 'RealDiv'],
+    ['Maximum', tf.maximum, 'Maximum'],
+    ['Minimum', tf.minimum, 'Minimum'],
+    ['SquaredDifference', tf.squaredDifference, 'SquaredDifference'],
+  ];
+  it('binary ops with broadcasting match cpu, with gradients', async () => {
+    for (const [name, op, kernel] of ops)
+      for (const [i, [sa, sb]] of pairs.entries()) {
+        const lo = name === 'Div' ? 0.5 : -1;
+        // tfjs's Maximum/Minimum/SquaredDifference gradients do not reduce over broadcast axes (on any backend).
+        const grads = !['Maximum', 'Minimum', 'SquaredDifference'].includes(name) || JSON.stringify(sa) === JSON.stringify(sb);
+        await parity(`${name} ${JSON.stringify([sa, sb])}`, [inp(sa, 130 + i), inp(sb, 140 + i, lo, 2)], grads ? withGrads(op) : op, [
+          kernel,
+        ]);
+      }
+  });
+  it('int32 binary ops still work (cpu fallback)', async () => {
+    const a: Input = { shape: [3], data: Int32Array.from([1, 2, 3]), dtype: 'int32' };
+    await parity('int32 add', [a, a], (x, y) => tf.add(x, y), []);
+  });
+  const unary: [string, (x: tf.Tensor) => tf.Tensor, number, number, boolean][] = [
+    ['Relu', tf.relu, -1, 1, true],
+    ['Relu6', tf.relu6, -3, 9, true],
+    ['Exp', tf.exp, -2, 2, true],
+    ['Log', tf.log, 0.1, 3, true],
+    ['Sqrt', tf.sqrt, 0.1, 3, true],
+    ['Rsqrt', tf.rsqrt, 0.1, 3, true],
+    ['Tanh', tf.tanh, -3, 3, true],
+    ['Sigmoid', tf.sigmoid, -5, 5, true],
+    ['Erf', tf.erf, -3, 3, true],
+    ['Square', tf.square, -2, 2, true],
+    ['Neg', tf.neg, -2, 2, true],
+    ['Abs', tf.abs, -2, 2, true],
+    ['Step', (x) => tf.step(x, 0.25), -2, 2, false],
+  ];
+  it('unary ops match cpu, with gradients', async () => {
+    for (const [i, [name, op, lo, hi, grad]] of unary.entries()) {
+      // Sizes on both sides of the addon's threading threshold (2^18 elements).
+      for (const shape of [[3, 7], [70, 300], [600, 500]]) {
+        await parity(`${name} ${shape}`, [inp(shape, 150 + i, lo, hi)], grad ? withGrads(op) : op, [name], 2e-6);
+      }
+    }
+  });
+  it('Softmax over the last axis matches cpu, with gradients', async () => {
+    for (const [i, shape] of [[3, 7], [2, 3, 5], [1, 1000], [4, 1], [270, 1000]].entries())
+      await parity(`softmax ${shape}`, [inp(shape, 170 + i, -5, 5)], withGrads((x) => tf.softmax(x)), ['Softmax'], 1e-5);
+  });
+});
+
+d('native backend: reductions, transpose, topk', () => {
+  const cases: [number[], number | number[], boolean][] = [
+    [[5, 7], 1, false],
+    [[5, 7], 0, true],
+    [[2, 3, 4], [0, 2], false],
+    [[2, 3, 4, 5], [1, 2], true],
+    [[3, 4, 5], [0, 1, 2], false],
+    [[300, 70], 0, false],
+    [[1, 7, 7, 64], [1, 2], false],
+    [[2, 3, 4], -1, true],
+    [[700, 400], 0, false],
+    [[700, 400], 1, true],
+  ];
+  const ops: [string, (x: tf.Tensor, a: number | number[], k: boolean) => tf.Tensor][] = [
+    ['Sum', tf.sum],
+    ['Mean', tf.mean],
+    ['Max', tf.max],
+    ['Min', tf.min],
+  ];
+  it('Sum, Mean, Max, Min over any axes match cpu, with gradients', async () => {
+    for (const [name, op] of ops)
+      for (const [i, [shape, axis, keep]] of cases.entries())
+        await parity(
+          `${name} ${JSON.stringify([shape, axis, keep])}`, [inp(shape, 180 + i)],
+          withGrads((x) => op(x, axis, keep)), [name], 1e-5,
+        );
+  });
+  it('Transpose (float32 and int32) matches cpu, with gradients', async () => {
+    const perms: [number[], number[]][] = [
+      [[3, 5], [1, 0]],
+      [[2, 3, 4], [2, 0, 1]],
+      [[2, 3, 4, 5], [0, 3, 1, 2]],
+      [[65, 33, 3], [1, 2, 0]],
+      [[1, 2, 1, 3, 2], [4, 3, 2, 1, 0]],
+      [[130, 70, 33], [2, 0, 1]],
+      [[64, 80, 60], [1, 0, 2]],
+    ];
+    for (const [i, [shape, perm]] of perms.entries()) {
+      await parity(`transpose ${shape} ${perm}`, [inp(shape, 190 + i)], withGrads((x) => tf.transpose(x, perm)), ['Transpose'], 0);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const ints: Input = { shape, data: Int32Array.from({ length: n }, (_, j) => j * 7 - 3), dtype: 'int32' };
+      await parity(`int32 transpose ${shape}`, [ints], (x) => tf.transpose(x, perm), ['Transpose'], 0);
+    }
+  });
+  it('Tile matches cpu, with gradients', async () => {
+    const cases: [number[], number[]][] = [
+      [[3, 5], [2, 1]],
+      [[3, 5], [1, 3]],
+      [[2, 1, 4], [3, 5, 2]],
+      [[7], [4]],
+      [[1, 1, 1, 64], [8, 7, 7, 1]],
+      [[40, 1, 2], [1, 30, 2]],
+    ];
+    for (const [i, [shape, reps]] of cases.entries())
+      await parity(`tile ${shape} x ${reps}`, [inp(shape, 210 + i)], withGrads((x) => tf.tile(x, reps)), ['Tile'], 1e-5);
+  });
+  it('Slice matches cpu, with gradients', async () => {
+    const cases: [number[], number[], number[]][] = [
+      [[5, 7], [1, 2], [3, 4]],
+      [[4, 9, 3, 6, 5], [0, 0, 1, 0, 0], [4, 9, 1, 6, 5]],
+      [[2, 3, 4], [1, 0, 0], [1, 3, 4]],
+      [[6, 7, 8], [2, 3, 1], [-1, 2, -1]],
+      [[300, 20, 60], [0, 5, 10], [300, 10, 50]],
+    ];
+    for (const [i, [shape, begin, sz]] of cases.entries())
+      await parity(`slice ${shape} ${begin} ${sz}`, [inp(shape, 220 + i)], withGrads((x) => tf.slice(x, begin, sz)), ['Slice'], 0);
+  });
+  it('TopK (sorted) matches cpu, values and indices', async () => {
+    for (const [i, [shape, k]] of ([[[5, 40], 7], [[2, 3, 100], 100], [[1, 1000], 50], [[3, 9], 1]] as [number[], number][]).entries())
+      await parity(`topk ${shape} k=${k}`, [inp(shape, 200 + i)], (x) => {
+        const r = tf.topk(x, k, true);
+        return [r.values, r.indices];
+      }, ['TopK'], 0);
+  });
+});
+
+d('native backend: memory', () => {
+  let prev = 'cpu';
+  beforeAll(async () => {
+    prev = tf.getBackend();
+    await tf.setBackend('native');
+  });
+  afterAll(async () => {
+    await tf.setBackend(prev);
+  });
+  it('every replaced kernel was exercised by the tests above', () => {
+    const missing = nativeKernelNames().filter((k) => !(nativeStats.native[k] > 0));
+    expect(missing).toEqual([]);
+  });
+  it('a small train step leaks no tensors and the RSS stays flat over 1,000 steps', () => {
+    const x = tf.tensor(rand(2 * 12 * 12 * 3, 7), [2, 12, 12, 3]);
+    const w1 = tf.variable(tf.tensor(rand(3 * 3 * 3 * 8, 8, -0.3, 0.3), [3, 3, 3, 8]));
+    const w2 = tf.variable(tf.tensor(rand(8 * 4, 9, -0.3, 0.3), [8, 4]));
+    const opt = tf.train.sgd(1e-3);
+    const step = () =>
+      tf.tidy(() => {
+        opt.minimize(() => {
+          let h = tf.conv2d(x as tf.Tensor4D, w1 as unknown as tf.Tensor4D, 1, 'same');
+          h = tf.maxPool(tf.relu(h), 2, 2, 'same');
+          const z = tf.softmax(tf.matMul(tf.mean(h, [1, 2]), w2));
+          return tf.mean(tf.square(tf.sub(z, 0.25)));
+        });
+      });
+    for (let i = 0; i < 100; i++) step();
+    global.gc?.();
+    const n0 = tf.memory().numTensors;
+    const rss0 = process.memoryUsage().rss;
+    for (let i = 0; i < 1000; i++) step();
+    global.gc?.();
+    const grown = (process.memoryUsage().rss - rss0) / 2 ** 20;
+    expect(tf.memory().numTensors).toBe(n0);
+    // A step moves ~50 KB through the addon; leaking it would add ~50 MiB over 1,000 steps.
+    expect(grown, `RSS grew by ${grown.toFixed(1)} MiB over 1,000 steps`).toBeLessThan(16);
+    tf.dispose([x, w1, w2]);
+    opt.dispose();
+  });
+});

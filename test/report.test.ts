@@ -1,0 +1,130 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { formatCell, linearFit, meanStd, readReportInput, reportTable, writeReport, type MethodRun, type ReportInput } from '../src/eval/report.js';
+import { main } from '../src/cli/main.js';
+
+const GOLDEN = path.join(import.meta.dirname, 'fixtures', 'train', 'report');
+const UPDATE = process.env.DCD_UPDATE_GOLDEN === '1';
+const CHROMIUM = '/usr/bin/chromium';
+
+const acc = (m: number, c: number, i: number) => ({ mfreq: m, compl: c, inet: i });
+const cls = (pairs: [number, number][]) => pairs.map(([a, s], label) => ({ label, name: `class ${label}`, acc: a, selected: s }));
+
+/** A fixed small result set: original once, the others over two seeds. */
+const RUNS: MethodRun[] = [
+  { method: 'dcd-dino_vits16', seed: 0, seedAcc: 0.3, heldoutAcc: 0.28, subset: acc(0.52, 0.61, 0.66), all: acc(0.7, 0.77, 0.8), perClass: cls([[0.6, 40], [0.5, 10], [0.8, 25]]) },
+  { method: 'original', seed: 0, seedAcc: 0, heldoutAcc: 0, subset: acc(0.5, 0.6, 0.65), all: acc(0.7, 0.76, 0.8) },
+  { method: 'random', seed: 0, seedAcc: 0.2, heldoutAcc: 0.19, subset: acc(0.5, 0.6, 0.64), all: acc(0.69, 0.76, 0.79), perClass: cls([[0.5, 40], [0.45, 10], [0.7, 25]]) },
+  { method: 'complete', seed: 0, seedAcc: 0.25, heldoutAcc: 0.22, subset: acc(0.45, 0.55, 0.5), all: acc(0.66, 0.7, 0.75) },
+  { method: 'dcd-dino_vits16', seed: 1, seedAcc: 0.32, heldoutAcc: 0.3, subset: acc(0.54, 0.63, 0.65), all: acc(0.71, 0.77, 0.8), perClass: cls([[0.62, 40], [0.48, 10], [0.82, 25]]) },
+  { method: 'random', seed: 1, seedAcc: 0.22, heldoutAcc: 0.21, subset: acc(0.52, 0.6, 0.64), all: acc(0.7, 0.75, 0.79), perClass: cls([[0.52, 40], [0.47, 10], [0.72, 25]]) },
+  { method: 'complete', seed: 1, seedAcc: 0.23, heldoutAcc: 0.24, subset: acc(0.47, 0.55, 0.52), all: acc(0.66, 0.72, 0.75) },
+];
+
+describe('report table', () => {
+  it('aggregates seeds as mean ± sample std in the paper order', () => {
+    const t = reportTable(RUNS);
+    expect(t.rows.map((r) => [r.method, r.n])).toEqual([['original', 1], ['complete', 2], ['random', 2], ['dcd-dino_vits16', 2]]);
+    // dcd Seed column: mean(0.30, 0.32) = 0.31, sample std = 0.02/√2
+    const c = t.rows[3]!.cells[0]!;
+    expect(c.mean).toBeCloseTo(0.31, 12);
+    expect(c.std).toBeCloseTo(0.02 / Math.SQRT2, 12);
+    expect(formatCell(c)).toBe('31.00 ± 1.41');
+    expect(formatCell(meanStd([0.6289]))).toBe('62.89');
+    expect(linearFit([0, 1, 2], [1, 3, 5])).toEqual({ a: 1, b: 2 });
+    expect(() => reportTable([{ ...RUNS[0]!, seedAcc: 30 }])).toThrow(/accuracy 30; expected fractions/);
+  });
+});
+
+describe('writeReport', () => {
+  it('matches the golden Markdown, CSV and terminal table; writes plots (SVG + PNG) and an offline HTML page', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-report-'));
+    const img = async (name: string, r: number, g: number, b: number) => {
+      const f = path.join(dir, name);
+      await sharp({ create: { width: 48, height: 40, channels: 3, background: { r, g, b } } }).png().toFile(f);
+      return f;
+    };
+    const input: ReportInput = {
+      title: 'demo',
+      runs: RUNS,
+      retrieval: {
+        seeds: [
+          {
+            image: { id: 'seed/0.png', path: await img('s0.png', 200, 30, 30), label: 'class 0' },
+            neighbours: {
+              dino_vits16: [{ id: 'pool/1.png', path: await img('p1.png', 190, 40, 40), distance: 0.12 }, { id: 'pool/2.png', path: await img('p2.png', 180, 60, 20), distance: 0.31 }],
+              resnet50: [{ id: 'pool/3.png', path: await img('p3.png', 20, 200, 30), distance: 1.5 }],
+            },
+          },
+        ],
+        completeWrong: [{ id: 'pool/9.png', path: await img('p9.png', 10, 10, 220), label: 'weak class 0 → true class 2' }],
+      },
+    };
+    const out = path.join(dir, 'report');
+    const files = await writeReport(input, out);
+    const md = readFileSync(files.markdown, 'utf8');
+    const csv = readFileSync(files.csv, 'utf8');
+    if (UPDATE) {
+      mkdirSync(GOLDEN, { recursive: true });
+      writeFileSync(path.join(GOLDEN, 'report.md'), md);
+      writeFileSync(path.join(GOLDEN, 'report.csv'), csv);
+      writeFileSync(path.join(GOLDEN, 'report.txt'), files.text);
+    }
+    expect(md).toBe(readFileSync(path.join(GOLDEN, 'report.md'), 'utf8'));
+    expect(csv).toBe(readFileSync(path.join(GOLDEN, 'report.csv'), 'utf8'));
+    expect(files.text).toBe(readFileSync(path.join(GOLDEN, 'report.txt'), 'utf8'));
+    const json = JSON.parse(readFileSync(files.json, 'utf8'));
+    expect(json.rows).toHaveLength(4);
+    expect(files.plots.map((f) => path.basename(f))).toEqual([
+      'fig10-dcd-dino_vits16-vs-random.svg', 'fig10-dcd-dino_vits16-vs-random.png', 'fig10-acc-vs-selected.svg', 'fig10-acc-vs-selected.png',
+    ]);
+    const svg = readFileSync(files.plots[0]!, 'utf8');
+    expect(svg.match(/<circle /g)).toHaveLength(3);
+    expect(svg).toContain('3/3 classes above y = x');
+    const meta = await sharp(files.plots[1]!).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 480, 400]);
+    const html = readFileSync(files.html, 'utf8');
+    const srcs = [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
+    expect(srcs.length).toBe(2 + 1 + 3 + 1);
+    for (const s of srcs) expect(existsSync(path.join(out, s)), s).toBe(true);
+    expect(html).not.toContain(dir); // offline: only relative paths into images/
+
+    // headless Chromium: the page renders and every image loads
+    if (!existsSync(CHROMIUM)) {
+      console.warn(`skipping the Chromium check: ${CHROMIUM} is absent (scripts/setup.sh installs it)`);
+      return;
+    }
+    const probe = path.join(out, 'probe.html');
+    writeFileSync(
+      probe,
+      html.replace(
+        '</body>',
+        `<script>window.addEventListener('load',()=>{const i=[...document.images];document.body.setAttribute('data-images',i.length+':'+i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script></body>`,
+      ),
+    );
+    const udd = mkdtempSync(path.join(tmpdir(), 'dcd-chrome-'));
+    const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', `--user-data-dir=${udd}`];
+    const dom = spawnSync(CHROMIUM, [...flags, '--virtual-time-budget=5000', '--dump-dom', `file://${probe}`], { encoding: 'utf8', timeout: 60_000 });
+    expect(dom.stdout).toContain('data-images="7:7"');
+    const shot = path.join(out, 'screenshot.png');
+    spawnSync(CHROMIUM, [...flags, '--window-size=1100,1400', `--screenshot=${shot}`, `file://${files.html}`], { encoding: 'utf8', timeout: 60_000 });
+    expect(existsSync(shot)).toBe(true);
+    if (process.env.DCD_KEEP_SCREENSHOT) writeFileSync(process.env.DCD_KEEP_SCREENSHOT, readFileSync(shot));
+  });
+
+  it('dcd report validates its input and prints the table', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-report-cli-'));
+    const good = path.join(dir, 'results.json');
+    writeFileSync(good, JSON.stringify({ runs: RUNS.slice(0, 3) }));
+    expect(await main(['report', '--results', good, '--out', path.join(dir, 'r')])).toBe(0);
+    expect(existsSync(path.join(dir, 'r', 'report.md'))).toBe(true);
+    const bad = path.join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ runs: [{ method: 'x', seedAcc: '0.3' }] }));
+    await expect(readReportInput(bad)).rejects.toThrow(/bad\.json: not a valid report input:\n {2}runs\.0\.seedAcc/);
+    expect(await main(['report', '--results', bad, '--out', path.join(dir, 'r2')])).toBe(2);
+  });
+});

@@ -1,0 +1,126 @@
+/**
+ * `dcd run` end to end through the real CLI (node dist/src/cli/main.js) on a tiny
+ * synthetic config: the table, the artifacts, caching on a second run, and a real
+ * SIGKILL in the middle of a training stage followed by a resume.
+ */
+import { describe, expect, it, beforeAll } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+const TINY = path.join(ROOT, 'test/fixtures/pipeline/tiny.yaml');
+const ENV = { ...process.env, DCD_BACKEND: 'wasm', DCD_LOG: 'info' };
+// Checkpoints every 5 steps, so that a kill lands between two of them.
+const ARGS = ['run', TINY, '--set', 'train.checkpoint_every_steps=5'];
+
+function runCli(args: string[], cwd: string) {
+  const r = spawnSync('node', [CLI, ...args], { cwd, env: ENV, encoding: 'utf8', timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** manifest.json of every completed stage → its finish time. */
+function manifests(runDir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!existsSync(runDir)) return out;
+  for (const stage of readdirSync(runDir)) {
+    const d = path.join(runDir, stage);
+    if (!statSync(d).isDirectory()) continue;
+    for (const inst of readdirSync(d)) {
+      const m = path.join(d, inst, 'manifest.json');
+      if (existsSync(m)) out.set(`${stage}/${inst}`, JSON.parse(readFileSync(m, 'utf8')).timings.finished);
+    }
+  }
+  return out;
+}
+
+/** The result table (stdout up to the "results:" line). */
+function tableOf(stdout: string): string {
+  return stdout.slice(0, stdout.indexOf('\nresults:'));
+}
+
+let reference: string;
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npx tsc -p tsconfig.json first`);
+});
+
+describe('dcd run (end to end, real CLI)', () => {
+  it('runs every stage, prints the table, writes manifests and the resolved config; a second run is fully cached', () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'dcd-run-'));
+    const r = runCli(ARGS, cwd);
+    expect(r.stderr).not.toMatch(/internal error/);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    for (const row of ['original', 'complete', 'random', 'dcd-random_cnn']) expect(r.stdout).toMatch(new RegExp(`^\\| ${row} \\|`, 'm'));
+    expect(r.stdout).toMatch(/\| method \| Seed \| Heldout \| MFreq \(sub\)/);
+    // Progress: stage, items done, ETA.
+    expect(r.stderr).toMatch(/\[\d+\/23\] original\/train-s0: running/);
+    expect(r.stderr).toMatch(/ETA \d+s/);
+    const runDir = path.join(cwd, 'runs/tiny');
+    expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
+    expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
+    const ms = manifests(runDir);
+    expect(ms.size).toBe(23);
+    const rep = [...ms.keys()].find((k) => k.startsWith('report/'))!;
+    expect(readFileSync(path.join(runDir, rep, 'html/report.html'), 'utf8')).toMatch(/dcd-random_cnn/);
+    const fail = [...ms.keys()].find((k) => k.startsWith('failures/'))!;
+    const fm = JSON.parse(readFileSync(path.join(runDir, fail, 'manifest.json'), 'utf8'));
+    expect(fm.counts.seed).toBeGreaterThan(0);
+    expect(Object.keys(fm.inputs)).toEqual(['stage:data', 'stage:original']);
+    // every table cell is a percentage or a dash
+    for (const line of tableOf(r.stdout).split('\n').filter((l) => /^\| (original|complete|random|dcd)/.test(l)))
+      for (const c of line.split('|').slice(2, -1)) expect(c.trim()).toMatch(/^(\d{1,3}\.\d\d|–)$/);
+    reference = tableOf(r.stdout);
+
+    const again = runCli(ARGS, cwd);
+    expect(again.code, again.stderr.slice(-3000)).toBe(0);
+    expect(again.stdout).toMatch(/stages ran: 0, cached: 23/);
+    expect(tableOf(again.stdout)).toBe(reference);
+    expect(manifests(runDir)).toEqual(ms);
+
+    const dry = runCli([...ARGS, '--dry-run', '--set', 'select.k_train=3'], cwd);
+    expect(dry.code, dry.stderr.slice(-3000)).toBe(0);
+    expect(dry.stdout).toMatch(/^cached +data\/synthetic-s0/m);
+    expect(dry.stdout).toMatch(/^run +select\/random_cnn-s0 +config changed since the last run: k_train 2 → 3/m);
+    expect(dry.stdout).toMatch(/^cached +train\/complete-s0/m);
+  });
+
+  it('resumes after kill -9 during training: no completed stage recomputed, the same table', async () => {
+    expect(reference).toBeDefined();
+    const cwd = mkdtempSync(path.join(tmpdir(), 'dcd-kill-'));
+    const runDir = path.join(cwd, 'runs/tiny');
+    const child = spawn('node', [CLI, ...ARGS], { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code, sig) => res(sig ? -1 : code)));
+    // Wait until the original model's training has written its first checkpoint, then SIGKILL.
+    const deadline = Date.now() + 180_000;
+    let killedIn = '';
+    while (Date.now() < deadline) {
+      const orig = path.join(runDir, 'original');
+      const inst = existsSync(orig) ? readdirSync(orig)[0] : undefined;
+      if (inst && existsSync(path.join(orig, inst, 'train', 'latest.json')) && !existsSync(path.join(orig, inst, 'manifest.json'))) {
+        child.kill('SIGKILL');
+        killedIn = inst;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(await exited).toBe(-1);
+    expect(killedIn).not.toBe('');
+    expect(err).toMatch(/original\/train-s0: running/);
+    const before = manifests(runDir);
+    expect([...before.keys()]).toEqual([expect.stringMatching(/^data\//)]);
+    expect(existsSync(path.join(runDir, 'original', killedIn, 'manifest.json'))).toBe(false);
+
+    const r = runCli(ARGS, cwd);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    expect(r.stderr).toMatch(/data\/synthetic-s0: cached/);
+    expect(r.stderr).toMatch(/original\/train-s0: resumed from step \d+/);
+    const after = manifests(runDir);
+    for (const [k, finished] of before) expect(after.get(k)).toBe(finished);
+    expect(tableOf(r.stdout)).toBe(reference);
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * `dcd run --dry-run` on the paper's ImageNet configs against a tiny fake tree, and
+ * `dcd sweep --dry-run` sharing stages between variants. Real CLI, nothing trained.
+ */
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { runExperiment, runSweep, type SweepOptions } from '../src/pipeline/run.js';
+import { DcdError } from '../src/core/errors.js';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+const ENV = { ...process.env, DCD_BACKEND: 'wasm', DCD_LOG: 'info' };
+
+/** Same as the CLI's dry run, in-process (no process start-up): stdout text or the error message. */
+async function dryRun(kind: 'run' | 'sweep', cfg: string, cwd: string, sets: string[], extra: Partial<SweepOptions> = {}) {
+  const set = sets.filter((_, i) => i % 2 === 1).concat(extra.set ?? []);
+  try {
+    const opts = { ...extra, set, dryRun: true, cwd };
+    const r = kind === 'run' ? await runExperiment(cfg, opts) : await runSweep(cfg, opts);
+    return { code: 0, stdout: `${'variants' in r ? `sweep over ${(r as { variants: string[] }).variants.length} variants\n` : ''}plan for ${r.runDir}:\n${r.planText}\n`, stderr: '' };
+  } catch (e) {
+    if (!(e instanceof DcdError)) throw e;
+    return { code: e.exitCode, stdout: '', stderr: `dcd: error: ${e.message}\n` };
+  }
+}
+
+function runCli(args: string[], cwd: string) {
+  const r = spawnSync('node', [CLI, ...args], { cwd, env: ENV, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The layout the ImageNet configs expect, with empty stand-ins for the big files. */
+function fakeTree(): { root: string; sets: string[] } {
+  const root = mkdtempSync(path.join(tmpdir(), 'dcd-fake-inet-'));
+  const dirs = [
+    'ILSVRC2012/train/n01440764',
+    'ILSVRC2012/train/n01443537',
+    'ILSVRC2012/val',
+    'imagenetv2/imagenetv2-matched-frequency-format-val/0',
+    'imagenetv2/imagenetv2-threshold0.7-format-val/0',
+    'imagenetv2/imagenetv2-top-images-format-val/0',
+    'pool/images',
+    'checkpoints',
+  ];
+  for (const d of dirs) mkdirSync(path.join(root, d), { recursive: true });
+  const files: Record<string, string> = {
+    'ILSVRC2012/LOC_val_solution.csv': 'ImageId,PredictionString\n',
+    'pool/pool.csv': 'path,weak_label,query\n',
+    'pool/classes-160.txt': 'n01440764\n',
+  };
+  for (const f of ['dino_deitsmall8_pretrain.pth', 'dino_deitsmall16_pretrain.pth', 'resnet50-0676ba61.pth', 'imagenet_l2_3_0.pt', 'imagenet_linf_4.pt'])
+    files[`checkpoints/${f}`] = `fake ${f}`;
+  for (const [f, text] of Object.entries(files)) writeFileSync(path.join(root, f), text);
+  const sets = [
+    `vars.imagenet=${root}/ILSVRC2012`,
+    `vars.imagenet_v2=${root}/imagenetv2`,
+    `vars.pool=${root}/pool`,
+    `vars.checkpoints=${root}/checkpoints`,
+  ].flatMap((s) => ['--set', s]);
+  return { root, sets };
+}
+
+function stagesOf(plan: string): string[] {
+  return plan
+    .split('\n')
+    .filter((l) => /^(run|cached) /.test(l))
+    .map((l) => l.split(/\s+/)[1]!);
+}
+
+describe('dry-run plans of the paper configs (fake ImageNet tree)', () => {
+  it('single-model: validates, and plans the Table 4 rows over the four backbones', () => {
+    const { root, sets } = fakeTree();
+    const r = runCli(['run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), '--dry-run', ...sets], root);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const stages = stagesOf(r.stdout);
+    expect(stages).toContain('data/imagenet');
+    expect(stages).toContain('original/checkpoint');
+    expect(stages).toContain('failures/single');
+    expect(stages).toContain('filter/leakage');
+    for (const b of ['dino_vits8', 'dino_vits16', 'resnet_standard', 'resnet_robust']) {
+      expect(stages).toContain(`select/${b}`);
+      expect(stages).toContain(`train/dcd-${b}-s0`);
+      expect(stages).toContain(`evaluate/dcd-${b}-s0`);
+    }
+    for (const m of ['complete', 'random']) expect(stages).toContain(`train/${m}-s0`);
+    // the robust backbone's pool embedding is the filter's: computed once
+    expect(stages.filter((s) => s === 'embed/resnet50_robust-pool')).toHaveLength(1);
+    expect(stages.filter((s) => s.startsWith('embed/'))).toHaveLength(5 + 2 * 3);
+    expect(r.stdout).toMatch(/35 stages: 35 to run, 0 cached/);
+    expect(r.stdout).toContain(path.join(root, 'runs/imagenet-single-model'));
+  });
+
+  it('multi-model with 3 seeds and the fine-tune alternative: shared stages appear once', async () => {
+    const { root, sets } = fakeTree();
+    const r = await dryRun('run', path.join(ROOT, 'configs/imagenet-multi-model.yaml'), root, sets, { seeds: [0, 1, 2], set: ['train.init=finetune'] });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const stages = stagesOf(r.stdout);
+    expect(stages).toContain('failures/multi');
+    expect(stages.filter((s) => s.startsWith('data/'))).toHaveLength(1);
+    expect(stages.filter((s) => s.startsWith('select/'))).toHaveLength(4);
+    // 6 trained methods (complete, random, 4 × dcd) × 3 seeds
+    expect(stages.filter((s) => s.startsWith('train/'))).toHaveLength(18);
+    expect(stages).toContain('baseline/random-s2');
+  });
+
+  it('names the key and the fix when a path of the tree is missing or wrong', async () => {
+    const { root, sets } = fakeTree();
+    const noPool = await dryRun('run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), root, sets, { set: ['data.imagenet.pool=missing.csv'] });
+    expect(noPool.code).toBe(2);
+    expect(noPool.stderr).toContain(`config.data.imagenet.pool: ${path.join(root, 'missing.csv')} does not exist`);
+    const badTrain = await dryRun('run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), root, sets, { set: [`data.imagenet.train=${root}/ILSVRC2012/val`] });
+    expect(badTrain.code).toBe(2);
+    expect(badTrain.stderr).toMatch(/config\.data\.imagenet\.train: .* has no wnid sub-folders/);
+    const defaults = await dryRun('run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), root, []);
+    expect(defaults.code).toBe(2);
+    expect(defaults.stderr).toMatch(/config\.data\.imagenet\.train: \/data\/ILSVRC2012\/train does not exist/);
+  });
+});
+
+describe('dcd run --only embed --shard I/N (job arrays)', () => {
+  it('splits the embed stages over the shards: disjoint, together all of them, each with the data stage it needs', async () => {
+    const { root, sets } = fakeTree();
+    const cfg = path.join(ROOT, 'configs/imagenet-single-model.yaml');
+    const all = stagesOf((await dryRun('run', cfg, root, sets)).stdout).filter((s) => s.startsWith('embed/'));
+    const seen: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = i === 0 ? runCli(['run', cfg, '--dry-run', '--only', 'embed', '--shard', `${i}/3`, ...sets], root) : await dryRun('run', cfg, root, sets, { only: ['embed'], shard: { index: i, count: 3 } });
+      expect(r.code, r.stderr).toBe(0);
+      const st = stagesOf(r.stdout);
+      expect(st[0]).toBe('data/imagenet');
+      seen.push(...st.filter((s) => s.startsWith('embed/')));
+    }
+    expect(seen.sort()).toEqual([...all].sort());
+    expect(runCli(['run', cfg, '--dry-run', '--shard', '3/3', ...sets], root).stderr).toMatch(/--shard: expected I\/N/);
+  });
+});
+
+describe('dcd sweep --dry-run', () => {
+  it('shares every common stage between backbone and grid variants', async () => {
+    const { root, sets } = fakeTree();
+    const r = await dryRun('sweep', path.join(ROOT, 'configs/imagenet-single-model.yaml'), root, sets, { backbones: ['dino_vits8', 'resnet_robust'], grid: ['select.k_train=23,46'] });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/sweep over 4 variants/);
+    const stages = stagesOf(r.stdout);
+    expect(stages.filter((s) => s.startsWith('data/'))).toHaveLength(1);
+    expect(stages.filter((s) => s === 'filter/leakage')).toHaveLength(1);
+    expect(stages.filter((s) => s === 'train/complete-s0')).toHaveLength(1);
+    // selection per (backbone, k_train)
+    expect(stages.filter((s) => s.startsWith('select/'))).toHaveLength(4);
+    expect(stages.filter((s) => s.startsWith('embed/dino_vits8-'))).toHaveLength(2);
+    expect(stages.at(-1)).toBe('report/sweep');
+  });
+
+  it('rejects a sweep without axes and a malformed --grid', async () => {
+    const { root, sets } = fakeTree();
+    const cfg = path.join(ROOT, 'configs/imagenet-single-model.yaml');
+    expect((await dryRun('sweep', cfg, root, sets)).stderr).toMatch(/give --backbones/);
+    expect(runCli(['sweep', cfg, '--dry-run', '--grid', 'select.k_train', ...sets], root).stderr).toMatch(/expected KEY=V1,V2/);
+  });
+});
