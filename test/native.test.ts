@@ -424,6 +424,28 @@ d('native backend: reductions, transpose, topk', () => {
     for (const [i, [shape, begin, sz]] of cases.entries())
       await parity(`slice ${shape} ${begin} ${sz}`, [inp(shape, 220 + i)], withGrads((x) => tf.slice(x, begin, sz)), ['Slice'], 0);
   });
+  it('PadV2 (constant 0 and non-zero) matches cpu, with gradients', async () => {
+    const cases: [number[], [number, number][], number][] = [
+      [[2, 4, 4, 3], [[0, 0], [1, 1], [1, 1], [0, 0]], 0],
+      [[5, 7], [[2, 0], [0, 3]], 0.5],
+      [[3, 1, 2, 5], [[1, 2], [0, 0], [3, 1], [0, 2]], -2],
+      [[9], [[4, 4]], 0],
+      [[1, 16, 16, 8], [[0, 0], [1, 1], [1, 1], [0, 0]], 0],
+    ];
+    for (const [i, [shape, pads, c]] of cases.entries())
+      await parity(`pad ${shape} ${JSON.stringify(pads)} ${c}`, [inp(shape, 230 + i)], withGrads((x) => tf.pad(x, pads, c)), ['PadV2'], 0);
+  });
+  it('SplitV (and so the Concat gradient) matches cpu', async () => {
+    const cases: [number[], number | number[], number][] = [
+      [[4, 6], 3, 1],
+      [[4, 6], [1, 3], 0],
+      [[2, 5, 5, 27], [3, 3, 3, 3, 3, 3, 3, 3, 3], 3],
+      [[3, 7, 2], [2, -1, 1], 1],
+    ];
+    for (const [i, [shape, splits, axis]] of cases.entries())
+      await parity(`split ${shape} ${JSON.stringify(splits)} axis ${axis}`, [inp(shape, 240 + i)], (x) => tf.split(x, splits, axis), ['SplitV'], 0);
+    await parity('concat grad', [inp([2, 3, 3, 4], 250), inp([2, 3, 3, 5], 251)], withGrads((a, b) => tf.concat([a, b], 3)), ['SplitV'], 0);
+  });
   it('TopK (sorted) matches cpu, values and indices', async () => {
     for (const [i, [shape, k]] of ([[[5, 40], 7], [[2, 3, 100], 100], [[1, 1000], 50], [[3, 9], 1]] as [number[], number][]).entries())
       await parity(`topk ${shape} k=${k}`, [inp(shape, 200 + i)], (x) => {

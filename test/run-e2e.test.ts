@@ -55,14 +55,17 @@ describe('dcd run (end to end, real CLI)', () => {
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
     for (const row of ['original', 'complete', 'random', 'dcd-random_cnn']) expect(r.stdout).toMatch(new RegExp(`^\\| ${row} \\|`, 'm'));
     expect(r.stdout).toMatch(/\| method \| Seed \| Heldout \| MFreq \(sub\)/);
+    // the backbones' retention table (paper Fig. 7) follows, from the run's own embeddings
+    expect(r.stdout).toMatch(/class and context retention/);
+    expect(r.stdout).toMatch(/^\| random_cnn \| 1 \| \d+\.\d\d \| \d+\.\d\d \|/m);
     // Progress: stage, items done, ETA.
-    expect(r.stderr).toMatch(/\[\d+\/23\] original\/train-s0: running/);
+    expect(r.stderr).toMatch(/\[\d+\/24\] original\/train-s0: running/);
     expect(r.stderr).toMatch(/ETA \d+s/);
     const runDir = path.join(cwd, 'runs/tiny');
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
     expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
     const ms = manifests(runDir);
-    expect(ms.size).toBe(23);
+    expect(ms.size).toBe(24);
     const rep = [...ms.keys()].find((k) => k.startsWith('report/'))!;
     expect(readFileSync(path.join(runDir, rep, 'html/report.html'), 'utf8')).toMatch(/dcd-random_cnn/);
     const fail = [...ms.keys()].find((k) => k.startsWith('failures/'))!;
@@ -70,13 +73,13 @@ describe('dcd run (end to end, real CLI)', () => {
     expect(fm.counts.seed).toBeGreaterThan(0);
     expect(Object.keys(fm.inputs)).toEqual(['stage:data', 'stage:original']);
     // every table cell is a percentage or a dash
-    for (const line of tableOf(r.stdout).split('\n').filter((l) => /^\| (original|complete|random|dcd)/.test(l)))
+    for (const line of tableOf(r.stdout).split('\n').filter((l) => /^\| (original|complete|random|dcd-\S+) \|/.test(l)))
       for (const c of line.split('|').slice(2, -1)) expect(c.trim()).toMatch(/^(\d{1,3}\.\d\d|–)$/);
     reference = tableOf(r.stdout);
 
     const again = runCli(ARGS, cwd);
     expect(again.code, again.stderr.slice(-3000)).toBe(0);
-    expect(again.stdout).toMatch(/stages ran: 0, cached: 23/);
+    expect(again.stdout).toMatch(/stages ran: 0, cached: 24/);
     expect(tableOf(again.stdout)).toBe(reference);
     expect(manifests(runDir)).toEqual(ms);
 

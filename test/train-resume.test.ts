@@ -82,6 +82,16 @@ describe('dcd train resume after SIGKILL', () => {
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/resuming .*step-0000000\d/);
     expect(step(b)).toBe(8);
+    // metrics.jsonl lists every step once, as the uninterrupted run's does
+    const stepsOf = (d: string) =>
+      readFileSync(path.join(d, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; globalStep?: number })
+        .filter((o) => o.type === 'step')
+        .map((o) => o.globalStep);
+    expect(stepsOf(b)).toEqual(stepsOf(a));
+    expect(stepsOf(a)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
 
     const wa = await readSafetensors(path.join(a, 'model.safetensors'));
     const wb = await readSafetensors(path.join(b, 'model.safetensors'));

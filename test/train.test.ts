@@ -258,3 +258,28 @@ describe('bad training input', () => {
     model.dispose();
   });
 });
+
+describe('trimMetricsJsonl (resume keeps each step once)', () => {
+  it('drops the step and epoch lines written after the checkpoint, and a torn last line', async () => {
+    const { trimMetricsJsonl } = await import('../src/train/trainer.js');
+    const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = (await import('node:path')).default;
+    const f = path.join(mkdtempSync(path.join(tmpdir(), 'dcd-trim-')), 'metrics.jsonl');
+    const lines = [
+      { type: 'step', globalStep: 0 },
+      { type: 'step', globalStep: 1 },
+      { type: 'epoch', epoch: 0 },
+      { type: 'step', globalStep: 2 },
+      { type: 'step', globalStep: 3 },
+    ].map((o) => JSON.stringify(o));
+    writeFileSync(f, lines.join('\n') + '\n{"type":"step","glo');
+    // checkpoint after 3 steps, in epoch 1 (0-based)
+    expect(await trimMetricsJsonl(f, 1, 3)).toBe(2);
+    const kept = readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(kept).toEqual([{ type: 'step', globalStep: 0 }, { type: 'step', globalStep: 1 }, { type: 'epoch', epoch: 0 }, { type: 'step', globalStep: 2 }]);
+    // a fresh run (no checkpoint) keeps nothing of a killed first attempt
+    expect(await trimMetricsJsonl(f, 0, 0)).toBe(4);
+    expect(readFileSync(f, 'utf8')).toBe('');
+  });
+});

@@ -19,7 +19,8 @@ async function tryTensorflow(): Promise<boolean> {
       await import(pkg);
       if (tf.findBackendFactory('tensorflow') != null) return true;
     } catch (e) {
-      skipped.push(`${pkg}: ${describeError(e).split('\n')[0]}`);
+      const code = (e as { code?: string }).code;
+      skipped.push(code === 'ERR_MODULE_NOT_FOUND' ? `${pkg} not installed` : `${pkg}: ${describeError(e).split('\n')[0]}`);
     }
   }
   return false;

@@ -158,6 +158,14 @@ const EvalSchema = z.strictObject({
 const ReportSchema = z.strictObject({
   formats: z.array(z.enum(['md', 'csv', 'json', 'html'])).min(1).default(['md', 'csv', 'json', 'html']),
   title: z.string().optional(),
+  retention: z
+    .strictObject({
+      enabled: z.boolean().default(true).describe('add the backbones\' class/context retention table (paper Fig. 7) when the set has a context column'),
+      set: z.enum(['mfreq', 'complement', 'test', 'train']).default('mfreq'),
+      ks: z.array(z.number().int().positive()).min(1).default([1, 5, 10, 20]),
+      rule: z.enum(['lenient', 'strict']).default('lenient'),
+    })
+    .prefault({}),
 });
 
 const ComputeSchema = z.strictObject({

@@ -143,6 +143,12 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
         });
     }
   }
-  const report = S.reportStage(cfg, rows);
+  // Retention (paper Fig. 7) of the backbones on the first seed's draw, from the embeddings the run computes.
+  const s0 = cfg.seeds[0]!;
+  const retention =
+    cfg.report.retention.enabled && cfg.backbones.length && cfg.data.kind !== 'imagenet' && cfg.methods.includes('dcd')
+      ? S.retentionStage(cfg, data(s0), cfg.backbones.map((b) => ({ backbone: b, embed: embed(b, cfg.report.retention.set, s0) })), dataTag(s0))
+      : undefined;
+  const report = S.reportStage(cfg, rows, { retention });
   return { rows, report, roots: [report] };
 }

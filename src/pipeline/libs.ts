@@ -62,6 +62,33 @@ export async function loadWeights(model: ImageModel, file: string): Promise<void
 }
 
 /**
+ * Streams penultimate features batch by batch: `onFeatures(ids, features)` gets each
+ * decoded batch's ids and its row-major [ids.length, numFeatures] features (a fresh array).
+ * Nothing of earlier batches is kept, so memory is one batch whatever the set's size.
+ */
+export async function streamFeatures(
+  model: ImageModel,
+  items: ImageItem[],
+  pre: Preprocess,
+  opts: { batchSize: number; concurrency: number; onBatch?: (n: number) => void },
+  onFeatures: (ids: string[], features: Float32Array) => void | Promise<void>,
+): Promise<{ skipped: { id: string; reason: string }[] }> {
+  const skipped: { id: string; reason: string }[] = [];
+  const [h, w] = [pre.crop, pre.crop];
+  for await (const b of imageBatches(items, { resize: pre.resize, crop: pre.crop, mean: pre.mean, std: pre.std }, opts.batchSize, { concurrency: opts.concurrency })) {
+    for (const s of b.skipped) skipped.push({ id: s.id, reason: s.reason });
+    if (b.ids.length) {
+      const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [b.ids.length, h, w, 3]), false));
+      const arr = (await feats.data()) as Float32Array;
+      feats.dispose();
+      await onFeatures(b.ids, arr);
+    }
+    opts.onBatch?.(b.ids.length + b.skipped.length);
+  }
+  return { skipped };
+}
+
+/**
  * Penultimate features of every image of `items`, in order.
  * @returns row-major float32 [items.length, model.numFeatures]
  */
@@ -74,18 +101,9 @@ export async function featuresOf(
   const dim = model.numFeatures;
   const out = new Float32Array(items.length * dim);
   const pos = new Map(items.map((it, i) => [it.id, i]));
-  const skipped: { id: string; reason: string }[] = [];
-  const [h, w] = [pre.crop, pre.crop];
-  for await (const b of imageBatches(items, { resize: pre.resize, crop: pre.crop, mean: pre.mean, std: pre.std }, opts.batchSize, { concurrency: opts.concurrency })) {
-    for (const s of b.skipped) skipped.push({ id: s.id, reason: s.reason });
-    if (b.ids.length) {
-      const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [b.ids.length, h, w, 3]), false));
-      const arr = await feats.data();
-      feats.dispose();
-      b.ids.forEach((id, j) => out.set((arr as Float32Array).subarray(j * dim, (j + 1) * dim), pos.get(id)! * dim));
-    }
-    opts.onBatch?.(b.ids.length + b.skipped.length);
-  }
+  const { skipped } = await streamFeatures(model, items, pre, opts, (ids, arr) => {
+    ids.forEach((id, j) => out.set(arr.subarray(j * dim, (j + 1) * dim), pos.get(id)! * dim));
+  });
   return { data: out, skipped };
 }
 

@@ -17,6 +17,7 @@ import { generateSynthetic, type SyntheticDraw } from '../data/synthetic.js';
 import { DEFAULT_FASHION_CLASSES, fashionObjects, makeFashionShift } from '../data/fashion-shift.js';
 import { trainDemoBackbone, type DemoBackboneSpec } from '../backbones-demo/backbones.js';
 import { EmbeddingStore } from '../retrieval/store.js';
+import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { classThresholds, leakageFilter } from '../retrieval/filter.js';
 import { selectAlgorithm1, type Selection } from '../retrieval/select.js';
 import { completeBaseline, labelCounts, randomBaseline } from '../retrieval/baselines.js';
@@ -25,9 +26,13 @@ import { concatDatasets } from '../train/dataset.js';
 import type { Schedule } from '../train/schedule.js';
 import type { StageContext, StageOutputs, StageResult, StageSpec } from './runner.js';
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from './imagesets.js';
-import { defaultClasses, featuresOf, loadAnyCheckpoint, makeModel, predictDataset, preprocessOf, saveWeights } from './libs.js';
+import { defaultClasses, streamFeatures, loadAnyCheckpoint, makeModel, predictDataset, preprocessOf, saveWeights } from './libs.js';
 import type { RowRef } from './experiment.js';
 import { COLUMNS, writeTables, type RowMetrics } from './table.js';
+import { readRetentionItems, retentionTable, retentionMarkdown, writeRetentionOutputs } from '../analysis/retention.js';
+
+/** Rows per Arrow record batch of an embed stage's output (the store streams batches). */
+const EMBED_BATCH_ROWS = 16384;
 
 const SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
 
@@ -375,7 +380,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
   return {
     stage: 'embed',
     label: `${b.label ?? b.name}-${set}${suffix}`,
-    version: 1,
+    version: 2,
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set },
     deps,
     externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' ? [b.weights] : [],
@@ -408,21 +413,47 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
         if (weights) await loadAnyCheckpoint(model, weights);
         const pre = preFor(modelName, images);
         const bar = ctx.progress(images.rows.length, 'img');
-        const { data: emb, skipped } = await featuresOf(model, imageItems(images), pre, { batchSize: cfg.compute.embed_batch_size, concurrency: cfg.compute.concurrency, onBatch: (n) => bar.tick(n) });
-        bar.stop();
-        const bad = new Set(skipped.map((s) => s.id));
-        const keep = images.rows.flatMap((r, i) => (bad.has(r.id) ? [] : [i]));
+        // Streamed to disk in record batches of ≤ EMBED_BATCH_ROWS rows: memory stays one
+        // batch whatever the set's size (the ImageNet train set is 10.5 GB of 2048-d features).
         const dim = model.numFeatures;
-        const e = new Float32Array(keep.length * dim);
-        keep.forEach((i, j) => e.set(emb.subarray(i * dim, (i + 1) * dim), j * dim));
-        const label = Int32Array.from(keep, (i) => (set === 'pool' ? (images.rows[i]!.weak_label ?? -1) : images.rows[i]!.label));
-        const table = buildTable(
-          { id: { kind: 'utf8', values: keep.map((i) => images.rows[i]!.id) }, embedding: { kind: 'embedding', values: e, dim }, label: { kind: 'int32', values: label } },
-          { 'dcd.backbone': b.name, 'dcd.weights_sha256': weights ? await sha256File(weights) : 'random:seed=0', 'dcd.preprocess': JSON.stringify(pre), 'dcd.set': set },
-        );
-        await writeArrowFile(path.join(ctx.dir, `${set}.arrow`), table);
+        const rowOf = new Map(images.rows.map((r, i) => [r.id, i]));
+        const meta = { 'dcd.backbone': b.name, 'dcd.weights_sha256': weights ? await sha256File(weights) : 'random:seed=0', 'dcd.preprocess': JSON.stringify(pre), 'dcd.set': set };
+        const file = path.join(ctx.dir, `${set}.arrow`);
+        let sink: ArrowSink | undefined;
+        let pend: { ids: string[]; feats: Float32Array[]; n: number } = { ids: [], feats: [], n: 0 };
+        let rows = 0;
+        const flush = async () => {
+          if (!pend.n && sink) return;
+          const e = new Float32Array(pend.n * dim);
+          let o = 0;
+          for (const f of pend.feats) (e.set(f, o), (o += f.length));
+          const label = Int32Array.from(pend.ids, (id) => {
+            const r = images.rows[rowOf.get(id)!]!;
+            return set === 'pool' ? (r.weak_label ?? -1) : r.label;
+          });
+          const t = buildTable({ id: { kind: 'utf8', values: pend.ids }, embedding: { kind: 'embedding', values: e, dim }, label: { kind: 'int32', values: label } }, meta);
+          sink ??= await openArrowSink(file, t.schema, meta);
+          for (const batch of t.batches) sink.write(batch);
+          rows += pend.n;
+          pend = { ids: [], feats: [], n: 0 };
+        };
+        let skipped: { id: string; reason: string }[];
+        try {
+          ({ skipped } = await streamFeatures(model, imageItems(images), pre, { batchSize: cfg.compute.embed_batch_size, concurrency: cfg.compute.concurrency, onBatch: (n) => bar.tick(n) }, async (ids, f) => {
+            pend.ids.push(...ids);
+            pend.feats.push(f);
+            pend.n += ids.length;
+            if (pend.n >= EMBED_BATCH_ROWS) await flush();
+          }));
+          await flush();
+          await sink!.close();
+        } catch (e) {
+          await sink?.abort();
+          throw e;
+        }
+        bar.stop();
         if (skipped.length) await atomicWriteFile(path.join(ctx.dir, 'skipped.tsv'), ['id\treason', ...skipped.map((s) => `${s.id}\t${s.reason}`)].join('\n') + '\n');
-        return { files: { embeddings: `${set}.arrow` }, counts: { rows: keep.length, skipped: skipped.length } };
+        return { files: { embeddings: `${set}.arrow` }, counts: { rows, skipped: skipped.length } };
       } finally {
         model.dispose();
       }
@@ -654,19 +685,71 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
   };
 }
 
-/** The result table: rows × the paper's columns, mean ± std over seeds. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string } = {}): StageSpec {
+/**
+ * Class and context retention of each backbone's k nearest neighbours (paper Fig. 7) on one
+ * image set of the run, from the run's cached embeddings. A set without a context column
+ * gives an empty result with the reason, not an error.
+ */
+export function retentionStage(cfg: Config, data: StageSpec, embeds: { backbone: BackboneConfig; embed: StageSpec }[], suffix = ''): StageSpec {
+  const r = cfg.report.retention;
+  const deps: Record<string, StageSpec> = { data };
+  embeds.forEach((e, i) => (deps[`emb${i}`] = e.embed));
+  return {
+    stage: 'retention',
+    label: `${r.set}${suffix}`,
+    version: 1,
+    config: { set: r.set, ks: r.ks, rule: r.rule, backbones: embeds.map((e) => e.backbone.label ?? e.backbone.name) },
+    deps,
+    async run(ctx): Promise<StageOutputs> {
+      const manifest = ctx.inputs.data!.file(r.set);
+      const items = await readRetentionItems(manifest).catch((e: Error) => e);
+      if (items instanceof Error) {
+        ctx.log(`retention skipped: ${items.message}`);
+        await atomicWriteJson(path.join(ctx.dir, 'retention.json'), { skipped: items.message });
+        return { files: { json: 'retention.json' }, counts: { rows: 0 }, extra: { markdown: '' } };
+      }
+      const names = embeds.map((e) => e.backbone.name);
+      const files = Object.fromEntries(embeds.map((e, i) => [e.backbone.name, [ctx.inputs[`emb${i}`]!.file('embeddings')]]));
+      const points = await retentionTable({ manifest, backbones: names, embeddings: files, ks: r.ks }, { rule: r.rule });
+      const label = new Map(embeds.map((e) => [e.backbone.name, e.backbone.label ?? e.backbone.name]));
+      const rows = points.map((p) => ({ ...p, backbone: label.get(p.backbone) ?? p.backbone }));
+      await writeRetentionOutputs(rows, ctx.dir, { manifest, rule: r.rule, normalize: false, ks: r.ks });
+      return {
+        files: { markdown: 'retention.md', csv: 'retention.csv', json: 'retention.json', svg: 'retention.svg', png: 'retention.png' },
+        counts: { rows: rows.length, images: items.length },
+        extra: { markdown: retentionMarkdown(rows, r.rule), set: r.set },
+      };
+    },
+  };
+}
+
+/** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
+  if (opts.retention) deps.retention = opts.retention;
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 1,
+    version: 2,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
       const results = rows.map((r, i) => ({ method: r.method, seed: r.seed, variant: r.variant, metrics: ctx.inputs[`row${i}`]!.manifest.extra.metrics as RowMetrics }));
       const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats });
+      const ret = ctx.inputs.retention;
+      const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
+      if (ret && md) {
+        const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
+        const set = String(ret.manifest.extra.set ?? cfg.report.retention.set);
+        // report.md is copied to the run folder (two levels up): paths relative to it
+        const rel = path.relative(path.dirname(path.dirname(ctx.dir)), ret.file('png'));
+        await atomicWriteFile(
+          path.join(ctx.dir, 'report.md'),
+          `${table.trimEnd()}\n\n### Backbones: class and context retention of k nearest neighbours (${set} set, paper Fig. 7)\n\n${md}\nPlot: \`${rel}\` (in the run folder).\n`,
+        );
+        files.retention = path.relative(ctx.dir, ret.file('png'));
+      }
       return { files, counts: { rows: results.length, columns: COLUMNS.length } };
     },
   };

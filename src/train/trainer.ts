@@ -3,7 +3,7 @@
  * gradient accumulation, SGD, checkpoints and resume. Everything that varies between
  * experiments (class re-weighting, augmentation, logging) is a {@link TrainHook}.
  */
-import { appendFile, copyFile, mkdir, rename } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, DataError } from '../core/errors.js';
@@ -174,9 +174,9 @@ export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: nu
 
 /**
  * Appends one JSON line per step (`type: 'step'`, the {@link StepMetrics}) and per epoch
- * (`type: 'epoch'`, mean loss and accuracy, seconds) to `file`. A resumed run appends
- * to the same file, so steps after the last checkpoint of a killed run appear twice;
- * readers keep the last line per `globalStep`.
+ * (`type: 'epoch'`, mean loss and accuracy, seconds) to `file`. A resumed run first
+ * drops the lines written after the checkpoint it resumes from ({@link trimMetricsJsonl}),
+ * so every step appears once.
  */
 export function metricsJsonlHook(file: string): TrainHook {
   const line = (o: object) => appendFile(file, JSON.stringify({ ...o, time: new Date().toISOString() }) + '\n');
@@ -185,6 +185,39 @@ export function metricsJsonlHook(file: string): TrainHook {
     afterStep: (m) => line({ type: 'step', ...m }),
     afterEpoch: (epoch, summary) => line({ type: 'epoch', epoch, ...summary }),
   };
+}
+
+/**
+ * Keeps the lines of a metrics.jsonl that precede a checkpoint at (`epoch`, `globalStep`):
+ * step lines of steps before `globalStep`, epoch lines of epochs before `epoch`. A torn
+ * last line (killed mid-write) goes too. The file is rewritten atomically.
+ */
+export async function trimMetricsJsonl(file: string, epoch: number, globalStep: number): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return 0;
+  }
+  let dropped = 0;
+  const keep = text.split('\n').filter((l) => {
+    if (!l.trim()) return false;
+    try {
+      const o = JSON.parse(l) as { type?: string; epoch?: number; globalStep?: number };
+      const ok = o.type === 'epoch' ? (o.epoch ?? Infinity) < epoch : (o.globalStep ?? Infinity) < globalStep;
+      if (!ok) dropped++;
+      return ok;
+    } catch {
+      dropped++;
+      return false;
+    }
+  });
+  if (dropped) {
+    const tmp = `${file}.tmp-${process.pid}`;
+    await writeFile(tmp, keep.map((l) => l + '\n').join(''));
+    await rename(tmp, file);
+  }
+  return dropped;
 }
 
 /** The sample order of `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch). */
@@ -290,6 +323,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       resumedFrom = globalStep;
       log.info(`resuming ${last.folder}: epoch ${epoch + 1}, step ${stepInEpoch}/${stepsPerEpoch}, ${globalStep} steps done`);
     }
+    await trimMetricsJsonl(path.join(opts.outDir, 'metrics.jsonl'), epoch, globalStep);
   }
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
   let lastLoss = NaN;
