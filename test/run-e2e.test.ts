@@ -59,15 +59,22 @@ describe('dcd run (end to end, real CLI)', () => {
     expect(r.stdout).toMatch(/class and context retention/);
     expect(r.stdout).toMatch(/^\| random_cnn \| 1 \| \d+\.\d\d \| \d+\.\d\d \|/m);
     // Progress: stage, items done, ETA.
-    expect(r.stderr).toMatch(/\[\d+\/24\] original\/train-s0: running/);
+    expect(r.stderr).toMatch(/\[\d+\/25\] original\/train-s0: running/);
     expect(r.stderr).toMatch(/ETA \d+s/);
     const runDir = path.join(cwd, 'runs/tiny');
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
     expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
     const ms = manifests(runDir);
-    expect(ms.size).toBe(24);
+    expect(ms.size).toBe(25);
     const rep = [...ms.keys()].find((k) => k.startsWith('report/'))!;
-    expect(readFileSync(path.join(runDir, rep, 'html/report.html'), 'utf8')).toMatch(/dcd-random_cnn/);
+    const html = readFileSync(path.join(runDir, rep, 'html/report.html'), 'utf8');
+    expect(html).toMatch(/dcd-random_cnn/);
+    // Figure 10 plots from per-class heldout accuracy, and the retrieval grid with thumbnails
+    expect(html).toMatch(/images\/fig10-dcd-random_cnn-vs-random\.png/);
+    expect(html).toMatch(/Retrieved neighbours per seed image/);
+    const thumbs = [...html.matchAll(/src="(images\/t\d+\.png)"/g)].map((m) => m[1]!);
+    expect(thumbs.length).toBeGreaterThan(1);
+    for (const t of thumbs) expect(existsSync(path.join(runDir, rep, 'html', t)), t).toBe(true);
     const fail = [...ms.keys()].find((k) => k.startsWith('failures/'))!;
     const fm = JSON.parse(readFileSync(path.join(runDir, fail, 'manifest.json'), 'utf8'));
     expect(fm.counts.seed).toBeGreaterThan(0);
@@ -79,7 +86,7 @@ describe('dcd run (end to end, real CLI)', () => {
 
     const again = runCli(ARGS, cwd);
     expect(again.code, again.stderr.slice(-3000)).toBe(0);
-    expect(again.stdout).toMatch(/stages ran: 0, cached: 24/);
+    expect(again.stdout).toMatch(/stages ran: 0, cached: 25/);
     expect(tableOf(again.stdout)).toBe(reference);
     expect(manifests(runDir)).toEqual(ms);
 

@@ -59,6 +59,8 @@ export interface RetrievalExamples {
   seeds: { image: RetrievedImage; neighbours: Record<string, RetrievedImage[]> }[];
   /** Complete-pool variant: picks whose weak label is wrong (label = "weak → true"). */
   completeWrong?: RetrievedImage[];
+  /** Heading of the wrong-picks section (default: the complete-pool variant's). */
+  wrongTitle?: string;
 }
 
 /** Everything the report shows. */
@@ -376,7 +378,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
   if (input.retrieval?.completeWrong?.length) {
     const figs: string[] = [];
     for (const w of input.retrieval.completeWrong) figs.push(fig(await thumb(w), `${w.id}${w.label ? ' · ' + w.label : ''}`));
-    retrievalHtml.push(`<h2>Complete pool: wrongly labelled picks</h2><div class="row wrap">${figs.join('')}</div>`);
+    retrievalHtml.push(`<h2>${esc(input.retrieval.wrongTitle ?? 'Complete pool: wrongly labelled picks')}</h2><div class="row wrap">${figs.join('')}</div>`);
   }
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
@@ -427,6 +429,7 @@ export const ReportInputSchema = z.object({
     .object({
       seeds: z.array(z.object({ image: Img, neighbours: z.record(z.string(), z.array(Img)) })),
       completeWrong: z.array(Img).optional(),
+      wrongTitle: z.string().optional(),
     })
     .optional(),
 });

@@ -122,6 +122,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
       S.embedStage(cfg, b, set, data(seed), isSelf(b) ? undefined : backboneStage(b, seed), isSelf(b) ? once(`orig:${seed}`, () => original(seed)) : undefined, isSelf(b) ? `-s${seed}` : dataTag(seed)),
     );
 
+  let gallery: StageSpec | undefined;
   for (const seed of cfg.seeds) {
     const orig = once(`orig:${seed}`, () => original(seed));
     const failures = once(`fail:${seed}`, () => S.failuresStage(cfg, data(seed), orig, tag(seed)));
@@ -130,18 +131,24 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     const selects = cfg.backbones.map((b) =>
       once(`select:${backboneLabel(b)}:${seed}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', seed), embed(b, 'pool', seed), filter, tag(seed))),
     );
-    const addRow = (method: string, model: StageSpec) =>
-      rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(seed), failures) });
+    const addRow = (method: string, model: StageSpec, added?: StageSpec) =>
+      rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(seed), failures, added) });
     for (const m of cfg.methods as Method[]) {
       if (m === 'original') addRow('original', orig);
-      else if (m === 'complete') addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), S.completeStage(cfg, data(seed), filter, dataTag(seed)), orig));
-      else if (m === 'random') addRow('random', S.trainStage(cfg, 'random', seed, data(seed), S.randomStage(cfg, seed, data(seed), filter, selects[0]!), orig));
-      else
+      else if (m === 'complete') {
+        const added = S.completeStage(cfg, data(seed), filter, dataTag(seed));
+        addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), added, orig), added);
+      } else if (m === 'random') {
+        const added = S.randomStage(cfg, seed, data(seed), filter, selects[0]!);
+        addRow('random', S.trainStage(cfg, 'random', seed, data(seed), added, orig), added);
+      } else
         cfg.backbones.forEach((b, i) => {
           const name = `dcd-${backboneLabel(b)}`;
-          addRow(name, S.trainStage(cfg, name, seed, data(seed), selects[i]!, orig));
+          addRow(name, S.trainStage(cfg, name, seed, data(seed), selects[i]!, orig), selects[i]!);
         });
     }
+    if (seed === cfg.seeds[0] && cfg.methods.includes('dcd') && cfg.backbones.length)
+      gallery = S.galleryStage(cfg, data(seed), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(seed));
   }
   // Retention (paper Fig. 7) of the backbones on the first seed's draw, from the embeddings the run computes.
   const s0 = cfg.seeds[0]!;
@@ -149,6 +156,6 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     cfg.report.retention.enabled && cfg.backbones.length && cfg.data.kind !== 'imagenet' && cfg.methods.includes('dcd')
       ? S.retentionStage(cfg, data(s0), cfg.backbones.map((b) => ({ backbone: b, embed: embed(b, cfg.report.retention.set, s0) })), dataTag(s0))
       : undefined;
-  const report = S.reportStage(cfg, rows, { retention });
+  const report = S.reportStage(cfg, rows, { retention, gallery });
   return { rows, report, roots: [report] };
 }

@@ -49,7 +49,7 @@ export function parseShardArg(s: string): { index: number; count: number } {
 }
 
 /** Stage kinds `--only` accepts. */
-export const STAGE_KINDS = ['data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'report'] as const;
+export const STAGE_KINDS = ['data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'] as const;
 
 /** Parses `--only embed,filter`. */
 export function parseOnly(s: string): string[] {

@@ -4,10 +4,12 @@
  * and writes its artifacts into its own folder.
  */
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import sharp from 'sharp';
 import { ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson, sha256File } from '../core/fsutil.js';
-import { buildTable, writeArrowFile } from '../core/arrow.js';
+import { buildTable, float32Column, int32Column, readArrowFile, stringColumn, writeArrowFile } from '../core/arrow.js';
 import type { BackboneConfig, Config } from '../core/config.js';
 import type { Preprocess } from '../core/types.js';
 import { buildManifest } from '../data/build.js';
@@ -28,7 +30,8 @@ import type { StageContext, StageOutputs, StageResult, StageSpec } from './runne
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from './imagesets.js';
 import { defaultClasses, streamFeatures, loadAnyCheckpoint, makeModel, predictDataset, preprocessOf, saveWeights } from './libs.js';
 import type { RowRef } from './experiment.js';
-import { COLUMNS, writeTables, type RowMetrics } from './table.js';
+import { COLUMNS, writeTables, type RowMetrics, type RowResult } from './table.js';
+import type { RetrievalExamples } from '../eval/report.js';
 import { readRetentionItems, retentionTable, retentionMarkdown, writeRetentionOutputs } from '../analysis/retention.js';
 
 /** Rows per Arrow record batch of an embed stage's output (the store streams batches). */
@@ -634,13 +637,13 @@ export function trainStage(cfg: Config, method: string, seed: number, data: Stag
 }
 
 /** Accuracy of one model on every evaluation set: Seed, Heldout, then MFreq/Compl./INet on Y_sub and on all classes. */
-export function evaluateStage(cfg: Config, method: string, model: StageSpec, data: StageSpec, failures: StageSpec): StageSpec {
+export function evaluateStage(cfg: Config, method: string, model: StageSpec, data: StageSpec, failures: StageSpec, added?: StageSpec): StageSpec {
   return {
     stage: 'evaluate',
     label: model.stage === 'original' ? `original-${model.label}` : model.label,
-    version: 1,
+    version: 2,
     config: { sets: cfg.eval.sets },
-    deps: { model, data, failures },
+    deps: { model, data, failures, ...(added ? { added } : {}) },
     async run(ctx) {
       const d = ctx.inputs.data!;
       const f = ctx.inputs.failures!;
@@ -653,6 +656,7 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
       const sets: string[] = [];
       const labels: number[] = [];
       const preds: number[] = [];
+      let heldoutPred: { rows: ManifestRow[]; pred: Int32Array } | undefined;
       const acc = (rows: ManifestRow[], pred: Int32Array, keep: (r: ManifestRow) => boolean) => {
         let n = 0;
         let ok = 0;
@@ -668,6 +672,7 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
         const set = s === 'seed' || s === 'heldout' ? await readSet(f, s) : await readSet(d, s);
         const pred = await predictSet(name, weights, K, set, cfg.eval.batch_size, ctx);
         set.rows.forEach((r, i) => (ids.push(r.id), sets.push(s), labels.push(r.label), preds.push(pred[i]!)));
+        if (s === 'heldout') heldoutPred = { rows: set.rows, pred };
         if (s === 'seed' || s === 'heldout') metrics[s] = acc(set.rows, pred, () => true);
         else {
           const col = s === 'complement' ? 'compl' : s;
@@ -680,7 +685,113 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
         buildTable({ id: { kind: 'utf8', values: ids }, set: { kind: 'utf8', values: sets }, label: { kind: 'int32', values: labels }, pred: { kind: 'int32', values: preds } }),
       );
       await atomicWriteJson(path.join(ctx.dir, 'metrics.json'), metrics);
-      return { files: { predictions: 'predictions.arrow', metrics: 'metrics.json' }, counts: { images: ids.length }, extra: { metrics } };
+      // Figure 10: per subset class, heldout accuracy and the number of images the method added to it
+      const selected = new Map<number, number>();
+      if (ctx.inputs.added) for (const r of (await readImageSet(ctx.inputs.added.file('added'))).rows) selected.set(r.label, (selected.get(r.label) ?? 0) + 1);
+      const names = classesOf(d).names;
+      const perClass = [...subset].sort((a, b) => a - b).flatMap((label) => {
+        const a = heldoutPred ? acc(heldoutPred.rows, heldoutPred.pred, (r) => r.label === label) : null;
+        return a === null ? [] : [{ label, name: names[label] ?? String(label), acc: a / 100, selected: selected.get(label) ?? 0 }];
+      });
+      return { files: { predictions: 'predictions.arrow', metrics: 'metrics.json' }, counts: { images: ids.length }, extra: { metrics, perClass } };
+    },
+  };
+}
+
+/** Seed images shown in the report's retrieval grid, and neighbours per backbone. */
+const GALLERY_SEEDS = 8;
+const GALLERY_NEIGHBOURS = 6;
+const GALLERY_WRONG = 24;
+
+/**
+ * The report's retrieval grid: for a few seed images (spread over the subset classes), the
+ * pool images each backbone's Algorithm 1 picked for them, nearest first, with distances;
+ * and the picks whose weak label is wrong (known where the pool has a true label, as the
+ * synthetic and Fashion-MNIST pools do). In-memory images are written as PNGs here.
+ */
+export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, filter: StageSpec, selects: { label: string; select: StageSpec }[], suffix = ''): StageSpec {
+  const deps: Record<string, StageSpec> = { data, failures, filter };
+  selects.forEach((x, i) => (deps[`sel${i}`] = x.select));
+  return {
+    stage: 'gallery',
+    label: `retrievals${suffix}`,
+    version: 2,
+    config: { seeds: GALLERY_SEEDS, neighbours: GALLERY_NEIGHBOURS, backbones: selects.map((x) => x.label) },
+    deps,
+    async run(ctx): Promise<StageOutputs> {
+      const seedSet = await readSet(ctx.inputs.failures!, 'seed');
+      const pool = await readSet(ctx.inputs.filter!, 'pool_filtered');
+      const names = classesOf(ctx.inputs.data!).names;
+      const cls = (y: number) => (y >= 0 ? (names[y] ?? String(y)) : 'none');
+      await mkdir(path.join(ctx.dir, 'img'), { recursive: true });
+      const imageOf = async (set: ImageSet, i: number, tag: string): Promise<string> => {
+        const r = set.rows[i]!;
+        if (!set.pixels) return r.path;
+        const [h, w, c] = set.pixels.shape;
+        const px = set.pixels.data.subarray(i * h * w * c, (i + 1) * h * w * c);
+        const rel = `img/${tag}-${i}.png`;
+        await atomicWriteFile(path.join(ctx.dir, rel), await sharp(Buffer.from(px), { raw: { width: w, height: h, channels: c } }).png().toBuffer());
+        return rel;
+      };
+      // seed images: round-robin over classes, in manifest order within a class
+      const byClass = new Map<number, number[]>();
+      seedSet.rows.forEach((r, i) => byClass.set(r.label, [...(byClass.get(r.label) ?? []), i]));
+      const chosen: number[] = [];
+      for (let round = 0; chosen.length < GALLERY_SEEDS && round < seedSet.rows.length; round++) {
+        let any = false;
+        for (const idx of [...byClass.keys()].sort((a, b) => a - b).map((k) => byClass.get(k)!))
+          if (round < idx.length && chosen.length < GALLERY_SEEDS) (chosen.push(idx[round]!), (any = true));
+        if (!any) break;
+      }
+      const poolAt = new Map(pool.rows.map((r, i) => [r.id, i]));
+      const picks = await Promise.all(
+        selects.map(async (_, b) => {
+          const t = await readArrowFile(ctx.inputs[`sel${b}`]!.file('debug_train_picks'));
+          const f = ctx.inputs[`sel${b}`]!.file('debug_train_picks');
+          return { ids: stringColumn(t, 'id', f), labels: int32Column(t, 'label', f), seeds: stringColumn(t, 'seed_id', f), dist: float32Column(t, 'distance', f), rank: int32Column(t, 'rank', f) };
+        }),
+      );
+      const poolImage = async (id: string) => imageOf(pool, poolAt.get(id)!, 'pool');
+      // The true class of a pool image, where the pool knows it (synthetic and Fashion-MNIST
+      // pools record it as context.true_label; -1 = no object); undefined for a web pool.
+      const truthOf = (r: ManifestRow): number | undefined => {
+        if (!r.context) return undefined;
+        try {
+          const t = (JSON.parse(r.context) as { true_label?: unknown }).true_label;
+          return typeof t === 'number' ? t : undefined;
+        } catch {
+          return undefined;
+        }
+      };
+      const seeds = [];
+      for (const si of chosen) {
+        const r = seedSet.rows[si]!;
+        const neighbours: Record<string, { id: string; path: string; distance: number; label: string }[]> = {};
+        for (const [b, x] of selects.entries()) {
+          const p = picks[b]!;
+          const mine = p.ids.map((_, j) => j).filter((j) => p.seeds[j] === r.id).sort((a, c) => p.rank[a]! - p.rank[c]!).slice(0, GALLERY_NEIGHBOURS);
+          neighbours[x.label] = [];
+          for (const j of mine) {
+            const pr = pool.rows[poolAt.get(p.ids[j]!)!]!;
+            const truth = truthOf(pr);
+            neighbours[x.label]!.push({ id: p.ids[j]!, path: await poolImage(p.ids[j]!), distance: p.dist[j]!, label: truth !== undefined && truth !== p.labels[j] ? `${cls(p.labels[j]!)}, shows ${cls(truth)}` : cls(p.labels[j]!) });
+          }
+        }
+        seeds.push({ image: { id: r.id, path: await imageOf(seedSet, si, 'seed'), label: cls(r.label) }, neighbours });
+      }
+      // wrongly labelled picks of the first backbone, where the pool knows the truth
+      const p0 = picks[0]!;
+      const wrong = [];
+      for (let j = 0; j < p0.ids.length && wrong.length < GALLERY_WRONG; j++) {
+        const truth = truthOf(pool.rows[poolAt.get(p0.ids[j]!)!]!);
+        if (truth !== undefined && truth !== p0.labels[j]) wrong.push({ id: p0.ids[j]!, path: await poolImage(p0.ids[j]!), distance: p0.dist[j]!, label: `${cls(p0.labels[j]!)} → ${cls(truth)}` });
+      }
+      const wrongTitle =
+        cfg.select.candidates === 'any_label'
+          ? `Complete-pool variant (${selects[0]!.label}): picks whose true class differs from the seed's`
+          : `Wrongly labelled picks of dcd-${selects[0]!.label} (weak label → true class; none = no object)`;
+      await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), { backbones: selects.map((x) => x.label), seeds, completeWrong: wrong, wrongTitle });
+      return { files: { gallery: 'gallery.json' }, counts: { seeds: seeds.length, wrong: wrong.length } };
     },
   };
 }
@@ -724,19 +835,37 @@ export function retentionStage(cfg: Config, data: StageSpec, embeds: { backbone:
 }
 
 /** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec } = {}): StageSpec {
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
   if (opts.retention) deps.retention = opts.retention;
+  if (opts.gallery) deps.gallery = opts.gallery;
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 2,
+    version: 3,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
-      const results = rows.map((r, i) => ({ method: r.method, seed: r.seed, variant: r.variant, metrics: ctx.inputs[`row${i}`]!.manifest.extra.metrics as RowMetrics }));
-      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats });
+      const results = rows.map((r, i) => ({
+        method: r.method,
+        seed: r.seed,
+        variant: r.variant,
+        metrics: ctx.inputs[`row${i}`]!.manifest.extra.metrics as RowMetrics,
+        perClass: ctx.inputs[`row${i}`]!.manifest.extra.perClass as RowResult['perClass'],
+      }));
+      let retrieval: RetrievalExamples | undefined;
+      const g = ctx.inputs.gallery;
+      if (g) {
+        const j = JSON.parse(readFileSync(g.file('gallery'), 'utf8')) as RetrievalExamples;
+        const abs = <T extends { path: string }>(x: T): T => ({ ...x, path: path.isAbsolute(x.path) ? x.path : path.join(g.dir, x.path) });
+        retrieval = {
+          seeds: j.seeds.map((s) => ({ image: abs(s.image), neighbours: Object.fromEntries(Object.entries(s.neighbours).map(([k, v]) => [k, v.map(abs)])) })),
+          ...(j.completeWrong ? { completeWrong: j.completeWrong.map(abs) } : {}),
+          ...(j.wrongTitle ? { wrongTitle: j.wrongTitle } : {}),
+        };
+      }
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}) });
       const ret = ctx.inputs.retention;
       const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
       if (ret && md) {

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { writeReport, type MethodRun } from '../eval/report.js';
+import { writeReport, type MethodRun, type RetrievalExamples } from '../eval/report.js';
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -31,6 +31,8 @@ export interface RowResult {
   seed: number;
   variant: string;
   metrics: RowMetrics;
+  /** Per subset class: heldout accuracy (fraction) and images added (Figure 10). */
+  perClass?: { label: number; name?: string; acc: number; selected: number }[];
 }
 
 /** One row of the aggregated table. */
@@ -119,7 +121,11 @@ export function csvTable(rows: readonly TableRow[]): string {
 }
 
 /** Writes report.md, report.csv, report.json (per-seed results too) into `dir`; returns the files. */
-export async function writeTables(dir: string, results: readonly RowResult[], opts: { title: string; formats: readonly string[] }): Promise<Record<string, string>> {
+export async function writeTables(
+  dir: string,
+  results: readonly RowResult[],
+  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples },
+): Promise<Record<string, string>> {
   const rows = aggregate(results);
   const files: Record<string, string> = {};
   await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title));
@@ -145,10 +151,11 @@ export async function writeTables(dir: string, results: readonly RowResult[], op
               heldoutAcc: frac(r.metrics.heldout),
               subset: { mfreq: frac(r.metrics.mfreq_sub), compl: frac(r.metrics.compl_sub), inet: frac(r.metrics.test_sub) },
               all: { mfreq: frac(r.metrics.mfreq_all), compl: frac(r.metrics.compl_all), inet: frac(r.metrics.test_all) },
+              ...(r.perClass?.length ? { perClass: r.perClass } : {}),
             },
           ],
     );
-    await writeReport({ title: opts.title, runs }, path.join(dir, 'html'));
+    await writeReport({ title: opts.title, runs, ...(opts.retrieval ? { retrieval: opts.retrieval } : {}) }, path.join(dir, 'html'));
     files.html = 'html/report.html';
   }
   return files;
