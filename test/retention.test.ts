@@ -226,6 +226,12 @@ describe('retention from files', () => {
     await writeArrowFile(first, buildTable({ id: { kind: 'utf8', values: ['i1'] }, embedding: { kind: 'embedding', values: Float32Array.from([1, 0, 0]), dim: 3 } }, { 'dcd.backbone': 'resnet_tiny', 'dcd.weights_sha256': 'a'.repeat(64) }));
     await expect(retentionTable({ manifest: m3, backbones: ['resnet_tiny'], embeddings: path.join(d3, 'emb'), ks: [1] }, { knn: refKnn })).rejects.toThrow(/different weights/);
     expect(await main(['retention', '--backbones', 'resnet_tiny', '--data', m2, '--embeddings', path.join(dir, 'emb'), '--k', '0'])).toBe(2);
+    // One id embedded in two files (as two seeds of one run do): refused, never mixed.
+    const d4 = mkdtempSync(path.join(tmpdir(), 'dcd-retention-'));
+    const m4 = await writeFixture(d4);
+    const dup = path.join(d4, 'emb', 'resnet_tiny', 'seed1.arrow');
+    await writeArrowFile(dup, buildTable({ id: { kind: 'utf8', values: ['i0'] }, embedding: { kind: 'embedding', values: Float32Array.from([9, 9, 9]), dim: 3 } }, { 'dcd.backbone': 'resnet_tiny' }));
+    await expect(retentionTable({ manifest: m4, backbones: ['resnet_tiny'], embeddings: path.join(d4, 'emb'), ks: [1] }, { knn: refKnn })).rejects.toThrow(/id "i0" has embeddings in both .*seed1\.arrow/);
   });
 
   it('embeds images itself when a backbone has weights and no cache, leaving out an unreadable image', async () => {

@@ -226,6 +226,7 @@ export async function embeddingsForItems(
   let dim = -1;
   let data = new Float32Array(0);
   const have = new Uint8Array(items.length);
+  const from = new Array<number>(items.length).fill(-1); // file index each row came from
   const weightsOf = new Map<string, string>(); // weights sha256 → first file that used it
   for (const f of files) {
     const t: Table = await readArrowFile(f);
@@ -246,11 +247,19 @@ export async function embeddingsForItems(
       data = new Float32Array(items.length * dim);
     } else if (m.dim !== dim) throw new ArtifactError(`${f}: embedding width ${m.dim}, but ${files[0]} has ${dim}; both are ${backbone}?`);
     const ids = stringColumn(t, 'id', f);
+    const fi = files.indexOf(f);
     ids.forEach((id, r) => {
       const i = index.get(id);
       if (i === undefined) return;
+      // The same id in two files (e.g. the mfreq sets of two seeds of one run) would silently
+      // mix images: refuse, naming both.
+      if (have[i] && from[i] !== fi)
+        throw new ArtifactError(
+          `${backbone}: image id ${JSON.stringify(id)} has embeddings in both ${files[from[i]!]} and ${f}; they may be different images (e.g. two seeds' draws). Point --embeddings at the one stage folder that embedded this manifest (e.g. runs/<name>/embed/<backbone>-<set>-s0-<key>)`,
+        );
       data.set(m.data.subarray(r * dim, (r + 1) * dim), i * dim);
       have[i] = 1;
+      from[i] = fi;
     });
   }
   const missing = items.filter((_, i) => !have[i]).map((it) => it.id);
@@ -290,10 +299,17 @@ export interface RetentionTableInput {
 export async function retentionTable(input: RetentionTableInput, opts: RetentionOptions = {}): Promise<RetentionPoint[]> {
   const items = await readRetentionItems(input.manifest);
   if (!input.backbones.length) throw new ConfigError('--backbones: name at least one backbone');
+  const setName = metadataOf(await readArrowFile(input.manifest))['dcd.set'];
   const rows: RetentionPoint[] = [];
   for (const b of input.backbones) {
     let files: readonly string[] =
       input.embeddings === undefined ? [] : typeof input.embeddings === 'string' ? await findEmbeddingFiles(input.embeddings, b) : (input.embeddings[b] ?? []);
+    // In a run folder, keep the embeddings of the manifest's own set (dcd.set metadata) when there are any.
+    if (setName && typeof input.embeddings === 'string' && files.length > 1) {
+      const same: string[] = [];
+      for (const f of files) if (metadataOf(await readArrowFile(f))['dcd.set'] === setName) same.push(f);
+      if (same.length) files = same;
+    }
     let computed = false;
     if (!files.length && input.weights?.[b]) {
       const out = path.join(input.embedOut ?? 'retention-embeddings', `${b}.arrow`);
