@@ -1,24 +1,28 @@
 /**
  * Benchmark of the retrieval area at the paper's scale, on synthetic vectors: time and
- * peak RSS of Algorithm 1 (1,031 seeds over 160 classes against an N × 384 pool, k = 46)
- * and of the leakage filter (a test union of T × 2048 against a P × 2048 pool), plus a
+ * peak RSS of exact k-NN (1,000 queries × N × 384, k = 50, the kernel alone), of
+ * Algorithm 1 (1,031 seeds over 160 classes against an N × 384 pool, k = 46) and of the
+ * leakage filter (a test union of T × 2048 against a P × 2048 pool), each beside a
  * PyTorch brute-force run of the same distance/top-k work (bench/retrieval_torch.py,
  * /usr/bin/python3, 2 threads) as the reference ratio.
  *
  *     npx tsc -p tsconfig.json && node dist/bench/retrieval.js [--preset small|paper]
- *       [--select-pools 100000,1000000] [--filter-test 70000] [--filter-pools 1000,2000]
- *       [--budget 2048] [--no-torch] [--backend wasm] [--workdir DIR] [--out FILE.md]
+ *       [--knn-pools 100000] [--select-pools 100000,1000000] [--filter-test 70000]
+ *       [--filter-pools 2000,100000] [--budget 2048] [--no-torch] [--backend auto|native|wasm]
+ *       [--skip knn,select,filter] [--workdir DIR] [--out FILE.md]
  *
  * Each measurement runs in its own child process, so peak RSS is that of the step alone
- * (read from getrusage). The dcd side reads the pool from an Arrow file written in
- * batches of 16,384 rows (streamed under the memory budget); the PyTorch side has its
- * data in memory. The filter's full scale (70k × 1M × 2048 ≈ 1.5e14 multiply-adds) takes
- * hours on 2 cores: it is measured on smaller pools and extrapolated linearly (the cost
- * is exactly linear in the pool size: each pool row is compared with all of T).
+ * (read from getrusage); the 1-minute load average at its start is printed beside it
+ * (the machine is shared). The dcd side reads pools from Arrow files written in batches
+ * of 16,384 rows (streamed under the memory budget); the k-NN step and the PyTorch side
+ * have their data in memory. The filter's full scale (70k × 1M × 2048 ≈ 1.5e14
+ * multiply-adds) is measured on smaller pools and extrapolated linearly (each pool row
+ * meets all of T; beyond the held block size the pool is streamed once per test block,
+ * which adds reading, not arithmetic).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/core/backend.js';
@@ -30,6 +34,7 @@ import { selectAlgorithm1 } from '../src/retrieval/select.js';
 import { leakageFilter, type Threshold } from '../src/retrieval/filter.js';
 import { mulberry32 } from '../src/retrieval/baselines.js';
 import { openArrowSink } from '../src/retrieval/output.js';
+import { knn } from '../src/retrieval/knn.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,16 +71,28 @@ function maxRssMiB(): number {
 
 async function child(): Promise<void> {
   const what = arg('child', '');
-  await initBackend(arg('backend', process.env.DCD_BACKEND ?? 'auto'), { quiet: true });
+  const backend = await initBackend(arg('backend', process.env.DCD_BACKEND ?? 'auto'), { quiet: true });
   const budget = Number(arg('budget', '2048'));
-  if (what === 'select') {
+  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify({ backend, ...o }) + '\n');
+  if (what === 'knn') {
+    const nq = Number(arg('queries', '1000'));
+    const n = Number(arg('pool', '100000'));
+    const dim = Number(arg('dim', '384'));
+    const rnd = mulberry32(7);
+    const q = new Float32Array(nq * dim).map(() => rnd());
+    const p = new Float32Array(n * dim).map(() => rnd());
+    const t0 = performance.now();
+    const r = knn(q, dim, p, Number(arg('k', '50')));
+    const seconds = (performance.now() - t0) / 1000;
+    emit({ seconds, maxRssMiB: maxRssMiB(), first: r.indices[0] });
+  } else if (what === 'select') {
     const seedStore = await EmbeddingStore.open([arg('seed-file', '')], { role: 'seed', requireLabel: true });
     const pool = await EmbeddingStore.open([arg('pool-file', '')], { role: 'pool', requireLabel: true });
     const t0 = performance.now();
     const s = await seedStore.readAll();
     const r = await selectAlgorithm1({ ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim }, pool, { k: Number(arg('k', '46')), kVal: 0, memoryBudgetMiB: budget });
     const seconds = (performance.now() - t0) / 1000;
-    process.stdout.write(JSON.stringify({ seconds, maxRssMiB: maxRssMiB(), selected: r.train.ids.length }) + '\n');
+    emit({ seconds, maxRssMiB: maxRssMiB(), selected: r.train.ids.length });
   } else if (what === 'filter') {
     const pool = await EmbeddingStore.open([arg('pool-file', '')], { role: 'pool', requireLabel: true });
     const test = await EmbeddingStore.open([arg('test-file', '')], { role: 'test' });
@@ -84,42 +101,59 @@ async function child(): Promise<void> {
     const t0 = performance.now();
     const r = await leakageFilter(pool, [test], tau, { memoryBudgetMiB: budget });
     const seconds = (performance.now() - t0) / 1000;
-    process.stdout.write(JSON.stringify({ seconds, maxRssMiB: maxRssMiB(), kept: r.kept }) + '\n');
+    // The side leakageFilter's `auto` holds (the one with fewer rows).
+    const held = pool.estimatedRows() < Number(arg('n-test', '0')) ? 'pool' : 'test';
+    emit({ seconds, maxRssMiB: maxRssMiB(), kept: r.kept, held });
   }
 }
 
-function runChild(args: string[]): { seconds: number; maxRssMiB: number } {
+interface Measured {
+  seconds: number;
+  maxRssMiB: number;
+  backend?: string;
+  held?: string;
+  /** 1-minute load average when the step started. */
+  load: number;
+}
+
+function runChild(args: string[]): Measured {
   // Cap the V8 heap near the budget: with a large cap V8 collects lazily and peak RSS
   // measures garbage, not what the step needs (1M select: 1504 MiB uncapped, 372 MiB capped).
   const budget = args[args.indexOf('--budget') + 1] ?? '2048';
+  const load = loadavg()[0]!;
   const r = spawnSync(process.execPath, [`--max-old-space-size=${Math.max(512, Number(budget))}`, fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`child ${args.join(' ')} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return { ...JSON.parse(r.stdout.trim().split('\n').pop()!), load };
 }
 
-function runTorch(args: string[]): { seconds: number; maxRssMiB: number } | null {
+function runTorch(args: string[]): Measured | null {
   if (flag('no-torch') || !existsSync('/usr/bin/python3')) return null;
+  const load = loadavg()[0]!;
   const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'bench', 'retrieval_torch.py'), ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) {
     process.stderr.write(`torch reference failed: ${r.stderr}\n`);
     return null;
   }
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return { ...JSON.parse(r.stdout.trim().split('\n').pop()!), load };
 }
+
+const ld = (m: Measured | null) => (m ? m.load.toFixed(1) : '–');
 
 async function orchestrate(): Promise<void> {
   const preset = arg('preset', 'small');
   const paper = preset === 'paper';
+  const knnPools = arg('knn-pools', '100000').split(',').map(Number);
   const selectPools = arg('select-pools', paper ? '100000,300000,1000000' : '20000,100000').split(',').map(Number);
   const filterTest = Number(arg('filter-test', paper ? '70000' : '10000'));
-  const filterPools = arg('filter-pools', paper ? '1000,4000' : '500,2000').split(',').map(Number);
+  const filterPools = arg('filter-pools', paper ? '2000,100000' : '500,2000').split(',').map(Number);
+  const skip = new Set(arg('skip', '').split(',').filter(Boolean));
   const dim = Number(arg('dim', '384'));
   const fdim = Number(arg('filter-dim', '2048'));
   const seeds = Number(arg('seeds', '1031'));
   const classes = Number(arg('classes', '160'));
   const k = Number(arg('k', '46'));
   const budget = arg('budget', '2048');
-  const backend = arg('backend', process.env.DCD_BACKEND ?? 'wasm');
+  const backend = arg('backend', process.env.DCD_BACKEND ?? 'auto');
   const work = arg('workdir', path.join(tmpdir(), 'dcd-bench-retrieval'));
   mkdirSync(work, { recursive: true });
   const lines: string[] = [];
@@ -129,34 +163,56 @@ async function orchestrate(): Promise<void> {
   };
   say(`## Retrieval benchmark (${new Date().toISOString().slice(0, 16)}Z, preset ${preset}, backend ${backend}, memory budget ${budget} MiB)`);
   say('');
-  say(`### Algorithm 1: ${seeds} seeds over ${classes} classes, pool N × ${dim}, k = ${k}`);
+  say('Load: the 1-minute load average when each step started (2 shared cores).');
   say('');
-  say('| pool N | dcd s | dcd peak RSS MiB | PyTorch s | PyTorch peak RSS MiB | dcd / PyTorch |');
-  say('|---:|---:|---:|---:|---:|---:|');
-  const seedFile = path.join(work, `seed-${seeds}-${classes}-${dim}.arrow`);
-  await writeSynthetic(seedFile, seeds, dim, classes, 1, (i) => i % classes);
-  for (const n of selectPools) {
-    const poolFile = path.join(work, `pool-${n}-${classes}-${dim}.arrow`);
-    await writeSynthetic(poolFile, n, dim, classes, 2);
-    const d = runChild(['--child', 'select', '--seed-file', seedFile, '--pool-file', poolFile, '--k', String(k), '--budget', budget, '--backend', backend]);
-    const t = runTorch(['select', '--pool', String(n), '--dim', String(dim), '--seeds', String(seeds), '--classes', String(classes), '--k', String(k)]);
-    say(`| ${n.toLocaleString('en')} | ${d.seconds.toFixed(1)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${t ? t.maxRssMiB.toFixed(0) : '–'} | ${t ? (d.seconds / t.seconds).toFixed(1) : '–'} |`);
+  if (!skip.has('knn')) {
+    say(`### Exact k-NN kernel: 1,000 queries × pool N × ${dim}, k = 50 (data in memory)`);
+    say('');
+    say('| pool N | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | dcd / PyTorch |');
+    say('|---:|---|---:|---:|---:|---:|---:|---:|');
+    for (const n of knnPools) {
+      const d = runChild(['--child', 'knn', '--pool', String(n), '--dim', String(dim), '--budget', budget, '--backend', backend]);
+      const t = runTorch(['knn', '--pool', String(n), '--dim', String(dim), '--queries', '1000', '--k', '50']);
+      say(`| ${n.toLocaleString('en')} | ${d.backend} | ${d.seconds.toFixed(2)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? (d.seconds / t.seconds).toFixed(2) : '–'} |`);
+    }
+    say('');
   }
-  say('');
-  say(`### Leakage filter: test union ${filterTest.toLocaleString('en')} × ${fdim} against a P × ${fdim} pool`);
-  say('');
-  say('| pool P | dcd s | dcd peak RSS MiB | PyTorch s | dcd / PyTorch | dcd extrapolated to 1M pool |');
-  say('|---:|---:|---:|---:|---:|---:|');
-  const testFile = path.join(work, `test-${filterTest}-${fdim}.arrow`);
-  await writeSynthetic(testFile, filterTest, fdim, classes, 3);
-  for (const p of filterPools) {
-    const poolFile = path.join(work, `fpool-${p}-${fdim}.arrow`);
-    await writeSynthetic(poolFile, p, fdim, classes, 4);
-    const d = runChild(['--child', 'filter', '--test-file', testFile, '--pool-file', poolFile, '--budget', budget, '--backend', backend]);
-    const t = runTorch(['filter', '--test', String(filterTest), '--pool', String(p), '--dim', String(fdim)]);
-    say(`| ${p.toLocaleString('en')} | ${d.seconds.toFixed(1)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${t ? (d.seconds / t.seconds).toFixed(1) : '–'} | ${((d.seconds * 1e6) / p / 3600).toFixed(1)} h |`);
+  if (!skip.has('select')) {
+    say(`### Algorithm 1: ${seeds} seeds over ${classes} classes, pool N × ${dim}, k = ${k}`);
+    say('');
+    say('| pool N | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | PyTorch peak RSS MiB | dcd / PyTorch |');
+    say('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+    const seedFile = path.join(work, `seed-${seeds}-${classes}-${dim}.arrow`);
+    await writeSynthetic(seedFile, seeds, dim, classes, 1, (i) => i % classes);
+    for (const n of selectPools) {
+      const poolFile = path.join(work, `pool-${n}-${classes}-${dim}.arrow`);
+      await writeSynthetic(poolFile, n, dim, classes, 2);
+      const d = runChild(['--child', 'select', '--seed-file', seedFile, '--pool-file', poolFile, '--k', String(k), '--budget', budget, '--backend', backend]);
+      const t = runTorch(['select', '--pool', String(n), '--dim', String(dim), '--seeds', String(seeds), '--classes', String(classes), '--k', String(k)]);
+      say(
+        `| ${n.toLocaleString('en')} | ${d.backend} | ${d.seconds.toFixed(1)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? t.maxRssMiB.toFixed(0) : '–'} | ${t ? (d.seconds / t.seconds).toFixed(1) : '–'} |`,
+      );
+    }
+    say('');
   }
-  say('');
+  if (!skip.has('filter')) {
+    say(`### Leakage filter: test union ${filterTest.toLocaleString('en')} × ${fdim} against a P × ${fdim} pool`);
+    say('');
+    say('| pool P | backend | held side | dcd s | load | dcd peak RSS MiB | PyTorch s | load | PyTorch peak RSS MiB | dcd / PyTorch | dcd extrapolated to 1M pool |');
+    say('|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const testFile = path.join(work, `test-${filterTest}-${fdim}.arrow`);
+    await writeSynthetic(testFile, filterTest, fdim, classes, 3);
+    for (const p of filterPools) {
+      const poolFile = path.join(work, `fpool-${p}-${fdim}.arrow`);
+      await writeSynthetic(poolFile, p, fdim, classes, 4);
+      const d = runChild(['--child', 'filter', '--test-file', testFile, '--pool-file', poolFile, '--n-test', String(filterTest), '--budget', budget, '--backend', backend]);
+      const t = runTorch(['filter', '--test', String(filterTest), '--pool', String(p), '--dim', String(fdim)]);
+      say(
+        `| ${p.toLocaleString('en')} | ${d.backend} | ${d.held} | ${d.seconds.toFixed(1)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? t.maxRssMiB.toFixed(0) : '–'} | ${t ? (d.seconds / t.seconds).toFixed(2) : '–'} | ${((d.seconds * 1e6) / p / 3600).toFixed(2)} h |`,
+      );
+    }
+    say('');
+  }
   const out = arg('out', '');
   if (out) await atomicWriteFile(out, lines.join('\n') + '\n');
 }

@@ -26,6 +26,10 @@ describe('arrow artifacts', () => {
     expect(Array.from(m.data)).toEqual(Array.from(emb));
     expect(metadataOf(back)['dcd.backbone']).toBe('resnet18_tiny');
     expect(metadataOf(back)['dcd.schema_version']).toBe('1');
+    // a sliced table (and a table of several batches) reads the rows it holds, not its parent's first rows
+    const sliced = back.slice(1, 3);
+    expect(Array.from(embeddingMatrix(sliced).data)).toEqual(Array.from(emb.subarray(4, 12)));
+    expect(Array.from(embeddingMatrix(back.slice(2).concat(back.slice(0, 1))).data)).toEqual([...emb.subarray(8, 12), ...emb.subarray(0, 4)]);
   });
   it('names the file and the missing column', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dcd-core-'));

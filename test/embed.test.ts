@@ -1,7 +1,8 @@
 import { describe, it, expect, beforeAll, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { tableFromIPC } from 'apache-arrow';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { main } from '../src/cli/main.js';
@@ -12,6 +13,7 @@ import { loadImage } from '../src/data/images.js';
 import { writeManifest } from '../src/data/manifest.js';
 import { createModel, getModelSpec } from '../src/models/registry.js';
 import { saveCheckpoint } from '../src/models/load.js';
+import { EmbeddingStore } from '../src/retrieval/store.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'dcd-embed-'));
 const imgs = path.join(tmp, 'imgs');
@@ -175,5 +177,32 @@ describe('dcd embed', () => {
     expect(r5.code).toBe(2);
     expect(r5.err).toMatch(/multiple of its patch size 8/);
     expect(existsSync(o4)).toBe(false);
+    // A failed run leaves no partial file under a temporary name either.
+    expect(readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('writes record batches of ≤ recordBatchRows rows, streamed by the embedding store; merge too', async () => {
+    const { embedImages, mergeEmbeddings } = await import('../src/models/embed.js');
+    await tf.setBackend('cpu');
+    const out = path.join(tmp, 'batched.arrow');
+    const s = await embedImages({ backbone: 'resnet_tiny', weights, images: imgs, out, batchSize: 2, recordBatchRows: 3 });
+    expect(s.rows).toBe(7);
+    const batches = tableFromIPC(readFileSync(out)).batches.map((b) => b.numRows);
+    expect(batches).toEqual([3, 3, 1]);
+    // Same rows, in the same order and with the same features, as the one-batch run above.
+    const full = await readArrowFile(path.join(tmp, 'all.arrow'));
+    const t = await readArrowFile(out);
+    expect(stringColumn(t, 'id')).toEqual(stringColumn(full, 'id'));
+    const a = embeddingMatrix(t).data;
+    const b = embeddingMatrix(full).data;
+    for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
+    const store = await EmbeddingStore.open([out], { role: 'pool' });
+    const chunks: number[] = [];
+    for await (const ch of store.chunks(1000)) chunks.push(ch.rows);
+    expect(chunks).toEqual([3, 3, 1]);
+    const merged = path.join(tmp, 'batched-merged.arrow');
+    await mergeEmbeddings([out], merged, { recordBatchRows: 4 });
+    expect(tableFromIPC(readFileSync(merged)).batches.map((x) => x.numRows)).toEqual([4, 3]);
+    expect(stringColumn(await readArrowFile(merged), 'id')).toEqual(stringColumn(full, 'id'));
   });
 });

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { nativeKernelNames, nativeStats, registerNativeBackend } from '../src/backends/native.js';
+import { BN_GRAD_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
 
 const reg = registerNativeBackend();
 if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
@@ -290,6 +290,31 @@ d('native backend: pooling and batch norm', () => {
       'FusedBatchNorm',
     ]);
   });
+  it('the FusedBatchNorm gradient runs in one native kernel and matches cpu', async () => {
+    const f = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, o: tf.Tensor, s: tf.Tensor) => tf.batchNorm(x, m, v, o, s, 1e-3);
+    const cases: number[][] = [[2, 5, 3, 7], [1, 1, 1, 3], [1, 4, 4, 1], [3, 7, 5, 13], [2, 20, 20, 400]];
+    for (const [i, shape] of cases.entries()) {
+      const C = shape[3]!;
+      await parity(
+        `batchnorm grad ${shape}`,
+        [inp(shape, 300 + i), inp([C], 310 + i), inp([C], 320 + i, 0.1, 2), inp([C], 330 + i), inp([C], 340 + i)],
+        withGrads(f, 350 + i), ['FusedBatchNorm', BN_GRAD_KERNEL], 2e-4,
+      );
+    }
+    // (tfjs cannot differentiate batchNorm without a scale on any backend: it saves the missing input.)
+    // Training mode as the models use it: batch statistics from tf.moments, gradients through them.
+    const train = (x: tf.Tensor, o: tf.Tensor, s: tf.Tensor) => {
+      const { mean, variance } = tf.moments(x, [0, 1, 2]);
+      return tf.batchNorm(x, mean, variance, o, s, 1e-5);
+    };
+    await parity('batchnorm grad, training mode', [inp([3, 6, 5, 9], 363, -2, 3), inp([9], 364), inp([9], 365)],
+      withGrads(train), [BN_GRAD_KERNEL], 2e-4);
+    // Parameters that are not per-channel (one value broadcast over all channels) keep tfjs's own gradient.
+    const before = nativeStats.native[BN_GRAD_KERNEL] ?? 0;
+    await parity('batchnorm grad, scalar-like parameters', [inp([2, 3, 3, 7], 366), inp([1], 367), inp([1], 368, 0.1, 2), inp([1], 369), inp([1], 370)],
+      withGrads(f), ['FusedBatchNorm'], 2e-4);
+    expect(nativeStats.native[BN_GRAD_KERNEL] ?? 0).toBe(before);
+  });
 });
 
 d('native backend: element-wise', () => {
@@ -446,6 +471,29 @@ d('native backend: reductions, transpose, topk', () => {
       await parity(`split ${shape} ${JSON.stringify(splits)} axis ${axis}`, [inp(shape, 240 + i)], (x) => tf.split(x, splits, axis), ['SplitV'], 0);
     await parity('concat grad', [inp([2, 3, 3, 4], 250), inp([2, 3, 3, 5], 251)], withGrads((a, b) => tf.concat([a, b], 3)), ['SplitV'], 0);
   });
+  it('Concat matches cpu on any axis, with gradients', async () => {
+    const cases: [number[][], number][] = [
+      [[[2, 3], [4, 3]], 0],
+      [[[2, 3], [2, 5], [2, 1]], 1],
+      [[[1, 1, 384], [1, 196, 384]], 1],
+      [[[2, 3, 3, 4], [2, 3, 3, 5]], 3],
+      [[[3, 2, 5], [3, 0, 5], [3, 4, 5]], 1],
+      [[[7], [2]], 0],
+      [[[1, 40, 40, 96], [1, 40, 40, 80]], 3],
+    ];
+    for (const [i, [shapes, axis]] of cases.entries()) {
+      const fn = (...xs: tf.Tensor[]) => tf.concat(xs, axis);
+      await parity(`concat ${JSON.stringify(shapes)} axis ${axis}`, shapes.map((sh, j) => inp(sh, 400 + 10 * i + j)),
+        shapes.some((sh) => sh.includes(0)) ? fn : withGrads(fn), ['Concat'], 0);
+    }
+  });
+  it('transposes are simplified (size-1 axes dropped, adjacent axes merged)', () => {
+    expect(simplifyTranspose([64, 32, 1, 1], [2, 3, 1, 0])).toEqual({ shape: [64, 32], perm: [1, 0] });
+    expect(simplifyTranspose([64, 32, 3, 3], [2, 3, 1, 0])).toEqual({ shape: [64, 32, 9], perm: [2, 1, 0] });
+    expect(simplifyTranspose([2, 5, 6, 4], [0, 2, 1, 3])).toEqual({ shape: [2, 5, 6, 4], perm: [0, 2, 1, 3] });
+    expect(simplifyTranspose([2, 3, 4], [0, 1, 2])).toEqual({ shape: [24], perm: [0] });
+    expect(simplifyTranspose([1, 1], [1, 0])).toEqual({ shape: [], perm: [] });
+  });
   it('TopK (sorted) matches cpu, values and indices', async () => {
     for (const [i, [shape, k]] of ([[[5, 40], 7], [[2, 3, 100], 100], [[1, 1000], 50], [[3, 9], 1]] as [number[], number][]).entries())
       await parity(`topk ${shape} k=${k}`, [inp(shape, 200 + i)], (x) => {
@@ -467,6 +515,99 @@ d('native backend: memory', () => {
   it('every replaced kernel was exercised by the tests above', () => {
     const missing = nativeKernelNames().filter((k) => !(nativeStats.native[k] > 0));
     expect(missing).toEqual([]);
+  });
+  it('Exp and Erf stay accurate over their whole range (NaN, overflow, underflow)', () => {
+    const xs = Float32Array.from([...Array.from({ length: 2001 }, (_, i) => -87 + (175 * i) / 2000), -200, -88.5, 88.8, 200, NaN]);
+    const t = tf.tensor(xs);
+    const e = tf.exp(t), f = tf.erf(t);
+    const ev = e.dataSync(), fv = f.dataSync();
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i]!, want = Math.fround(Math.exp(x));
+      if (Number.isNaN(x)) expect(Number.isNaN(ev[i]!) && Number.isNaN(fv[i]!), 'NaN in, NaN out').toBe(true);
+      else if (want === Infinity || want === 0) expect(ev[i], `exp(${x})`).toBe(x > 0 ? Infinity : 0);
+      else if (want > 1e-37) expect(Math.abs(ev[i]! - want) / want, `exp(${x})`).toBeLessThan(1e-6);
+      else expect(ev[i]!, `exp(${x})`).toBeLessThan(1e-37);
+    }
+    // erf: within 1e-6 of the cpu kernel's formula (Abramowitz-Stegun 7.1.26), and monotone.
+    const cpuErf = (x: number) => {
+      const s = Math.sign(x), a = Math.abs(x), p = 0.3275911, t1 = 1 / (1 + p * a);
+      const y = 1 - ((((1.061405429 * t1 - 1.453152027) * t1 + 1.421413741) * t1 - 0.284496736) * t1 + 0.254829592) * t1 * Math.exp(-a * a);
+      return s * y;
+    };
+    for (let i = 0; i + 1 < xs.length - 5; i++) {
+      expect(Math.abs(fv[i]! - cpuErf(xs[i]!)), `erf(${xs[i]})`).toBeLessThan(1e-6);
+      expect(fv[i + 1]!).toBeGreaterThanOrEqual(fv[i]! - 2e-7); // monotone up to float rounding near ±1
+    }
+    tf.dispose([t, e, f]);
+  });
+  it('pooled output buffers are never reused while anything can still see them', () => {
+    const n = 4 * 64 * 64 * 16;
+    const x = tf.tensor(rand(n, 500), [4, 64, 64, 16]);
+    // read out: the array the caller holds must not be recycled
+    const a = tf.relu(x);
+    const held = a.dataSync();
+    const copy = held.slice();
+    a.dispose();
+    const b = tf.neg(x);
+    const diffs = (p: ArrayLike<number>, q: ArrayLike<number>) => Array.prototype.filter.call(p, (v: number, i: number) => v !== q[i]).length;
+    expect(diffs(held, copy), 'a read-out array was recycled').toBe(0);
+    // views made by cpu kernels (unstack slices the buffer) keep it from being recycled too
+    const c = tf.relu(x);
+    const parts = tf.unstack(c);
+    const partCopies = parts.map((p) => p.dataSync().slice());
+    c.dispose();
+    const d2 = tf.neg(x);
+    const e = tf.abs(x);
+    parts.forEach((p, i) => expect(diffs(p.dataSync(), partCopies[i]!), 'a viewed buffer was recycled').toBe(0));
+    // a plain dispose does recycle
+    const hits0 = nativePool.hits;
+    const f = tf.exp(x);
+    f.dispose();
+    const g = tf.exp(x);
+    expect(nativePool.hits).toBeGreaterThan(hits0);
+    expect(g.dataSync()[5]).toBeCloseTo(Math.exp(x.dataSync()[5]!), 5);
+    tf.dispose([x, b, d2, e, g, ...parts]);
+  });
+  it('cached weight transposes and packed conv weights follow Variable.assign', () => {
+    const w = tf.variable(tf.tensor(rand(8 * 3 * 3 * 3, 510), [8, 3, 3, 3])); // PyTorch OIHW
+    const x = tf.tensor(rand(2 * 9 * 9 * 3, 511), [2, 9, 9, 3]);
+    const run = () => tf.tidy(() => tf.conv2d(x as tf.Tensor4D, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, 1, 'same').dataSync().slice());
+    const want = (wv: tf.Tensor) => tf.tidy(() => {
+      const k = tf.tensor(tf.transpose(wv, [2, 3, 1, 0]).dataSync().slice(), [3, 3, 3, 8]) as tf.Tensor4D;
+      return tf.conv2d(x as tf.Tensor4D, k, 1, 'same').dataSync().slice();
+    });
+    const close = (p: Float32Array, q: Float32Array) => p.forEach((v, i) => expect(Math.abs(v - q[i]!)).toBeLessThan(1e-4));
+    const first = run();
+    close(first, want(w));
+    close(run(), first); // second call: transpose cached
+    close(run(), first); // third: cached transpose and packed weights
+    w.assign(tf.tensor(rand(8 * 3 * 3 * 3, 512), [8, 3, 3, 3]));
+    const after = run();
+    close(after, want(w));
+    expect(Math.abs(after[0]! - first[0]!)).toBeGreaterThan(1e-6);
+    tf.dispose([w, x]);
+  });
+  it('a large train step (pooled buffers) leaks no tensors and holds at most the pool cap', () => {
+    const x = tf.tensor(rand(4 * 32 * 32 * 8, 520), [4, 32, 32, 8]);
+    const w = tf.variable(tf.tensor(rand(3 * 3 * 8 * 16, 521, -0.2, 0.2), [3, 3, 8, 16]));
+    const gamma = tf.variable(tf.ones([16])), beta = tf.variable(tf.zeros([16]));
+    const opt = tf.train.momentum(1e-3, 0.9);
+    const step = () => tf.tidy(() => {
+      opt.minimize(() => {
+        const h = tf.conv2d(x as tf.Tensor4D, w as unknown as tf.Tensor4D, 1, 'same');
+        const { mean, variance } = tf.moments(h, [0, 1, 2]);
+        const y = tf.relu(tf.batchNorm(h, mean, variance, beta, gamma, 1e-5));
+        return tf.mean(tf.square(tf.sub(y, 0.5)));
+      });
+    });
+    for (let i = 0; i < 5; i++) step();
+    const n0 = tf.memory().numTensors, hits0 = nativePool.hits;
+    for (let i = 0; i < 50; i++) step();
+    expect(tf.memory().numTensors).toBe(n0);
+    expect(nativePool.hits).toBeGreaterThan(hits0);
+    expect(nativePool.heldBytes()).toBeLessThanOrEqual(nativePool.capBytes);
+    tf.dispose([x, w, gamma, beta]);
+    opt.dispose();
   });
   it('a small train step leaks no tensors and the RSS stays flat over 1,000 steps', () => {
     const x = tf.tensor(rand(2 * 12 * 12 * 3, 7), [2, 12, 12, 3]);

@@ -19,6 +19,8 @@ import {
   type Picks,
 } from '../src/retrieval/index.js';
 import { completeBaselineFiles, filterFiles, selectFiles } from '../src/retrieval/files.js';
+import { takeRows } from '../src/retrieval/output.js';
+import { distanceBlock, gatherRows, holdRows } from '../src/retrieval/knn.js';
 
 beforeAll(async () => {
   await initBackend(undefined, { quiet: true });
@@ -103,6 +105,25 @@ describe('knn kernel', () => {
     const short = knn(q.subarray(0, dim), dim, p.subarray(0, 2 * dim), 3);
     expect(Array.from(short.indices)).toEqual([...Array.from(short.indices.subarray(0, 2)), -1]);
     expect(short.distances[2]).toBe(Infinity);
+  });
+  it('distanceBlock: gathered rows (which) equal the block of the gathered copy; bad shapes are refused', () => {
+    const rnd = mulberry32(4);
+    const dim = 6;
+    const rows = Float32Array.from({ length: 10 * dim }, () => randInt(rnd, 4));
+    const h = Float32Array.from({ length: 5 * dim }, () => randInt(rnd, 4));
+    const held = holdRows(h, dim);
+    try {
+      const which = [7, 0, 3, 3];
+      const direct = distanceBlock(gatherRows(rows, which, dim), 4, held);
+      expect(Array.from(distanceBlock(rows, 4, held, which))).toEqual(Array.from(direct));
+      which.forEach((w, a) => {
+        for (let c = 0; c < 5; c++) expect(direct[a * 5 + c]).toBe(sqd(rows, w, h, c, dim));
+      });
+      expect(() => distanceBlock(rows, 3, held, which)).toThrow(/4 indices, expected 3×6/);
+      expect(() => distanceBlock(rows, 3, held)).toThrow(/rows has 60 values, expected 3×6/);
+    } finally {
+      held.dispose();
+    }
   });
   it('nearest: per class or over everything, exact float64 distances', () => {
     const rnd = mulberry32(11);
@@ -225,7 +246,16 @@ describe('selectAlgorithm1 over a streamed pool', () => {
 });
 
 describe('leakage filter against a direct computation', () => {
-  it('τ_y, min over the test union (scope all and class), duplicates removed even at τ = 0', async () => {
+  // Small integer features: the float32 kernel is exact, so the nearest test image must be
+  // the lowest-index one at the minimum, whichever side is held and however it is split.
+  const plans = [
+    { hold: 'auto' as const },
+    { hold: 'test' as const },
+    { hold: 'pool' as const },
+    { hold: 'test' as const, heldRows: 4 }, // 7 test blocks: the pool is streamed 7 times
+    { hold: 'pool' as const, heldRows: 7 }, // 18 pool blocks, the tests streamed past each
+  ];
+  it.each(plans)('τ_y, min over the test union (scope all and class), duplicates removed even at τ = 0 (hold $hold, heldRows $heldRows)', async (plan) => {
     const rnd = mulberry32(21);
     const dim = 3;
     const mk = (n: number, classes: number, pre: string) => ({
@@ -243,11 +273,15 @@ describe('leakage filter against a direct computation', () => {
     pool.data.set(tests[1]!.data.subarray(4 * dim, 5 * dim), 5 * dim); // pool p5 duplicates test b4
     pool.data.set(tests[0]!.data.subarray(2 * dim, 3 * dim), 8 * dim); // p8 (class 2) duplicates a2
     const before = tf.memory().numTensors;
-    const tau = await classThresholds(EmbeddingStore.fromArrays('train', train), EmbeddingStore.fromArrays('val', val));
+    const tHold = plan.hold === 'pool' ? 'train' : plan.hold;
+    const tau = await classThresholds(EmbeddingStore.fromArrays('train', train), EmbeddingStore.fromArrays('val', val), { hold: tHold, heldRows: plan.heldRows });
     for (const y of [0, 1, 2]) {
       let m = Infinity;
       for (let i = 0; i < 40; i++) for (let j = 0; j < 12; j++) if (train.labels[i] === y && val.labels[j] === y) m = Math.min(m, sqd(train.data, i, val.data, j, dim));
       expect(tau.get(y)!.tau).toBe(m);
+      const ti = train.ids.indexOf(tau.get(y)!.trainId);
+      const vj = val.ids.indexOf(tau.get(y)!.testId);
+      expect(sqd(train.data, ti, val.data, vj, dim)).toBe(m);
     }
     expect(tau.get(2)!.tau).toBe(0);
     const T = { data: new Float32Array([...tests[0]!.data, ...tests[1]!.data]), labels: new Int32Array([...tests[0]!.labels, ...tests[1]!.labels]), ids: [...tests[0]!.ids, ...tests[1]!.ids] };
@@ -256,30 +290,105 @@ describe('leakage filter against a direct computation', () => {
       const r = await leakageFilter(EmbeddingStore.fromArrays('pool', pool), tests.map((t) => EmbeddingStore.fromArrays('test', t)), tau, {
         scope,
         memoryBudgetMiB: 16,
+        ...plan,
         onChunk: (ch, keep) => keep.forEach((f, a) => f && kept.push(ch.ids[a]!)),
       });
       const expectKept: string[] = [];
+      const expectRemoved: string[] = [];
       for (let j = 0; j < 120; j++) {
+        // Lowest-index argmin within the scope; an exact duplicate of any test image wins.
         let m = Infinity;
-        for (let t = 0; t < 25; t++) if (scope === 'all' || T.labels[t] === pool.labels[j]) m = Math.min(m, sqd(pool.data, j, T.data, t, dim));
-        let mAll = Infinity;
-        for (let t = 0; t < 25; t++) mAll = Math.min(mAll, sqd(pool.data, j, T.data, t, dim));
-        if (mAll === 0) m = 0; // exact duplicates of any test image go, whatever the scope
+        let at = -1;
+        for (let t = 0; t < 25; t++) {
+          const d = sqd(pool.data, j, T.data, t, dim);
+          if ((scope === 'all' || T.labels[t] === pool.labels[j]) && d < m) [m, at] = [d, t];
+        }
+        const dupAt = Array.from({ length: 25 }, (_, t) => t).find((t) => sqd(pool.data, j, T.data, t, dim) === 0);
+        if (dupAt !== undefined) [m, at] = [0, dupAt];
         if (m > 0 && m >= tau.get(pool.labels[j]!)!.tau) expectKept.push(pool.ids[j]!);
         else {
+          expectRemoved.push(pool.ids[j]!);
           const rem = r.removed.find((x) => x.id === pool.ids[j])!;
           expect(rem.distance).toBe(m);
-          const t = T.ids.indexOf(rem.nearestTestId);
-          expect(sqd(pool.data, j, T.data, t, dim)).toBe(m);
+          expect(rem.nearestTestId).toBe(T.ids[at]);
+          expect(rem.nearestTestFile).toBe('<memory>');
+          expect(rem.reason).toBe(m === 0 ? 'duplicate' : 'leak');
         }
       }
       expect(kept).toEqual(expectKept);
+      expect(r.removed.map((x) => x.id)).toEqual(expectRemoved); // in pool order
       expect(r.kept).toBe(expectKept.length);
       expect(r.removed.find((x) => x.id === 'p5')?.reason).toBe('duplicate');
       expect(r.removed.find((x) => x.id === 'p8')?.reason).toBe('duplicate');
       expect(r.removed.length + r.kept).toBe(120);
+      for (const c of r.summary) expect(c.pool).toBe(pool.labels.filter((y) => y === c.label).length);
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('streams the pool from a file in record batches; the output does not depend on the held side', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-filter-stream-'));
+    const rnd = mulberry32(5);
+    const dim = 16;
+    const n = 300;
+    const data = Float32Array.from({ length: n * dim }, () => rnd());
+    const file = path.join(dir, 'pool.arrow');
+    await writeArrowFile(
+      file,
+      buildTable({ id: { kind: 'utf8', values: Array.from({ length: n }, (_, i) => `q${i}`) }, embedding: { kind: 'embedding', values: data, dim }, label: { kind: 'int32', values: Array.from({ length: n }, (_, i) => i % 4) } }),
+    );
+    const test = { ids: Array.from({ length: 40 }, (_, i) => `s${i}`), labels: Int32Array.from({ length: 40 }, (_, i) => i % 4), data: Float32Array.from({ length: 40 * dim }, () => rnd()), dim };
+    const tau = new Map([0, 1, 2, 3].map((y) => [y, { label: y, tau: 0.9, trainId: '', testId: '' }]));
+    const runs = [];
+    for (const plan of [{ hold: 'test' as const }, { hold: 'pool' as const }, { hold: 'pool' as const, heldRows: 64 }, { hold: 'test' as const, heldRows: 9 }]) {
+      const pool = await EmbeddingStore.open([file], { role: 'pool', requireLabel: true });
+      const r = await leakageFilter(pool, [EmbeddingStore.fromArrays('test', test)], tau, { ...plan, memoryBudgetMiB: 16 });
+      runs.push(r);
+    }
+    // Random floats: the kernel's summation order differs between the sides, but the exact
+    // (float64) distance to each pool row's nearest test image must agree to float32 rounding.
+    let expectRemoved = 0;
+    for (let j = 0; j < n; j++) {
+      let m = Infinity;
+      for (let t = 0; t < 40; t++) m = Math.min(m, sqd(data, j, test.data, t, dim));
+      if (m < 0.9) expectRemoved++;
+    }
+    expect(expectRemoved).toBeGreaterThan(10);
+    expect(expectRemoved).toBeLessThan(n - 10);
+    for (const r of runs) {
+      expect(r.removed.length).toBe(expectRemoved);
+      expect(r.removed.map((x) => x.id)).toEqual(runs[0]!.removed.map((x) => x.id));
+      r.removed.forEach((x, i) => expect(x.distance).toBeCloseTo(runs[0]!.removed[i]!.distance, 5));
+    }
+  });
+});
+
+describe('embedding store streaming', () => {
+  it('chunks smaller than a record batch (slices) carry their own rows; takeRows on a slice too', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-store-slice-'));
+    const n = 300;
+    const dim = 4;
+    const data = Float32Array.from({ length: n * dim }, (_, i) => i);
+    const file = path.join(dir, 'one-batch.arrow');
+    await writeArrowFile(file, buildTable({ id: { kind: 'utf8', values: Array.from({ length: n }, (_, i) => `q${i}`) }, embedding: { kind: 'embedding', values: data, dim }, label: { kind: 'int32', values: Array.from({ length: n }, (_, i) => i % 7) } }));
+    const store = await EmbeddingStore.open([file], { role: 'pool', requireLabel: true });
+    let rows = 0;
+    for await (const ch of store.chunks(64)) {
+      expect(ch.batch!.numRows).toBe(ch.rows);
+      for (let a = 0; a < ch.rows; a++) {
+        const i = ch.start + a;
+        expect(ch.ids[a]).toBe(`q${i}`);
+        expect(ch.labels![a]).toBe(i % 7);
+        expect(Array.from(ch.data.subarray(a * dim, (a + 1) * dim))).toEqual([0, 1, 2, 3].map((c) => i * dim + c));
+      }
+      const t = takeRows(ch.batch!, [1, 3]);
+      const e = t.getChild('embedding')!;
+      expect(Array.from(e.get(1)!.toArray() as Float32Array)).toEqual([0, 1, 2, 3].map((c) => (ch.start + 3) * dim + c));
+      expect(t.getChild('id')!.get(0)).toBe(`q${ch.start + 1}`);
+      rows += ch.rows;
+    }
+    expect(rows).toBe(n);
+    expect(store.estimatedRows()).toBeGreaterThanOrEqual(n);
   });
 });
 

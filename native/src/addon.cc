@@ -11,6 +11,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -56,14 +59,6 @@ dnnl::primitive_attr ActAttr(int act, float alpha) {
   return attr;
 }
 
-// Reorders `src` into `want` when the primitive chose another layout; returns the memory to use.
-memory Prepare(const memory& src, const memory::desc& want) {
-  if (src.get_desc() == want) return src;
-  memory m(want, eng());
-  dnnl::reorder(src, m).execute(strm(), const_cast<memory&>(src), m);
-  return m;
-}
-
 // Conv params, from tfjs's computeConv2DInfo (see native.ts convParams()).
 struct ConvP {
   memory::dim n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
@@ -102,62 +97,146 @@ dnnl::convolution_forward::primitive_desc ConvFwdPd(const ConvP& c, bool bias, c
   return {d, attr, eng()};
 }
 
-// conv2d(x, w, bias|null, out, params Int32Array[18], alpha)
+// Primitive descriptors and primitives, cached by their parameters. oneDNN caches primitives
+// itself, but creating the primitive descriptor (implementation dispatch, brgemm set-up) took
+// 1-2.5 ms per call here, as much as a whole small matmul.
+std::string Key(const int32_t* p, int n, float alpha, int flags) {
+  std::string k(reinterpret_cast<const char*>(p), n * 4);
+  k.append(reinterpret_cast<const char*>(&alpha), 4);
+  k.append(reinterpret_cast<const char*>(&flags), 4);
+  return k;
+}
+template <typename E>
+E& Cached(std::unordered_map<std::string, E>& m, const std::string& key, const std::function<E()>& make) {
+  auto it = m.find(key);
+  if (it != m.end()) return it->second;
+  if (m.size() >= 512) m.clear();  // bound: shapes vary only with batch size and resolution
+  return m.emplace(key, make()).first->second;
+}
+// A reorder from `from` to `to`, or none when the layouts already agree.
+struct Reorder {
+  bool needed = false;
+  dnnl::reorder prim;
+  Reorder() = default;
+  Reorder(const memory::desc& from, const memory::desc& to) : needed(!(from == to)) {
+    if (needed) prim = dnnl::reorder(dnnl::reorder::primitive_desc(eng(), from, eng(), to));
+  }
+};
+
+struct ConvFwd {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+  Reorder wr;  // HWIO -> the primitive's weights layout
+};
+std::unordered_map<std::string, ConvFwd> conv_fwd_cache;
+
+ConvFwd& GetConvFwd(const int32_t* params, bool hasBias, float alpha) {
+  ConvP c(params);
+  return Cached<ConvFwd>(conv_fwd_cache, Key(params, 18, alpha, hasBias), [&] {
+    auto pd = ConvFwdPd(c, hasBias, ActAttr(c.act, alpha), dnnl::prop_kind::forward_inference);
+    return ConvFwd{pd, dnnl::convolution_forward(pd), Reorder({c.wei(), dt::f32, tag::hwio}, pd.weights_desc())};
+  });
+}
+
+// conv2d(x, w, bias|null, out, params Int32Array[18], alpha, packed|null, packedMode)
+// packedMode 0: reorder w for this call; 1: `packed` already holds w in the primitive's layout
+// (from an earlier mode-2 call); 2: reorder w into `packed`, then run.
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[4]));
   bool hasBias = info[2].IsTypedArray();
-  auto attr = ActAttr(c.act, info[5].As<Napi::Number>().FloatValue());
-  auto pd = ConvFwdPd(c, hasBias, attr, dnnl::prop_kind::forward_inference);
+  float alpha = info[5].As<Napi::Number>().FloatValue();
+  int mode = info.Length() > 7 && info[6].IsTypedArray() ? info[7].As<Napi::Number>().Int32Value() : 0;
+  ConvFwd& e = GetConvFwd(I32(info[4]), hasBias, alpha);
   memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
-  memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
   memory y({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[3]));
-  memory wp = Prepare(w, pd.weights_desc());
+  memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
+  memory wp = w;
+  if (e.wr.needed) {
+    if (mode != 0 && Len(info[6]) * 4 < e.pd.weights_desc().get_size())
+      throw std::runtime_error("conv2d: packed weights buffer too small");
+    wp = mode != 0 ? memory(e.pd.weights_desc(), eng(), F32(info[6])) : memory(e.pd.weights_desc(), eng());
+    if (mode != 1) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
+  }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, y}};
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{c.oc}, dt::f32, tag::x}, eng(), F32(info[2]))});
-  dnnl::convolution_forward(pd).execute(strm(), args);
+  e.prim.execute(strm(), args);
   strm().wait();
   return info.Env().Undefined();
 }
+
+// convPackedSize(params, alpha, hasBias): floats needed by conv2d's packed weights (0: none).
+Napi::Value ConvPackedSize(const Napi::CallbackInfo& info) {
+  ConvFwd& e = GetConvFwd(I32(info[0]), info[2].As<Napi::Boolean>().Value(), info[1].As<Napi::Number>().FloatValue());
+  return Napi::Number::New(info.Env(), e.wr.needed ? static_cast<double>(e.pd.weights_desc().get_size() / 4) : 0);
+}
+
+struct ConvBwdData {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data prim;
+  Reorder wr;
+};
+std::unordered_map<std::string, ConvBwdData> conv_bwd_data_cache;
 
 // conv2dBackpropInput(dy, w, dx, params)
 Napi::Value Conv2dBwdData(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[3]));
-  auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
-  memory::desc dsrc(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
-  memory::desc wany(c.wei(), dt::f32, tag::any);
-  dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, dsrc, wany, ddst, c.strides(), c.dil(),
-                                          c.padl(), c.padr());
-  dnnl::convolution_backward_data::primitive_desc pd(d, eng(), hint);
+  ConvBwdData& e = Cached<ConvBwdData>(conv_bwd_data_cache, Key(I32(info[3]), 18, 0.f, 0), [&] {
+    auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
+    memory::desc dsrc(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
+    memory::desc wany(c.wei(), dt::f32, tag::any);
+    dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, dsrc, wany, ddst, c.strides(), c.dil(),
+                                            c.padl(), c.padr());
+    dnnl::convolution_backward_data::primitive_desc pd(d, eng(), hint);
+    return ConvBwdData{pd, dnnl::convolution_backward_data(pd), Reorder({c.wei(), dt::f32, tag::hwio}, pd.weights_desc())};
+  });
   memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
   memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
   memory dx({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[2]));
-  memory wp = Prepare(w, pd.weights_desc());
-  dnnl::convolution_backward_data(pd).execute(
-      strm(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DIFF_SRC, dx}});
+  memory wp = w;
+  if (e.wr.needed) {
+    wp = memory(e.pd.weights_desc(), eng());
+    e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
+  }
+  e.prim.execute(strm(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DIFF_SRC, dx}});
   strm().wait();
   return info.Env().Undefined();
 }
 
+struct ConvBwdWeights {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights prim;
+  Reorder wr;  // the primitive's diff-weights layout -> HWIO
+};
+std::unordered_map<std::string, ConvBwdWeights> conv_bwd_w_cache;
+
 // conv2dBackpropFilter(x, dy, dw, params)
 Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[3]));
-  auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
-  memory::desc src(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
-  memory::desc wany(c.wei(), dt::f32, tag::any);
-  dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, src, wany, ddst, c.strides(), c.dil(),
-                                             c.padl(), c.padr());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, eng(), hint);
+  ConvBwdWeights& e = Cached<ConvBwdWeights>(conv_bwd_w_cache, Key(I32(info[3]), 18, 0.f, 0), [&] {
+    auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
+    memory::desc src(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
+    memory::desc wany(c.wei(), dt::f32, tag::any);
+    dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, src, wany, ddst, c.strides(), c.dil(),
+                                               c.padl(), c.padr());
+    dnnl::convolution_backward_weights::primitive_desc pd(d, eng(), hint);
+    return ConvBwdWeights{pd, dnnl::convolution_backward_weights(pd),
+                          Reorder(pd.diff_weights_desc(), {c.wei(), dt::f32, tag::hwio})};
+  });
   memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
   memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[1]));
   memory dw({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[2]));
-  bool direct = pd.diff_weights_desc() == dw.get_desc();
-  memory dwp = direct ? dw : memory(pd.diff_weights_desc(), eng());
-  dnnl::convolution_backward_weights(pd).execute(strm(),
-                                                 {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dwp}});
-  if (!direct) dnnl::reorder(dwp, dw).execute(strm(), dwp, dw);
+  memory dwp = e.wr.needed ? memory(e.pd.diff_weights_desc(), eng()) : dw;
+  e.prim.execute(strm(), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dwp}});
+  if (e.wr.needed) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, dwp}, {DNNL_ARG_TO, dw}});
   strm().wait();
   return info.Env().Undefined();
 }
+
+struct Mm {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+};
+std::unordered_map<std::string, Mm> matmul_cache;
 
 // matmul(a, b, bias|null, out, params [batchA, batchB, M, K, N, transA, transB, act], alpha)
 // a: [batchA, M, K] (or [batchA, K, M] when transA); b: [batchB, K, N] (or [batchB, N, K]).
@@ -171,14 +250,17 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   memory::desc bd({bb, k, n}, dt::f32, tb ? memory::dims{k * n, 1, k} : memory::dims{k * n, n, 1});
   memory::desc od({bo, m, n}, dt::f32, memory::dims{m * n, n, 1});
   bool hasBias = info[2].IsTypedArray();
-  auto attr = ActAttr(act, info[5].As<Napi::Number>().FloatValue());
+  float alpha = info[5].As<Napi::Number>().FloatValue();
   memory::desc biasd({1, 1, n}, dt::f32, memory::dims{n, n, 1});
-  dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, bd, biasd, od) : dnnl::matmul::desc(ad, bd, od);
-  dnnl::matmul::primitive_desc pd(d, attr, eng());
+  Mm& e = Cached<Mm>(matmul_cache, Key(p, 8, alpha, hasBias), [&] {
+    dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, bd, biasd, od) : dnnl::matmul::desc(ad, bd, od);
+    dnnl::matmul::primitive_desc pd(d, ActAttr(act, alpha), eng());
+    return Mm{pd, dnnl::matmul(pd)};
+  });
   memory am(ad, eng(), F32(info[0])), bm(bd, eng(), F32(info[1])), om(od, eng(), F32(info[3]));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory(biasd, eng(), F32(info[2]))});
-  dnnl::matmul(pd).execute(strm(), args);
+  e.prim.execute(strm(), args);
   strm().wait();
   return info.Env().Undefined();
 }
@@ -318,6 +400,48 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// exp and erf that GCC vectorizes (std::expf / std::erff are scalar library calls: erf took
+// 16 ns per element here, 40 ms of every ViT-S GELU). Cephes' expf polynomial (relative error
+// ~1e-7) and Eigen's / XLA's rational erf (absolute error ~1e-7, as tfjs's cpu Erf).
+inline float FastExp(float x) {
+  float xc = x < -87.33654f ? -87.33654f : (x > 88.37626f ? 88.37626f : x);  // NaN passes through
+  float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.f;
+  int32_t e = static_cast<int32_t>(n) + 127;
+  uint32_t bits = static_cast<uint32_t>(e) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  y *= scale;
+  y = x > 88.72283f ? INFINITY : y;
+  y = x < -87.33654f ? 0.f : y;
+  return x != x ? x : y;
+}
+
+inline float FastErf(float v) {
+  float x = v < -4.f ? -4.f : (v > 4.f ? 4.f : v);
+  float x2 = x * x;
+  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = x2 * p + -2.10102402082508e-06f;
+  p = x2 * p + -5.69250639462346e-05f;
+  p = x2 * p + -7.34990630326855e-04f;
+  p = x2 * p + -2.95459980854025e-03f;
+  p = x2 * p + -1.60960333262415e-02f;
+  p = x * p;
+  float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = x2 * q + -1.68282697438203e-03f;
+  q = x2 * q + -7.37332916720468e-03f;
+  q = x2 * q + -1.42647390514189e-02f;
+  return p / q;  // NaN propagates through the comparisons above
+}
+
 enum UnOp { kURelu = 0, kURelu6, kUExp, kULog, kUSqrt, kURsqrt, kUTanh, kUSigmoid, kUErf, kUSquare, kUNeg, kUAbs, kUStep };
 
 template <int OP>
@@ -327,13 +451,13 @@ void UnaryKernel(const float* x, float* y, int64_t n, float alpha) {
     float v = x[i];
     if constexpr (OP == kURelu) y[i] = v < 0.f ? 0.f : v;  // NaN propagates, as in tfjs
     if constexpr (OP == kURelu6) y[i] = v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
-    if constexpr (OP == kUExp) y[i] = std::exp(v);
+    if constexpr (OP == kUExp) y[i] = FastExp(v);
     if constexpr (OP == kULog) y[i] = std::log(v);
     if constexpr (OP == kUSqrt) y[i] = std::sqrt(v);
     if constexpr (OP == kURsqrt) y[i] = 1.f / std::sqrt(v);
     if constexpr (OP == kUTanh) y[i] = std::tanh(v);
-    if constexpr (OP == kUSigmoid) y[i] = 1.f / (1.f + std::exp(-v));
-    if constexpr (OP == kUErf) y[i] = std::erf(v);
+    if constexpr (OP == kUSigmoid) y[i] = 1.f / (1.f + FastExp(-v));
+    if constexpr (OP == kUErf) y[i] = FastErf(v);
     if constexpr (OP == kUSquare) y[i] = v * v;
     if constexpr (OP == kUNeg) y[i] = -v;
     if constexpr (OP == kUAbs) y[i] = std::fabs(v);
@@ -369,12 +493,12 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
     const float* px = x + r * cols;
     float* py = y + r * cols;
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, px[c]);
+    for (int64_t c = 0; c < cols; ++c) py[c] = FastExp(px[c] - mx);
     float s = 0.f;
-    for (int64_t c = 0; c < cols; ++c) {
-      py[c] = std::exp(px[c] - mx);
-      s += py[c];
-    }
+#pragma omp simd reduction(+ : s)
+    for (int64_t c = 0; c < cols; ++c) s += py[c];
     float inv = 1.f / s;
     for (int64_t c = 0; c < cols; ++c) py[c] *= inv;
   }
@@ -531,6 +655,80 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// copyRows(src, dst, rows, cols, srcStride, dstStride): dst[r*dstStride + c] = src[r*srcStride + c]
+// for c < cols; `src` and `dst` may be subarrays. Concat writes each input this way.
+Napi::Value CopyRows(const Napi::CallbackInfo& info) {
+  const float* src = F32(info[0]);
+  float* dst = F32(info[1]);
+  int64_t rows = info[2].As<Napi::Number>().Int64Value(), cols = info[3].As<Napi::Number>().Int64Value();
+  int64_t ss = info[4].As<Napi::Number>().Int64Value(), ds = info[5].As<Napi::Number>().Int64Value();
+#pragma omp parallel for if (rows * cols >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ds, src + r * ss, cols * 4);
+  return info.Env().Undefined();
+}
+
+// batchNormGrad(x, dy, mean, variance, scale|null, dx, dmean, dvar, dscale, doffset, eps): the
+// gradients of tfjs's FusedBatchNorm (y = (x - mean) * rsqrt(var + eps) * scale + offset, mean and
+// variance as independent inputs) for x [rows, C] and per-channel parameters [C], in one pass
+// over x and dy for the channel sums and one for dx (tfjs's composite gradient makes ~12 passes).
+Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
+  const float *x = F32(info[0]), *dy = F32(info[1]), *mean = F32(info[2]), *var = F32(info[3]);
+  const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
+  float *dx = F32(info[5]), *dmean = F32(info[6]), *dvar = F32(info[7]), *dscale = F32(info[8]), *doff = F32(info[9]);
+  float eps = info[10].As<Napi::Number>().FloatValue();
+  int64_t c = Len(info[2]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
+  std::vector<float> rs(c), k(c);
+  for (int64_t j = 0; j < c; ++j) {
+    rs[j] = 1.f / std::sqrt(var[j] + eps);
+    k[j] = rs[j] * (sc ? sc[j] : 1.f);
+  }
+  bool par = n >= kGrain;
+  int nt = par ? omp_get_max_threads() : 1;
+  std::vector<double> sdy(static_cast<size_t>(nt) * c, 0.0), sdx(static_cast<size_t>(nt) * c, 0.0);
+  const float *pk = k.data();
+#pragma omp parallel num_threads(nt) if (par)
+  {
+    int t = omp_get_thread_num();
+    double* a = sdy.data() + static_cast<size_t>(t) * c;
+    double* b = sdx.data() + static_cast<size_t>(t) * c;
+    // float partial sums per block of rows, folded into double: fast and accurate enough
+    std::vector<float> fa(c), fb(c);
+#pragma omp for schedule(static)
+    for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+      int64_t r1 = std::min(rows, r0 + 64);
+      std::fill(fa.begin(), fa.end(), 0.f);
+      std::fill(fb.begin(), fb.end(), 0.f);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float *px = x + r * c, *pd = dy + r * c;
+        float* po = dx + r * c;
+        for (int64_t j = 0; j < c; ++j) {
+          float g = pd[j];
+          fa[j] += g;
+          fb[j] += g * (px[j] - mean[j]);
+          po[j] = g * pk[j];
+        }
+      }
+      for (int64_t j = 0; j < c; ++j) {
+        a[j] += fa[j];
+        b[j] += fb[j];
+      }
+    }
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    double sa = 0, sb = 0;
+    for (int t = 0; t < nt; ++t) {
+      sa += sdy[static_cast<size_t>(t) * c + j];
+      sb += sdx[static_cast<size_t>(t) * c + j];
+    }
+    float s = sc ? sc[j] : 1.f;
+    doff[j] = static_cast<float>(sa);
+    dscale[j] = static_cast<float>(sb * rs[j]);
+    dmean[j] = static_cast<float>(-sa * rs[j] * s);
+    dvar[j] = static_cast<float>(-0.5 * sb * rs[j] * rs[j] * rs[j] * s);
+  }
+  return info.Env().Undefined();
+}
+
 // topk(x, values, indices, rows, cols, k): largest k per row, sorted descending; ties keep the
 // lower index first (as tfjs's cpu TopK).
 Napi::Value TopK(const Napi::CallbackInfo& info) {
@@ -586,6 +784,7 @@ Napi::Value Guard(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, Guard<fn>, name))
   EXPORT("conv2d", Conv2d);
+  EXPORT("convPackedSize", ConvPackedSize);
   EXPORT("conv2dBackpropInput", Conv2dBwdData);
   EXPORT("conv2dBackpropFilter", Conv2dBwdFilter);
   EXPORT("matmul", Matmul);
@@ -598,6 +797,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("transpose", Transpose);
   EXPORT("batchNorm", BatchNorm);
   EXPORT("topk", TopK);
+  EXPORT("copyRows", CopyRows);
+  EXPORT("batchNormGrad", BatchNormGrad);
   EXPORT("setNumThreads", SetNumThreads);
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);

@@ -18,7 +18,11 @@ type KernelFunc = tf.KernelFunc;
 
 /** The addon's exports (see native/src/addon.cc for layouts and parameter orders). */
 export interface NativeAddon {
-  conv2d(x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
+  conv2d(
+    x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number,
+    packed?: Float32Array | null, packedMode?: 0 | 1 | 2,
+  ): void;
+  convPackedSize(p: Int32Array, alpha: number, hasBias: boolean): number;
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, p: Int32Array): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, p: Int32Array): void;
   matmul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
@@ -33,6 +37,11 @@ export interface NativeAddon {
     x: Float32Array, mean: Float32Array, variance: Float32Array, offset: Float32Array | null,
     scale: Float32Array | null, y: Float32Array, eps: number,
   ): void;
+  copyRows(src: Float32Array, dst: Float32Array, rows: number, cols: number, srcStride: number, dstStride: number): void;
+  batchNormGrad(
+    x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
+    dx: Float32Array, dmean: Float32Array, dvar: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number,
+  ): void;
   topk(x: Float32Array, values: Float32Array, indices: Int32Array, rows: number, cols: number, k: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
@@ -42,6 +51,97 @@ export interface NativeAddon {
 /** Backend name registered with tfjs. */
 export const NATIVE_BACKEND = 'native';
 
+/**
+ * Recycles the float32 output buffers of native kernels. A fresh `new Float32Array(n)` of a few
+ * MB costs more than the kernel that fills it (page faults on first touch, plus the GC that
+ * external memory triggers): a bias add on [1576, 1536] took 1.1 ms into a reused buffer and
+ * 6.8 ms into a new one here. So native kernels take their outputs from this pool
+ * ({@link alloc}) and the backend gives a buffer back when its tensor's data is freed.
+ *
+ * A buffer is only ever reused when nothing else can still see it: it must be registered
+ * exactly once, as the whole array (a `subarray` view of it registered by some `cpu` kernel,
+ * or a second registration, makes it "escaped"), and never read out (`dataSync`/`data`
+ * return the backing array itself on this backend, so a read also makes it escaped).
+ * Escaped buffers are left to the GC as before.
+ */
+export class BufferPool {
+  /** Buffers smaller than this (elements) are allocated plainly: cheap, and not worth tracking. */
+  static readonly MIN = 1 << 14;
+  private readonly free = new Map<number, Float32Array[]>();
+  /** Buffers handed out and not escaped: `true` once registered as a tensor's values. */
+  private readonly owned = new WeakMap<ArrayBuffer, { arr: Float32Array; registered: boolean }>();
+  private bytes = 0;
+  hits = 0;
+  misses = 0;
+  constructor(public capBytes: number) {}
+
+  /** A Float32Array of `n` elements whose contents are unspecified (kernels overwrite all of it). */
+  alloc(n: number): Float32Array {
+    if (n < BufferPool.MIN) return new Float32Array(n);
+    const list = this.free.get(n);
+    let arr = list?.pop();
+    if (arr) {
+      this.hits++;
+      this.bytes -= arr.byteLength;
+      // keep the map in least-recently-used order of sizes
+      this.free.delete(n);
+      if (list!.length > 0) this.free.set(n, list!);
+    } else {
+      this.misses++;
+      arr = new Float32Array(n);
+    }
+    this.owned.set(arr.buffer as ArrayBuffer, { arr, registered: false });
+    return arr;
+  }
+
+  /** Called for every array the backend stores as a tensor's values. */
+  registered(v: unknown): void {
+    if (!(v instanceof Float32Array)) return;
+    const st = this.owned.get(v.buffer as ArrayBuffer);
+    if (!st) return;
+    if (!st.registered && v === st.arr) st.registered = true;
+    else this.owned.delete(v.buffer as ArrayBuffer);
+  }
+
+  /** Called when the array may be seen outside the backend (a read). */
+  escaped(v: unknown): void {
+    if (v instanceof Float32Array) this.owned.delete(v.buffer as ArrayBuffer);
+  }
+
+  /** Called when the tensor data holding `v` was freed. */
+  release(v: unknown): void {
+    if (!(v instanceof Float32Array)) return;
+    const st = this.owned.get(v.buffer as ArrayBuffer);
+    if (!st || !st.registered || v !== st.arr) return;
+    this.owned.delete(v.buffer as ArrayBuffer);
+    if (this.capBytes <= 0 || v.byteLength > this.capBytes) return;
+    // over the cap: drop whole least-recently-used sizes
+    for (const [n, list] of this.free) {
+      if (this.bytes + v.byteLength <= this.capBytes) break;
+      this.bytes -= n * 4 * list.length;
+      this.free.delete(n);
+    }
+    const list = this.free.get(v.length) ?? [];
+    this.free.delete(v.length);
+    list.push(v);
+    this.free.set(v.length, list);
+    this.bytes += v.byteLength;
+  }
+
+  /** Bytes held in free buffers. */
+  heldBytes(): number {
+    return this.bytes;
+  }
+
+  clear(): void {
+    this.free.clear();
+    this.bytes = 0;
+  }
+}
+
+/** The output-buffer pool of the native backend (cap: `DCD_NATIVE_POOL_MB`, default 1024; 0 disables). */
+export const nativePool = new BufferPool(Number(process.env.DCD_NATIVE_POOL_MB ?? 1024) * 2 ** 20);
+
 /** The tfjs backend object: the `cpu` backend's storage, with native kernels registered on top. */
 export class NativeBackend extends MathBackendCPU {
   constructor() {
@@ -49,7 +149,33 @@ export class NativeBackend extends MathBackendCPU {
     // MathBackendCPU prints a "use tfjs-node" banner on first use in Node; it does not apply here.
     (this as unknown as { firstUse: boolean }).firstUse = false;
   }
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
+    nativePool.registered(values);
+    return super.write(values, shape, dtype);
+  }
+  override move(dataId: tf.DataId, values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    nativePool.registered(values);
+    super.move(dataId, values, shape, dtype, refCount);
+  }
+  override readSync(dataId: tf.DataId): tf.backend_util.BackendValues {
+    const v = super.readSync(dataId);
+    nativePool.escaped(v);
+    return v;
+  }
+  override disposeData(dataId: tf.DataId, force = false): boolean {
+    const v = this.data.has(dataId) ? this.data.get(dataId)!.values : undefined;
+    const freed = super.disposeData(dataId, force);
+    if (v !== undefined && !this.data.has(dataId)) nativePool.release(v);
+    return freed;
+  }
+  override dispose(): void {
+    nativePool.clear();
+    super.dispose();
+  }
 }
+
+/** An output buffer for a native kernel (see {@link BufferPool}). */
+const alloc = (n: number): Float32Array => nativePool.alloc(n);
 
 /**
  * Per-kernel call counts since load: `native` (ran in the addon) and `fallback` (handed to the
@@ -111,14 +237,52 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
     if (tf.getKernel(k.kernelName, NATIVE_BACKEND) == null) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
   }
   for (const [name, fn] of Object.entries(nativeKernels())) {
-    tf.unregisterKernel(name, NATIVE_BACKEND);
+    if (tf.getKernel(name, NATIVE_BACKEND) != null) tf.unregisterKernel(name, NATIVE_BACKEND);
     const counted = (a: Args) => {
       nativeStats.native[name] = (nativeStats.native[name] ?? 0) + 1;
       return fn(a);
     };
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: counted as unknown as KernelFunc });
   }
+  installBatchNormGrad();
   return { ok: true, version: addon.version() };
+}
+
+/** The native kernel behind FusedBatchNorm's gradient on this backend (see installBatchNormGrad). */
+export const BN_GRAD_KERNEL = 'DcdFusedBatchNormGrad';
+
+/**
+ * Replaces FusedBatchNorm's registered gradient by one that, on the `native` backend and for
+ * per-channel parameters, computes all five gradients in one native kernel; anywhere else it
+ * calls the original (tfjs-core's, which makes ~12 full passes over the activations: 1,489
+ * Multiply calls were 36% of a ResNet-50 train step). Gradients are registered per kernel,
+ * not per backend, hence the wrapper.
+ */
+function installBatchNormGrad(): void {
+  const orig = tf.getGradient('FusedBatchNorm');
+  if (!orig || (orig as { dcdNative?: boolean }).dcdNative) return;
+  const cfg = {
+    kernelName: 'FusedBatchNorm',
+    inputsToSave: orig.inputsToSave,
+    outputsToSave: orig.outputsToSave,
+    dcdNative: true,
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: NamedAttrMap) => {
+      const [x, mean, variance, scale] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+      const C = mean.size;
+      const ok =
+        tf.getBackend() === NATIVE_BACKEND && !Array.isArray(dy) && C > 0 && x.rank >= 1 && x.shape[x.rank - 1] === C &&
+        mean.rank === 1 && variance.rank === 1 && variance.size === C && (scale == null || (scale.rank === 1 && scale.size === C)) &&
+        [x, dy, mean, variance, scale].every((t) => t == null || t.dtype === 'float32');
+      if (!ok) return orig.gradFunc(dy, saved, attrs);
+      // Computed now, not inside the per-input closures: the engine runs each closure in its own
+      // tidy, which would dispose the other four outputs.
+      const inputs: Record<string, tf.Tensor> = { x, dy: dy as tf.Tensor, mean, variance };
+      if (scale) inputs.scale = scale;
+      const r = tf.engine().runKernel(BN_GRAD_KERNEL, inputs, attrs) as tf.Tensor[];
+      return { x: () => r[0]!, mean: () => r[1]!, variance: () => r[2]!, scale: () => r[3]!, offset: () => r[4]! };
+    },
+  };
+  tf.registerGradient(cfg as unknown as tf.GradConfig);
 }
 
 /** Names of the kernels the addon replaces (everything else is the `cpu` kernel). */
@@ -234,12 +398,56 @@ function contiguousBlock(shape: number[], axes: number[]): [number, number, numb
   return [size(shape.slice(0, lo)), size(shape.slice(lo, hi + 1)), size(shape.slice(hi + 1))];
 }
 
+/**
+ * The shape and permutation with size-1 axes dropped and runs of input axes that stay adjacent
+ * and in order merged: [O, I, kh, kw] -> [kh, kw, I, O] is a [O, I, kh*kw] -> [K, I, O] transpose,
+ * and 1x1 filters a plain 2-D one.
+ */
+export function simplifyTranspose(shape: readonly number[], perm: readonly number[]): { shape: number[]; perm: number[] } {
+  const kept = shape.map((s, i) => (s !== 1 ? i : -1)).filter((i) => i >= 0);
+  const rank = new Map(kept.map((ax, i) => [ax, i]));
+  const p = perm.filter((ax) => shape[ax] !== 1).map((ax) => rank.get(ax)!);
+  const groups: number[][] = [];
+  for (const ax of p) {
+    const g = groups[groups.length - 1];
+    if (g && g[g.length - 1] === ax - 1) g.push(ax);
+    else groups.push([ax]);
+  }
+  const order = groups.map((g, i) => i).sort((i, j) => groups[i]![0]! - groups[j]![0]!);
+  const newShape = order.map((gi) => groups[gi]!.reduce((a, ax) => a * shape[kept[ax]!]!, 1));
+  const pos = new Array<number>(groups.length);
+  order.forEach((gi, i) => (pos[gi] = i));
+  return { shape: newShape, perm: groups.map((_, gi) => pos[gi]!) };
+}
+
+/**
+ * Transposes of tensors that persist (weights: the models re-lay PyTorch weights out in every
+ * call) are computed once: the second time the same tensor data (dataId: a Variable keeps its
+ * dataId until it is assigned) is transposed the same way, the result is kept, in an array of
+ * its own that is never pooled, for as long as that data lives. Off with
+ * DCD_NATIVE_WEIGHT_CACHE=0.
+ */
+const CACHE_ON = process.env.DCD_NATIVE_WEIGHT_CACHE !== '0';
+const transposeCache = new WeakMap<object, { key: string; out?: Float32Array | Int32Array }>();
+/** Arrays held by transposeCache: immutable, so conv may cache their packed (oneDNN) layout. */
+const cachedArrays = new WeakSet<object>();
+const packedCache = new WeakMap<object, { key: string; packed: Float32Array }>();
+
 function nativeTranspose(b: NativeBackend, x: TensorInfo, perm: number[]): TensorInfo {
   const a = nativeAddon();
   const src = b.data.get(x.dataId).values as Float32Array | Int32Array;
-  const out = x.dtype === 'int32' ? new Int32Array(src.length) : new Float32Array(src.length);
-  a.transpose(src, out, Int32Array.from([x.shape.length, ...x.shape, ...perm]));
-  return b.makeTensorInfo(perm.map((p) => x.shape[p]), x.dtype, out);
+  const outShape = perm.map((p) => x.shape[p]!);
+  const key = `${x.shape}|${perm}`;
+  const hit = CACHE_ON ? transposeCache.get(x.dataId) : undefined;
+  if (hit?.key === key && hit.out) return b.makeTensorInfo(outShape, x.dtype, hit.out);
+  const keep = hit?.key === key;
+  const out = x.dtype === 'int32' ? new Int32Array(src.length) : keep ? new Float32Array(src.length) : alloc(src.length);
+  const s = simplifyTranspose(x.shape, perm);
+  if (s.shape.length <= 1) out.set(src);
+  else a.transpose(src, out, Int32Array.from([s.shape.length, ...s.shape, ...s.perm]));
+  if (CACHE_ON) transposeCache.set(x.dataId, keep ? { key, out } : { key });
+  if (keep) cachedArrays.add(out);
+  return b.makeTensorInfo(outShape, x.dtype, out);
 }
 
 function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]> {
@@ -263,10 +471,27 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         at.strides, at.dilations, at.pad, at.dimRoundingMode, false, 'channelsLast',
       );
       if ((bias != null && size(bias.shape) !== c.outChannels)) return fallback(args);
-      const out = new Float32Array(size(c.outShape));
+      const out = alloc(size(c.outShape));
+      const w = f32(args.backend, filter);
+      const p = convParams(c, act);
+      const alpha = at.leakyreluAlpha ?? 0.2;
+      // Constant filters (cached weight transposes): keep them in oneDNN's layout too.
+      let packed: Float32Array | null = null;
+      let mode: 0 | 1 | 2 = 0;
+      if (cachedArrays.has(w)) {
+        const key = `${p}|${alpha}|${bias != null}`;
+        const hit = packedCache.get(w);
+        if (hit?.key === key) [packed, mode] = [hit.packed, 1];
+        else {
+          const n = nativeAddon().convPackedSize(p, alpha, bias != null);
+          if (n > 0) {
+            [packed, mode] = [new Float32Array(n), 2];
+            packedCache.set(w, { key, packed });
+          }
+        }
+      }
       nativeAddon().conv2d(
-        f32(args.backend, x), f32(args.backend, filter), bias ? f32(args.backend, bias) : null, out,
-        convParams(c, act), at.leakyreluAlpha ?? 0.2,
+        f32(args.backend, x), w, bias ? f32(args.backend, bias) : null, out, p, alpha, packed, mode,
       );
       return args.backend.makeTensorInfo(c.outShape, 'float32', out);
     };
@@ -288,7 +513,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         at.inputShape, filter.shape as [number, number, number, number], at.strides, 1, at.pad,
         at.dimRoundingMode, false, 'channelsLast',
       );
-      const out = new Float32Array(size(c.inShape));
+      const out = alloc(size(c.inShape));
       nativeAddon().conv2dBackpropInput(f32(args.backend, dy), f32(args.backend, filter), out, convParams(c));
       return args.backend.makeTensorInfo(c.inShape, 'float32', out);
     };
@@ -307,7 +532,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         x.shape as [number, number, number, number], at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode,
         false, 'channelsLast',
       );
-      const out = new Float32Array(size(c.filterShape));
+      const out = alloc(size(c.filterShape));
       nativeAddon().conv2dBackpropFilter(f32(args.backend, x), f32(args.backend, dy), out, convParams(c));
       return args.backend.makeTensorInfo(c.filterShape, 'float32', out);
     };
@@ -334,7 +559,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       if (size(outer) !== Math.max(batchA, batchB)) return fallback(args);
       if (bias != null && !(size(bias.shape) === n && bias.shape[bias.shape.length - 1] === n)) return fallback(args);
       const outShape = [...outer, m, n];
-      const out = new Float32Array(size(outShape));
+      const out = alloc(size(outShape));
       if (out.length > 0) {
         if (kk === 0) out.fill(0);
         // x @ W with one shared W (linear layers on [B, N, D]): one 2-D [B*N, K] matmul is
@@ -367,7 +592,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const c = bu.computePool2DInfo(
         x.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
       );
-      const out = new Float32Array(size(c.outShape));
+      const out = alloc(size(c.outShape));
       if (out.length > 0) nativeAddon().pool(f32(args.backend, x), out, poolParams(c, max));
       return args.backend.makeTensorInfo(c.outShape, 'float32', out);
     };
@@ -383,7 +608,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const c = bu.computePool2DInfo(
         input.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
       );
-      const out = new Float32Array(size(input.shape));
+      const out = alloc(size(input.shape));
       nativeAddon().poolBackward(f32(args.backend, input), f32(args.backend, dy), out, poolParams(c, true));
       return args.backend.makeTensorInfo(input.shape, 'float32', out);
     };
@@ -399,7 +624,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const c = bu.computePool2DInfo(
         input.shape as [number, number, number, number], at.filterSize, at.strides, 1, at.pad, at.dimRoundingMode,
       );
-      const out = new Float32Array(size(input.shape));
+      const out = alloc(size(input.shape));
       nativeAddon().poolBackward(null, f32(args.backend, dy), out, poolParams(c, false));
       return args.backend.makeTensorInfo(input.shape, 'float32', out);
     };
@@ -411,7 +636,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const { x, mean, variance, offset, scale } = args.inputs as Record<string, TensorInfo | undefined>;
       if (!x || !mean || !variance || !allF32(x, mean, variance, offset, scale)) return fallback(args);
       const b = args.backend;
-      const out = new Float32Array(size(x.shape));
+      const out = alloc(size(x.shape));
       nativeAddon().batchNorm(
         f32(b, x), f32(b, mean), f32(b, variance), offset ? f32(b, offset) : null, scale ? f32(b, scale) : null,
         out, (args.attrs?.varianceEpsilon as number | undefined) ?? 0.001,
@@ -427,7 +652,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args);
       const lay = broadcastLayout(a.shape, b.shape);
       if (!lay) return fallback(args);
-      const out = new Float32Array(size(lay.out));
+      const out = alloc(size(lay.out));
       if (out.length > 0) nativeAddon().binary(op, f32(args.backend, a), f32(args.backend, b), out, lay.p);
       return args.backend.makeTensorInfo(lay.out, 'float32', out);
     };
@@ -437,7 +662,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     k[name] = (args) => {
       const { x } = args.inputs as Record<string, TensorInfo>;
       if (x.dtype !== 'float32') return fallback(args);
-      const out = new Float32Array(size(x.shape));
+      const out = alloc(size(x.shape));
       nativeAddon().unary(op, f32(args.backend, x), out, (args.attrs?.alpha as number | undefined) ?? 0);
       return args.backend.makeTensorInfo(x.shape, 'float32', out);
     };
@@ -451,7 +676,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const dim = args.attrs?.dim as number;
       if (logits.dtype !== 'float32' || r === 0 || (dim !== -1 && dim !== r - 1)) return fallback(args);
       const cols = logits.shape[r - 1];
-      const out = new Float32Array(size(logits.shape));
+      const out = alloc(size(logits.shape));
       if (out.length > 0) nativeAddon().softmax(f32(args.backend, logits), out, out.length / cols, cols);
       return args.backend.makeTensorInfo(logits.shape, 'float32', out);
     };
@@ -478,7 +703,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         src = tmp;
         block = [size(outShape), size(x.shape) / size(outShape), 1];
       }
-      const out = new Float32Array(size(outShape));
+      const out = alloc(size(outShape));
       nativeAddon().reduce(op, f32(b, src), out, block[0], block[1], block[2]);
       if (tmp) b.disposeIntermediateTensorInfo(tmp);
       return b.makeTensorInfo(finalShape, 'float32', out);
@@ -513,7 +738,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         dims.push({ n: reps[i], a: 0, b: 0 }, { n: s, a: stride, b: 0 });
       });
       const p = packLayout(dims);
-      const out = new Float32Array(size(outShape));
+      const out = alloc(size(outShape));
       if (!p) return fallback(args);
       if (out.length > 0) nativeAddon().binary(7, f32(args.backend, x), zero, out, p);
       return args.backend.makeTensorInfo(outShape, 'float32', out);
@@ -538,7 +763,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       });
       const p = packLayout(dims);
       if (!p) return fallback(args);
-      const out = new Float32Array(size(sz));
+      const out = alloc(size(sz));
       if (out.length > 0) nativeAddon().binary(7, f32(args.backend, x).subarray(offset), zero, out, p);
       return args.backend.makeTensorInfo(sz, 'float32', out);
     };
@@ -565,6 +790,28 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     };
   }
   {
+    // Concat = each input's rows copied into its column range of the output rows (the cpu
+    // kernel took 38 ms to join ViT-S's class token to batch 8's patch tokens).
+    const fallback = cpuKernel('Concat');
+    k.Concat = (args) => {
+      const xs = Object.values(args.inputs).filter((t): t is TensorInfo => t != null);
+      if (xs.length === 0 || xs.some((t) => t.dtype !== 'float32') || xs[0]!.shape.length === 0) return fallback(args);
+      const axis = tf.util.parseAxisParam(args.attrs?.axis as number, xs[0]!.shape)[0]!;
+      const outShape = bu.computeOutShape(xs.map((t) => t.shape), axis);
+      const out = alloc(size(outShape));
+      const rows = size(outShape.slice(0, axis));
+      const width = size(outShape.slice(axis));
+      let col = 0;
+      for (const t of xs) {
+        const cols = size(t.shape.slice(axis));
+        if (cols > 0 && rows > 0)
+          nativeAddon().copyRows(f32(args.backend, t), out.subarray(col), rows, cols, cols, width);
+        col += cols;
+      }
+      return args.backend.makeTensorInfo(outShape, 'float32', out);
+    };
+  }
+  {
     // PadV2 = fill, then copy x's rows into the padded frame. The innermost dims without
     // padding form one contiguous run per copy.
     const fallback = cpuKernel('PadV2');
@@ -575,8 +822,8 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       if (x.dtype !== 'float32' || x.shape.length === 0 || pads.some(([a, b]) => a < 0 || b < 0)) return fallback(args);
       const r = x.shape.length;
       const outShape = x.shape.map((s, i) => s + pads[i]![0] + pads[i]![1]);
-      const out = new Float32Array(size(outShape));
-      if (cv !== 0) out.fill(cv);
+      const out = alloc(size(outShape));
+      out.fill(cv);
       const src = f32(args.backend, x);
       if (src.length === 0) return args.backend.makeTensorInfo(outShape, 'float32', out);
       // innermost run: trailing dims with no padding, plus the first padded dim from the inside
@@ -603,6 +850,21 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       return args.backend.makeTensorInfo(outShape, 'float32', out);
     };
   }
+  k[BN_GRAD_KERNEL] = (args) => {
+    const { x, dy, mean, variance, scale } = args.inputs as Record<string, TensorInfo>;
+    const b = args.backend;
+    const C = size(mean.shape);
+    const dx = alloc(size(x.shape));
+    const g = [new Float32Array(C), new Float32Array(C), new Float32Array(C), new Float32Array(C)] as const;
+    nativeAddon().batchNormGrad(
+      f32(b, x), f32(b, dy), f32(b, mean), f32(b, variance), scale ? f32(b, scale) : null, dx, ...g,
+      (args.attrs?.varianceEpsilon as number | undefined) ?? 0.001,
+    );
+    return [
+      b.makeTensorInfo(x.shape, 'float32', dx),
+      ...g.map((v) => b.makeTensorInfo([C], 'float32', v)),
+    ];
+  };
   {
     const fallback = cpuKernel('TopK');
     k.TopK = (args) => {
@@ -613,7 +875,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       const cols = x.shape[r - 1];
       const rows = cols === 0 ? 0 : size(x.shape) / cols;
       const outShape = [...x.shape.slice(0, -1), kk];
-      const vals = new Float32Array(rows * kk), idx = new Int32Array(rows * kk);
+      const vals = alloc(rows * kk), idx = new Int32Array(rows * kk);
       if (rows * kk > 0) nativeAddon().topk(f32(args.backend, x), vals, idx, rows, cols, kk);
       return [args.backend.makeTensorInfo(outShape, 'float32', vals), args.backend.makeTensorInfo(outShape, 'int32', idx)];
     };

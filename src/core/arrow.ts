@@ -123,11 +123,13 @@ export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'
   const out = new Float32Array(t.numRows * dim);
   let off = 0;
   for (const b of t.batches) {
-    const d = b.getChild(column)!.data[0]!;
-    const child = d.children[0]!;
-    const vals = (child.values as Float32Array).subarray((child.offset + d.offset * dim), (child.offset + (d.offset + d.length) * dim));
-    out.set(vals, off);
-    off += vals.length;
+    for (const d of b.getChild(column)!.data) {
+      // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
+      // Data's first row, and `offset` only positions the validity bitmap.
+      const vals = (d.children[0]!.values as Float32Array).subarray(0, d.length * dim);
+      out.set(vals, off);
+      off += vals.length;
+    }
   }
   return { data: out, dim, rows: t.numRows };
 }

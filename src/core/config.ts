@@ -46,8 +46,8 @@ const ExperimentSchema = z.strictObject({
 const ImagenetDataSchema = z.strictObject({
   train: pathField('ILSVRC2012 train folder (one sub-folder per wnid)'),
   val: pathField('ILSVRC2012 val folder (the 50,000 JPEGs)'),
-  val_labels: pathField('val ground truth: LOC_val_solution.csv, or the devkit ILSVRC2012_validation_ground_truth.txt (then set val_id_map)'),
-  val_id_map: pathField('ILSVRC2012_ID → wnid map, needed with the devkit ground truth').optional(),
+  val_labels: pathField('val ground truth: LOC_val_solution.csv, the devkit (ILSVRC2012_devkit_t12.tar.gz or its folder), or its ILSVRC2012_validation_ground_truth.txt (then set val_id_map)'),
+  val_id_map: pathField('ILSVRC2012_ID → wnid map (the devkit, its data/meta.mat, or map_clsloc.txt), needed with the ground-truth .txt').optional(),
   v2_matched_frequency: pathField('ImageNet-V2 MatchedFrequency folder (sub-folders 0..999)'),
   v2_threshold: pathField('ImageNet-V2 Threshold0.7 folder'),
   v2_top_images: pathField('ImageNet-V2 TopImages folder'),

@@ -3,7 +3,7 @@
  * (see src/data/manifest.ts). ImageFolder, ILSVRC2012 train/val, ImageNet-V2 (three
  * variants and the Complement), class subsets and weak-pool lists.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { DataError } from '../core/errors.js';
@@ -11,6 +11,7 @@ import { sha256File } from '../core/fsutil.js';
 import { readArrowFile } from '../core/arrow.js';
 import type { ManifestRow } from './manifest.js';
 import { loadSynsets, synsetsByWnid, type Synset } from './synsets.js';
+import { devkitGroundTruth, devkitIdMap, devkitMetaMat, isDevkitPath, openDevkit, parseDevkitSynsets, type Devkit } from './devkit.js';
 
 /** File endings treated as images (torchvision's IMG_EXTENSIONS plus .gif), case-insensitive. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp', '.gif'];
@@ -126,14 +127,44 @@ export function parseIlsvrcIdMap(file: string): Map<number, string> {
   return out;
 }
 
+/** True when `file` starts like a Level-5 MAT-file (so it is meta.mat, not a text map). */
+function isMatFile(file: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(10);
+    return readSync(fd, head, 0, 10, 0) === 10 && head.toString('latin1') === 'MATLAB 5.0';
+  } catch {
+    return false; // unreadable: let the text reader report it
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The ILSVRC2012_ID → wnid map of the 1000 classes from `source`: the devkit (folder or
+ * `ILSVRC2012_devkit_t12.tar.gz`), its `data/meta.mat`, or a text map
+ * ({@link parseIlsvrcIdMap}). `kit` reuses a devkit already opened from the same path.
+ */
+export function loadIlsvrcIdMap(source: string, kit?: Devkit): Map<number, string> {
+  if (kit || isDevkitPath(source)) {
+    const m = devkitMetaMat(kit ?? openDevkit(source));
+    return devkitIdMap(parseDevkitSynsets(m.bytes, m.file), m.file);
+  }
+  if (isMatFile(source)) return devkitIdMap(parseDevkitSynsets(readFileSync(source), source), source);
+  return parseIlsvrcIdMap(source);
+}
+
 /**
  * ILSVRC2012 validation. Labels come from, in order of preference:
  * `locSolution` (Kaggle's `LOC_val_solution.csv`); or `groundTruth` (the devkit's
  * `ILSVRC2012_validation_ground_truth.txt`, one ILSVRC2012_ID per image in file-number
- * order) plus `idMap` (ILSVRC2012_ID → wnid, see {@link parseIlsvrcIdMap}: the devkit's
+ * order) plus `idMap` (ILSVRC2012_ID → wnid, see {@link loadIlsvrcIdMap}: the devkit's
  * IDs are *not* the sorted-wnid class indices); or wnid sub-folders (a val tree already
- * sorted into classes, handled like train). `labels` takes either label file and
- * decides by its ending (.csv = LOC_val_solution.csv).
+ * sorted into classes, handled like train). `groundTruth` may be the devkit itself
+ * (folder or tarball): then it also supplies the ID map, as torchvision's `ImageNet`
+ * does. `labels` takes either label file and decides by its ending (.csv =
+ * LOC_val_solution.csv).
  */
 export function ilsvrcVal(
   root: string,
@@ -153,31 +184,33 @@ export function ilsvrcVal(
     wnidOf = (f) => m.get(path.basename(f).replace(/\.[^.]+$/, ''));
     source = opts.locSolution;
   } else if (opts.groundTruth) {
-    if (!opts.idMap)
+    const kit = isDevkitPath(opts.groundTruth) ? openDevkit(opts.groundTruth) : undefined;
+    if (!opts.idMap && !kit)
       throw new DataError(
-        `${opts.groundTruth}: the devkit ground truth holds ILSVRC2012_IDs (meta.mat order), not class indices; pass the ID → wnid map too (map_clsloc.txt, or a CSV wordnet_id,ilsvrc2012_id exported from meta.mat), or use LOC_val_solution.csv`,
+        `${opts.groundTruth}: the devkit ground truth holds ILSVRC2012_IDs (meta.mat order), not class indices; pass the ID → wnid map too (the devkit folder, ILSVRC2012_devkit_t12.tar.gz or its data/meta.mat; or map_clsloc.txt), pass the devkit itself instead of the .txt, or use LOC_val_solution.csv`,
       );
-    const ids = readText(opts.groundTruth)
+    const gt = kit ? devkitGroundTruth(kit) : { file: opts.groundTruth, bytes: undefined };
+    const ids = (gt.bytes ? gt.bytes.toString('utf8') : readText(gt.file))
       .split(/\r?\n/)
       .map((s) => s.trim())
       .filter(Boolean)
       .map((s, i) => {
         const n = Number(s);
-        if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataError(`${opts.groundTruth}:${i + 1}: expected an ILSVRC2012_ID 1..1000, found "${s}"`);
+        if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataError(`${gt.file}:${i + 1}: expected an ILSVRC2012_ID 1..1000, found "${s}"`);
         return n;
       });
-    const idMap = parseIlsvrcIdMap(opts.idMap);
+    const idMap = opts.idMap ? loadIlsvrcIdMap(opts.idMap, opts.idMap === opts.groundTruth ? kit : undefined) : loadIlsvrcIdMap(opts.groundTruth, kit);
     wnidOf = (f) => {
       const m = /ILSVRC2012_val_(\d{8})/.exec(f);
       if (!m) return undefined;
       const id = ids[Number(m[1]) - 1];
       return id === undefined ? undefined : idMap.get(id);
     };
-    source = opts.groundTruth;
+    source = gt.file;
   } else {
     const dirs = subdirs(root).filter((d) => WNID.test(d));
     if (!dirs.length)
-      throw new DataError(`${root}: no labels for the validation images; pass LOC_val_solution.csv, or the devkit ground truth with an ID map, or sort val into wnid folders`);
+      throw new DataError(`${root}: no labels for the validation images; pass LOC_val_solution.csv, or the devkit (folder or ILSVRC2012_devkit_t12.tar.gz), or sort val into wnid folders`);
     return ilsvrcTrain(root, { set, synsets: opts.synsets });
   }
   const rows: ManifestRow[] = [];

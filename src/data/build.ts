@@ -25,7 +25,7 @@ export interface BuildOptions {
   labels?: string;
   /** ilsvrc-val: Kaggle LOC_val_solution.csv. */
   locSolution?: string;
-  /** ilsvrc-val: devkit ILSVRC2012_validation_ground_truth.txt (needs idMap). */
+  /** ilsvrc-val: the devkit (tarball or folder), or its ILSVRC2012_validation_ground_truth.txt (then idMap too). */
   groundTruth?: string;
   /** ilsvrc-val: ILSVRC2012_ID → wnid map (map_clsloc.txt or CSV). */
   idMap?: string;

@@ -164,11 +164,12 @@ export async function readPredictions(file: string): Promise<Predictions> {
   const topk = new Int32Array(t.numRows * k);
   let off = 0;
   for (const b of t.batches) {
-    const d = b.getChild('top5')!.data[0]!;
-    const child = d.children[0]!;
-    const vals = (child.values as Int32Array).subarray(child.offset + d.offset * k, child.offset + (d.offset + d.length) * k);
-    topk.set(vals, off);
-    off += vals.length;
+    for (const d of b.getChild('top5')!.data) {
+      // value buffers of a sliced Data start at its first row (see embeddingMatrix)
+      const vals = (d.children[0]!.values as Int32Array).subarray(0, d.length * k);
+      topk.set(vals, off);
+      off += vals.length;
+    }
   }
   return { ids: stringColumn(t, 'id', file), labels: int32Column(t, 'label', file), k, topk, scores: sc.data, skipped: [], meta };
 }

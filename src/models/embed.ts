@@ -1,7 +1,9 @@
 /**
  * `dcd embed`: penultimate features of a backbone for every image of a folder or
- * manifest, written as one Arrow IPC file (`id`, `embedding`, `label` when known) that
- * appears only when complete. Unreadable images are skipped and listed in
+ * manifest, written as one Arrow IPC file (`id`, `embedding`, `label` when known) in
+ * record batches of at most {@link EMBED_BATCH_ROWS} rows, streamed as the features come
+ * (the embedding store reads a file batch by batch, so this bounds its memory); the file
+ * is written under a temporary name and renamed only when complete. Unreadable images are skipped and listed in
  * `<out>.skipped.tsv`. `--shard I/N` embeds the images whose index in id order is ≡ I
  * (mod N); shards merge by concatenation ({@link mergeEmbeddings}).
  */
@@ -9,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { buildTable, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, writeArrowFile, type ColumnInput } from '../core/arrow.js';
+import { buildTable, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, type ColumnInput } from '../core/arrow.js';
 import { currentBackend } from '../core/backend.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, sha256File } from '../core/fsutil.js';
@@ -18,6 +20,7 @@ import type { Preprocess } from '../core/types.js';
 import { listImages } from '../data/adapters.js';
 import { imageBatches, type ImageItem, type SkippedImage } from '../data/images.js';
 import { readManifest } from '../data/manifest.js';
+import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { loadCheckpoint } from './load.js';
 import { createModel, getModelSpec } from './registry.js';
 
@@ -41,6 +44,89 @@ export interface EmbedOptions {
   seed?: number;
   /** Images decoded in parallel. */
   concurrency?: number;
+  /** Rows per Arrow record batch of the output (default {@link EMBED_BATCH_ROWS}). */
+  recordBatchRows?: number;
+}
+
+/** Rows per record batch of `dcd embed` outputs: 16,384 × 2048-d float32 is 128 MiB. */
+export const EMBED_BATCH_ROWS = 16384;
+
+/**
+ * Writes `id`, `embedding` [, `label`] rows to an Arrow file in record batches of
+ * `batchRows` rows, as they are added. The file appears under its name only on
+ * {@link EmbeddingWriter.close}; {@link EmbeddingWriter.abort} removes the partial file.
+ */
+export class EmbeddingWriter {
+  private ids: string[] = [];
+  private labels: number[] = [];
+  private parts: Float32Array[] = [];
+  private pending = 0;
+  private constructor(
+    private readonly sink: ArrowSink,
+    readonly dim: number,
+    private readonly withLabels: boolean,
+    private readonly batchRows: number,
+  ) {}
+
+  /** Opens `out` (its temporary file) for rows of width `dim`; `metadata` goes into the schema. */
+  static async open(out: string, dim: number, withLabels: boolean, metadata: Record<string, string>, batchRows = EMBED_BATCH_ROWS): Promise<EmbeddingWriter> {
+    if (!Number.isInteger(batchRows) || batchRows < 1) throw new ConfigError(`record batch rows: expected a positive integer, received ${batchRows}`);
+    const schema = buildTable(EmbeddingWriter.columns([], new Float32Array(0), dim, withLabels ? [] : null)).schema;
+    return new EmbeddingWriter(await openArrowSink(out, schema, metadata), dim, withLabels, batchRows);
+  }
+
+  private static columns(ids: string[], emb: Float32Array, dim: number, labels: ArrayLike<number> | null): Record<string, ColumnInput> {
+    const c: Record<string, ColumnInput> = { id: { kind: 'utf8', values: ids }, embedding: { kind: 'embedding', values: emb, dim } };
+    if (labels) c.label = { kind: 'int32', values: Int32Array.from(labels) };
+    return c;
+  }
+
+  /** Rows written or pending. */
+  get rows(): number {
+    return this.sink.rows + this.pending;
+  }
+
+  /** Adds rows: `emb` is row-major [ids.length, dim]; `labels` when the writer has a label column. */
+  add(ids: readonly string[], emb: Float32Array, labels?: ArrayLike<number>): void {
+    if (emb.length !== ids.length * this.dim) throw new ConfigError(`EmbeddingWriter.add: ${emb.length} values for ${ids.length} rows of width ${this.dim}`);
+    if (this.withLabels && labels?.length !== ids.length) throw new ConfigError(`EmbeddingWriter.add: ${labels?.length ?? 0} labels for ${ids.length} rows`);
+    let a = 0;
+    while (a < ids.length) {
+      const take = Math.min(this.batchRows - this.pending, ids.length - a);
+      for (let t = a; t < a + take; t++) {
+        this.ids.push(ids[t]!);
+        if (this.withLabels) this.labels.push(labels![t]!);
+      }
+      this.parts.push(emb.subarray(a * this.dim, (a + take) * this.dim));
+      this.pending += take;
+      a += take;
+      if (this.pending === this.batchRows) this.flush();
+    }
+  }
+
+  private flush(): void {
+    if (this.pending === 0) return;
+    const emb = new Float32Array(this.pending * this.dim);
+    let off = 0;
+    for (const p of this.parts) emb.set(p, off), (off += p.length);
+    const t = buildTable(EmbeddingWriter.columns(this.ids, emb, this.dim, this.withLabels ? this.labels : null));
+    for (const b of t.batches) this.sink.write(b);
+    this.ids = [];
+    this.labels = [];
+    this.parts = [];
+    this.pending = 0;
+  }
+
+  /** Writes what is pending and renames the file into place. */
+  async close(): Promise<void> {
+    this.flush();
+    await this.sink.close();
+  }
+
+  /** Drops the partial file. */
+  async abort(): Promise<void> {
+    await this.sink.abort();
+  }
 }
 
 /** What {@link embedImages} did. */
@@ -114,35 +200,6 @@ export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
       weightsSha = await sha256File(f);
     }
     const dim = model.numFeatures;
-    const outIds: string[] = [];
-    const chunks: Float32Array[] = [];
-    const skipped: SkippedImage[] = [];
-    const bar = progress(`embed ${opts.backbone}`, items.length);
-    const input: ImageItem[] = items.map(({ id, path: p }) => ({ id, path: p }));
-    for await (const b of imageBatches(input, pre, batchSize, { concurrency: opts.concurrency ?? 2 })) {
-      skipped.push(...b.skipped);
-      if (b.ids.length) {
-        const n = b.ids.length;
-        const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [n, pre.crop, pre.crop, 3])));
-        chunks.push((await feats.data()) as Float32Array);
-        feats.dispose();
-        outIds.push(...b.ids);
-      }
-      bar.tick(b.ids.length + b.skipped.length);
-    }
-    bar.stop();
-    const skippedFile = `${opts.out}.skipped.tsv`;
-    if (skipped.length) {
-      const tsv = ['id\tpath\treason', ...skipped.map((s) => `${s.id}\t${s.path}\t${s.reason.replace(/[\t\n]/g, ' ')}`)].join('\n') + '\n';
-      await atomicWriteFile(skippedFile, tsv);
-    } else await rm(skippedFile, { force: true });
-    if (items.length > 0 && outIds.length === 0)
-      throw new DataError(`--images ${opts.images}: none of the ${items.length} images could be read (reasons in ${skippedFile}); no output written`);
-    const emb = new Float32Array(outIds.length * dim);
-    let off = 0;
-    for (const c of chunks) emb.set(c, off), (off += c.length);
-    const columns: Record<string, ColumnInput> = { id: { kind: 'utf8', values: outIds }, embedding: { kind: 'embedding', values: emb, dim } };
-    if (hasLabels) columns.label = { kind: 'int32', values: Int32Array.from(outIds, (id) => labels.get(id) ?? -1) };
     const meta: Record<string, string> = {
       'dcd.backbone': opts.backbone,
       'dcd.weights_sha256': weightsSha,
@@ -151,8 +208,40 @@ export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
       'dcd.shard': `${shard.index}/${shard.count}`,
       'dcd.backend': currentBackend() ?? tf.getBackend(),
     };
-    await writeArrowFile(opts.out, buildTable(columns, meta));
-    return { out: opts.out, rows: outIds.length, dim, skipped, skippedFile: skipped.length ? skippedFile : undefined, seconds: (Date.now() - t0) / 1000 };
+    const writer = await EmbeddingWriter.open(opts.out, dim, hasLabels, meta, opts.recordBatchRows);
+    const skipped: SkippedImage[] = [];
+    const skippedFile = `${opts.out}.skipped.tsv`;
+    try {
+      const bar = progress(`embed ${opts.backbone}`, items.length);
+      const input: ImageItem[] = items.map(({ id, path: p }) => ({ id, path: p }));
+      for await (const b of imageBatches(input, pre, batchSize, { concurrency: opts.concurrency ?? 2 })) {
+        skipped.push(...b.skipped);
+        if (b.ids.length) {
+          const n = b.ids.length;
+          const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [n, pre.crop, pre.crop, 3])));
+          let data: Float32Array;
+          try {
+            data = (await feats.data()) as Float32Array;
+          } finally {
+            feats.dispose();
+          }
+          writer.add(b.ids, data, hasLabels ? b.ids.map((id) => labels.get(id) ?? -1) : undefined);
+        }
+        bar.tick(b.ids.length + b.skipped.length);
+      }
+      bar.stop();
+      if (skipped.length) {
+        const tsv = ['id\tpath\treason', ...skipped.map((s) => `${s.id}\t${s.path}\t${s.reason.replace(/[\t\n]/g, ' ')}`)].join('\n') + '\n';
+        await atomicWriteFile(skippedFile, tsv);
+      } else await rm(skippedFile, { force: true });
+      if (items.length > 0 && writer.rows === 0)
+        throw new DataError(`--images ${opts.images}: none of the ${items.length} images could be read (reasons in ${skippedFile}); no output written`);
+      await writer.close();
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+    return { out: opts.out, rows: writer.rows, dim, skipped, skippedFile: skipped.length ? skippedFile : undefined, seconds: (Date.now() - t0) / 1000 };
   } finally {
     model.dispose();
   }
@@ -163,7 +252,7 @@ export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
  * writes them). The shards must agree on backbone, weights and preprocessing, and no
  * id may repeat.
  */
-export async function mergeEmbeddings(files: string[], out: string): Promise<{ rows: number }> {
+export async function mergeEmbeddings(files: string[], out: string, opts: { recordBatchRows?: number } = {}): Promise<{ rows: number }> {
   if (files.length === 0) throw new ConfigError('embed merge: give at least one shard file');
   const keys = ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'];
   let ref: Record<string, string> | undefined;
@@ -188,12 +277,15 @@ export async function mergeEmbeddings(files: string[], out: string): Promise<{ r
   }
   rows.sort((a, b) => byCodePoint(a.id, b.id));
   for (let i = 1; i < rows.length; i++) if (rows[i]!.id === rows[i - 1]!.id) throw new ArtifactError(`embed merge: id ${rows[i]!.id} appears in more than one shard`);
-  const emb = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => emb.set(r.e, i * dim));
-  const columns: Record<string, ColumnInput> = { id: { kind: 'utf8', values: rows.map((r) => r.id) }, embedding: { kind: 'embedding', values: emb, dim } };
-  if (withLabel) columns.label = { kind: 'int32', values: Int32Array.from(rows, (r) => r.label) };
   const meta = Object.fromEntries(Object.entries(ref!).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
   meta['dcd.shard'] = `merged:${files.length}`;
-  await writeArrowFile(out, buildTable(columns, meta));
+  const writer = await EmbeddingWriter.open(out, dim, withLabel, meta, opts.recordBatchRows);
+  try {
+    for (const r of rows) writer.add([r.id], r.e, withLabel ? [r.label] : undefined);
+    await writer.close();
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
   return { rows: rows.length };
 }

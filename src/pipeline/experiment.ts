@@ -13,6 +13,7 @@ import { ConfigError } from '../core/errors.js';
 import type { BackboneConfig, Config, Method } from '../core/config.js';
 import type { StageSpec } from './runner.js';
 import { checkModelName } from './libs.js';
+import { isDevkitPath } from '../data/devkit.js';
 import * as S from './stages.js';
 
 /** One row of the result table: a method's evaluation for one seed. */
@@ -63,8 +64,8 @@ export function checkConfig(cfg: Config): void {
       if (!e || !e.some((x) => /^\d+$/.test(x)))
         throw new ConfigError(`${where(`data.imagenet.${k}`)}: ${inet[k]} has no class sub-folders 0..999; point it at the extracted ImageNet-V2 folder`);
     }
-    if (!inet.val_labels.endsWith('.csv') && !inet.val_id_map)
-      throw new ConfigError(`${where('data.imagenet.val_id_map')}: val_labels ${path.basename(inet.val_labels)} is the devkit ground truth, which needs the ILSVRC2012_ID → wnid map; set val_id_map, or use LOC_val_solution.csv`);
+    if (!inet.val_labels.endsWith('.csv') && !isDevkitPath(inet.val_labels) && !inet.val_id_map)
+      throw new ConfigError(`${where('data.imagenet.val_id_map')}: val_labels ${path.basename(inet.val_labels)} is the devkit ground truth, which needs the ILSVRC2012_ID → wnid map; set val_id_map (the devkit or its data/meta.mat), point val_labels at ILSVRC2012_devkit_t12.tar.gz itself, or use LOC_val_solution.csv`);
   }
   if (cfg.data.kind === 'fashion-mnist') requireFile(cfg.data.fashion_dir, 'data.fashion_dir');
   if (cfg.data.kind === 'synthetic' && cfg.data.imagenet) throw new ConfigError(`${where('data.imagenet')}: not used when data.kind is synthetic; remove it`);

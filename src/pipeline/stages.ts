@@ -88,7 +88,7 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
     version: 1,
     config: { kind: d.kind, seed: seed ?? null, synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null, fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null, imagenet: d.kind === 'imagenet' ? inet : null },
     deps: {},
-    externals: d.kind === 'imagenet' && inet ? [inet.train, inet.val, inet.val_labels, inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool] : [],
+    externals: d.kind === 'imagenet' && inet ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool] : [],
     async run(ctx) {
       const files: Record<string, string> = {};
       const counts: Record<string, number> = {};

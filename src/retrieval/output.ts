@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   DataType,
@@ -87,9 +87,9 @@ function takeVector(v: Vector, type: DataType, rows: readonly number[]): Vector 
     rows.forEach((r, t) => {
       while (chunk + 1 < v.data.length && r >= starts[chunk + 1]!) chunk++;
       const d = v.data[chunk]!;
-      const child = d.children[0]!;
-      const from = child.offset + (d.offset + r - starts[chunk]!) * dim;
-      out.set((child.values as Float32Array).subarray(from, from + dim), t * dim);
+      // Value buffers are already sliced to this Data's first row (arrow-js Data.slice).
+      const from = (r - starts[chunk]!) * dim;
+      out.set((d.children[0]!.values as Float32Array).subarray(from, from + dim), t * dim);
     });
     const childData = makeData({ type: (type as FixedSizeList<Float32>).children[0]!.type, length: out.length, data: out });
     return makeVector(makeData({ type: type as FixedSizeList<Float32>, length: rows.length, nullCount: 0, child: childData }) as Data<FixedSizeList<Float32>>);
@@ -124,7 +124,8 @@ export async function openArrowSink(file: string, schema: Schema, metadata: Reco
     ws.on('finish', () => resolve());
     ws.on('error', reject);
   });
-  writer.toNodeStream().pipe(ws);
+  const rs = writer.toNodeStream();
+  rs.pipe(ws);
   let rows = 0;
   let wrote = false;
   return {
@@ -141,15 +142,26 @@ export async function openArrowSink(file: string, schema: Schema, metadata: Reco
       writer.finish();
       await writer.close();
       await done;
+      // As atomicWriteFile: data on disk before the name appears.
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, file);
     },
     async abort() {
+      // Not writer.abort(): it rejects the stream's pending read with an iterator result
+      // that nobody awaits (an unhandled rejection). Detach the file, end the stream, drop it.
+      rs.unpipe(ws);
+      ws.destroy();
       try {
-        writer.abort();
+        writer.close();
       } catch {
         /* already closed */
       }
-      ws.destroy();
+      rs.destroy();
       await rm(tmp, { force: true });
     },
   };

@@ -152,7 +152,7 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
       for (const [y, rowsY] of groups) {
         const st = states.get(y)!;
         st.candidates += rowsY.length;
-        const block = distanceBlock(gatherRows(ch.data, rowsY, ch.dim), rowsY.length, st.held);
+        const block = distanceBlock(ch.data, rowsY.length, st.held, rowsY);
         const kept = top.pushBlock(block, rowsY.length, rowsY.map((a) => ch.start + a), st.seedIdx);
         kept.forEach((f, r) => f && idOf.set(ch.start + rowsY[r]!, ch.ids[rowsY[r]!]!));
       }

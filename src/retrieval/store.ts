@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
@@ -119,6 +119,18 @@ export class EmbeddingStore {
   }
 
   /**
+   * Row count, estimated without reading: exact for in-memory stores, else the files'
+   * total size over the bytes of one embedding (an overestimate by the id/label columns).
+   * For planning only (which side of a join to hold).
+   */
+  estimatedRows(): number {
+    if (this.memory) return this.memory.ids.length;
+    let bytes = 0;
+    for (const i of this.infos) bytes += statSync(i.file).size;
+    return Math.floor(bytes / (this.dim * 4));
+  }
+
+  /**
    * Streams the rows in chunks of at most `maxRows` rows.
    * @param opts.embeddings false to skip building `data` (id/label only; `data` is empty)
    */
@@ -196,9 +208,9 @@ export class EmbeddingStore {
       data = new Float32Array(b.numRows * this.dim);
       let off = 0;
       for (const d of b.getChild(this.column)!.data) {
-        const child = d.children[0]!;
-        const from = child.offset + d.offset * this.dim;
-        data.set((child.values as Float32Array).subarray(from, from + d.length * this.dim), off);
+        // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
+        // Data's first row, and `offset` only positions the validity bitmap.
+        data.set((d.children[0]!.values as Float32Array).subarray(0, d.length * this.dim), off);
         off += d.length * this.dim;
       }
       if (this.normalize) l2NormalizeRows(data, this.dim);
