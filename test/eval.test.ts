@@ -101,10 +101,12 @@ describe('failure sets', () => {
 
 describe('evaluate', () => {
   it('top-k of the model in eval mode, no tensor leaked', async () => {
+    const start = tf.memory().numTensors;
     const model = createModel('resnet_tiny', { numClasses: 4, seed: 1 });
     const n = 5;
     const img = new Float32Array(n * 32 * 32 * 3).map((_, i) => Math.sin(i * 0.37));
     const ds = fromArrays({ images: img, shape: [32, 32, 3], labels: [0, 1, 2, 3, 0] });
+    await evaluate(model, ds, { batchSize: 2 }); // the first eval call may cache folded conv+BN weights in the model
     const before = tf.memory().numTensors;
     const p = await evaluate(model, ds, { batchSize: 2 });
     expect(tf.memory().numTensors).toBe(before);
@@ -116,6 +118,7 @@ describe('evaluate', () => {
       expect(p.scores[i * 4]!).toBeCloseTo(order[0]![0], 5);
     });
     model.dispose();
+    expect(tf.memory().numTensors, 'the model and its caches freed').toBe(start);
   });
   it('dcd eval: checkpoint on a manifest → predictions and metrics; bad checkpoint names the file', async () => {
     const model = createModel('resnet_tiny', { numClasses: 3, seed: 2 });

@@ -1,7 +1,7 @@
 /**
  * Parity with PyTorch: checkpoints and reference features written by
  * scripts/parity/make_fixtures.py (torch 1.13, torchvision's ResNet, DINO's ViT), read by
- * dcd's own readers, on the cpu and wasm backends.
+ * dcd's own readers, on the cpu, wasm and (when built) native backends.
  * DCD_PARITY_FULL=1 also generates and checks full-size ResNet-50 / robust / ViT-S/16 (224 and 288) / ViT-S/8.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
@@ -11,6 +11,7 @@ import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../src/core/backend.js';
+import { registerNativeBackend } from '../src/backends/native.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';
 import { ResNet, type ResNetConfig } from '../src/models/resnet.js';
@@ -94,7 +95,10 @@ const BASIC: ResNetConfig = { block: 'basic', layers: [1, 1, 1, 1], widths: [4, 
 const ROBUST: ResNetConfig = { ...BOTTLENECK, inputNormalize: { mean: MEAN, std: STD } };
 const VIT: ViTConfig = { patch: 8, dim: 32, depth: 2, heads: 2, mlpRatio: 4, imgSize: 32 };
 
-for (const backend of ['cpu', 'wasm'] as const) {
+// native too where its addon is built (scripts/setup.sh installs oneDNN): its folded conv+BN,
+// one-kernel LayerNorm and GELU are checked against PyTorch here.
+const BACKENDS = ['cpu', 'wasm', ...(registerNativeBackend().ok ? ['native'] : [])];
+for (const backend of BACKENDS) {
   describe(`parity with PyTorch on ${backend}`, () => {
     beforeAll(async () => {
       await initBackend(backend, { quiet: true });

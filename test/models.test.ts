@@ -12,17 +12,21 @@ describe('model registry contract', () => {
   for (const name of ['resnet_tiny', 'resnet_bottleneck_tiny', 'resnet_robust_tiny', 'vit_tiny']) {
     it(`${name}: features and logits have the declared shapes, no tensor leaks`, () => {
       const spec = getModelSpec(name);
+      const start = tf.memory().numTensors;
       const m = createModel(name, { numClasses: 5, seed: 1 });
-      const before = tf.memory().numTensors;
       const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
+      tf.dispose(m.forwardFeatures(x)); // the first eval call may cache folded conv+BN weights in the model
+      const before = tf.memory().numTensors;
       const f = m.forwardFeatures(x);
       expect(f.shape).toEqual([2, spec.numFeatures]);
       const l = m.forwardHead(f);
       expect(l.shape).toEqual([2, 5]);
       expect(Number.isFinite(f.dataSync()[0])).toBe(true);
-      tf.dispose([x, f, l]);
+      tf.dispose([f, l]);
       expect(tf.memory().numTensors).toBe(before);
+      x.dispose();
       m.dispose();
+      expect(tf.memory().numTensors, 'dispose frees the model, caches included').toBe(start);
     });
   }
 
@@ -66,6 +70,48 @@ describe('model registry contract', () => {
     expect(std).toBeGreaterThan(0.8 * Math.sqrt(2 / 144));
     expect(std).toBeLessThan(1.2 * Math.sqrt(2 / 144));
     [a, b, c].forEach((m) => m.dispose());
+  });
+
+  it('ResNet eval folds BN into the convolutions: same features as the unfolded path, refolded after Variable.assign', () => {
+    for (const name of ['resnet_tiny', 'resnet_bottleneck_tiny']) {
+      const m = createModel(name, { seed: 4 });
+      // non-trivial BN statistics and affine, so a wrong fold shows
+      let seed = 20;
+      for (const [k, v] of m.buffers()) if (k.endsWith('running_mean') || k.endsWith('running_var')) v.assign(tf.randomUniform(v.shape, k.endsWith('var') ? 0.5 : -0.5, k.endsWith('var') ? 2 : 0.5, 'float32', seed++));
+      for (const [k, v] of m.params()) if (/bn\d\.|downsample\.1\./.test(k)) v.assign(tf.randomUniform(v.shape, 0.5, 1.5, 'float32', seed++));
+      const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 9) as tf.Tensor4D;
+      // inside a gradient tape the model never uses folded weights: the reference eval path
+      const unfolded = (): Float32Array => {
+        let out: tf.Tensor | undefined;
+        const g = tf.variableGrads(() => {
+          out = tf.keep(m.forwardFeatures(x, false));
+          return tf.sum(out) as tf.Scalar;
+        });
+        tf.dispose([g.value, ...Object.values(g.grads)]);
+        const d = out!.dataSync() as Float32Array;
+        out!.dispose();
+        return d;
+      };
+      const folded = (): Float32Array => tf.tidy(() => m.forwardFeatures(x).dataSync() as Float32Array);
+      const close = (a: Float32Array, b: Float32Array, what: string) => {
+        let scale = 0, worst = 0;
+        for (let i = 0; i < a.length; i++) {
+          scale = Math.max(scale, Math.abs(b[i]!));
+          worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+        }
+        expect(worst / scale, what).toBeLessThan(1e-5);
+      };
+      close(folded(), unfolded(), `${name}: folded vs unfolded`);
+      // a changed BN statistic (as after training) must be seen by the next eval call
+      const rv = m.buffers().get('bn1.running_var')!;
+      const before = folded();
+      rv.assign(tf.mul(rv, 4));
+      const after = folded();
+      close(after, unfolded(), `${name}: after assign`);
+      expect(Math.max(...after.map((v, i) => Math.abs(v - before[i]!)))).toBeGreaterThan(1e-3);
+      x.dispose();
+      m.dispose();
+    }
   });
 
   it('resnet_tiny trains: gradients reach every parameter and BN running stats update (unbiased var)', () => {

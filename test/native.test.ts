@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { BN_GRAD_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { BN_GRAD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { gelu, layerNorm } from '../src/models/ops.js';
 
 const reg = registerNativeBackend();
 if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
@@ -487,6 +488,21 @@ d('native backend: reductions, transpose, topk', () => {
         shapes.some((sh) => sh.includes(0)) ? fn : withGrads(fn), ['Concat'], 0);
     }
   });
+  it('LayerNorm and GELU of the models run as one native kernel each and match the composed cpu ops', async () => {
+    // odd row lengths and sizes on both sides of the threading threshold; rows with a large offset (variance by two passes)
+    for (const [i, shape] of ([[1, 7], [3, 5, 384], [600, 385]] as number[][]).entries()) {
+      const D = shape[shape.length - 1];
+      const x = inp(shape, 700 + i, -3, 3);
+      if (i === 1) for (let j = 0; j < x.data.length; j++) x.data[j] += 1000;
+      await parity(`layerNorm ${shape}`, [x, inp([D], 710 + i, 0.5, 1.5), inp([D], 720 + i)], (a, w, b) => layerNorm(a, w, b, 1e-6), [LAYER_NORM_KERNEL], 2e-4);
+      await parity(`gelu ${shape}`, [inp(shape, 730 + i, -6, 6)], (a) => gelu(a), [GELU_KERNEL], 1e-5);
+    }
+    // under a gradient tape the composed ops run (the one-kernel forms have no gradient)
+    const before = nativeStats.native[LAYER_NORM_KERNEL] ?? 0;
+    await parity('layerNorm gradients', [inp([4, 9], 740), inp([9], 741), inp([9], 742)], withGrads((a, w, b) => layerNorm(a, w, b, 1e-5)), ['Mean'], 2e-4);
+    expect(nativeStats.native[LAYER_NORM_KERNEL] ?? 0, 'only the untaped forward of withGrads runs the kernel').toBe(before + 1);
+  });
+
   it('transposes are simplified (size-1 axes dropped, adjacent axes merged)', () => {
     expect(simplifyTranspose([64, 32, 1, 1], [2, 3, 1, 0])).toEqual({ shape: [64, 32], perm: [1, 0] });
     expect(simplifyTranspose([64, 32, 3, 3], [2, 3, 1, 0])).toEqual({ shape: [64, 32, 9], perm: [2, 1, 0] });

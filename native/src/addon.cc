@@ -729,6 +729,43 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// layerNorm(x, w, b, y, cols, eps): y = (x - mean) / sqrt(var + eps) * w + b over the last axis of
+// length `cols` (biased variance, two passes over each row, as PyTorch's LayerNorm): one kernel
+// for the ~9 element-wise passes of the composed form.
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  const float *x = F32(info[0]), *w = F32(info[1]), *b = F32(info[2]);
+  float* y = F32(info[3]);
+  int64_t cols = info[4].As<Napi::Number>().Int64Value();
+  float eps = info[5].As<Napi::Number>().FloatValue();
+  int64_t n = Len(info[0]), rows = cols > 0 ? n / cols : 0;
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * cols;
+    float* py = y + r * cols;
+    float s = 0.f;
+    for (int64_t j = 0; j < cols; ++j) s += px[j];
+    const float mean = s / static_cast<float>(cols);
+    float q = 0.f;
+    for (int64_t j = 0; j < cols; ++j) {
+      float d = px[j] - mean;
+      q += d * d;
+    }
+    const float rs = 1.f / std::sqrt(q / static_cast<float>(cols) + eps);
+    for (int64_t j = 0; j < cols; ++j) py[j] = (px[j] - mean) * rs * w[j] + b[j];
+  }
+  return info.Env().Undefined();
+}
+
+// gelu(x, y): exact GELU 0.5·x·(1 + erf(x/√2)) in one pass (the composed form is five).
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  float* y = F32(info[1]);
+  int64_t n = Len(info[0]);
+#pragma omp parallel for simd if (n >= kGrain) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.f + FastErf(x[i] * 0.70710678118654752f));
+  return info.Env().Undefined();
+}
+
 // topk(x, values, indices, rows, cols, k): largest k per row, sorted descending; ties keep the
 // lower index first (as tfjs's cpu TopK).
 Napi::Value TopK(const Napi::CallbackInfo& info) {
@@ -799,6 +836,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("topk", TopK);
   EXPORT("copyRows", CopyRows);
   EXPORT("batchNormGrad", BatchNormGrad);
+  EXPORT("layerNorm", LayerNorm);
+  EXPORT("gelu", Gelu);
   EXPORT("setNumThreads", SetNumThreads);
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);

@@ -43,6 +43,8 @@ export interface NativeAddon {
     dx: Float32Array, dmean: Float32Array, dvar: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number,
   ): void;
   topk(x: Float32Array, values: Float32Array, indices: Int32Array, rows: number, cols: number, k: number): void;
+  layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array, cols: number, eps: number): void;
+  gelu(x: Float32Array, y: Float32Array): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;
@@ -250,6 +252,9 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
 
 /** The native kernel behind FusedBatchNorm's gradient on this backend (see installBatchNormGrad). */
 export const BN_GRAD_KERNEL = 'DcdFusedBatchNormGrad';
+/** Native-only inference kernels: LayerNorm over the last axis (inputs x, weight, bias; attr eps) and exact GELU (input x). */
+export const LAYER_NORM_KERNEL = 'DcdLayerNorm';
+export const GELU_KERNEL = 'DcdGelu';
 
 /**
  * Replaces FusedBatchNorm's registered gradient by one that, on the `native` backend and for
@@ -850,6 +855,21 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       return args.backend.makeTensorInfo(outShape, 'float32', out);
     };
   }
+  // LayerNorm over the last axis and exact GELU, each one kernel (the models call them on this
+  // backend outside gradient tapes: src/models/ops.ts).
+  k[LAYER_NORM_KERNEL] = (args) => {
+    const { x, weight, bias } = args.inputs as Record<string, TensorInfo>;
+    const cols = x.shape[x.shape.length - 1]!;
+    const out = alloc(size(x.shape));
+    if (out.length > 0) nativeAddon().layerNorm(f32(args.backend, x), f32(args.backend, weight), f32(args.backend, bias), out, cols, args.attrs?.eps as number);
+    return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+  k[GELU_KERNEL] = (args) => {
+    const { x } = args.inputs as Record<string, TensorInfo>;
+    const out = alloc(size(x.shape));
+    if (out.length > 0) nativeAddon().gelu(f32(args.backend, x), out);
+    return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
   k[BN_GRAD_KERNEL] = (args) => {
     const { x, dy, mean, variance, scale } = args.inputs as Record<string, TensorInfo>;
     const b = args.backend;

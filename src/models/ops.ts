@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../core/errors.js';
 import { numel } from './tensor-data.js';
+import { GELU_KERNEL, LAYER_NORM_KERNEL } from '../backends/native.js';
 
 /** Named trainable parameters and buffers of a model, in PyTorch spelling. */
 export class VarStore {
@@ -94,24 +95,84 @@ export function batchNorm(
   return tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
 }
 
+/** True while a gradient tape records (inside tf.grad / variableGrads). */
+export function taping(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
+/**
+ * Eval-mode convolution followed by BatchNorm (and ReLU) as one fused convolution: the BN
+ * is folded into the weights and a bias, w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε), as
+ * inference runtimes do. The folded tensors are computed once and kept in `cache` until
+ * any of the five variables changes (Variable.assign gives new data); they are only used
+ * when no gradient tape is recording, so training never sees them.
+ */
+export function convBnEval(
+  x: tf.Tensor4D,
+  s: VarStore,
+  cache: FoldCache,
+  conv: string,
+  bn: string,
+  stride: number,
+  pad: number,
+  relu: boolean,
+  eps = 1e-5,
+): tf.Tensor4D {
+  const vars = [s.get(conv), s.get(`${bn}.weight`), s.get(`${bn}.bias`), s.get(`${bn}.running_mean`), s.get(`${bn}.running_var`)];
+  const ids = vars.map((v) => (v as unknown as { dataId: object }).dataId);
+  let e = cache.get(conv);
+  if (!e || e.ids.some((id, i) => id !== ids[i])) {
+    if (e) tf.dispose([e.w, e.b]);
+    const [w, g, b, m, v] = vars as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    const folded = tf.tidy(() => {
+      const scale = tf.mul(g, tf.rsqrt(tf.add(v, eps)));
+      return { w: tf.keep(tf.mul(tf.transpose(w, [2, 3, 1, 0]), scale) as tf.Tensor4D), b: tf.keep(tf.sub(b, tf.mul(m, scale)) as tf.Tensor1D) };
+    });
+    e = { ids, ...folded };
+    cache.set(conv, e);
+  }
+  return tf.fused.conv2d({ x, filter: e.w, strides: stride, pad: pad === 0 ? 'valid' : pad, bias: e.b, activation: relu ? 'relu' : 'linear' });
+}
+
+/** Folded conv + BN weights of {@link convBnEval}, by conv weight name. */
+export class FoldCache extends Map<string, { ids: object[]; w: tf.Tensor4D; b: tf.Tensor1D }> {
+  dispose(): void {
+    for (const e of this.values()) tf.dispose([e.w, e.b]);
+    this.clear();
+  }
+}
+
 /**
  * Linear layer y = x Wᵀ + b. W is transposed first and multiplied with a plain 2-D
- * matMul: on wasm, `transposeB` takes a path about 20× slower.
+ * matMul (on wasm, `transposeB` takes a path about 20× slower); the bias is fused into
+ * the matMul (one pass over the output fewer).
  * @param x [M, in]
  * @param w PyTorch layout [out, in]
  */
 export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
-  const y: tf.Tensor2D = tf.matMul(x, tf.transpose(w) as tf.Tensor2D);
-  return b ? (tf.add(y, b) as tf.Tensor2D) : y;
+  const wt = tf.transpose(w) as tf.Tensor2D;
+  return b ? (tf.fused.matMul({ a: x, b: wt, bias: b }) as tf.Tensor2D) : tf.matMul(x, wt);
+}
+
+/**
+ * True when the active backend registers the one-kernel form `kernel` (the `native` backend's
+ * LayerNorm and GELU) and no gradient tape records (those kernels have no gradient).
+ */
+function oneKernel(kernel: string, ...ts: tf.Tensor[]): boolean {
+  return tf.getKernel(kernel, tf.getBackend()) != null && ts.every((t) => t.dtype === 'float32') && !taping();
 }
 
 /** LayerNorm over the last axis. @param x [..., D] */
 export function layerNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, b: tf.Tensor, eps: number): T {
+  const D = x.shape[x.rank - 1];
+  if (w.size === D && b.size === D && oneKernel(LAYER_NORM_KERNEL, x, w, b))
+    return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, weight: w, bias: b }, { eps }) as T;
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), w), b) as T;
 }
 
 /** Exact GELU: 0.5·x·(1 + erf(x/√2)) (PyTorch's nn.GELU default, not the tanh form). */
 export function gelu<T extends tf.Tensor>(x: T): T {
+  if (oneKernel(GELU_KERNEL, x)) return tf.engine().runKernel(GELU_KERNEL, { x }) as T;
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
 }

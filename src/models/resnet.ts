@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { Rng } from './init.js';
-import { batchNorm, conv2d, linear, VarStore } from './ops.js';
+import { batchNorm, conv2d, convBnEval, FoldCache, linear, taping, VarStore } from './ops.js';
 
 /** Architecture of a ResNet. */
 export interface ResNetConfig {
@@ -36,6 +36,8 @@ export class ResNet implements ImageModel {
   readonly numFeatures: number;
   readonly numClasses: number;
   private readonly s = new VarStore();
+  /** Eval-mode conv+BN folds (see convBnEval). */
+  private readonly folds = new FoldCache();
   private readonly expansion: number;
   private readonly rng: Rng;
 
@@ -106,22 +108,26 @@ export class ResNet implements ImageModel {
   /** @param x NHWC [B, H, W, 3] normalised by the Preprocess; @returns [B, numFeatures] */
   forwardFeatures(x: tf.Tensor4D, training = false): tf.Tensor2D {
     const s = this.s;
+    // conv → BN (→ ReLU): in eval mode without a gradient tape, one fused conv with the BN folded in.
+    const fold = !training && !taping();
+    const cbr = (h: tf.Tensor4D, conv: string, bn: string, stride: number, pad: number, relu: boolean): tf.Tensor4D => {
+      if (fold) return convBnEval(h, s, this.folds, conv, bn, stride, pad, relu);
+      const y = batchNorm(conv2d(h, s.get(conv), stride, pad), s, bn, training);
+      return relu ? tf.relu(y) : y;
+    };
     const stage = (h: tf.Tensor4D, li: number, bi: number): tf.Tensor4D => {
       const p = `layer${li + 1}.${bi}`;
       const st = bi === 0 && li > 0 ? 2 : 1;
-      const bn = (y: tf.Tensor4D, n: string) => batchNorm(y, s, `${p}.${n}`, training);
       let y: tf.Tensor4D;
       if (this.config.block === 'bottleneck') {
-        y = tf.relu(bn(conv2d(h, s.get(`${p}.conv1.weight`), 1, 0), 'bn1'));
-        y = tf.relu(bn(conv2d(y, s.get(`${p}.conv2.weight`), st, 1), 'bn2'));
-        y = bn(conv2d(y, s.get(`${p}.conv3.weight`), 1, 0), 'bn3');
+        y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, 1, 0, true);
+        y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, st, 1, true);
+        y = cbr(y, `${p}.conv3.weight`, `${p}.bn3`, 1, 0, false);
       } else {
-        y = tf.relu(bn(conv2d(h, s.get(`${p}.conv1.weight`), st, 1), 'bn1'));
-        y = bn(conv2d(y, s.get(`${p}.conv2.weight`), 1, 1), 'bn2');
+        y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, st, 1, true);
+        y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, 1, 1, false);
       }
-      const sc = s.params.has(`${p}.downsample.0.weight`)
-        ? batchNorm(conv2d(h, s.get(`${p}.downsample.0.weight`), st, 0), s, `${p}.downsample.1`, training)
-        : h;
+      const sc = s.params.has(`${p}.downsample.0.weight`) ? cbr(h, `${p}.downsample.0.weight`, `${p}.downsample.1`, st, 0, false) : h;
       return tf.relu(tf.add(y, sc)) as tf.Tensor4D;
     };
     return tf.tidy(() => {
@@ -133,7 +139,7 @@ export class ResNet implements ImageModel {
         // MadryLab's InputNormalize clamps to [0, 1] first.
         h = tf.div(tf.sub(tf.clipByValue(h, 0, 1), m), sd) as tf.Tensor4D;
       }
-      h = tf.relu(batchNorm(conv2d(h, s.get('conv1.weight'), 2, 3), s, 'bn1', training));
+      h = cbr(h, 'conv1.weight', 'bn1', 2, 3, true);
       h = tf.maxPool(h, 3, 2, 1);
       this.config.layers.forEach((n, li) => {
         for (let bi = 0; bi < n; bi++) {
@@ -160,6 +166,7 @@ export class ResNet implements ImageModel {
     return this.s.buffers;
   }
   dispose(): void {
+    this.folds.dispose();
     this.s.dispose();
   }
 }
