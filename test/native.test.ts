@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { BN_GRAD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
-import { gelu, layerNorm } from '../src/models/ops.js';
+import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
 
 const reg = registerNativeBackend();
 if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
@@ -175,6 +175,33 @@ d('native backend: convolution', () => {
       const grads = act === 'linear' || act === 'relu';
       await parity(`fused conv ${act}`, inputs, grads ? withGrads(f) : f, ['FusedConv2D'], 1e-4);
     }
+  });
+
+  it('conv + bias + residual (+ ReLU) as one kernel (oneDNN sum post-op) matches conv, add, relu on cpu', async () => {
+    for (const [i, c] of CONVS.entries()) {
+      if (c.dil !== 1) continue;
+      for (const act of ['linear', 'relu'] as const) {
+        const y0 = tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.s, c.pad as 'same');
+        const outShape = y0.shape;
+        y0.dispose();
+        const inputs = [inp(c.x, 40 + i), inp(c.f, 50 + i), inp([c.f[3]!], 60 + i), inp(outShape, 70 + i, -2, 2)];
+        const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) =>
+          tf.getBackend() === 'native'
+            ? (tf.engine().runKernel(CONV_ADD_KERNEL, { x, filter: w, bias: b, residual: r }, { strides: c.s, pad: c.pad, dataFormat: 'NHWC', dilations: 1, activation: act }) as tf.Tensor)
+            : (((y: tf.Tensor) => (act === 'relu' ? tf.relu(y) : y))(tf.add(tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: c.s, pad: c.pad as 'same', bias: b }), r)));
+        await parity(`conv add ${act} ${i}`, inputs, f, [CONV_ADD_KERNEL], 1e-4);
+      }
+    }
+    // a residual of another shape goes to the cpu composition (which then fails to broadcast);
+    // an activation other than linear/relu is refused by name; both counted as fallbacks
+    const before = nativeStats.fallback[CONV_ADD_KERNEL] ?? 0;
+    const n0 = tf.memory().numTensors;
+    const run = (r: number[], act: string) => () =>
+      tf.tidy(() => tf.engine().runKernel(CONV_ADD_KERNEL, { x: tf.ones([1, 4, 4, 2]), filter: tf.ones([1, 1, 2, 3]), residual: tf.ones(r) }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1, activation: act }));
+    expect(run([1, 4, 4, 3], 'relu6')).toThrow(/relu6 is not supported/);
+    expect(Array.from((run([3], 'relu')() as tf.Tensor).dataSync())).toEqual(new Array(48).fill(3));
+    expect(nativeStats.fallback[CONV_ADD_KERNEL]).toBe(before + 2);
+    expect(tf.memory().numTensors).toBeLessThanOrEqual(n0 + 1);
   });
 });
 
@@ -488,6 +515,31 @@ d('native backend: reductions, transpose, topk', () => {
         shapes.some((sh) => sh.includes(0)) ? fn : withGrads(fn), ['Concat'], 0);
     }
   });
+  it('training-mode BatchNorm (statistics, normalisation, gradient through the statistics) runs natively and matches cpu', async () => {
+    // NHWC shapes incl. batch 1, odd channel counts, one above the threading threshold; one with a large mean
+    for (const [i, shape] of ([[1, 3, 5, 7], [2, 4, 4, 16], [4, 32, 32, 65]] as number[][]).entries()) {
+      const C = shape[3]!;
+      const x = inp(shape, 800 + i, -2, 2);
+      if (i === 1) for (let j = 0; j < x.data.length; j++) x.data[j] += 300;
+      const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => batchNormTrain(a, g, b, 1e-5);
+      await parity(`bn train ${shape}`, [x, inp([C], 810 + i, 0.5, 1.5), inp([C], 820 + i)], (a, g, b) => f(a, g, b), [BN_TRAIN_KERNEL], i === 1 ? 2e-3 : 1e-4);
+      await parity(`bn train grads ${shape}`, [x, inp([C], 810 + i, 0.5, 1.5), inp([C], 820 + i)], withGrads((a, g, b) => f(a, g, b)[0]), [BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL], i === 1 ? 2e-3 : 2e-4);
+      // a loss that also reads the statistics: their gradients reach x too
+      await parity(`bn train grads via mean/var ${shape}`, [x, inp([C], 830 + i, 0.5, 1.5), inp([C], 840 + i)],
+        withGrads((a, g, b) => { const [y, m, v] = f(a, g, b); return tf.add(y, tf.add(tf.mul(m, 0.3), tf.mul(v, 0.2))); }), [BN_TRAIN_GRAD_KERNEL], i === 1 ? 2e-3 : 2e-4);
+    }
+  });
+
+  it('the ReLU gradient runs as one native kernel and matches cpu (zeros and NaN included)', async () => {
+    for (const [i, shape] of ([[7], [3, 5, 9], [8, 64, 64, 17]] as number[][]).entries()) {
+      const x = inp(shape, 900 + i, -2, 2);
+      x.data[0] = 0;
+      await parity(`relu grad ${shape}`, [x], withGrads((a) => tf.relu(a)), ['Relu', RELU_GRAD_KERNEL], 0);
+    }
+    const got = tf.tidy(() => tf.grad((a: tf.Tensor) => tf.sum(tf.relu(a)))(tf.tensor1d([NaN, -1, 0, 2])).dataSync());
+    expect(Array.from(got)).toEqual([NaN, 0, 0, 1]);
+  });
+
   it('LayerNorm and GELU of the models run as one native kernel each and match the composed cpu ops', async () => {
     // odd row lengths and sizes on both sides of the threading threshold; rows with a large offset (variance by two passes)
     for (const [i, shape] of ([[1, 7], [3, 5, 384], [600, 385]] as number[][]).entries()) {

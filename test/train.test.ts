@@ -1,9 +1,10 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/core/backend.js';
+import { registerNativeBackend } from '../src/backends/native.js';
 import { ConfigError } from '../src/core/errors.js';
 import { ResNet } from '../src/models/resnet.js';
 import { readSafetensors } from '../src/models/safetensors.js';
@@ -150,7 +151,16 @@ describe('gradient accumulation', () => {
   });
 });
 
-describe('one training step against PyTorch', () => {
+// On the test backend, and on native too where its addon is built (its fused training BatchNorm
+// and gradient kernels are checked against PyTorch here).
+const STEP_BACKENDS = [...new Set([process.env.DCD_TEST_BACKEND ?? 'wasm', ...(registerNativeBackend().ok ? ['native'] : [])])];
+describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend) => {
+  beforeAll(async () => {
+    await initBackend(backend, { quiet: true });
+  });
+  afterAll(async () => {
+    await initBackend(process.env.DCD_TEST_BACKEND ?? 'wasm', { quiet: true });
+  });
   it('matches loss, gradients and the weights after two SGD (Nesterov, wd, smoothing, sample weights) steps', async () => {
     const fx = await readSafetensors(FIXTURE);
     const get = (k: string) => fx.tensors.get(k)!;

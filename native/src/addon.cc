@@ -44,10 +44,14 @@ int32_t* I32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
 // Activation codes shared with src/backends/native.ts.
 enum Act { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeaky = 4, kSigmoid = 5 };
 
+// Post-ops of a fused conv/matmul: `act & 15` is the activation; `act & kSum` adds what the
+// destination held before (a residual the caller copied there) ahead of the activation.
+constexpr int kSum = 16;
 dnnl::primitive_attr ActAttr(int act, float alpha) {
   dnnl::primitive_attr attr;
   dnnl::post_ops po;
-  switch (act) {
+  if (act & kSum) po.append_sum(1.f);
+  switch (act & 15) {
     case kRelu: po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f); break;
     case kRelu6: po.append_eltwise(1.f, algorithm::eltwise_clip, 0.f, 6.f); break;
     case kElu: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); break;
@@ -729,6 +733,129 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Per-channel sums over rows of x [rows, C] (and of a second array): per thread, float partials over
+// blocks of 64 rows folded into double, then added across threads. `f(r, j)` returns the two
+// values row r, channel j contributes; `out1`/`out2` get the totals.
+template <typename F>
+void ChannelSums(int64_t rows, int64_t c, bool par, F f, std::vector<double>& out1, std::vector<double>& out2) {
+  int nt = par ? omp_get_max_threads() : 1;
+  std::vector<double> s1(static_cast<size_t>(nt) * c, 0.0), s2(static_cast<size_t>(nt) * c, 0.0);
+#pragma omp parallel num_threads(nt) if (par)
+  {
+    int t = omp_get_thread_num();
+    double* a = s1.data() + static_cast<size_t>(t) * c;
+    double* b = s2.data() + static_cast<size_t>(t) * c;
+    std::vector<float> fa(c), fb(c);
+#pragma omp for schedule(static)
+    for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+      int64_t r1 = std::min(rows, r0 + 64);
+      std::fill(fa.begin(), fa.end(), 0.f);
+      std::fill(fb.begin(), fb.end(), 0.f);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < c; ++j) {
+          auto v = f(r, j);
+          fa[j] += v.first;
+          fb[j] += v.second;
+        }
+      for (int64_t j = 0; j < c; ++j) {
+        a[j] += fa[j];
+        b[j] += fb[j];
+      }
+    }
+  }
+  out1.assign(c, 0.0);
+  out2.assign(c, 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (int64_t j = 0; j < c; ++j) {
+      out1[j] += s1[static_cast<size_t>(t) * c + j];
+      out2[j] += s2[static_cast<size_t>(t) * c + j];
+    }
+}
+
+// batchNormTrain(x, scale|null, offset|null, y, mean, var, eps): training-mode BatchNorm of x
+// [rows, C] with the batch statistics (biased variance, as PyTorch normalises with), returned in
+// `mean` and `var`. Two passes: shifted sums (by the first row, so a large mean does not cancel
+// the variance away), then y. The composed form (tf.moments + batchNorm) is ~6 passes.
+Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  const float* sc = info[1].IsTypedArray() ? F32(info[1]) : nullptr;
+  const float* off = info[2].IsTypedArray() ? F32(info[2]) : nullptr;
+  float *y = F32(info[3]), *mean = F32(info[4]), *var = F32(info[5]);
+  float eps = info[6].As<Napi::Number>().FloatValue();
+  int64_t c = Len(info[4]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
+  if (rows == 0) return info.Env().Undefined();
+  std::vector<float> shift(x, x + c);
+  const float* k0 = shift.data();
+  std::vector<double> s1, s2;
+  ChannelSums(rows, c, n >= kGrain, [x, c, k0](int64_t r, int64_t j) {
+    float d = x[r * c + j] - k0[j];
+    return std::make_pair(d, d * d);
+  }, s1, s2);
+  std::vector<float> a(c), b(c);
+  for (int64_t j = 0; j < c; ++j) {
+    double m = s1[j] / rows;
+    double v = std::max(0.0, s2[j] / rows - m * m);
+    mean[j] = static_cast<float>(k0[j] + m);
+    var[j] = static_cast<float>(v);
+    float rs = 1.f / std::sqrt(var[j] + eps);
+    a[j] = rs * (sc ? sc[j] : 1.f);
+    b[j] = (off ? off[j] : 0.f) - mean[j] * a[j];
+  }
+  const float *pa = a.data(), *pb = b.data();
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * c;
+    float* py = y + r * c;
+    for (int64_t j = 0; j < c; ++j) py[j] = px[j] * pa[j] + pb[j];
+  }
+  return info.Env().Undefined();
+}
+
+// batchNormTrainGrad(x, dy, mean, var, scale|null, dx, dscale, doffset, eps): the gradients of
+// batchNormTrain's y with respect to x (through the batch statistics too), scale and offset:
+// dx = γ·rstd·(dy − Σdy/N − (x−μ)·rstd²·Σdy(x−μ)/N). Two passes.
+Napi::Value BatchNormTrainGrad(const Napi::CallbackInfo& info) {
+  const float *x = F32(info[0]), *dy = F32(info[1]), *mean = F32(info[2]), *var = F32(info[3]);
+  const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
+  float *dx = F32(info[5]), *dscale = F32(info[6]), *doff = F32(info[7]);
+  float eps = info[8].As<Napi::Number>().FloatValue();
+  int64_t c = Len(info[2]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
+  if (rows == 0) return info.Env().Undefined();
+  std::vector<double> sa, sb;
+  ChannelSums(rows, c, n >= kGrain, [x, dy, c, mean](int64_t r, int64_t j) {
+    float g = dy[r * c + j];
+    return std::make_pair(g, g * (x[r * c + j] - mean[j]));
+  }, sa, sb);
+  std::vector<float> k(c), ca(c), cb(c);
+  for (int64_t j = 0; j < c; ++j) {
+    float rs = 1.f / std::sqrt(var[j] + eps);
+    k[j] = rs * (sc ? sc[j] : 1.f);
+    ca[j] = static_cast<float>(sa[j] / rows);
+    cb[j] = static_cast<float>(sb[j] / rows) * rs * rs;
+    doff[j] = static_cast<float>(sa[j]);
+    dscale[j] = static_cast<float>(sb[j] * rs);
+  }
+  const float *pk = k.data(), *pa = ca.data(), *pb = cb.data();
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *px = x + r * c, *pd = dy + r * c;
+    float* po = dx + r * c;
+    for (int64_t j = 0; j < c; ++j) po[j] = pk[j] * (pd[j] - pa[j] - (px[j] - mean[j]) * pb[j]);
+  }
+  return info.Env().Undefined();
+}
+
+// reluGrad(dy, x, dx): dx = dy·step(x), ReLU's gradient in one pass (tfjs: Step, then Multiply);
+// NaN in x stays NaN, as there.
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  const float *dy = F32(info[0]), *x = F32(info[1]);
+  float* dx = F32(info[2]);
+  int64_t n = Len(info[0]);
+#pragma omp parallel for simd if (n >= kGrain) schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.f ? dy[i] : (x[i] != x[i] ? x[i] : 0.f * dy[i]);
+  return info.Env().Undefined();
+}
+
 // layerNorm(x, w, b, y, cols, eps): y = (x - mean) / sqrt(var + eps) * w + b over the last axis of
 // length `cols` (biased variance, two passes over each row, as PyTorch's LayerNorm): one kernel
 // for the ~9 element-wise passes of the composed form.
@@ -837,7 +964,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("copyRows", CopyRows);
   EXPORT("batchNormGrad", BatchNormGrad);
   EXPORT("layerNorm", LayerNorm);
+  EXPORT("batchNormTrain", BatchNormTrain);
+  EXPORT("batchNormTrainGrad", BatchNormTrainGrad);
   EXPORT("gelu", Gelu);
+  EXPORT("reluGrad", ReluGrad);
   EXPORT("setNumThreads", SetNumThreads);
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);

@@ -45,6 +45,15 @@ export interface NativeAddon {
   topk(x: Float32Array, values: Float32Array, indices: Int32Array, rows: number, cols: number, k: number): void;
   layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array, cols: number, eps: number): void;
   gelu(x: Float32Array, y: Float32Array): void;
+  reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  batchNormTrain(
+    x: Float32Array, scale: Float32Array | null, offset: Float32Array | null, y: Float32Array, mean: Float32Array,
+    variance: Float32Array, eps: number,
+  ): void;
+  batchNormTrainGrad(
+    x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
+    dx: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number,
+  ): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;
@@ -247,6 +256,8 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: counted as unknown as KernelFunc });
   }
   installBatchNormGrad();
+  installBatchNormTrainGrad();
+  installReluGrad();
   return { ok: true, version: addon.version() };
 }
 
@@ -255,6 +266,21 @@ export const BN_GRAD_KERNEL = 'DcdFusedBatchNormGrad';
 /** Native-only inference kernels: LayerNorm over the last axis (inputs x, weight, bias; attr eps) and exact GELU (input x). */
 export const LAYER_NORM_KERNEL = 'DcdLayerNorm';
 export const GELU_KERNEL = 'DcdGelu';
+/**
+ * Training-mode BatchNorm over the last axis with the batch statistics: inputs x, scale, offset;
+ * attr eps; outputs [y, mean, variance (biased)]. Its gradient (through the statistics) is the
+ * native {@link BN_TRAIN_GRAD_KERNEL}. The models call it on this backend (src/models/ops.ts).
+ */
+export const BN_TRAIN_KERNEL = 'DcdBatchNormTrain';
+export const BN_TRAIN_GRAD_KERNEL = 'DcdBatchNormTrainGrad';
+/** ReLU's gradient dy·step(x) in one kernel (inputs dy, x); see installReluGrad. */
+export const RELU_GRAD_KERNEL = 'DcdReluGrad';
+/**
+ * act(conv(x, filter) + bias + residual), act linear or relu: FusedConv2D's inputs plus
+ * `residual` (the conv's output shape), as one oneDNN convolution with a sum post-op. ResNet's
+ * eval blocks end with it (the residual add and ReLU fused, as inference runtimes do). No gradient.
+ */
+export const CONV_ADD_KERNEL = 'DcdFusedConv2DAdd';
 
 /**
  * Replaces FusedBatchNorm's registered gradient by one that, on the `native` backend and for
@@ -288,6 +314,64 @@ function installBatchNormGrad(): void {
     },
   };
   tf.registerGradient(cfg as unknown as tf.GradConfig);
+}
+
+/**
+ * The gradient of {@link BN_TRAIN_KERNEL}: x (through the batch mean and variance), scale and
+ * offset in one native kernel. Gradients that reach the mean or variance outputs themselves
+ * (unusual: the models only read them for the running statistics) are added with tfjs ops.
+ */
+function installBatchNormTrainGrad(): void {
+  if (tf.getGradient(BN_TRAIN_KERNEL)) return;
+  tf.registerGradient({
+    kernelName: BN_TRAIN_KERNEL,
+    inputsToSave: ['x', 'scale'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: NamedAttrMap) => {
+      // tfjs passes zeros for outputs off the loss path (the statistics, normally): skip those.
+      const live = (t: tf.Tensor | null | undefined) => (t && (t.dataSync() as Float32Array).some((v) => v !== 0) ? t : null);
+      const [dy, dmean, dvar] = [(dys as tf.Tensor[])[0] ?? null, live((dys as tf.Tensor[])[1]), live((dys as tf.Tensor[])[2])];
+      const [x, scale, mean, variance] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+      const C = mean.size;
+      // Computed now, not inside the per-input closures (each runs in its own tidy).
+      let [dx, dscale, doffset] = dy
+        ? (tf.engine().runKernel(BN_TRAIN_GRAD_KERNEL, { x, dy, mean, variance, scale }, attrs) as tf.Tensor[])
+        : [tf.zerosLike(x), tf.zerosLike(scale), tf.zeros([C])];
+      if (dmean || dvar) {
+        const N = x.size / C;
+        const extra = tf.tidy(() => {
+          let e: tf.Tensor = tf.zerosLike(x);
+          if (dmean) e = tf.add(e, tf.div(dmean, N));
+          if (dvar) e = tf.add(e, tf.mul(tf.sub(x, mean), tf.mul(dvar, 2 / N)));
+          return e;
+        });
+        const sum = tf.add(dx!, extra);
+        tf.dispose([dx!, extra]);
+        dx = sum;
+      }
+      return { x: () => dx!, scale: () => dscale!, offset: () => doffset! };
+    },
+  });
+}
+
+/**
+ * Replaces Relu's registered gradient (tfjs: dy · step(x), two passes) by one that runs
+ * {@link RELU_GRAD_KERNEL} on the `native` backend for float32, and the original elsewhere.
+ */
+function installReluGrad(): void {
+  const orig = tf.getGradient('Relu');
+  if (!orig || (orig as { dcdNative?: boolean }).dcdNative) return;
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: orig.inputsToSave,
+    outputsToSave: orig.outputsToSave,
+    dcdNative: true,
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: NamedAttrMap) => {
+      const [x] = saved as [tf.Tensor];
+      if (tf.getBackend() !== NATIVE_BACKEND || Array.isArray(dy) || dy.dtype !== 'float32' || x.dtype !== 'float32') return orig.gradFunc(dy, saved, attrs);
+      return { x: () => tf.engine().runKernel(RELU_GRAD_KERNEL, { dy, x }) as tf.Tensor };
+    },
+  } as unknown as tf.GradConfig);
 }
 
 /** Names of the kernels the addon replaces (everything else is the `cpu` kernel). */
@@ -438,6 +522,19 @@ const transposeCache = new WeakMap<object, { key: string; out?: Float32Array | I
 const cachedArrays = new WeakSet<object>();
 const packedCache = new WeakMap<object, { key: string; packed: Float32Array }>();
 
+/**
+ * Declares that `t` is a long-lived constant (e.g. a model's folded conv weights): on the native
+ * backend its buffer is never recycled, so conv may keep that filter in oneDNN's packed layout
+ * as it does for cached weight transposes. A no-op on other backends.
+ */
+export function markConstant(t: tf.Tensor): void {
+  if (tf.getBackend() !== NATIVE_BACKEND) return;
+  const v = (tf.backend() as NativeBackend).data.get(t.dataId)?.values;
+  if (!(v instanceof Float32Array)) return;
+  nativePool.escaped(v);
+  cachedArrays.add(v);
+}
+
 function nativeTranspose(b: NativeBackend, x: TensorInfo, perm: number[]): TensorInfo {
   const a = nativeAddon();
   const src = b.data.get(x.dataId).values as Float32Array | Int32Array;
@@ -460,25 +557,28 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
   const bu = tf.backend_util;
 
   const conv = (name: string, fused: boolean) => {
-    const fallback = cpuKernel(name);
+    // CONV_ADD_KERNEL has no cpu kernel: its fallback is FusedConv2D, Add and the activation on cpu.
+    const fallback = name === CONV_ADD_KERNEL ? convAddFallback : cpuKernel(name);
     k[name] = (args) => {
-      const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo>;
+      const { x, filter, bias, preluActivationWeights, residual } = args.inputs as Record<string, TensorInfo>;
       const at = args.attrs as unknown as {
         strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
         dataFormat: 'NHWC' | 'NCHW'; dilations: [number, number] | number;
         dimRoundingMode?: 'floor' | 'round' | 'ceil'; activation?: string; leakyreluAlpha?: number;
       };
       const act = fused ? ACT[at.activation ?? 'linear'] : 0;
-      if (!allF32(x, filter, bias) || act === undefined || preluActivationWeights != null || at.dataFormat === 'NCHW')
+      if (!allF32(x, filter, bias, residual) || act === undefined || preluActivationWeights != null || at.dataFormat === 'NCHW' || (residual && act > 1))
         return fallback(args);
       const c = bu.computeConv2DInfo(
         x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
         at.strides, at.dilations, at.pad, at.dimRoundingMode, false, 'channelsLast',
       );
       if ((bias != null && size(bias.shape) !== c.outChannels)) return fallback(args);
+      if (residual && (residual.shape.length !== 4 || residual.shape.some((d, i) => d !== c.outShape[i]))) return fallback(args);
       const out = alloc(size(c.outShape));
+      if (residual) out.set(f32(args.backend, residual)); // the conv adds it (oneDNN sum post-op)
       const w = f32(args.backend, filter);
-      const p = convParams(c, act);
+      const p = convParams(c, residual ? act | 16 : act);
       const alpha = at.leakyreluAlpha ?? 0.2;
       // Constant filters (cached weight transposes): keep them in oneDNN's layout too.
       let packed: Float32Array | null = null;
@@ -503,6 +603,23 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
   };
   conv('Conv2D', false);
   conv('FusedConv2D', true);
+  const convAddFallback = (args: Args): TensorInfo => {
+    nativeStats.native[CONV_ADD_KERNEL]--;
+    nativeStats.fallback[CONV_ADD_KERNEL] = (nativeStats.fallback[CONV_ADD_KERNEL] ?? 0) + 1;
+    const cpu = (name: string, a: Args) => (tf.getKernel(name, 'cpu')!.kernelFunc as unknown as (a: Args) => TensorInfo)(a);
+    const { residual, ...rest } = args.inputs;
+    const b = args.backend;
+    const act = (args.attrs?.activation as string | undefined) ?? 'linear';
+    if (act !== 'linear' && act !== 'relu') throw new Error(`${CONV_ADD_KERNEL}: activation ${act} is not supported (linear or relu)`);
+    const y = cpu('FusedConv2D', { ...args, inputs: rest, attrs: { ...args.attrs, activation: 'linear' } });
+    const sum = cpu('Add', { inputs: { a: y, b: residual }, backend: b });
+    b.disposeIntermediateTensorInfo(y);
+    if (act === 'linear') return sum;
+    const out = cpu('Relu', { inputs: { x: sum }, backend: b });
+    b.disposeIntermediateTensorInfo(sum);
+    return out;
+  };
+  conv(CONV_ADD_KERNEL, true);
 
   {
     const fallback = cpuKernel('Conv2DBackpropInput');
@@ -869,6 +986,30 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     const out = alloc(size(x.shape));
     if (out.length > 0) nativeAddon().gelu(f32(args.backend, x), out);
     return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+  k[RELU_GRAD_KERNEL] = (args) => {
+    const { dy, x } = args.inputs as Record<string, TensorInfo>;
+    const out = alloc(size(x.shape));
+    if (out.length > 0) nativeAddon().reluGrad(f32(args.backend, dy), f32(args.backend, x), out);
+    return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+  k[BN_TRAIN_KERNEL] = (args) => {
+    const { x, scale, offset } = args.inputs as Record<string, TensorInfo>;
+    const b = args.backend;
+    const C = x.shape[x.shape.length - 1]!;
+    const y = alloc(size(x.shape));
+    const mean = new Float32Array(C), variance = new Float32Array(C);
+    nativeAddon().batchNormTrain(f32(b, x), scale ? f32(b, scale) : null, offset ? f32(b, offset) : null, y, mean, variance, args.attrs?.eps as number);
+    return [b.makeTensorInfo(x.shape, 'float32', y), b.makeTensorInfo([C], 'float32', mean), b.makeTensorInfo([C], 'float32', variance)];
+  };
+  k[BN_TRAIN_GRAD_KERNEL] = (args) => {
+    const { x, dy, mean, variance, scale } = args.inputs as Record<string, TensorInfo>;
+    const b = args.backend;
+    const C = size(mean.shape);
+    const dx = alloc(size(x.shape));
+    const dscale = new Float32Array(C), doffset = new Float32Array(C);
+    nativeAddon().batchNormTrainGrad(f32(b, x), f32(b, dy), f32(b, mean), f32(b, variance), scale ? f32(b, scale) : null, dx, dscale, doffset, args.attrs?.eps as number);
+    return [b.makeTensorInfo(x.shape, 'float32', dx), b.makeTensorInfo([C], 'float32', dscale), b.makeTensorInfo([C], 'float32', doffset)];
   };
   k[BN_GRAD_KERNEL] = (args) => {
     const { x, dy, mean, variance, scale } = args.inputs as Record<string, TensorInfo>;

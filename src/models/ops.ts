@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../core/errors.js';
 import { numel } from './tensor-data.js';
-import { GELU_KERNEL, LAYER_NORM_KERNEL } from '../backends/native.js';
+import { BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, markConstant } from '../backends/native.js';
 
 /** Named trainable parameters and buffers of a model, in PyTorch spelling. */
 export class VarStore {
@@ -84,7 +84,7 @@ export function batchNorm(
   const rm = s.get(`${prefix}.running_mean`);
   const rv = s.get(`${prefix}.running_var`);
   if (!training) return tf.batchNorm(x, rm as tf.Tensor1D, rv as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
-  const { mean, variance } = tf.moments(x, [0, 1, 2]);
+  const [y, mean, variance] = batchNormTrain(x, gamma, beta, eps);
   const n = x.shape[0] * x.shape[1] * x.shape[2];
   tf.tidy(() => {
     const m = mean;
@@ -92,7 +92,21 @@ export function batchNorm(
     rm.assign(tf.add(tf.mul(rm, 1 - momentum), tf.mul(m, momentum)));
     rv.assign(tf.add(tf.mul(rv, 1 - momentum), tf.mul(v, momentum)));
   });
-  return tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
+  return y;
+}
+
+/**
+ * Training-mode BatchNorm over the last axis with the batch statistics: [y, mean, biased
+ * variance], differentiable in x (through the statistics too), gamma and beta. On a backend
+ * with the one-kernel form (native) the statistics and normalisation are one kernel and so is
+ * their gradient; elsewhere tf.moments + tf.batchNorm, differentiated by tfjs.
+ */
+export function batchNormTrain<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): [T, tf.Tensor1D, tf.Tensor1D] {
+  if (tf.getKernel(BN_TRAIN_KERNEL, tf.getBackend()) != null && [x, gamma, beta].every((t) => t.dtype === 'float32'))
+    return tf.engine().runKernel(BN_TRAIN_KERNEL, { x, scale: gamma, offset: beta }, { eps }) as tf.Tensor[] as [T, tf.Tensor1D, tf.Tensor1D];
+  const axes = x.shape.slice(0, -1).map((_, i) => i);
+  const { mean, variance } = tf.moments(x, axes);
+  return [tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps) as T, mean as tf.Tensor1D, variance as tf.Tensor1D];
 }
 
 /** True while a gradient tape records (inside tf.grad / variableGrads). */
@@ -105,7 +119,8 @@ export function taping(): boolean {
  * is folded into the weights and a bias, w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε), as
  * inference runtimes do. The folded tensors are computed once and kept in `cache` until
  * any of the five variables changes (Variable.assign gives new data); they are only used
- * when no gradient tape is recording, so training never sees them.
+ * when no gradient tape is recording, so training never sees them. With `residual`, the result
+ * is act(conv + bias + residual): a ResNet block's end (on native, one convolution).
  */
 export function convBnEval(
   x: tf.Tensor4D,
@@ -117,6 +132,7 @@ export function convBnEval(
   pad: number,
   relu: boolean,
   eps = 1e-5,
+  residual?: tf.Tensor4D,
 ): tf.Tensor4D {
   const vars = [s.get(conv), s.get(`${bn}.weight`), s.get(`${bn}.bias`), s.get(`${bn}.running_mean`), s.get(`${bn}.running_var`)];
   const ids = vars.map((v) => (v as unknown as { dataId: object }).dataId);
@@ -128,10 +144,20 @@ export function convBnEval(
       const scale = tf.mul(g, tf.rsqrt(tf.add(v, eps)));
       return { w: tf.keep(tf.mul(tf.transpose(w, [2, 3, 1, 0]), scale) as tf.Tensor4D), b: tf.keep(tf.sub(b, tf.mul(m, scale)) as tf.Tensor1D) };
     });
+    markConstant(folded.w); // native: conv may keep it in oneDNN's packed layout
     e = { ids, ...folded };
     cache.set(conv, e);
   }
-  return tf.fused.conv2d({ x, filter: e.w, strides: stride, pad: pad === 0 ? 'valid' : pad, bias: e.b, activation: relu ? 'relu' : 'linear' });
+  const padding = pad === 0 ? 'valid' : pad;
+  if (residual) {
+    // act(conv + residual): one kernel where the backend has it (native), else conv, add, act
+    if (tf.getKernel(CONV_ADD_KERNEL, tf.getBackend()) != null && x.dtype === 'float32' && residual.dtype === 'float32')
+      return tf.engine().runKernel(CONV_ADD_KERNEL, { x, filter: e.w, bias: e.b, residual },
+        { strides: stride, pad: padding, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' }) as tf.Tensor4D;
+    const y = tf.add(tf.fused.conv2d({ x, filter: e.w, strides: stride, pad: padding, bias: e.b }), residual) as tf.Tensor4D;
+    return relu ? tf.relu(y) : y;
+  }
+  return tf.fused.conv2d({ x, filter: e.w, strides: stride, pad: padding, bias: e.b, activation: relu ? 'relu' : 'linear' });
 }
 
 /** Folded conv + BN weights of {@link convBnEval}, by conv weight name. */

@@ -118,17 +118,17 @@ export class ResNet implements ImageModel {
     const stage = (h: tf.Tensor4D, li: number, bi: number): tf.Tensor4D => {
       const p = `layer${li + 1}.${bi}`;
       const st = bi === 0 && li > 0 ? 2 : 1;
-      let y: tf.Tensor4D;
-      if (this.config.block === 'bottleneck') {
-        y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, 1, 0, true);
-        y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, st, 1, true);
-        y = cbr(y, `${p}.conv3.weight`, `${p}.bn3`, 1, 0, false);
-      } else {
-        y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, st, 1, true);
-        y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, 1, 1, false);
-      }
       const sc = s.params.has(`${p}.downsample.0.weight`) ? cbr(h, `${p}.downsample.0.weight`, `${p}.downsample.1`, st, 0, false) : h;
-      return tf.relu(tf.add(y, sc)) as tf.Tensor4D;
+      // the block's last conv → BN, then relu(· + shortcut): in fold mode one fused call
+      const last = (y: tf.Tensor4D, conv: string, bn: string, stride: number, pad: number): tf.Tensor4D =>
+        fold ? convBnEval(y, s, this.folds, conv, bn, stride, pad, true, 1e-5, sc) : (tf.relu(tf.add(cbr(y, conv, bn, stride, pad, false), sc)) as tf.Tensor4D);
+      if (this.config.block === 'bottleneck') {
+        let y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, 1, 0, true);
+        y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, st, 1, true);
+        return last(y, `${p}.conv3.weight`, `${p}.bn3`, 1, 0);
+      }
+      const y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, st, 1, true);
+      return last(y, `${p}.conv2.weight`, `${p}.bn2`, 1, 1);
     };
     return tf.tidy(() => {
       let h: tf.Tensor4D = x;
