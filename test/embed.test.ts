@@ -205,4 +205,32 @@ describe('dcd embed', () => {
     expect(tableFromIPC(readFileSync(merged)).batches.map((x) => x.numRows)).toEqual([4, 3]);
     expect(stringColumn(await readArrowFile(merged), 'id')).toEqual(stringColumn(full, 'id'));
   });
+
+  it('merge is a streaming k-way merge of sorted shards: interleaved ids, many chunks, unsorted and duplicate ids refused', async () => {
+    const { mergeEmbeddings, EmbeddingWriter } = await import('../src/models/embed.js');
+    const dim = 3;
+    const meta = { 'dcd.backbone': 'x', 'dcd.weights_sha256': 'w', 'dcd.preprocess': 'p' };
+    const write = async (file: string, ids: string[]) => {
+      const w = await EmbeddingWriter.open(file, dim, true, meta, 1000);
+      for (const id of ids) w.add([id], Float32Array.from([Number(id.slice(1)), 1, 2]), [Number(id.slice(1)) % 7]);
+      await w.close();
+    };
+    // 3 shards of 5,000 ids each (i mod 3), more rows than one merge chunk per shard
+    const ids = Array.from({ length: 15000 }, (_, i) => `r${String(i).padStart(5, '0')}`);
+    const shards = [0, 1, 2].map((k) => path.join(tmp, `kway-${k}.arrow`));
+    for (const [k, f] of shards.entries()) await write(f, ids.filter((_, i) => i % 3 === k));
+    const out = path.join(tmp, 'kway.arrow');
+    expect((await mergeEmbeddings(shards.slice().reverse(), out)).rows).toBe(15000);
+    const t = await readArrowFile(out);
+    expect(stringColumn(t, 'id')).toEqual(ids);
+    const e = embeddingMatrix(t).data;
+    expect([e[0], e[3 * 12345], e[3 * 14999 + 2]]).toEqual([0, 12345, 2]);
+    expect(Array.from(int32Column(t, 'label').subarray(0, 8))).toEqual([0, 1, 2, 3, 4, 5, 6, 0]);
+    // a shard that is not sorted by id, and an id in two shards: refused, no output file
+    const unsorted = path.join(tmp, 'kway-unsorted.arrow');
+    await write(unsorted, ['r00002', 'r00001']);
+    await expect(mergeEmbeddings([shards[0]!, unsorted], path.join(tmp, 'kway-bad.arrow'))).rejects.toThrow(/kway-unsorted\.arrow: ids are not sorted/);
+    await expect(mergeEmbeddings([shards[0]!, shards[0]!], path.join(tmp, 'kway-bad.arrow'))).rejects.toThrow(/appears in more than one shard/);
+    expect(existsSync(path.join(tmp, 'kway-bad.arrow'))).toBe(false);
+  });
 });

@@ -11,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { buildTable, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, type ColumnInput } from '../core/arrow.js';
+import { buildTable, type ColumnInput } from '../core/arrow.js';
 import { currentBackend } from '../core/backend.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, sha256File } from '../core/fsutil.js';
@@ -21,6 +21,7 @@ import { listImages } from '../data/adapters.js';
 import { imageBatches, type ImageItem, type SkippedImage } from '../data/images.js';
 import { readManifest } from '../data/manifest.js';
 import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
+import { EmbeddingStore, type EmbeddingChunk } from '../retrieval/store.js';
 import { loadCheckpoint } from './load.js';
 import { createModel, getModelSpec } from './registry.js';
 
@@ -250,42 +251,62 @@ export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
 /**
  * Merges `dcd embed` shard files into one (rows sorted by id, as an unsharded run
  * writes them). The shards must agree on backbone, weights and preprocessing, and no
- * id may repeat.
+ * id may repeat. Each shard is already sorted by id (dcd embed writes it so), so this is a
+ * streaming k-way merge: memory holds one chunk per shard, whatever the shards' size.
  */
 export async function mergeEmbeddings(files: string[], out: string, opts: { recordBatchRows?: number } = {}): Promise<{ rows: number }> {
   if (files.length === 0) throw new ConfigError('embed merge: give at least one shard file');
   const keys = ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'];
-  let ref: Record<string, string> | undefined;
-  let dim = -1;
-  let withLabel = true;
-  const rows: { id: string; e: Float32Array; label: number }[] = [];
-  for (const f of files) {
-    const t = await readArrowFile(f);
-    requireColumns(t, ['id', 'embedding'], f);
-    const meta = metadataOf(t);
-    if (!ref) ref = meta;
+  const stores: EmbeddingStore[] = [];
+  for (const f of files) stores.push(await EmbeddingStore.open([f], { role: 'embed merge shard' }));
+  const ref = stores[0]!.metadata;
+  for (const [i, st] of stores.entries()) {
     for (const k of keys)
-      if (meta[k] !== ref[k]) throw new ArtifactError(`${f}: ${k} is ${meta[k]} but ${files[0]} has ${ref[k]}; shards of different runs cannot be merged`);
-    const m = embeddingMatrix(t, 'embedding', f);
-    if (dim >= 0 && m.dim !== dim) throw new ArtifactError(`${f}: embedding width ${m.dim} differs from ${dim}`);
-    dim = m.dim;
-    const ids = stringColumn(t, 'id', f);
-    const hasLabel = t.schema.fields.some((x) => x.name === 'label');
-    withLabel &&= hasLabel;
-    const lab = hasLabel ? int32Column(t, 'label', f) : undefined;
-    ids.forEach((id, i) => rows.push({ id, e: m.data.subarray(i * dim, (i + 1) * dim), label: lab ? lab[i]! : -1 }));
+      if (st.metadata[k] !== ref[k]) throw new ArtifactError(`${files[i]}: ${k} is ${st.metadata[k]} but ${files[0]} has ${ref[k]}; shards of different runs cannot be merged`);
+    if (st.dim !== stores[0]!.dim) throw new ArtifactError(`${files[i]}: embedding width ${st.dim} differs from ${stores[0]!.dim}`);
   }
-  rows.sort((a, b) => byCodePoint(a.id, b.id));
-  for (let i = 1; i < rows.length; i++) if (rows[i]!.id === rows[i - 1]!.id) throw new ArtifactError(`embed merge: id ${rows[i]!.id} appears in more than one shard`);
-  const meta = Object.fromEntries(Object.entries(ref!).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
+  const dim = stores[0]!.dim;
+  const withLabel = stores.every((st) => st.hasLabel);
+  // one cursor per shard: its current chunk and row
+  const CHUNK = 4096;
+  const cursors = stores.map((st) => ({ it: st.chunks(CHUNK)[Symbol.asyncIterator](), chunk: undefined as EmbeddingChunk | undefined, row: 0, last: undefined as string | undefined }));
+  const advance = async (c: (typeof cursors)[number], file: string): Promise<void> => {
+    if (c.chunk && ++c.row < c.chunk.rows) return;
+    const n = await c.it.next();
+    c.chunk = n.done ? undefined : n.value;
+    c.row = 0;
+    if (c.chunk && c.chunk.rows === 0) return advance(c, file);
+    const id = c.chunk?.ids[0];
+    if (id !== undefined && c.last !== undefined && byCodePoint(id, c.last) < 0)
+      throw new ArtifactError(`${file}: ids are not sorted (${id} after ${c.last}); it was not written by dcd embed, re-create it`);
+  };
+  for (const [i, c] of cursors.entries()) await advance(c, files[i]!);
+  const meta = Object.fromEntries(Object.entries(ref).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
   meta['dcd.shard'] = `merged:${files.length}`;
   const writer = await EmbeddingWriter.open(out, dim, withLabel, meta, opts.recordBatchRows);
+  let rows = 0;
+  let prev: string | undefined;
   try {
-    for (const r of rows) writer.add([r.id], r.e, withLabel ? [r.label] : undefined);
+    for (;;) {
+      let best = -1;
+      for (const [i, c] of cursors.entries())
+        if (c.chunk && (best < 0 || byCodePoint(c.chunk.ids[c.row]!, cursors[best]!.chunk!.ids[cursors[best]!.row]!) < 0)) best = i;
+      if (best < 0) break;
+      const c = cursors[best]!;
+      const ch = c.chunk!;
+      const id = ch.ids[c.row]!;
+      if (prev !== undefined && id === prev) throw new ArtifactError(`embed merge: id ${id} appears in more than one shard`);
+      if (c.last !== undefined && byCodePoint(id, c.last) < 0)
+        throw new ArtifactError(`${files[best]}: ids are not sorted (${id} after ${c.last}); it was not written by dcd embed, re-create it`);
+      writer.add([id], ch.data.subarray(c.row * dim, (c.row + 1) * dim), withLabel ? [ch.labels![c.row]!] : undefined);
+      rows++;
+      prev = c.last = id;
+      await advance(c, files[best]!);
+    }
     await writer.close();
   } catch (e) {
     await writer.abort();
     throw e;
   }
-  return { rows: rows.length };
+  return { rows };
 }
