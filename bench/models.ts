@@ -4,7 +4,7 @@
  * (/usr/bin/python3, 2 threads), as a ratio. Each measurement runs in its own process,
  * so peak RSS is that model's.
  *
- *   node dist/bench/models.js [--backbones a,b] [--backends wasm,cpu] [--batch 8] [--iters 2] [--no-torch]
+ *   node dist/bench/models.js [--backbones a,b] [--backends native,wasm] [--batch 8] [--iters 2] [--no-torch]
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +70,8 @@ function torchRate(backbone: string, batch: number, iters: number): number | und
 
 async function driver(): Promise<void> {
   const backbones = opt('backbones', 'resnet50,resnet50_robust,dino_vits16,dino_vits8').split(',');
-  const backends = opt('backends', 'wasm').split(',');
+  // every backend this machine has, fastest first (one that cannot start prints its reason)
+  const backends = opt('backends', 'native,wasm').split(',');
   const batch = opt('batch', '8');
   const iters = opt('iters', '2');
   const withTorch = !args.includes('--no-torch');

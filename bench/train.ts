@@ -4,11 +4,11 @@
  * ResNet and ResNet-50, against PyTorch on this machine (/usr/bin/python3, 2 threads,
  * bench/train_torch.py) as a ratio.
  *
- *   node dist/bench/train.js [--backend wasm] [--steps 2] [--full] [--no-torch]
+ *   node dist/bench/train.js [--backend auto|native|wasm] [--steps 2] [--full] [--no-torch]
  *
  * Default cases: resnet_tiny 32 px and 64 px (batch 32), resnet50 64 px (batch 8,
- * micro-batch 4: gradient accumulation). `--full` adds resnet50 224 px (batch 2), which
- * takes minutes on wasm.
+ * micro-batch 4: gradient accumulation). `--full` adds resnet50 224 px: batch 2 on wasm
+ * (its heap; minutes per step), batch 32 on other backends.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -62,17 +62,17 @@ function torchRate(c: Case, steps: number): number | undefined {
 }
 
 async function main(): Promise<void> {
-  const backend = await initBackend(opt('backend', 'wasm'));
+  const backend = await initBackend(opt('backend', process.env.DCD_BACKEND ?? 'auto'));
   const steps = Number(opt('steps', '2'));
   const cases: Case[] = [
     { model: 'resnet_tiny', size: 32, batch: 32 },
     { model: 'resnet_tiny', size: 64, batch: 32 },
     { model: 'resnet50', size: 64, batch: 8, micro: 4 },
   ];
-  if (args.includes('--full')) cases.push({ model: 'resnet50', size: 224, batch: 2 });
+  if (args.includes('--full')) cases.push({ model: 'resnet50', size: 224, batch: backend === 'wasm' ? 2 : 32 });
   const rows: string[] = [];
   for (const c of cases) {
-    const ours = await measure(c, c.model === 'resnet50' && c.size === 224 ? 1 : steps);
+    const ours = await measure(c, c.model === 'resnet50' && c.size === 224 && backend === 'wasm' ? 1 : steps);
     const torch = args.includes('--no-torch') ? undefined : torchRate(c, steps);
     const line = `| ${c.model} | ${c.size} | ${c.batch}${c.micro ? ` (micro ${c.micro})` : ''} | ${ours.toFixed(2)} | ${torch?.toFixed(2) ?? 'n/a'} | ${torch ? (ours / torch).toFixed(3) : 'n/a'} |`;
     process.stdout.write(line + '\n');
