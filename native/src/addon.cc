@@ -619,6 +619,16 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// y[r, j] = x[r, j]·a[j] + b[j] over rows of length c (a per-channel affine map).
+void ScaleShiftRows(const float* x, float* y, int64_t rows, int64_t c, const float* a, const float* b) {
+#pragma omp parallel for if (rows * c >= kGrain) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * c;
+    float* py = y + r * c;
+    for (int64_t j = 0; j < c; ++j) py[j] = px[j] * a[j] + b[j];
+  }
+}
+
 // batchNorm(x, mean, variance, offset|null, scale|null, y, eps): as tfjs's cpu FusedBatchNorm,
 // each parameter array is indexed cyclically (i % length) over the flattened x.
 Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
@@ -641,14 +651,7 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
       a[j] = s;
       b[j] = (off ? off[j % lo] : 0.f) - mean[j % lm] * s;
     }
-    int64_t rows = n / c;
-    const float *pa = a.data(), *pb = b.data();
-#pragma omp parallel for if (n >= kGrain) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* px = x + r * c;
-      float* py = y + r * c;
-      for (int64_t j = 0; j < c; ++j) py[j] = px[j] * pa[j] + pb[j];
-    }
+    ScaleShiftRows(x, y, n / c, c, a.data(), b.data());
     return info.Env().Undefined();
   }
 #pragma omp parallel for if (n >= kGrain) schedule(static)
@@ -668,68 +671,6 @@ Napi::Value CopyRows(const Napi::CallbackInfo& info) {
   int64_t ss = info[4].As<Napi::Number>().Int64Value(), ds = info[5].As<Napi::Number>().Int64Value();
 #pragma omp parallel for if (rows * cols >= kGrain) schedule(static)
   for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ds, src + r * ss, cols * 4);
-  return info.Env().Undefined();
-}
-
-// batchNormGrad(x, dy, mean, variance, scale|null, dx, dmean, dvar, dscale, doffset, eps): the
-// gradients of tfjs's FusedBatchNorm (y = (x - mean) * rsqrt(var + eps) * scale + offset, mean and
-// variance as independent inputs) for x [rows, C] and per-channel parameters [C], in one pass
-// over x and dy for the channel sums and one for dx (tfjs's composite gradient makes ~12 passes).
-Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
-  const float *x = F32(info[0]), *dy = F32(info[1]), *mean = F32(info[2]), *var = F32(info[3]);
-  const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
-  float *dx = F32(info[5]), *dmean = F32(info[6]), *dvar = F32(info[7]), *dscale = F32(info[8]), *doff = F32(info[9]);
-  float eps = info[10].As<Napi::Number>().FloatValue();
-  int64_t c = Len(info[2]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
-  std::vector<float> rs(c), k(c);
-  for (int64_t j = 0; j < c; ++j) {
-    rs[j] = 1.f / std::sqrt(var[j] + eps);
-    k[j] = rs[j] * (sc ? sc[j] : 1.f);
-  }
-  bool par = n >= kGrain;
-  int nt = par ? omp_get_max_threads() : 1;
-  std::vector<double> sdy(static_cast<size_t>(nt) * c, 0.0), sdx(static_cast<size_t>(nt) * c, 0.0);
-  const float *pk = k.data();
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    int t = omp_get_thread_num();
-    double* a = sdy.data() + static_cast<size_t>(t) * c;
-    double* b = sdx.data() + static_cast<size_t>(t) * c;
-    // float partial sums per block of rows, folded into double: fast and accurate enough
-    std::vector<float> fa(c), fb(c);
-#pragma omp for schedule(static)
-    for (int64_t r0 = 0; r0 < rows; r0 += 64) {
-      int64_t r1 = std::min(rows, r0 + 64);
-      std::fill(fa.begin(), fa.end(), 0.f);
-      std::fill(fb.begin(), fb.end(), 0.f);
-      for (int64_t r = r0; r < r1; ++r) {
-        const float *px = x + r * c, *pd = dy + r * c;
-        float* po = dx + r * c;
-        for (int64_t j = 0; j < c; ++j) {
-          float g = pd[j];
-          fa[j] += g;
-          fb[j] += g * (px[j] - mean[j]);
-          po[j] = g * pk[j];
-        }
-      }
-      for (int64_t j = 0; j < c; ++j) {
-        a[j] += fa[j];
-        b[j] += fb[j];
-      }
-    }
-  }
-  for (int64_t j = 0; j < c; ++j) {
-    double sa = 0, sb = 0;
-    for (int t = 0; t < nt; ++t) {
-      sa += sdy[static_cast<size_t>(t) * c + j];
-      sb += sdx[static_cast<size_t>(t) * c + j];
-    }
-    float s = sc ? sc[j] : 1.f;
-    doff[j] = static_cast<float>(sa);
-    dscale[j] = static_cast<float>(sb * rs[j]);
-    dmean[j] = static_cast<float>(-sa * rs[j] * s);
-    dvar[j] = static_cast<float>(-0.5 * sb * rs[j] * rs[j] * rs[j] * s);
-  }
   return info.Env().Undefined();
 }
 
@@ -772,6 +713,40 @@ void ChannelSums(int64_t rows, int64_t c, bool par, F f, std::vector<double>& ou
     }
 }
 
+// batchNormGrad(x, dy, mean, variance, scale|null, dx, dmean, dvar, dscale, doffset, eps): the
+// gradients of tfjs's FusedBatchNorm (y = (x - mean) * rsqrt(var + eps) * scale + offset, mean and
+// variance as independent inputs) for x [rows, C] and per-channel parameters [C], in one pass
+// over x and dy for the channel sums and one for dx (tfjs's composite gradient makes ~12 passes).
+Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
+  const float *x = F32(info[0]), *dy = F32(info[1]), *mean = F32(info[2]), *var = F32(info[3]);
+  const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
+  float *dx = F32(info[5]), *dmean = F32(info[6]), *dvar = F32(info[7]), *dscale = F32(info[8]), *doff = F32(info[9]);
+  float eps = info[10].As<Napi::Number>().FloatValue();
+  int64_t c = Len(info[2]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
+  std::vector<float> rs(c), k(c);
+  for (int64_t j = 0; j < c; ++j) {
+    rs[j] = 1.f / std::sqrt(var[j] + eps);
+    k[j] = rs[j] * (sc ? sc[j] : 1.f);
+  }
+  const float* pk = k.data();
+  // one pass: the channel sums, and dx's independent-statistics part as it goes
+  std::vector<double> sdy, sdx;
+  ChannelSums(rows, c, n >= kGrain, [x, dy, dx, c, mean, pk](int64_t r, int64_t j) {
+    float g = dy[r * c + j];
+    dx[r * c + j] = g * pk[j];
+    return std::make_pair(g, g * (x[r * c + j] - mean[j]));
+  }, sdy, sdx);
+  for (int64_t j = 0; j < c; ++j) {
+    double sa = sdy[j], sb = sdx[j];
+    float s = sc ? sc[j] : 1.f;
+    doff[j] = static_cast<float>(sa);
+    dscale[j] = static_cast<float>(sb * rs[j]);
+    dmean[j] = static_cast<float>(-sa * rs[j] * s);
+    dvar[j] = static_cast<float>(-0.5 * sb * rs[j] * rs[j] * rs[j] * s);
+  }
+  return info.Env().Undefined();
+}
+
 // batchNormTrain(x, scale|null, offset|null, y, mean, var, eps): training-mode BatchNorm of x
 // [rows, C] with the batch statistics (biased variance, as PyTorch normalises with), returned in
 // `mean` and `var`. Two passes: shifted sums (by the first row, so a large mean does not cancel
@@ -801,13 +776,7 @@ Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
     a[j] = rs * (sc ? sc[j] : 1.f);
     b[j] = (off ? off[j] : 0.f) - mean[j] * a[j];
   }
-  const float *pa = a.data(), *pb = b.data();
-#pragma omp parallel for if (n >= kGrain) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* px = x + r * c;
-    float* py = y + r * c;
-    for (int64_t j = 0; j < c; ++j) py[j] = px[j] * pa[j] + pb[j];
-  }
+  ScaleShiftRows(x, y, rows, c, a.data(), b.data());
   return info.Env().Undefined();
 }
 
