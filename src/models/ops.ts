@@ -100,6 +100,7 @@ export function batchNorm(
  * variance], differentiable in x (through the statistics too), gamma and beta. On a backend
  * with the one-kernel form (native) the statistics and normalisation are one kernel and so is
  * their gradient; elsewhere tf.moments + tf.batchNorm, differentiated by tfjs.
+ * @param x [..., C] (NHWC activations); gamma, beta [C]
  */
 export function batchNormTrain<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): [T, tf.Tensor1D, tf.Tensor1D] {
   if (tf.getKernel(BN_TRAIN_KERNEL, tf.getBackend()) != null && [x, gamma, beta].every((t) => t.dtype === 'float32'))
@@ -121,6 +122,10 @@ export function taping(): boolean {
  * any of the five variables changes (Variable.assign gives new data); they are only used
  * when no gradient tape is recording, so training never sees them. With `residual`, the result
  * is act(conv + bias + residual): a ResNet block's end (on native, one convolution).
+ * @param x NHWC [B, H, W, Cin]
+ * @param conv name of the conv weight, PyTorch layout [Cout, Cin, kh, kw]; `bn` the BatchNorm prefix
+ * @param residual NHWC [B, H', W', Cout], the conv's output shape
+ * @returns NHWC [B, H', W', Cout]
  */
 export function convBnEval(
   x: tf.Tensor4D,
