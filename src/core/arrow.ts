@@ -122,16 +122,23 @@ export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'
   const dim = type.listSize;
   const out = new Float32Array(t.numRows * dim);
   let off = 0;
-  for (const b of t.batches) {
-    for (const d of b.getChild(column)!.data) {
-      // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
-      // Data's first row, and `offset` only positions the validity bitmap.
-      const vals = (d.children[0]!.values as Float32Array).subarray(0, d.length * dim);
-      out.set(vals, off);
-      off += vals.length;
-    }
-  }
+  for (const b of t.batches) off = copyFixedListValues(b.getChild(column)!, dim, out, off);
   return { data: out, dim, rows: t.numRows };
+}
+
+/**
+ * Copies the values of a FixedSizeList<Float32 | Int32> vector of list size `dim` (any number
+ * of Data chunks, sliced or not) into `out` from element `off`; returns the offset after them.
+ */
+export function copyFixedListValues(v: Vector, dim: number, out: Float32Array | Int32Array, off = 0): number {
+  for (const d of v.data) {
+    // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
+    // Data's first row, and `offset` only positions the validity bitmap.
+    const vals = (d.children[0]!.values as Float32Array | Int32Array).subarray(0, d.length * dim);
+    out.set(vals, off);
+    off += vals.length;
+  }
+  return off;
 }
 
 /** A Utf8 column as strings. */

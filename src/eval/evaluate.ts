@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Field, FixedSizeList, Int32, makeData, makeVector, Table, type Data } from 'apache-arrow';
-import { buildTable, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, withMetadata, writeArrowFile } from '../core/arrow.js';
+import { buildTable, copyFixedListValues, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, withMetadata, writeArrowFile } from '../core/arrow.js';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { progress } from '../core/log.js';
 import type { ImageModel } from '../core/types.js';
@@ -163,13 +163,6 @@ export async function readPredictions(file: string): Promise<Predictions> {
   const k = sc.dim;
   const topk = new Int32Array(t.numRows * k);
   let off = 0;
-  for (const b of t.batches) {
-    for (const d of b.getChild('top5')!.data) {
-      // value buffers of a sliced Data start at its first row (see embeddingMatrix)
-      const vals = (d.children[0]!.values as Int32Array).subarray(0, d.length * k);
-      topk.set(vals, off);
-      off += vals.length;
-    }
-  }
+  for (const b of t.batches) off = copyFixedListValues(b.getChild('top5')!, k, topk, off);
   return { ids: stringColumn(t, 'id', file), labels: int32Column(t, 'label', file), k, topk, scores: sc.data, skipped: [], meta };
 }

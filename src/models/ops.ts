@@ -103,7 +103,7 @@ export function batchNorm(
  * @param x [..., C] (NHWC activations); gamma, beta [C]
  */
 export function batchNormTrain<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): [T, tf.Tensor1D, tf.Tensor1D] {
-  if (tf.getKernel(BN_TRAIN_KERNEL, tf.getBackend()) != null && [x, gamma, beta].every((t) => t.dtype === 'float32'))
+  if (backendHas(BN_TRAIN_KERNEL, x, gamma, beta))
     return tf.engine().runKernel(BN_TRAIN_KERNEL, { x, scale: gamma, offset: beta }, { eps }) as tf.Tensor[] as [T, tf.Tensor1D, tf.Tensor1D];
   const axes = x.shape.slice(0, -1).map((_, i) => i);
   const { mean, variance } = tf.moments(x, axes);
@@ -156,7 +156,7 @@ export function convBnEval(
   const padding = pad === 0 ? 'valid' : pad;
   if (residual) {
     // act(conv + residual): one kernel where the backend has it (native), else conv, add, act
-    if (tf.getKernel(CONV_ADD_KERNEL, tf.getBackend()) != null && x.dtype === 'float32' && residual.dtype === 'float32')
+    if (backendHas(CONV_ADD_KERNEL, x, residual))
       return tf.engine().runKernel(CONV_ADD_KERNEL, { x, filter: e.w, bias: e.b, residual },
         { strides: stride, pad: padding, dataFormat: 'NHWC', dilations: 1, activation: relu ? 'relu' : 'linear' }) as tf.Tensor4D;
     const y = tf.add(tf.fused.conv2d({ x, filter: e.w, strides: stride, pad: padding, bias: e.b }), residual) as tf.Tensor4D;
@@ -186,11 +186,16 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D
 }
 
 /**
- * True when the active backend registers the one-kernel form `kernel` (the `native` backend's
- * LayerNorm and GELU) and no gradient tape records (those kernels have no gradient).
+ * True when the active backend registers dcd's one-kernel form `kernel` (the `native`
+ * backend's, see src/backends/native.ts) and every tensor is float32.
  */
+function backendHas(kernel: string, ...ts: tf.Tensor[]): boolean {
+  return tf.getKernel(kernel, tf.getBackend()) != null && ts.every((t) => t.dtype === 'float32');
+}
+
+/** {@link backendHas}, for kernels without a gradient: also no gradient tape may be recording. */
 function oneKernel(kernel: string, ...ts: tf.Tensor[]): boolean {
-  return tf.getKernel(kernel, tf.getBackend()) != null && ts.every((t) => t.dtype === 'float32') && !taping();
+  return backendHas(kernel, ...ts) && !taping();
 }
 
 /** LayerNorm over the last axis. @param x [..., D] */

@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
+import { copyFixedListValues } from '../core/arrow.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { l2NormalizeRows } from './knn.js';
@@ -206,13 +207,7 @@ export class EmbeddingStore {
     let data = new Float32Array(0);
     if (wantEmb) {
       data = new Float32Array(b.numRows * this.dim);
-      let off = 0;
-      for (const d of b.getChild(this.column)!.data) {
-        // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
-        // Data's first row, and `offset` only positions the validity bitmap.
-        data.set((d.children[0]!.values as Float32Array).subarray(0, d.length * this.dim), off);
-        off += d.length * this.dim;
-      }
+      copyFixedListValues(b.getChild(this.column)!, this.dim, data);
       if (this.normalize) l2NormalizeRows(data, this.dim);
     }
     return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };
