@@ -19,6 +19,8 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/core/backend.js';
 import { createModel } from '../src/models/registry.js';
 import { knn } from '../src/retrieval/knn.js';
+import { Sgd } from '../src/train/optimizer.js';
+import { trainStep, type StepBatch } from '../src/train/trainer.js';
 
 type Row = 'resnet50-fwd' | 'vit-fwd' | 'resnet50-train' | 'knn';
 const ROWS: Row[] = ['resnet50-fwd', 'vit-fwd', 'resnet50-train', 'knn'];
@@ -120,17 +122,15 @@ async function runTfjs(backend: string, o: Opts): Promise<Result[]> {
     m.dispose();
   }
   if (o.rows.includes('resnet50-train') && o.trainBackends.includes(backend)) {
+    // dcd's own training step (src/train/trainer.ts): cross-entropy, backward, SGD with momentum 0.9
     const m = createModel('resnet50', { numClasses: 1000 });
-    const x = tf.tensor4d(randn(o.trainBatch * 224 * 224 * 3, 2), [o.trainBatch, 224, 224, 3]);
-    const y = tf.oneHot(tf.tensor1d(Array.from({ length: o.trainBatch }, (_, i) => (i * 37) % 1000), 'int32'), 1000);
-    const opt = tf.train.momentum(0.01, 0.9);
-    const vars = [...m.params().values()];
-    rec('resnet50-train', await bestOf(Math.max(1, o.iters - 1), async () => {
-      const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, m.forwardHead(m.forwardFeatures(x, true))), true, vars);
-      await loss!.data();
-      loss!.dispose();
-    }), o.trainBatch);
-    tf.dispose([x, y]);
+    const B = o.trainBatch;
+    const batch: StepBatch = {
+      x: randn(B * 224 * 224 * 3, 2), labels: Int32Array.from({ length: B }, (_, i) => (i * 37) % 1000),
+      weights: new Float32Array(B).fill(1), imageShape: [224, 224, 3], lr: 0.01,
+    };
+    const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 0 });
+    rec('resnet50-train', await bestOf(Math.max(1, o.iters - 1), async () => void trainStep(m, opt, batch)), B);
     opt.dispose();
     m.dispose();
   }

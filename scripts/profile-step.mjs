@@ -31,15 +31,16 @@ if (MODELS.includes(args[1])) {
   B = +(args[2] ?? 8);
   const x = tf.tensor4d(randn(B * 224 * 224 * 3, 1), [B, 224, 224, 3]);
   if (kind === 'resnet50-train') {
+    // dcd's training step (as bench/native-backends.ts): cross-entropy, backward, SGD momentum 0.9
+    const { trainStep } = await import('../dist/src/train/trainer.js');
+    const { Sgd } = await import('../dist/src/train/optimizer.js');
     const m = createModel('resnet50', { numClasses: 1000 });
-    const y = tf.oneHot(tf.tensor1d(Array.from({ length: B }, (_, i) => (i * 37) % 1000), 'int32'), 1000);
-    const opt = tf.train.momentum(0.01, 0.9);
-    const vars = [...m.params().values()];
-    step = () => {
-      const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, m.forwardHead(m.forwardFeatures(x, true))), true, vars);
-      loss.dataSync();
-      loss.dispose();
+    const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 0 });
+    const b = {
+      x: randn(B * 224 * 224 * 3, 1), labels: Int32Array.from({ length: B }, (_, i) => (i * 37) % 1000),
+      weights: new Float32Array(B).fill(1), imageShape: [224, 224, 3], lr: 0.01,
     };
+    step = () => trainStep(m, opt, b);
     N = 1;
   } else {
     const m = createModel(kind === 'vit-fwd' ? 'dino_vits16' : 'resnet50', { numClasses: 0 });

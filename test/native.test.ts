@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, nativeKernelNames, nativePool, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
 import { batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
+import { Sgd } from '../src/train/optimizer.js';
 
 const reg = registerNativeBackend();
 if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
@@ -119,6 +120,66 @@ describe('native backend: install and fallback story', () => {
     expect(r.status, out).toBe(0);
     expect(out).toContain('chose wasm');
     expect(out).toMatch(/native: cannot load \/nonexistent\/dcd_native\.node/);
+  });
+});
+
+describe('native backend: output-buffer pool bookkeeping', () => {
+  const MIN = BufferPool.MIN, KB = MIN * 4; // the smallest pooled buffer, in elements and bytes
+  const take = (p: BufferPool, n: number) => {
+    const a = p.alloc(n);
+    p.registered(a); // the backend registers each output once as a tensor's values
+    return a;
+  };
+  it('adaptive: keeps what the largest live set needed, never more, and refuses nothing', () => {
+    const p = new BufferPool(null, 0, 1e12);
+    const [a, b] = [take(p, MIN), take(p, MIN)];
+    expect(p.liveBytes()).toEqual({ live: 2 * KB, peak: 2 * KB });
+    p.release(a);
+    p.release(b);
+    expect(p.heldBytes()).toBe(2 * KB); // a step's end: everything comes back
+    const c = take(p, MIN);
+    expect(p.hits).toBe(1);
+    // a new, larger size: the held buffers beyond the peak live set are dropped first
+    const e = take(p, 2 * MIN);
+    expect(p.liveBytes().live).toBe(3 * KB);
+    expect(p.heldBytes() + p.liveBytes().live).toBeLessThanOrEqual(p.liveBytes().peak);
+    expect(p.heldBytes()).toBe(0);
+    p.release(c);
+    p.release(e);
+    expect(p.heldBytes()).toBe(3 * KB);
+    // read-out (escaped) buffers are never pooled and leave the live count
+    const f = take(p, MIN);
+    p.escaped(f);
+    const live = p.liveBytes().live;
+    p.release(f);
+    expect(p.liveBytes().live).toBe(live);
+    expect(p.heldBytes()).toBeLessThanOrEqual(3 * KB);
+  });
+  it('adaptive cap is bounded below and above; a fixed cap bounds the free buffers alone', () => {
+    const floor = new BufferPool(null, 10 * KB, 1e12);
+    const xs = [take(floor, MIN), take(floor, MIN)];
+    expect(floor.capBytes).toBe(10 * KB);
+    xs.forEach((x) => floor.release(x));
+    expect(floor.heldBytes()).toBe(2 * KB);
+    const ceil = new BufferPool(null, 0, KB);
+    const ys = [take(ceil, MIN), take(ceil, MIN), take(ceil, MIN)];
+    ys.forEach((y) => ceil.release(y));
+    expect(ceil.heldBytes()).toBe(KB);
+    const fixed = new BufferPool(2.5 * KB);
+    const zs = [take(fixed, MIN), take(fixed, MIN), take(fixed, MIN)];
+    zs.forEach((z) => fixed.release(z));
+    expect(fixed.heldBytes()).toBe(2 * KB);
+    const off = new BufferPool(0);
+    off.release(take(off, MIN));
+    expect(off.heldBytes()).toBe(0);
+  });
+  it('DCD_NATIVE_POOL_MB: unset = adaptive, a number = MiB, anything else an error naming it', () => {
+    expect(poolCapFromEnv(undefined)).toBeNull();
+    expect(poolCapFromEnv('')).toBeNull();
+    expect(poolCapFromEnv('0')).toBe(0);
+    expect(poolCapFromEnv('1.5')).toBe(1.5 * 2 ** 20);
+    expect(() => poolCapFromEnv('lots')).toThrow(/DCD_NATIVE_POOL_MB="lots"/);
+    expect(() => poolCapFromEnv('-1')).toThrow(/MiB ≥ 0/);
   });
 });
 
@@ -527,6 +588,57 @@ d('native backend: reductions, transpose, topk', () => {
       // a loss that also reads the statistics: their gradients reach x too
       await parity(`bn train grads via mean/var ${shape}`, [x, inp([C], 830 + i, 0.5, 1.5), inp([C], 840 + i)],
         withGrads((a, g, b) => { const [y, m, v] = f(a, g, b); return tf.add(y, tf.add(tf.mul(m, 0.3), tf.mul(v, 0.2))); }), [BN_TRAIN_GRAD_KERNEL], i === 1 ? 2e-3 : 2e-4);
+    }
+  });
+
+  it('training-mode BatchNorm with ReLU, and with a residual add then ReLU (a ResNet block end), is one kernel each way and matches cpu', async () => {
+    for (const [i, shape] of ([[1, 3, 5, 7], [2, 4, 4, 16], [4, 32, 32, 65]] as number[][]).entries()) {
+      const C = shape[3]!;
+      const [x, g, b, r] = [inp(shape, 860 + i, -2, 2), inp([C], 865 + i, 0.5, 1.5), inp([C], 870 + i), inp(shape, 875 + i, -1, 1)];
+      x.data[0] = 0; // ties at the ReLU's kink go the same way
+      const tol = 2e-4;
+      await parity(`bn train relu ${shape}`, [x, g, b], withGrads((a, gg, bb) => batchNormTrain(a, gg, bb, 1e-5, { relu: true })[0]), [BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL], tol);
+      await parity(`bn train + residual, relu ${shape}`, [x, g, b, r],
+        withGrads((a, gg, bb, rr) => batchNormTrain(a, gg, bb, 1e-5, { residual: rr as tf.Tensor4D, relu: true })[0]), [BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL], tol);
+      await parity(`bn train + residual ${shape}`, [x, g, b, r],
+        withGrads((a, gg, bb, rr) => batchNormTrain(a, gg, bb, 1e-5, { residual: rr as tf.Tensor4D })[0]), [BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL], tol);
+      // the statistics are outputs too, with ReLU applied to y only
+      await parity(`bn train relu grads via mean/var ${shape}`, [x, g, b],
+        withGrads((a, gg, bb) => { const [y, m, v] = batchNormTrain(a, gg, bb, 1e-5, { relu: true }); return tf.add(y, tf.add(tf.mul(m, 0.3), tf.mul(v, 0.2))); }),
+        [BN_TRAIN_GRAD_KERNEL], tol);
+    }
+  });
+
+  it("dcd's SGD (momentum, Nesterov, weight decay) updates in one native kernel and matches its cpu form over 3 steps", async () => {
+    const run = async (backend: string, opts: ConstructorParameters<typeof Sgd>[0]) => {
+      await tf.setBackend(backend);
+      const n0 = tf.memory().numTensors;
+      // one parameter above the threading threshold, one small; a bias (no decay by default)
+      const shapes: Record<string, number[]> = { 'conv.weight': [64, 64, 9, 9], 'fc.weight': [3, 5], 'fc.bias': [3] };
+      const params = new Map(Object.entries(shapes).map(([k, sh], i) => [k, tf.tidy(() => tf.variable(tf.tensor(rand(sh.reduce((a, b) => a * b, 1), 990 + i), sh)))]));
+      const opt = new Sgd(opts);
+      for (let step = 0; step < 3; step++) {
+        const grads = new Map([...params].map(([k, v], i) => [k, tf.tensor(rand(v.size, 995 + 10 * step + i), v.shape)]));
+        opt.step(params, grads, 0.1 / (step + 1));
+        tf.dispose([...grads.values()]);
+      }
+      const out = [...params.values(), ...opt.slots.values()].map((v) => v.dataSync().slice());
+      tf.dispose([...params.values()]);
+      opt.dispose();
+      expect(tf.memory().numTensors, `${backend}: tensors leaked`).toBe(n0);
+      return out;
+    };
+    for (const opts of [
+      { momentum: 0.9, nesterov: false, weightDecay: 0 },
+      { momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+      { momentum: 0.5, nesterov: false, weightDecay: 1e-2, decayNormAndBias: true },
+    ]) {
+      const want = await run('cpu', opts);
+      const before = nativeStats.native[SGD_KERNEL] ?? 0;
+      const got = await run('native', opts);
+      expect(nativeStats.native[SGD_KERNEL] ?? 0, 'the SGD kernel did not run natively').toBeGreaterThanOrEqual(before + 9);
+      expect(got.length).toBe(want.length);
+      got.forEach((g, i) => expectClose([{ shape: [g.length], data: g }], [{ shape: [g.length], data: want[i]! }], 1e-6, `sgd ${JSON.stringify(opts)} tensor ${i}`));
     }
   });
 

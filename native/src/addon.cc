@@ -619,14 +619,25 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// y[r, j] = x[r, j]·a[j] + b[j] over rows of length c (a per-channel affine map).
-void ScaleShiftRows(const float* x, float* y, int64_t rows, int64_t c, const float* a, const float* b) {
+// y[r, j] = act(x[r, j]·a[j] + b[j] (+ res[r, j])) over rows of length c (a per-channel affine map,
+// then optionally a residual and ReLU): BatchNorm's normalisation, and a ResNet block's end.
+template <bool Res, bool Relu>
+void ScaleShiftRowsT(const float* x, float* y, int64_t rows, int64_t c, const float* a, const float* b, const float* res) {
 #pragma omp parallel for if (rows * c >= kGrain) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float* px = x + r * c;
+    const float* pr = Res ? res + r * c : nullptr;
     float* py = y + r * c;
-    for (int64_t j = 0; j < c; ++j) py[j] = px[j] * a[j] + b[j];
+    for (int64_t j = 0; j < c; ++j) {
+      float v = px[j] * a[j] + b[j];
+      if (Res) v += pr[j];
+      py[j] = Relu ? (v > 0.f ? v : (v != v ? v : 0.f)) : v;
+    }
   }
+}
+void ScaleShiftRows(const float* x, float* y, int64_t rows, int64_t c, const float* a, const float* b, const float* res = nullptr, bool relu = false) {
+  if (res) (relu ? ScaleShiftRowsT<true, true> : ScaleShiftRowsT<true, false>)(x, y, rows, c, a, b, res);
+  else (relu ? ScaleShiftRowsT<false, true> : ScaleShiftRowsT<false, false>)(x, y, rows, c, a, b, res);
 }
 
 // batchNorm(x, mean, variance, offset|null, scale|null, y, eps): as tfjs's cpu FusedBatchNorm,
@@ -693,6 +704,7 @@ void ChannelSums(int64_t rows, int64_t c, bool par, F f, std::vector<double>& ou
       std::fill(fa.begin(), fa.end(), 0.f);
       std::fill(fb.begin(), fb.end(), 0.f);
       for (int64_t r = r0; r < r1; ++r)
+#pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
           auto v = f(r, j);
           fa[j] += v.first;
@@ -747,16 +759,19 @@ Napi::Value BatchNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// batchNormTrain(x, scale|null, offset|null, y, mean, var, eps): training-mode BatchNorm of x
-// [rows, C] with the batch statistics (biased variance, as PyTorch normalises with), returned in
-// `mean` and `var`. Two passes: shifted sums (by the first row, so a large mean does not cancel
-// the variance away), then y. The composed form (tf.moments + batchNorm) is ~6 passes.
+// batchNormTrain(x, scale|null, offset|null, y, mean, var, eps, residual|null, relu): training-mode
+// BatchNorm of x [rows, C] with the batch statistics (biased variance, as PyTorch normalises with),
+// returned in `mean` and `var`, then optionally + residual [rows, C] and ReLU. Two passes: shifted
+// sums (by the first row, so a large mean does not cancel the variance away), then y. The composed
+// form (tf.moments + batchNorm, add, relu) is ~6 to 8 passes.
 Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
   const float* x = F32(info[0]);
   const float* sc = info[1].IsTypedArray() ? F32(info[1]) : nullptr;
   const float* off = info[2].IsTypedArray() ? F32(info[2]) : nullptr;
   float *y = F32(info[3]), *mean = F32(info[4]), *var = F32(info[5]);
   float eps = info[6].As<Napi::Number>().FloatValue();
+  const float* res = info.Length() > 7 && info[7].IsTypedArray() ? F32(info[7]) : nullptr;
+  bool relu = info.Length() > 8 && info[8].ToBoolean().Value();
   int64_t c = Len(info[4]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
   if (rows == 0) return info.Env().Undefined();
   std::vector<float> shift(x, x + c);
@@ -776,25 +791,51 @@ Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
     a[j] = rs * (sc ? sc[j] : 1.f);
     b[j] = (off ? off[j] : 0.f) - mean[j] * a[j];
   }
-  ScaleShiftRows(x, y, rows, c, a.data(), b.data());
+  ScaleShiftRows(x, y, rows, c, a.data(), b.data(), res, relu);
   return info.Env().Undefined();
 }
 
-// batchNormTrainGrad(x, dy, mean, var, scale|null, dx, dscale, doffset, eps): the gradients of
-// batchNormTrain's y with respect to x (through the batch statistics too), scale and offset:
-// dx = γ·rstd·(dy − Σdy/N − (x−μ)·rstd²·Σdy(x−μ)/N). Two passes.
+// batchNormTrainGrad(x, dy, mean, var, scale|null, dx, dscale, doffset, eps, y|null, dres|null):
+// the gradients of batchNormTrain's y with respect to x (through the batch statistics too), scale
+// and offset: dx = γ·rstd·(g − Σg/N − (x−μ)·rstd²·Σg(x−μ)/N), where g = dy, or, when the forward
+// applied ReLU (`y` given: its output), g = dy·[y > 0]. With `dres` (the forward added a residual)
+// g is also written there: the residual's gradient. Two passes.
 Napi::Value BatchNormTrainGrad(const Napi::CallbackInfo& info) {
   const float *x = F32(info[0]), *dy = F32(info[1]), *mean = F32(info[2]), *var = F32(info[3]);
   const float* sc = info[4].IsTypedArray() ? F32(info[4]) : nullptr;
   float *dx = F32(info[5]), *dscale = F32(info[6]), *doff = F32(info[7]);
   float eps = info[8].As<Napi::Number>().FloatValue();
+  const float* y = info.Length() > 9 && info[9].IsTypedArray() ? F32(info[9]) : nullptr;
+  float* dres = info.Length() > 10 && info[10].IsTypedArray() ? F32(info[10]) : nullptr;
   int64_t c = Len(info[2]), n = Len(info[0]), rows = c > 0 ? n / c : 0;
   if (rows == 0) return info.Env().Undefined();
   std::vector<double> sa, sb;
-  ChannelSums(rows, c, n >= kGrain, [x, dy, c, mean](int64_t r, int64_t j) {
-    float g = dy[r * c + j];
-    return std::make_pair(g, g * (x[r * c + j] - mean[j]));
-  }, sa, sb);
+  auto sums = [&](auto g) {
+    ChannelSums(rows, c, n >= kGrain, [x, c, mean, g](int64_t r, int64_t j) {
+      float v = g(r * c + j);
+      return std::make_pair(v, v * (x[r * c + j] - mean[j]));
+    }, sa, sb);
+  };
+  // ReLU's gradient as tfjs's: dy where y > 0, NaN where y is NaN, else 0
+  auto masked = [dy, y](int64_t i) {
+    float d = dy[i], v = y[i];
+    float g = d * (v > 0.f ? 1.f : 0.f);
+    return v != v ? v : g;
+  };
+  if (y && dres) {
+    // ReLU's masked dy is also the residual's gradient: write it once, then the plain BN gradient of it
+    // (faster here than keeping the mask inside both passes and storing dres on the way)
+    const float *pd = dy, *py = y;
+#pragma omp parallel for simd if (n >= kGrain) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float d = pd[i], v = py[i];
+      dres[i] = v != v ? v : d * (v > 0.f ? 1.f : 0.f);
+    }
+    dy = dres;
+    y = nullptr;
+  }
+  if (y) sums(masked);
+  else sums([dy](int64_t i) { return dy[i]; });
   std::vector<float> k(c), ca(c), cb(c);
   for (int64_t j = 0; j < c; ++j) {
     float rs = 1.f / std::sqrt(var[j] + eps);
@@ -805,11 +846,36 @@ Napi::Value BatchNormTrainGrad(const Napi::CallbackInfo& info) {
     dscale[j] = static_cast<float>(sb[j] * rs);
   }
   const float *pk = k.data(), *pa = ca.data(), *pb = cb.data();
+  auto finish = [&](auto g) {
 #pragma omp parallel for if (n >= kGrain) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *px = x + r * c, *pd = dy + r * c;
-    float* po = dx + r * c;
-    for (int64_t j = 0; j < c; ++j) po[j] = pk[j] * (pd[j] - pa[j] - (px[j] - mean[j]) * pb[j]);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* px = x + r * c;
+      float* po = dx + r * c;
+      for (int64_t j = 0; j < c; ++j) po[j] = pk[j] * (g(r * c + j) - pa[j] - (px[j] - mean[j]) * pb[j]);
+    }
+  };
+  if (y) finish(masked);
+  else finish([dy](int64_t i) { return dy[i]; });
+  return info.Env().Undefined();
+}
+
+// sgdStep(p, g, buf|null, pOut, bufOut, lr, momentum, weightDecay, nesterov): one torch.optim.SGD
+// update (dampening 0) in one pass: d = g + wd·p; buf' = μ·buf + d (buf absent: zeros);
+// d = nesterov ? d + μ·buf' : buf'; p' = p − lr·d. (The composed form is 4–7 passes.)
+Napi::Value SgdStep(const Napi::CallbackInfo& info) {
+  const float *p = F32(info[0]), *g = F32(info[1]);
+  const float* buf = info[2].IsTypedArray() ? F32(info[2]) : nullptr;
+  float *po = F32(info[3]), *bo = F32(info[4]);
+  float lr = info[5].As<Napi::Number>().FloatValue(), mu = info[6].As<Napi::Number>().FloatValue();
+  float wd = info[7].As<Napi::Number>().FloatValue();
+  bool nesterov = info[8].ToBoolean().Value();
+  int64_t n = Len(info[0]);
+#pragma omp parallel for simd if (n >= kGrain) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float d = wd != 0.f ? g[i] + wd * p[i] : g[i];
+    float b = (buf ? mu * buf[i] : 0.f) + d;
+    bo[i] = b;
+    po[i] = p[i] - lr * (nesterov ? d + mu * b : b);
   }
   return info.Env().Undefined();
 }
@@ -937,6 +1003,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("batchNormTrainGrad", BatchNormTrainGrad);
   EXPORT("gelu", Gelu);
   EXPORT("reluGrad", ReluGrad);
+  EXPORT("sgdStep", SgdStep);
   EXPORT("setNumThreads", SetNumThreads);
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);

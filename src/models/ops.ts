@@ -66,10 +66,17 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor, stride: number, pad: number
   return y;
 }
 
+/** What follows a BatchNorm in {@link batchNorm}: a residual added, then ReLU. */
+export interface BnEpilogue {
+  /** Added to the normalised output (its shape). */
+  residual?: tf.Tensor4D;
+  relu?: boolean;
+}
+
 /**
- * BatchNorm2d on NHWC input. In training mode it normalises with the batch statistics
- * (biased variance) and updates the running ones with momentum 0.1, storing the
- * unbiased variance, exactly as PyTorch does.
+ * BatchNorm2d on NHWC input, then optionally `+ residual` and ReLU. In training mode it
+ * normalises with the batch statistics (biased variance) and updates the running ones with
+ * momentum 0.1, storing the unbiased variance, exactly as PyTorch does.
  */
 export function batchNorm(
   x: tf.Tensor4D,
@@ -78,13 +85,18 @@ export function batchNorm(
   training: boolean,
   eps = 1e-5,
   momentum = 0.1,
+  epi: BnEpilogue = {},
 ): tf.Tensor4D {
   const gamma = s.get(`${prefix}.weight`);
   const beta = s.get(`${prefix}.bias`);
   const rm = s.get(`${prefix}.running_mean`);
   const rv = s.get(`${prefix}.running_var`);
-  if (!training) return tf.batchNorm(x, rm as tf.Tensor1D, rv as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
-  const [y, mean, variance] = batchNormTrain(x, gamma, beta, eps);
+  if (!training) {
+    let y = tf.batchNorm(x, rm as tf.Tensor1D, rv as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
+    if (epi.residual) y = tf.add(y, epi.residual);
+    return epi.relu ? tf.relu(y) : y;
+  }
+  const [y, mean, variance] = batchNormTrain(x, gamma, beta, eps, epi);
   const n = x.shape[0] * x.shape[1] * x.shape[2];
   tf.tidy(() => {
     const m = mean;
@@ -96,18 +108,27 @@ export function batchNorm(
 }
 
 /**
- * Training-mode BatchNorm over the last axis with the batch statistics: [y, mean, biased
- * variance], differentiable in x (through the statistics too), gamma and beta. On a backend
- * with the one-kernel form (native) the statistics and normalisation are one kernel and so is
- * their gradient; elsewhere tf.moments + tf.batchNorm, differentiated by tfjs.
- * @param x [..., C] (NHWC activations); gamma, beta [C]
+ * Training-mode BatchNorm over the last axis with the batch statistics, then optionally
+ * `+ residual` and ReLU: [y, mean, biased variance], differentiable in x (through the statistics
+ * too), gamma, beta and the residual. On a backend with the one-kernel form (native) all of it is
+ * one kernel and so is its gradient; elsewhere tf.moments + tf.batchNorm (+ add, relu),
+ * differentiated by tfjs.
+ * @param x [..., C] (NHWC activations); gamma, beta [C]; epi.residual x's shape
  */
-export function batchNormTrain<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): [T, tf.Tensor1D, tf.Tensor1D] {
-  if (backendHas(BN_TRAIN_KERNEL, x, gamma, beta))
-    return tf.engine().runKernel(BN_TRAIN_KERNEL, { x, scale: gamma, offset: beta }, { eps }) as tf.Tensor[] as [T, tf.Tensor1D, tf.Tensor1D];
+export function batchNormTrain<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number, epi: BnEpilogue = {}): [T, tf.Tensor1D, tf.Tensor1D] {
+  const res = epi.residual;
+  if (backendHas(BN_TRAIN_KERNEL, x, gamma, beta, ...(res ? [res] : [])) && (!res || res.shape.every((d, i) => d === x.shape[i]))) {
+    const inputs: Record<string, tf.Tensor> = { x, scale: gamma, offset: beta };
+    if (res) inputs.residual = res;
+    const attrs = { eps, activation: epi.relu ? 'relu' : 'linear', residual: res !== undefined };
+    return tf.engine().runKernel(BN_TRAIN_KERNEL, inputs, attrs) as tf.Tensor[] as [T, tf.Tensor1D, tf.Tensor1D];
+  }
   const axes = x.shape.slice(0, -1).map((_, i) => i);
   const { mean, variance } = tf.moments(x, axes);
-  return [tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps) as T, mean as tf.Tensor1D, variance as tf.Tensor1D];
+  let y: tf.Tensor = tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta as tf.Tensor1D, gamma as tf.Tensor1D, eps);
+  if (res) y = tf.add(y, res);
+  if (epi.relu) y = tf.relu(y);
+  return [y as T, mean as tf.Tensor1D, variance as tf.Tensor1D];
 }
 
 /** True while a gradient tape records (inside tf.grad / variableGrads). */

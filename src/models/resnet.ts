@@ -112,8 +112,7 @@ export class ResNet implements ImageModel {
     const fold = !training && !taping();
     const cbr = (h: tf.Tensor4D, conv: string, bn: string, stride: number, pad: number, relu: boolean): tf.Tensor4D => {
       if (fold) return convBnEval(h, s, this.folds, conv, bn, stride, pad, relu);
-      const y = batchNorm(conv2d(h, s.get(conv), stride, pad), s, bn, training);
-      return relu ? tf.relu(y) : y;
+      return batchNorm(conv2d(h, s.get(conv), stride, pad), s, bn, training, 1e-5, 0.1, { relu });
     };
     const stage = (h: tf.Tensor4D, li: number, bi: number): tf.Tensor4D => {
       const p = `layer${li + 1}.${bi}`;
@@ -121,7 +120,9 @@ export class ResNet implements ImageModel {
       const sc = s.params.has(`${p}.downsample.0.weight`) ? cbr(h, `${p}.downsample.0.weight`, `${p}.downsample.1`, st, 0, false) : h;
       // the block's last conv → BN, then relu(· + shortcut): in fold mode one fused call
       const last = (y: tf.Tensor4D, conv: string, bn: string, stride: number, pad: number): tf.Tensor4D =>
-        fold ? convBnEval(y, s, this.folds, conv, bn, stride, pad, true, 1e-5, sc) : (tf.relu(tf.add(cbr(y, conv, bn, stride, pad, false), sc)) as tf.Tensor4D);
+        fold
+          ? convBnEval(y, s, this.folds, conv, bn, stride, pad, true, 1e-5, sc)
+          : batchNorm(conv2d(y, s.get(conv), stride, pad), s, bn, training, 1e-5, 0.1, { residual: sc, relu: true });
       if (this.config.block === 'bottleneck') {
         let y = cbr(h, `${p}.conv1.weight`, `${p}.bn1`, 1, 0, true);
         y = cbr(y, `${p}.conv2.weight`, `${p}.bn2`, st, 1, true);

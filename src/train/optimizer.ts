@@ -3,6 +3,7 @@
  * update rule, and state that can be checkpointed by parameter name.
  */
 import * as tf from '@tensorflow/tfjs';
+import { SGD_KERNEL } from '../backends/native.js';
 
 let slotCounter = 0;
 /** tfjs variable names are global: make each slot's unique. */
@@ -36,12 +37,27 @@ export class Sgd {
     return shape.length > 1 && !name.endsWith('.bias');
   }
 
-  /** Applies one update with learning rate `lr` from gradients by parameter name. */
+  /**
+   * Applies one update with learning rate `lr` from gradients by parameter name. On a backend with
+   * the one-kernel form (native) each parameter's update is one pass; elsewhere tfjs ops.
+   */
   step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
     const { momentum, nesterov, weightDecay } = this.opts;
+    const fused = momentum !== 0 && tf.getKernel(SGD_KERNEL, tf.getBackend()) != null;
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) continue;
+      if (fused && p.dtype === 'float32' && g.dtype === 'float32') {
+        const buf = this.slots.get(name);
+        const inputs: Record<string, tf.Tensor> = buf ? { param: p, grad: g, buf } : { param: p, grad: g };
+        const attrs = { lr, momentum, weightDecay: this.decays(name, p.shape) ? weightDecay : 0, nesterov };
+        const [np, nb] = tf.engine().runKernel(SGD_KERNEL, inputs, attrs) as tf.Tensor[];
+        if (buf) buf.assign(nb!);
+        else this.slots.set(name, tf.variable(nb!, false, slotName(name)));
+        p.assign(np!);
+        tf.dispose([np!, nb!]);
+        continue;
+      }
       tf.tidy(() => {
         let d: tf.Tensor = g;
         if (this.decays(name, p.shape)) d = tf.add(d, tf.mul(p, weightDecay));
