@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
 import { batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
 import { Sgd } from '../src/train/optimizer.js';
+import { distanceBlock, holdRows, releaseBlock } from '../src/retrieval/knn.js';
 
 const reg = registerNativeBackend();
 if (!reg.ok) console.warn(`native backend tests skipped: ${reg.why}`);
@@ -172,6 +173,17 @@ describe('native backend: output-buffer pool bookkeeping', () => {
     const off = new BufferPool(0);
     off.release(take(off, MIN));
     expect(off.heldBytes()).toBe(0);
+  });
+  it('adopt takes back whole read-out buffers only, once', () => {
+    const p = new BufferPool(null, 1e9, 1e12);
+    const v = new Float32Array(MIN);
+    p.adopt(v);
+    p.adopt(v);
+    expect(p.heldBytes()).toBe(KB);
+    p.adopt(new Float32Array(2 * MIN).subarray(0, MIN)); // a view: never pooled
+    p.adopt(new Float32Array(MIN - 1)); // below the pooled sizes
+    expect(p.heldBytes()).toBe(KB);
+    expect(p.alloc(MIN)).toBe(v);
   });
   it('DCD_NATIVE_POOL_MB: unset = adaptive, a number = MiB, anything else an error naming it', () => {
     expect(poolCapFromEnv(undefined)).toBeNull();
@@ -766,6 +778,21 @@ d('native backend: memory', () => {
     close(after, want(w));
     expect(Math.abs(after[0]! - first[0]!)).toBeGreaterThan(1e-6);
     tf.dispose([w, x]);
+  });
+  it('a released distance block is reused by the next one (the leakage filter keeps one block of memory)', async () => {
+    await tf.setBackend('native');
+    const dim = 16, nq = 300, r = 200;
+    const held = holdRows(rand(nq * dim, 530), dim);
+    const rows = rand(r * dim, 531);
+    const first = distanceBlock(rows, r, held);
+    const want = first.slice();
+    releaseBlock(first);
+    const second = distanceBlock(rows, r, held);
+    expect(second).toBe(first); // same memory, refilled
+    expect(Array.from(second)).toEqual(Array.from(want));
+    const third = distanceBlock(rows, r, held); // second not released: a new buffer
+    expect(third).not.toBe(second);
+    held.dispose();
   });
   it('a large train step (pooled buffers) leaks no tensors and holds at most the pool cap', () => {
     const x = tf.tensor(rand(4 * 32 * 32 * 8, 520), [4, 32, 32, 8]);

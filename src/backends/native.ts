@@ -174,6 +174,18 @@ export class BufferPool {
     this.bytes += v.byteLength;
   }
 
+  /**
+   * Takes a read-out array back (see {@link recycleReadout}): pooled like a released buffer when it
+   * is a whole buffer of a pooled size that the pool does not track already.
+   */
+  adopt(v: Float32Array): void {
+    if (v.length < BufferPool.MIN || v.byteOffset !== 0 || v.byteLength !== v.buffer.byteLength) return;
+    if (this.owned.has(v.buffer as ArrayBuffer) || this.free.get(v.length)?.includes(v)) return;
+    this.owned.set(v.buffer as ArrayBuffer, { arr: v, registered: true });
+    this.live += v.byteLength; // release() counts it out again
+    this.release(v);
+  }
+
   /** Drops free buffers, least recently used size first, until at most `max` bytes are held. */
   private evictTo(max: number): void {
     for (const [n, list] of this.free) {
@@ -207,6 +219,16 @@ export class BufferPool {
  * buffers (0 disables it); unset, the cap adapts to the workload (see {@link BufferPool}).
  */
 export const nativePool = new BufferPool(poolCapFromEnv(process.env.DCD_NATIVE_POOL_MB));
+
+/**
+ * Hands an array read out of a tensor (`dataSync`/`data`) back to the native backend's buffer pool,
+ * so that a loop reading one large block per iteration reuses one buffer instead of leaving each
+ * to the GC (which can lag by gigabytes of external memory). The caller guarantees that the tensor
+ * it came from is disposed and that nothing keeps a reference to the array. No-op on other backends.
+ */
+export function recycleReadout(v: Float32Array): void {
+  if (tf.getBackend() === NATIVE_BACKEND) nativePool.adopt(v);
+}
 
 /** `DCD_NATIVE_POOL_MB` in bytes (null when unset); anything but a number ≥ 0 is an error that names it. */
 export function poolCapFromEnv(v: string | undefined): number | null {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, DataError } from '../core/errors.js';
-import { distanceBlock, exactSqDist, gatherRows, holdRows, type HeldRows } from './knn.js';
+import { distanceBlock, exactSqDist, gatherRows, holdRows, releaseBlock, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore, type EmbeddingChunk } from './store.js';
 
 /** A held group is split into sub-blocks of at most this many rows (bounds the [r, n] distance block). */
@@ -66,7 +66,11 @@ class HeldBlock {
    * each sub-block of group `key`, in index order.
    */
   scan(rows: Float32Array, which: readonly number[], key: number, fn: (block: Float32Array, held: HeldRows, index: Int32Array) => void): void {
-    for (const g of this.groups.get(key) ?? []) fn(distanceBlock(rows, which.length, g.held, which), g.held, g.index);
+    for (const g of this.groups.get(key) ?? []) {
+      const block = distanceBlock(rows, which.length, g.held, which);
+      fn(block, g.held, g.index);
+      releaseBlock(block); // fn keeps no reference: the next block reuses its memory
+    }
   }
   dispose(): void {
     for (const subs of this.groups.values()) for (const g of subs) g.held.dispose();

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
+import { recycleReadout } from '../backends/native.js';
 
 /**
  * Distance kernels on tfjs tensors.
@@ -101,6 +102,14 @@ export function distanceBlock(rows: Float32Array, r: number, held: HeldRows, whi
   }
   for (let t = 0; t < out.length; t++) if (out[t]! < 0) out[t] = 0;
   return out;
+}
+
+/**
+ * Gives a block from {@link distanceBlock} back once the caller is done with it (and keeps no
+ * reference): on the native backend the next block reuses its memory.
+ */
+export function releaseBlock(block: Float32Array): void {
+  recycleReadout(block);
 }
 
 /** Exact squared L2 distance between row `i` of `a` and row `j` of `b` (both [*, dim]), in float64. */
@@ -254,6 +263,7 @@ export function knn(queries: Float32Array, qDim: number, pool: Float32Array, k: 
       const r = Math.min(chunk, np - s);
       const block = distanceBlock(pool.subarray(s * qDim, (s + r) * qDim), r, held);
       top.pushBlock(block, r, Int32Array.from({ length: r }, (_, a) => s + a), qIdx);
+      releaseBlock(block);
     }
   } finally {
     held.dispose();

@@ -1,7 +1,7 @@
 import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { greedySweep, candidatesPerSeed, type Picks } from './algorithm1.js';
-import { distanceBlock, gatherRows, holdRows, RunningTopK, type HeldRows } from './knn.js';
+import { distanceBlock, gatherRows, holdRows, releaseBlock, RunningTopK, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore } from './store.js';
 
 /** Seed images: ids, labels and embeddings [n, dim]. */
@@ -139,6 +139,7 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
         for (const st of states.values()) st.candidates += keep.length;
         const block = distanceBlock(gatherRows(ch.data, keep, ch.dim), keep.length, allHeld!);
         const kept = top.pushBlock(block, keep.length, keep.map((a) => ch.start + a), allSeeds);
+        releaseBlock(block);
         kept.forEach((f, r) => f && idOf.set(ch.start + keep[r]!, ch.ids[keep[r]!]!));
         continue;
       }
@@ -154,6 +155,7 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
         st.candidates += rowsY.length;
         const block = distanceBlock(ch.data, rowsY.length, st.held, rowsY);
         const kept = top.pushBlock(block, rowsY.length, rowsY.map((a) => ch.start + a), st.seedIdx);
+        releaseBlock(block);
         kept.forEach((f, r) => f && idOf.set(ch.start + rowsY[r]!, ch.ids[rowsY[r]!]!));
       }
     }
