@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
-import { batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
+import { ATTENTION_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { attention, batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { distanceBlock, holdRows, releaseBlock } from '../src/retrieval/knn.js';
 
@@ -651,6 +651,15 @@ d('native backend: reductions, transpose, topk', () => {
       expect(nativeStats.native[SGD_KERNEL] ?? 0, 'the SGD kernel did not run natively').toBeGreaterThanOrEqual(before + 9);
       expect(got.length).toBe(want.length);
       got.forEach((g, i) => expectClose([{ shape: [g.length], data: g }], [{ shape: [g.length], data: want[i]! }], 1e-6, `sgd ${JSON.stringify(opts)} tensor ${i}`));
+    }
+  });
+
+  it("ViT attention from the qkv projection runs as one native kernel and matches the composed cpu ops", async () => {
+    // [batch, tokens, heads, head dim]: DINO ViT-S/16's shape, a head dim with a 16-lane tail (48),
+    // odd sizes, batch 1 with one head
+    for (const [i, [B, T, H, hd]] of ([[2, 197, 6, 64], [2, 40, 2, 48], [3, 17, 3, 5], [1, 5, 1, 7], [1, 33, 2, 35]] as const).entries()) {
+      const qkv = inp([B * T, 3 * H * hd], 1000 + i, -3, 3);
+      await parity(`attention B${B} T${T} H${H} hd${hd}`, [qkv], (x) => attention(x as tf.Tensor2D, B, T, H), [ATTENTION_KERNEL], 1e-5);
     }
   });
 

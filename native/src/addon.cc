@@ -509,6 +509,126 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attention(qkv, out, batch, tokens, heads, scale): multi-head self-attention as in timm's ViT,
+// softmax(Q·Kᵀ·scale)·V per batch item and head, read straight from the qkv projection [B·T, 3·D]
+// (q | k | v, each `heads` blocks of hd = D/heads) and written into out [B·T, D] (heads side by
+// side), so the model needs no transposes, slices or [B·H, T, T] tensors. One (batch, head) pair
+// per task: Kᵀ (zero-padded to whole vectors) and V are copied into scratch; the scores and the
+// weighted sums of V are register-blocked (4 query rows × 32 lanes: 8 independent accumulators,
+// GCC vector extensions, so any target compiles it); the softmax is max-shifted as tfjs's, its
+// normalisation applied to the 4 output rows instead of the T scores.
+typedef float V16 __attribute__((vector_size(64), aligned(4)));
+static inline V16 LoadV(const float* p) { return *reinterpret_cast<const V16*>(p); }
+static inline void StoreV(float* p, V16 v) { *reinterpret_cast<V16*>(p) = v; }
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  const float* qkv = F32(info[0]);
+  float* out = F32(info[1]);
+  int64_t B = info[2].As<Napi::Number>().Int64Value(), T = info[3].As<Napi::Number>().Int64Value();
+  int64_t H = info[4].As<Napi::Number>().Int64Value();
+  float scale = info[5].As<Napi::Number>().FloatValue();
+  int64_t D = Len(info[1]) / std::max<int64_t>(1, B * T), hd = D / std::max<int64_t>(1, H), row = 3 * D;
+  int64_t Tp = (T + 31) / 32 * 32;  // score rows padded to pairs of vectors
+  bool par = B * H > 1 && B * T * T * H >= kGrain / 4;
+#pragma omp parallel if (par)
+  {
+    // Kᵀ in panels of 32 keys ([Tp/32][hd][32]) and V in panels of 32 lanes ([hd/32][T][32]): the
+    // inner loops below read both sequentially (plain strided rows made them L2-latency bound)
+    int64_t hd32 = hd / 32 * 32;
+    std::vector<float> kt(hd * Tp, 0.f), v(T * hd), vp(hd32 * T), P(4 * Tp);
+    float *pk = kt.data(), *pv = v.data(), *pvp = vp.data();
+    float* Pr[4] = {P.data(), P.data() + Tp, P.data() + 2 * Tp, P.data() + 3 * Tp};
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * H; ++bh) {
+      int64_t b = bh / H, h = bh % H;
+      const float* base = qkv + b * T * row;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* kr = base + t * row + D + h * hd;
+        for (int64_t c = 0; c < hd; ++c) pk[(t / 32) * hd * 32 + c * 32 + t % 32] = kr[c];
+        const float* vr = base + t * row + 2 * D + h * hd;
+        std::memcpy(pv + t * hd, vr, hd * 4);
+        for (int64_t c0 = 0; c0 < hd32; c0 += 32) std::memcpy(pvp + c0 * T + t * 32, vr + c0, 128);
+      }
+      for (int64_t i0 = 0; i0 < T; i0 += 4) {
+        int64_t nr = std::min<int64_t>(4, T - i0);
+        const float* q[4];
+        for (int64_t r = 0; r < 4; ++r) q[r] = base + (i0 + std::min(r, nr - 1)) * row + h * hd;
+        // scores of rows i0..i0+3 (a short last block repeats its last row; only nr are used)
+        for (int64_t j = 0; j < Tp; j += 32) {
+          V16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+          const float* panel = pk + (j / 32) * hd * 32;
+          for (int64_t c = 0; c < hd; ++c) {
+            V16 k0 = LoadV(panel + c * 32), k1 = LoadV(panel + c * 32 + 16);
+            float q0 = q[0][c], q1 = q[1][c], q2 = q[2][c], q3 = q[3][c];
+            a00 += q0 * k0; a01 += q0 * k1;
+            a10 += q1 * k0; a11 += q1 * k1;
+            a20 += q2 * k0; a21 += q2 * k1;
+            a30 += q3 * k0; a31 += q3 * k1;
+          }
+          StoreV(Pr[0] + j, a00 * scale); StoreV(Pr[0] + j + 16, a01 * scale);
+          StoreV(Pr[1] + j, a10 * scale); StoreV(Pr[1] + j + 16, a11 * scale);
+          StoreV(Pr[2] + j, a20 * scale); StoreV(Pr[2] + j + 16, a21 * scale);
+          StoreV(Pr[3] + j, a30 * scale); StoreV(Pr[3] + j + 16, a31 * scale);
+        }
+        // softmax numerators exp(s − max) in place (padding lanes → 0), and 1/Σ per row
+        float inv[4] = {1.f, 1.f, 1.f, 1.f};
+        for (int64_t r = 0; r < nr; ++r) {
+          float* ps = Pr[r];
+          for (int64_t j = T; j < Tp; ++j) ps[j] = -INFINITY;
+          V16 m = LoadV(ps);
+          for (int64_t j = 16; j < Tp; j += 16) {
+            V16 x = LoadV(ps + j);
+            m = x > m ? x : m;
+          }
+          float mx = m[0];
+          for (int k = 1; k < 16; ++k) mx = std::max(mx, m[k]);
+          for (int64_t j = 0; j < Tp; ++j) ps[j] = FastExp(ps[j] - mx);
+          V16 sv = {};
+          for (int64_t j = 0; j < Tp; j += 16) sv += LoadV(ps + j);
+          float sum = 0.f;
+          for (int k = 0; k < 16; ++k) sum += sv[k];
+          inv[r] = 1.f / sum;
+        }
+        // out rows = (P · V)·inv, 32 lanes of the head dimension at a time, then 16, then scalar
+        float* orow[4];
+        for (int64_t r = 0; r < 4; ++r) orow[r] = out + (b * T + i0 + std::min(r, nr - 1)) * D + h * hd;
+        int64_t c0 = 0;
+        for (; c0 + 32 <= hd; c0 += 32) {
+          V16 o00 = {}, o01 = {}, o10 = {}, o11 = {}, o20 = {}, o21 = {}, o30 = {}, o31 = {};
+          const float* panel = pvp + c0 * T;
+          for (int64_t j = 0; j < T; ++j) {
+            V16 v0 = LoadV(panel + j * 32), v1 = LoadV(panel + j * 32 + 16);
+            float p0 = Pr[0][j], p1 = Pr[1][j], p2 = Pr[2][j], p3 = Pr[3][j];
+            o00 += p0 * v0; o01 += p0 * v1;
+            o10 += p1 * v0; o11 += p1 * v1;
+            o20 += p2 * v0; o21 += p2 * v1;
+            o30 += p3 * v0; o31 += p3 * v1;
+          }
+          const V16 os[4][2] = {{o00, o01}, {o10, o11}, {o20, o21}, {o30, o31}};
+          for (int64_t r = 0; r < nr; ++r) {
+            StoreV(orow[r] + c0, os[r][0] * inv[r]);
+            StoreV(orow[r] + c0 + 16, os[r][1] * inv[r]);
+          }
+        }
+        for (; c0 + 16 <= hd; c0 += 16) {
+          V16 o[4] = {};
+          for (int64_t j = 0; j < T; ++j) {
+            V16 vv = LoadV(pv + j * hd + c0);
+            for (int r = 0; r < 4; ++r) o[r] += Pr[r][j] * vv;
+          }
+          for (int64_t r = 0; r < nr; ++r) StoreV(orow[r] + c0, o[r] * inv[r]);
+        }
+        for (int64_t r = 0; r < nr && c0 < hd; ++r)
+          for (int64_t c = c0; c < hd; ++c) {
+            float acc = 0.f;
+            for (int64_t j = 0; j < T; ++j) acc += Pr[r][j] * pv[j * hd + c];
+            orow[r][c] = acc * inv[r];
+          }
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
 // reduce(op 0 sum / 1 mean / 2 max / 3 min, x, y, outer, mid, inner): x is [outer, mid, inner],
 // reduced over `mid` into y [outer, inner].
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
@@ -1004,6 +1124,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("gelu", Gelu);
   EXPORT("reluGrad", ReluGrad);
   EXPORT("sgdStep", SgdStep);
+  EXPORT("attention", Attention);
   EXPORT("setNumThreads", SetNumThreads);
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);

@@ -46,6 +46,7 @@ export interface NativeAddon {
   layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array, cols: number, eps: number): void;
   gelu(x: Float32Array, y: Float32Array): void;
   reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  attention(qkv: Float32Array, out: Float32Array, batch: number, tokens: number, heads: number, scale: number): void;
   sgdStep(
     p: Float32Array, g: Float32Array, buf: Float32Array | null, pOut: Float32Array, bufOut: Float32Array,
     lr: number, momentum: number, weightDecay: number, nesterov: boolean,
@@ -353,6 +354,12 @@ export const BN_GRAD_KERNEL = 'DcdFusedBatchNormGrad';
 /** Native-only inference kernels: LayerNorm over the last axis (inputs x, weight, bias; attr eps) and exact GELU (input x). */
 export const LAYER_NORM_KERNEL = 'DcdLayerNorm';
 export const GELU_KERNEL = 'DcdGelu';
+/**
+ * ViT self-attention from the qkv projection (input qkv [B·T, 3·D]: q | k | v, each `heads` blocks
+ * of D/heads; attrs batch, tokens, heads, scale) to the heads side by side [B·T, D]:
+ * softmax(Q·Kᵀ·scale)·V per batch item and head, without the transposes and slices. Inference only.
+ */
+export const ATTENTION_KERNEL = 'DcdAttention';
 /**
  * Training-mode BatchNorm over the last axis with the batch statistics, optionally followed by a
  * residual add and ReLU: inputs x, scale, offset and optionally residual (x's shape); attrs eps,
@@ -1091,6 +1098,16 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     const out = alloc(size(x.shape));
     if (out.length > 0) nativeAddon().reluGrad(f32(args.backend, dy), f32(args.backend, x), out);
     return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+  k[ATTENTION_KERNEL] = (args) => {
+    const { qkv } = args.inputs as Record<string, TensorInfo>;
+    const at = args.attrs as { batch: number; tokens: number; heads: number; scale: number };
+    const [rows, cols] = qkv.shape as [number, number];
+    if (qkv.shape.length !== 2 || rows !== at.batch * at.tokens || cols % 3 !== 0 || (cols / 3) % at.heads !== 0)
+      throw new Error(`${ATTENTION_KERNEL}: qkv [${qkv.shape}] is not [batch·tokens = ${at.batch}·${at.tokens}, 3·D] with D a multiple of ${at.heads} heads`);
+    const out = alloc(rows * (cols / 3));
+    if (out.length > 0) nativeAddon().attention(f32(args.backend, qkv), out, at.batch, at.tokens, at.heads, at.scale);
+    return args.backend.makeTensorInfo([rows, cols / 3], 'float32', out);
   };
   k[SGD_KERNEL] = (args) => {
     const { param, grad, buf } = args.inputs as Record<string, TensorInfo> & { buf?: TensorInfo };

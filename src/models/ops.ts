@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../core/errors.js';
 import { numel } from './tensor-data.js';
-import { BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, markConstant } from '../backends/native.js';
+import { ATTENTION_KERNEL, BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, markConstant } from '../backends/native.js';
 
 /** Named trainable parameters and buffers of a model, in PyTorch spelling. */
 export class VarStore {
@@ -226,6 +226,38 @@ export function layerNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, b: tf.Tensor,
     return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, weight: w, bias: b }, { eps }) as T;
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), w), b) as T;
+}
+
+/**
+ * Multi-head self-attention from a qkv projection, as timm's ViT: softmax(Q·Kᵀ/√hd)·V per batch
+ * item and head, heads concatenated. On a backend with the one-kernel form (native, no gradient
+ * tape) one kernel reads q, k and v straight out of `qkv`; elsewhere reshapes, transposes and
+ * batched matMuls (on wasm, 2-D matMuls per head: its batched matMul is ~20× slower).
+ * @param qkv [B·T, 3·D] (q | k | v, each H blocks of D/H)
+ * @returns [B·T, D]
+ */
+export function attention(qkv: tf.Tensor2D, B: number, T: number, H: number): tf.Tensor2D {
+  const D = qkv.shape[1] / 3;
+  const hd = D / H;
+  if (oneKernel(ATTENTION_KERNEL, qkv))
+    return tf.engine().runKernel(ATTENTION_KERNEL, { qkv }, { batch: B, tokens: T, heads: H, scale: hd ** -0.5 }) as tf.Tensor2D;
+  // [B, T, 3H, hd] → [B, 3H, T, hd]
+  const t = tf.transpose(tf.reshape(qkv, [B, T, 3 * H, hd]), [0, 2, 1, 3]);
+  const part = (k: number) => tf.reshape(tf.slice(t, [0, k * H, 0, 0], [B, H, T, hd]), [B * H, T, hd]);
+  const q = tf.mul(part(0), hd ** -0.5) as tf.Tensor3D;
+  const kT = tf.transpose(part(1), [0, 2, 1]) as tf.Tensor3D; // [B·H, hd, T]
+  const v = part(2) as tf.Tensor3D;
+  let o: tf.Tensor3D;
+  if (tf.getBackend() === 'wasm') {
+    const qs = tf.unstack(q);
+    const ks = tf.unstack(kT);
+    const vs = tf.unstack(v);
+    o = tf.stack(qs.map((qi, j) => tf.matMul(tf.softmax(tf.matMul(qi as tf.Tensor2D, ks[j] as tf.Tensor2D)), vs[j] as tf.Tensor2D))) as tf.Tensor3D;
+  } else {
+    o = tf.matMul(tf.softmax(tf.matMul(q, kT)), v);
+  }
+  // [B, H, T, hd] → [B, T, H, hd] → [B·T, D]
+  return tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
 }
 
 /** Exact GELU: 0.5·x·(1 + erf(x/√2)) (PyTorch's nn.GELU default, not the tanh form). */

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { Rng } from './init.js';
-import { conv2d, gelu, layerNorm, linear, VarStore } from './ops.js';
+import { attention, conv2d, gelu, layerNorm, linear, VarStore } from './ops.js';
 
 /** Architecture of a ViT. */
 export interface ViTConfig {
@@ -151,28 +151,10 @@ export class ViT implements ImageModel {
   private block(x: tf.Tensor2D, i: number, B: number, T: number): tf.Tensor2D {
     const s = this.s;
     const p = `blocks.${i}`;
-    const { dim: D, heads: H } = this.config;
-    const hd = D / H;
+    const H = this.config.heads;
     const y = layerNorm(x, s.get(`${p}.norm1.weight`), s.get(`${p}.norm1.bias`), LN_EPS);
     const qkv = linear(y, s.get(`${p}.attn.qkv.weight`), s.get(`${p}.attn.qkv.bias`));
-    // [B, T, 3H, hd] → [B, 3H, T, hd]
-    const t = tf.transpose(tf.reshape(qkv, [B, T, 3 * H, hd]), [0, 2, 1, 3]);
-    const part = (k: number) => tf.reshape(tf.slice(t, [0, k * H, 0, 0], [B, H, T, hd]), [B * H, T, hd]);
-    const q = tf.mul(part(0), hd ** -0.5) as tf.Tensor3D;
-    const kT = tf.transpose(part(1), [0, 2, 1]) as tf.Tensor3D; // [B·H, hd, T]
-    const v = part(2) as tf.Tensor3D;
-    let o: tf.Tensor3D;
-    if (tf.getBackend() === 'wasm') {
-      // wasm's batched matMul is ~20× slower than 2-D: loop over batch × heads.
-      const qs = tf.unstack(q);
-      const ks = tf.unstack(kT);
-      const vs = tf.unstack(v);
-      o = tf.stack(qs.map((qi, j) => tf.matMul(tf.softmax(tf.matMul(qi as tf.Tensor2D, ks[j] as tf.Tensor2D)), vs[j] as tf.Tensor2D))) as tf.Tensor3D;
-    } else {
-      o = tf.matMul(tf.softmax(tf.matMul(q, kT)), v);
-    }
-    // [B, H, T, hd] → [B, T, H, hd] → [B·T, D]
-    const merged: tf.Tensor2D = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
+    const merged = attention(qkv, B, T, H);
     let out: tf.Tensor2D = tf.add(x, linear(merged, s.get(`${p}.attn.proj.weight`), s.get(`${p}.attn.proj.bias`))) as tf.Tensor2D;
     const z = layerNorm(out, s.get(`${p}.norm2.weight`), s.get(`${p}.norm2.bias`), LN_EPS);
     const m = linear(gelu(linear(z, s.get(`${p}.mlp.fc1.weight`), s.get(`${p}.mlp.fc1.bias`))), s.get(`${p}.mlp.fc2.weight`), s.get(`${p}.mlp.fc2.bias`));
