@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { ATTENTION_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, markConstant, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
 import { attention, batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { distanceBlock, holdRows, releaseBlock } from '../src/retrieval/knn.js';
@@ -247,6 +247,39 @@ d('native backend: convolution', () => {
       const inputs = [inp(c.x, 10 + i), inp(c.f, 20 + i), inp([c.f[3]], 30 + i)];
       const grads = act === 'linear' || act === 'relu';
       await parity(`fused conv ${act}`, inputs, grads ? withGrads(f) : f, ['FusedConv2D'], 1e-4);
+    }
+  });
+
+  it('constant 3×3 stride-1 weights (Winograd with blocked activations) match cpu, with bias, ReLU and a residual, on first and packed calls', async () => {
+    const cases: { x: number[]; f: number[]; pad: 'same' | 'valid' }[] = [
+      { x: [1, 9, 9, 5], f: [3, 3, 5, 7], pad: 'same' },
+      { x: [2, 14, 14, 32], f: [3, 3, 32, 32], pad: 'same' },
+      { x: [3, 7, 8, 16], f: [3, 3, 16, 24], pad: 'valid' },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const [xi, wi, bi] = [inp(c.x, 1100 + i), inp(c.f, 1110 + i, -0.3, 0.3), inp([c.f[3]!], 1120 + i)];
+      const run = (backend: string, residual: boolean, act: 'linear' | 'relu') => {
+        tf.setBackend(backend);
+        return tf.tidy(() => {
+          const [x, w, b] = [xi, wi, bi].map((t) => tf.tensor(t.data, t.shape)) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D];
+          markConstant(w); // as the folded eval weights: packed on the first call, reused after
+          const y0 = tf.conv2d(x, w, 1, c.pad);
+          const r = tf.tensor(rand(y0.size, 1130 + i, -2, 2), y0.shape) as tf.Tensor4D;
+          const once = () =>
+            backend === 'native' && residual
+              ? (tf.engine().runKernel(CONV_ADD_KERNEL, { x, filter: w, bias: b, residual: r }, { strides: 1, pad: c.pad, dataFormat: 'NHWC', dilations: 1, activation: act }) as tf.Tensor)
+              : residual
+                ? ((y: tf.Tensor) => (act === 'relu' ? tf.relu(y) : y))(tf.add(tf.fused.conv2d({ x, filter: w, strides: 1, pad: c.pad, bias: b }), r))
+                : tf.fused.conv2d({ x, filter: w, strides: 1, pad: c.pad, bias: b, activation: act });
+          return [once().dataSync().slice(), once().dataSync().slice()];
+        });
+      };
+      for (const residual of [false, true])
+        for (const act of ['linear', 'relu'] as const) {
+          const want = run('cpu', residual, act)[0]!;
+          const got = run('native', residual, act);
+          got.forEach((g, k) => expectClose([{ shape: [g.length], data: g }], [{ shape: [want.length], data: want }], 1e-5, `winograd ${c.x} ${residual ? 'residual ' : ''}${act} call ${k + 1}`));
+        }
     }
   });
 
