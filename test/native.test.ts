@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, markConstant, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
-import { attention, batchNormTrain, gelu, layerNorm } from '../src/models/ops.js';
+import { ATTENTION_KERNEL, LINEAR_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, markConstant, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { attention, batchNormTrain, gelu, layerNorm, linear } from '../src/models/ops.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { distanceBlock, holdRows, releaseBlock } from '../src/retrieval/knn.js';
 
@@ -694,6 +694,37 @@ d('native backend: reductions, transpose, topk', () => {
       const qkv = inp([B * T, 3 * H * hd], 1000 + i, -3, 3);
       await parity(`attention B${B} T${T} H${H} hd${hd}`, [qkv], (x) => attention(x as tf.Tensor2D, B, T, H), [ATTENTION_KERNEL], 1e-5);
     }
+  });
+
+  it('linear layers (bias, GELU, residual) run as one native matmul with packed weights and match the composed cpu ops', async () => {
+    // [M, K, N]: ViT-S/16's fc1 at batch 2 (over the threading threshold), odd sizes, one row, one output
+    for (const [i, [M, K, N]] of ([[394, 384, 1536], [7, 5, 3], [1, 33, 17], [13, 1, 1]] as const).entries()) {
+      const x = inp([M, K], 1100 + i, -2, 2), w = inp([N, K], 1110 + i), b = inp([N], 1120 + i), r = inp([M, N], 1130 + i, -3, 3);
+      const what = `linear ${M}x${K}x${N}`;
+      await parity(`${what} bias`, [x, w, b], (a, wt, bi) => linear(a as tf.Tensor2D, wt, bi), [LINEAR_KERNEL], 1e-5);
+      await parity(`${what} no bias`, [x, w], (a, wt) => linear(a as tf.Tensor2D, wt), [LINEAR_KERNEL], 1e-5);
+      await parity(`${what} gelu`, [x, w, b], (a, wt, bi) => linear(a as tf.Tensor2D, wt, bi, { gelu: true }), [LINEAR_KERNEL], 1e-5);
+      await parity(`${what} residual`, [x, w, b, r], (a, wt, bi, re) => linear(a as tf.Tensor2D, wt, bi, { residual: re as tf.Tensor2D }), [LINEAR_KERNEL], 1e-5);
+    }
+    // the packed weights follow the weight's data (Variable.assign) and the row count
+    await tf.setBackend('native');
+    const w = tf.variable(tf.tensor(rand(6 * 4, 1140), [6, 4]));
+    const x = tf.tensor(rand(5 * 4, 1141), [5, 4]);
+    const want = () => tf.tidy(() => tf.matMul(x, tf.tensor(w.dataSync().slice(), [6, 4]), false, true).dataSync().slice());
+    const got = (rows = 5) => tf.tidy(() => linear(tf.slice(x, 0, rows) as tf.Tensor2D, w).dataSync().slice());
+    const close = (p: Float32Array, q: Float32Array) => { expect(p.length).toBe(q.length); p.forEach((v, i) => expect(Math.abs(v - q[i]!)).toBeLessThan(1e-5)); };
+    close(got(), want());
+    close(got(), want()); // packed weights reused
+    close(got(3), want().slice(0, 18)); // another row count: repacked
+    w.assign(tf.tensor(rand(6 * 4, 1142), [6, 4]));
+    close(got(), want());
+    // under a gradient tape the composed ops run (the one-kernel form has no gradient)
+    const before = nativeStats.native[LINEAR_KERNEL] ?? 0;
+    const g = tf.tidy(() => tf.grad((a: tf.Tensor) => tf.sum(linear(a as tf.Tensor2D, w, undefined, { gelu: true })))(x).dataSync().slice());
+    expect(g.every(Number.isFinite)).toBe(true);
+    expect(nativeStats.native[LINEAR_KERNEL] ?? 0).toBe(before);
+    expect(() => tf.tidy(() => tf.engine().runKernel(LINEAR_KERNEL, { x, weight: tf.zeros([6, 3]) }, {}))).toThrow(/DcdLinear: x \[5,4\], weight \[6,3\]/);
+    tf.dispose([w, x]);
   });
 
   it('the ReLU gradient runs as one native kernel and matches cpu (zeros and NaN included)', async () => {

@@ -43,7 +43,7 @@ size_t Len(const Napi::Value& v) { return v.As<Napi::TypedArray>().ElementLength
 int32_t* I32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
 
 // Activation codes shared with src/backends/native.ts.
-enum Act { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeaky = 4, kSigmoid = 5 };
+enum Act { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeaky = 4, kSigmoid = 5, kGelu = 6 };
 
 // Post-ops of a fused conv/matmul: `act & 15` is the activation; `act & kSum` adds what the
 // destination held before (a residual the caller copied there) ahead of the activation.
@@ -58,6 +58,7 @@ dnnl::primitive_attr ActAttr(int act, float alpha) {
     case kElu: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); break;
     case kLeaky: po.append_eltwise(1.f, algorithm::eltwise_relu, alpha, 0.f); break;
     case kSigmoid: po.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f); break;
+    case kGelu: po.append_eltwise(1.f, algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
     default: break;
   }
   attr.set_post_ops(po);
@@ -316,6 +317,57 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A linear layer with constant weights (inference): y = act(x·Wᵀ + bias [+ y's residual]), W in
+// PyTorch's [N, K] layout, kept in the primitive's own (blocked) weights layout by the caller,
+// as inference runtimes pre-pack theirs: brgemm matmul otherwise re-blocks W on every call.
+// act: kLinear or kGelu (exact, erf), | kSum to add the residual the caller copied into `out`.
+struct Lin {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  Reorder wr;  // [N, K] row-major -> the primitive's weights layout
+};
+std::unordered_map<std::string, Lin> linear_cache;
+Lin& GetLinear(const int32_t* p, bool hasBias) {
+  return Cached<Lin>(linear_cache, Key(p, 4, 0.f, hasBias), [&] {
+    memory::dim m = p[0], k = p[1], n = p[2];
+    memory::desc ad({m, k}, dt::f32, tag::ab), wd({k, n}, dt::f32, tag::any), od({m, n}, dt::f32, tag::ab);
+    memory::desc biasd({1, n}, dt::f32, tag::ab);
+    dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, wd, biasd, od) : dnnl::matmul::desc(ad, wd, od);
+    dnnl::matmul::primitive_desc pd(d, ActAttr(p[3], 0.f), eng());
+    return Lin{pd, dnnl::matmul(pd), Reorder({{k, n}, dt::f32, tag::ba}, pd.weights_desc())};
+  });
+}
+
+// linearPackedSize(params [M, K, N, act], hasBias): floats linear's `packed` buffer needs.
+Napi::Value LinearPackedSize(const Napi::CallbackInfo& info) {
+  Lin& e = GetLinear(I32(info[0]), info[1].As<Napi::Boolean>().Value());
+  return Napi::Number::New(info.Env(), static_cast<double>(e.pd.weights_desc().get_size() / 4));
+}
+
+// linear(x [M, K], w [N, K], bias [N]|null, out [M, N], params [M, K, N, act], packed, repack):
+// repack true: reorder w into `packed` first (the caller keeps `packed` while w's data lives).
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  const int32_t* p = I32(info[4]);
+  memory::dim m = p[0], k = p[1], n = p[2];
+  bool hasBias = info[2].IsTypedArray();
+  Lin& e = GetLinear(p, hasBias);
+  if (Len(info[5]) * 4 < e.pd.weights_desc().get_size()) throw std::runtime_error("linear: packed weights buffer too small");
+  if (Len(info[0]) < static_cast<size_t>(m * k) || Len(info[1]) < static_cast<size_t>(n * k) || Len(info[3]) < static_cast<size_t>(m * n))
+    throw std::runtime_error("linear: an array is smaller than its shape");
+  memory wp(e.pd.weights_desc(), eng(), F32(info[5]));
+  if (info[6].As<Napi::Boolean>().Value()) {
+    memory w({{k, n}, dt::f32, tag::ba}, eng(), F32(info[1]));
+    if (e.wr.needed) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
+    else std::memcpy(F32(info[5]), F32(info[1]), static_cast<size_t>(n * k) * 4);
+  }
+  memory am({{m, k}, dt::f32, tag::ab}, eng(), F32(info[0])), om({{m, n}, dt::f32, tag::ab}, eng(), F32(info[3]));
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, om}};
+  if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{1, n}, dt::f32, tag::ab}, eng(), F32(info[2]))});
+  e.prim.execute(strm(), args);
+  strm().wait();
+  return info.Env().Undefined();
+}
+
 // Pool params: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR, alg(0 max, 1 avg)]
 struct PoolP {
   memory::dim n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr;
@@ -561,13 +613,32 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
 // (q | k | v, each `heads` blocks of hd = D/heads) and written into out [B·T, D] (heads side by
 // side), so the model needs no transposes, slices or [B·H, T, T] tensors. One (batch, head) pair
 // per task: Kᵀ (zero-padded to whole vectors) and V are copied into scratch; the scores and the
-// weighted sums of V are register-blocked (4 query rows × 32 lanes: 8 independent accumulators,
-// GCC vector extensions, so any target compiles it); the softmax is max-shifted as tfjs's, its
-// normalisation applied to the 4 output rows instead of the T scores.
+// weighted sums of V are register-blocked (kAttnRows query rows × 32 lanes: 16 independent
+// accumulators, GCC vector extensions, so any target compiles it; 8 rows ran 12-15% faster than 4
+// in a standalone test of ViT-S/16's shapes); the softmax is max-shifted as tfjs's, its
+// normalisation applied to the output rows instead of the T scores.
 typedef float V16 __attribute__((vector_size(64), aligned(4)));
 static inline V16 LoadV(const float* p) { return *reinterpret_cast<const V16*>(p); }
 static inline void StoreV(float* p, V16 v) { *reinterpret_cast<V16*>(p) = v; }
+constexpr int kAttnRows = 8;
+// acc[r] (32 lanes, two vectors) = Σ_{j < len} rows[r][j] · panel[32·j .. 32·j + 31], r < R: the
+// register-blocked micro-kernel of both attention products (Q·Kᵀ over Kᵀ's panels, P·V over V's).
+template <int R>
+static inline void PanelMul(const float* const* rows, const float* panel, int64_t len, V16 (&acc)[R][2]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V16{};
+  for (int64_t j = 0; j < len; ++j) {
+    V16 p0 = LoadV(panel + j * 32), p1 = LoadV(panel + j * 32 + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      float x = rows[r][j];
+      acc[r][0] += x * p0;
+      acc[r][1] += x * p1;
+    }
+  }
+}
 Napi::Value Attention(const Napi::CallbackInfo& info) {
+  constexpr int R = kAttnRows;
   const float* qkv = F32(info[0]);
   float* out = F32(info[1]);
   int64_t B = info[2].As<Napi::Number>().Int64Value(), T = info[3].As<Napi::Number>().Int64Value();
@@ -581,9 +652,10 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     // Kᵀ in panels of 32 keys ([Tp/32][hd][32]) and V in panels of 32 lanes ([hd/32][T][32]): the
     // inner loops below read both sequentially (plain strided rows made them L2-latency bound)
     int64_t hd32 = hd / 32 * 32;
-    std::vector<float> kt(hd * Tp, 0.f), v(T * hd), vp(hd32 * T), P(4 * Tp);
+    std::vector<float> kt(hd * Tp, 0.f), v(T * hd), vp(hd32 * T), P(R * Tp);
     float *pk = kt.data(), *pv = v.data(), *pvp = vp.data();
-    float* Pr[4] = {P.data(), P.data() + Tp, P.data() + 2 * Tp, P.data() + 3 * Tp};
+    float* Pr[R];
+    for (int r = 0; r < R; ++r) Pr[r] = P.data() + r * Tp;
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < B * H; ++bh) {
       int64_t b = bh / H, h = bh % H;
@@ -595,29 +667,23 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
         std::memcpy(pv + t * hd, vr, hd * 4);
         for (int64_t c0 = 0; c0 < hd32; c0 += 32) std::memcpy(pvp + c0 * T + t * 32, vr + c0, 128);
       }
-      for (int64_t i0 = 0; i0 < T; i0 += 4) {
-        int64_t nr = std::min<int64_t>(4, T - i0);
-        const float* q[4];
-        for (int64_t r = 0; r < 4; ++r) q[r] = base + (i0 + std::min(r, nr - 1)) * row + h * hd;
-        // scores of rows i0..i0+3 (a short last block repeats its last row; only nr are used)
+      for (int64_t i0 = 0; i0 < T; i0 += R) {
+        int64_t nr = std::min<int64_t>(R, T - i0);
+        const float* q[R];
+        for (int64_t r = 0; r < R; ++r) q[r] = base + (i0 + std::min<int64_t>(r, nr - 1)) * row + h * hd;
+        // scores of rows i0..i0+R-1 (a short last block repeats its last row; only nr are used)
         for (int64_t j = 0; j < Tp; j += 32) {
-          V16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
-          const float* panel = pk + (j / 32) * hd * 32;
-          for (int64_t c = 0; c < hd; ++c) {
-            V16 k0 = LoadV(panel + c * 32), k1 = LoadV(panel + c * 32 + 16);
-            float q0 = q[0][c], q1 = q[1][c], q2 = q[2][c], q3 = q[3][c];
-            a00 += q0 * k0; a01 += q0 * k1;
-            a10 += q1 * k0; a11 += q1 * k1;
-            a20 += q2 * k0; a21 += q2 * k1;
-            a30 += q3 * k0; a31 += q3 * k1;
+          V16 a[R][2];
+          PanelMul<R>(q, pk + (j / 32) * hd * 32, hd, a);
+#pragma GCC unroll 16
+          for (int r = 0; r < R; ++r) {
+            StoreV(Pr[r] + j, a[r][0] * scale);
+            StoreV(Pr[r] + j + 16, a[r][1] * scale);
           }
-          StoreV(Pr[0] + j, a00 * scale); StoreV(Pr[0] + j + 16, a01 * scale);
-          StoreV(Pr[1] + j, a10 * scale); StoreV(Pr[1] + j + 16, a11 * scale);
-          StoreV(Pr[2] + j, a20 * scale); StoreV(Pr[2] + j + 16, a21 * scale);
-          StoreV(Pr[3] + j, a30 * scale); StoreV(Pr[3] + j + 16, a31 * scale);
         }
         // softmax numerators exp(s − max) in place (padding lanes → 0), and 1/Σ per row
-        float inv[4] = {1.f, 1.f, 1.f, 1.f};
+        float inv[R];
+        for (int r = 0; r < R; ++r) inv[r] = 1.f;
         for (int64_t r = 0; r < nr; ++r) {
           float* ps = Pr[r];
           for (int64_t j = T; j < Tp; ++j) ps[j] = -INFINITY;
@@ -636,31 +702,25 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
           inv[r] = 1.f / sum;
         }
         // out rows = (P · V)·inv, 32 lanes of the head dimension at a time, then 16, then scalar
-        float* orow[4];
-        for (int64_t r = 0; r < 4; ++r) orow[r] = out + (b * T + i0 + std::min(r, nr - 1)) * D + h * hd;
+        float* orow[R];
+        for (int64_t r = 0; r < R; ++r) orow[r] = out + (b * T + i0 + std::min<int64_t>(r, nr - 1)) * D + h * hd;
         int64_t c0 = 0;
         for (; c0 + 32 <= hd; c0 += 32) {
-          V16 o00 = {}, o01 = {}, o10 = {}, o11 = {}, o20 = {}, o21 = {}, o30 = {}, o31 = {};
-          const float* panel = pvp + c0 * T;
-          for (int64_t j = 0; j < T; ++j) {
-            V16 v0 = LoadV(panel + j * 32), v1 = LoadV(panel + j * 32 + 16);
-            float p0 = Pr[0][j], p1 = Pr[1][j], p2 = Pr[2][j], p3 = Pr[3][j];
-            o00 += p0 * v0; o01 += p0 * v1;
-            o10 += p1 * v0; o11 += p1 * v1;
-            o20 += p2 * v0; o21 += p2 * v1;
-            o30 += p3 * v0; o31 += p3 * v1;
-          }
-          const V16 os[4][2] = {{o00, o01}, {o10, o11}, {o20, o21}, {o30, o31}};
+          V16 o[R][2];
+          PanelMul<R>(Pr, pvp + c0 * T, T, o);
           for (int64_t r = 0; r < nr; ++r) {
-            StoreV(orow[r] + c0, os[r][0] * inv[r]);
-            StoreV(orow[r] + c0 + 16, os[r][1] * inv[r]);
+            StoreV(orow[r] + c0, o[r][0] * inv[r]);
+            StoreV(orow[r] + c0 + 16, o[r][1] * inv[r]);
           }
         }
         for (; c0 + 16 <= hd; c0 += 16) {
-          V16 o[4] = {};
+          V16 o[R];
+#pragma GCC unroll 16
+          for (int r = 0; r < R; ++r) o[r] = V16{};
           for (int64_t j = 0; j < T; ++j) {
             V16 vv = LoadV(pv + j * hd + c0);
-            for (int r = 0; r < 4; ++r) o[r] += Pr[r][j] * vv;
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) o[r] += Pr[r][j] * vv;
           }
           for (int64_t r = 0; r < nr; ++r) StoreV(orow[r] + c0, o[r] * inv[r]);
         }
@@ -1154,6 +1214,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("conv2dBackpropInput", Conv2dBwdData);
   EXPORT("conv2dBackpropFilter", Conv2dBwdFilter);
   EXPORT("matmul", Matmul);
+  EXPORT("linear", Linear);
+  EXPORT("linearPackedSize", LinearPackedSize);
   EXPORT("pool", Pool);
   EXPORT("poolBackward", PoolBwd);
   EXPORT("binary", Binary);

@@ -26,6 +26,11 @@ export interface NativeAddon {
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, p: Int32Array): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, p: Int32Array): void;
   matmul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
+  linear(
+    x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array,
+    packed: Float32Array, repack: boolean,
+  ): void;
+  linearPackedSize(p: Int32Array, hasBias: boolean): number;
   pool(x: Float32Array, out: Float32Array, p: Int32Array): void;
   poolBackward(x: Float32Array | null, dy: Float32Array, dx: Float32Array, p: Int32Array): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, p: Int32Array): void;
@@ -383,6 +388,14 @@ export const RELU_GRAD_KERNEL = 'DcdReluGrad';
  * eval blocks end with it (the residual add and ReLU fused, as inference runtimes do). No gradient.
  */
 export const CONV_ADD_KERNEL = 'DcdFusedConv2DAdd';
+/**
+ * A linear layer with constant weights, act(x·Wᵀ + bias + residual): inputs x [M, K], weight
+ * [N, K] (PyTorch's layout), optionally bias [N] and residual [M, N]; attr activation 'linear' |
+ * 'gelu' (exact). One oneDNN matmul with GELU and the residual add as post-ops, the weights kept
+ * in the primitive's packed layout for as long as their data lives. A ViT block's linear layers
+ * at inference. No gradient.
+ */
+export const LINEAR_KERNEL = 'DcdLinear';
 
 /**
  * Replaces FusedBatchNorm's registered gradient by one that, on the `native` backend and for
@@ -627,6 +640,8 @@ const transposeCache = new WeakMap<object, { key: string; out?: Float32Array | I
 /** Arrays held by transposeCache: immutable, so conv may cache their packed (oneDNN) layout. */
 const cachedArrays = new WeakSet<object>();
 const packedCache = new WeakMap<object, { key: string; packed: Float32Array }>();
+/** LINEAR_KERNEL's packed weights, by the weight tensor's dataId. */
+const linearPacked = new WeakMap<object, { key: string; packed: Float32Array }>();
 
 /**
  * Declares that `t` is a long-lived constant (e.g. a model's folded conv weights): on the native
@@ -1098,6 +1113,32 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     const out = alloc(size(x.shape));
     if (out.length > 0) nativeAddon().reluGrad(f32(args.backend, dy), f32(args.backend, x), out);
     return args.backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+  k[LINEAR_KERNEL] = (args) => {
+    const { x, weight, bias, residual } = args.inputs as Record<string, TensorInfo | undefined>;
+    const act = (args.attrs?.activation as string | undefined) ?? 'linear';
+    const [M, K] = x!.shape as [number, number];
+    const N = weight!.shape[0]!;
+    if (x!.shape.length !== 2 || weight!.shape.length !== 2 || weight!.shape[1] !== K || (bias && size(bias.shape) !== N)
+        || (residual && (residual.shape.length !== 2 || residual.shape[0] !== M || residual.shape[1] !== N)))
+      throw new Error(`${LINEAR_KERNEL}: x [${x!.shape}], weight [${weight!.shape}]${bias ? `, bias [${bias.shape}]` : ''}${residual ? `, residual [${residual.shape}]` : ''} do not fit x·weightᵀ`);
+    if (act !== 'linear' && act !== 'gelu') throw new Error(`${LINEAR_KERNEL}: activation ${act} is not supported (linear or gelu)`);
+    if (!allF32(x!, weight!, bias, residual)) throw new Error(`${LINEAR_KERNEL}: inputs must be float32`);
+    const out = alloc(M * N);
+    if (out.length === 0) return args.backend.makeTensorInfo([M, N], 'float32', out);
+    if (residual) out.set(f32(args.backend, residual)); // added by the matmul (sum post-op)
+    const p = Int32Array.from([M, K, N, (act === 'gelu' ? 6 : 0) | (residual ? 16 : 0)]);
+    // The weights in the primitive's layout, packed once per (weight data, shape): the weight
+    // tensor's dataId is new whenever its values change (tfjs never writes a tensor in place).
+    const key = `${p}|${bias != null}`;
+    let hit = linearPacked.get(weight!.dataId);
+    const repack = hit?.key !== key;
+    if (repack) {
+      hit = { key, packed: new Float32Array(nativeAddon().linearPackedSize(p, bias != null)) };
+      linearPacked.set(weight!.dataId, hit);
+    }
+    nativeAddon().linear(f32(args.backend, x!), f32(args.backend, weight!), bias ? f32(args.backend, bias) : null, out, p, hit!.packed, repack);
+    return args.backend.makeTensorInfo([M, N], 'float32', out);
   };
   k[ATTENTION_KERNEL] = (args) => {
     const { qkv } = args.inputs as Record<string, TensorInfo>;

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../core/errors.js';
 import { numel } from './tensor-data.js';
-import { ATTENTION_KERNEL, BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, markConstant } from '../backends/native.js';
+import { ATTENTION_KERNEL, BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, LINEAR_KERNEL, markConstant } from '../backends/native.js';
 
 /** Named trainable parameters and buffers of a model, in PyTorch spelling. */
 export class VarStore {
@@ -195,15 +195,23 @@ export class FoldCache extends Map<string, { ids: object[]; w: tf.Tensor4D; b: t
 }
 
 /**
- * Linear layer y = x Wᵀ + b. W is transposed first and multiplied with a plain 2-D
- * matMul (on wasm, `transposeB` takes a path about 20× slower); the bias is fused into
- * the matMul (one pass over the output fewer).
+ * Linear layer y = act(x Wᵀ + b + residual), act the identity or exact GELU. On a backend with the one-kernel form (native, no gradient tape) one matmul with the
+ * weights pre-packed, GELU and the residual add fused. Elsewhere W is transposed first and
+ * multiplied with a plain 2-D matMul (on wasm, `transposeB` takes a path about 20× slower) with
+ * the bias fused, then GELU and the add.
  * @param x [M, in]
  * @param w PyTorch layout [out, in]
+ * @param opts.gelu apply GELU to x Wᵀ + b; opts.residual [M, out], added before the activation
  */
-export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor, opts: { gelu?: boolean; residual?: tf.Tensor2D } = {}): tf.Tensor2D {
+  const { gelu: withGelu = false, residual } = opts;
+  if (w.rank === 2 && oneKernel(LINEAR_KERNEL, x, w, ...(b ? [b] : []), ...(residual ? [residual] : [])))
+    return tf.engine().runKernel(LINEAR_KERNEL, { x, weight: w, ...(b ? { bias: b } : {}), ...(residual ? { residual } : {}) },
+      { activation: withGelu ? 'gelu' : 'linear' }) as tf.Tensor2D;
   const wt = tf.transpose(w) as tf.Tensor2D;
-  return b ? (tf.fused.matMul({ a: x, b: wt, bias: b }) as tf.Tensor2D) : tf.matMul(x, wt);
+  let y: tf.Tensor2D = b ? (tf.fused.matMul({ a: x, b: wt, bias: b }) as tf.Tensor2D) : tf.matMul(x, wt);
+  if (residual) y = tf.add(y, residual) as tf.Tensor2D;
+  return withGelu ? gelu(y) : y;
 }
 
 /**

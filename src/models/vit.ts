@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { Rng } from './init.js';
-import { attention, conv2d, gelu, layerNorm, linear, VarStore } from './ops.js';
+import { attention, conv2d, layerNorm, linear, VarStore } from './ops.js';
 
 /** Architecture of a ViT. */
 export interface ViTConfig {
@@ -155,11 +155,11 @@ export class ViT implements ImageModel {
     const y = layerNorm(x, s.get(`${p}.norm1.weight`), s.get(`${p}.norm1.bias`), LN_EPS);
     const qkv = linear(y, s.get(`${p}.attn.qkv.weight`), s.get(`${p}.attn.qkv.bias`));
     const merged = attention(qkv, B, T, H);
-    let out: tf.Tensor2D = tf.add(x, linear(merged, s.get(`${p}.attn.proj.weight`), s.get(`${p}.attn.proj.bias`))) as tf.Tensor2D;
+    // x + proj(attention) and out + fc2(gelu(fc1(z))): the adds and GELU fuse into the matmuls on native
+    const out = linear(merged, s.get(`${p}.attn.proj.weight`), s.get(`${p}.attn.proj.bias`), { residual: x });
     const z = layerNorm(out, s.get(`${p}.norm2.weight`), s.get(`${p}.norm2.bias`), LN_EPS);
-    const m = linear(gelu(linear(z, s.get(`${p}.mlp.fc1.weight`), s.get(`${p}.mlp.fc1.bias`))), s.get(`${p}.mlp.fc2.weight`), s.get(`${p}.mlp.fc2.bias`));
-    out = tf.add(out, m) as tf.Tensor2D;
-    return out;
+    const h = linear(z, s.get(`${p}.mlp.fc1.weight`), s.get(`${p}.mlp.fc1.bias`), { gelu: true });
+    return linear(h, s.get(`${p}.mlp.fc2.weight`), s.get(`${p}.mlp.fc2.bias`), { residual: out });
   }
 
   /** @param x NHWC [B, H, W, 3], H and W multiples of the patch size; @returns CLS features [B, D] */
