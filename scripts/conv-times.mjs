@@ -10,9 +10,10 @@ const a = nativeAddon();
 const orig = a.conv2d.bind(a);
 const acc = new Map();
 let on = false;
-a.conv2d = (x, w, b, out, p, alpha, packed, mode) => {
+a.conv2d = (...args) => {
+  const p = args[4];
   const t = performance.now();
-  orig(x, w, b, out, p, alpha, packed, mode);
+  orig(...args);
   if (on) {
     const k = `k${p[7]}x${p[8]} s${p[9]} ${p[1]}x${p[2]}x${p[3]}->${p[6]}${p[17] & 16 ? ' +res' : ''}`;
     const e = acc.get(k) ?? { n: 0, ms: 0 };

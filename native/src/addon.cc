@@ -42,11 +42,15 @@ float* F32(const Napi::Value& v) {
 size_t Len(const Napi::Value& v) { return v.As<Napi::TypedArray>().ElementLength(); }
 int32_t* I32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
 
+// Below this many elements one thread is faster: a parallel region costs a barrier, and on a
+// busy machine a barrier can wait a whole scheduler slice for a descheduled thread.
+constexpr int64_t kGrain = 1 << 18;
+
 // Activation codes shared with src/backends/native.ts.
 enum Act { kLinear = 0, kRelu = 1, kRelu6 = 2, kElu = 3, kLeaky = 4, kSigmoid = 5, kGelu = 6 };
 
 // Post-ops of a fused conv/matmul: `act & 15` is the activation; `act & kSum` adds what the
-// destination held before (a residual the caller copied there) ahead of the activation.
+// destination held before (a residual, copied there by CopyResidual) ahead of the activation.
 constexpr int kSum = 16;
 dnnl::primitive_attr ActAttr(int act, float alpha) {
   dnnl::primitive_attr attr;
@@ -180,9 +184,25 @@ ConvFwd& GetConvFwd(const int32_t* params, bool hasBias, float alpha, bool const
   });
 }
 
-// conv2d(x, w, bias|null, out, params Int32Array[18], alpha, packed|null, packedMode)
+// conv2d(x, w, bias|null, out, params Int32Array[18], alpha, packed|null, packedMode, residual|null)
 // packedMode 0: reorder w for this call; 1: `packed` already holds w in the primitive's layout
-// (from an earlier mode-2 call); 2: reorder w into `packed`, then run.
+// (from an earlier mode-2 call); 2: reorder w into `packed`, then run. With kSum in the params'
+// activation, `residual` (the output's shape) is added before the activation.
+// The residual argument info[from], checked to be a typed array at least as long as the output info[to].
+const float* Residual(const Napi::CallbackInfo& info, size_t from, size_t to) {
+  if (!(info.Length() > from && info[from].IsTypedArray()) || Len(info[from]) < Len(info[to]))
+    throw std::runtime_error("the residual is missing or smaller than the output");
+  return F32(info[from]);
+}
+// Copies the residual argument info[from] into the output info[to] (both threads above kGrain).
+void CopyResidual(const Napi::CallbackInfo& info, size_t from, size_t to) {
+  const float* src = Residual(info, from, to);
+  float* dst = F32(info[to]);
+  int64_t n = static_cast<int64_t>(Len(info[to])), chunk = 1 << 16;
+#pragma omp parallel for if (n >= kGrain) schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += chunk) std::memcpy(dst + i0, src + i0, static_cast<size_t>(std::min(chunk, n - i0)) * 4);
+}
+
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[4]));
   bool hasBias = info[2].IsTypedArray();
@@ -204,11 +224,20 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
     xs = e.xs;
     e.xr.prim.execute(strm(), {{DNNL_ARG_FROM, x}, {DNNL_ARG_TO, xs}});
   }
-  if (e.yout.needed) {
-    ys = e.ys;
-    if (c.act & kSum) e.yin.prim.execute(strm(), {{DNNL_ARG_FROM, y}, {DNNL_ARG_TO, ys}});  // the residual
-  }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, ys}};
+  if (c.act & kSum) {
+    if (e.yout.needed) {
+      memory r({c.dst(), dt::f32, tag::nhwc}, eng(), const_cast<float*>(Residual(info, 8, 3)));
+      ys = e.ys;  // Winograd: the residual goes straight into the blocked output (sum post-op)
+      args[DNNL_ARG_DST] = ys;
+      e.yin.prim.execute(strm(), {{DNNL_ARG_FROM, r}, {DNNL_ARG_TO, ys}});
+    } else {
+      CopyResidual(info, 8, 3);  // (a binary-add post-op reading r was no faster in ResNet-50: brgconv_1x1 lacks it)
+    }
+  } else if (e.yout.needed) {
+    ys = e.ys;
+    args[DNNL_ARG_DST] = ys;
+  }
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{c.oc}, dt::f32, tag::x}, eng(), F32(info[2]))});
   e.prim.execute(strm(), args);
   if (e.yout.needed) e.yout.prim.execute(strm(), {{DNNL_ARG_FROM, ys}, {DNNL_ARG_TO, y}});
@@ -344,8 +373,9 @@ Napi::Value LinearPackedSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(e.pd.weights_desc().get_size() / 4));
 }
 
-// linear(x [M, K], w [N, K], bias [N]|null, out [M, N], params [M, K, N, act], packed, repack):
-// repack true: reorder w into `packed` first (the caller keeps `packed` while w's data lives).
+// linear(x [M, K], w [N, K], bias [N]|null, out [M, N], params [M, K, N, act], packed, repack,
+// residual [M, N]|null): repack true: reorder w into `packed` first (the caller keeps `packed` while
+// w's data lives); with kSum, `residual` is added before the activation.
 Napi::Value Linear(const Napi::CallbackInfo& info) {
   const int32_t* p = I32(info[4]);
   memory::dim m = p[0], k = p[1], n = p[2];
@@ -360,6 +390,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
     if (e.wr.needed) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
     else std::memcpy(F32(info[5]), F32(info[1]), static_cast<size_t>(n * k) * 4);
   }
+  if (p[3] & kSum) CopyResidual(info, 7, 3);
   memory am({{m, k}, dt::f32, tag::ab}, eng(), F32(info[0])), om({{m, n}, dt::f32, tag::ab}, eng(), F32(info[3]));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, om}};
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{1, n}, dt::f32, tag::ab}, eng(), F32(info[2]))});
@@ -421,9 +452,6 @@ Napi::Value PoolBwd(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 // Element-wise, softmax, reductions, transpose, batch norm: plain loops with OpenMP.
 
-// Below this many elements one thread is faster: a parallel region costs a barrier, and on a
-// busy machine a barrier can wait a whole scheduler slice for a descheduled thread.
-constexpr int64_t kGrain = 1 << 18;
 
 enum BinOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSqDiff, kCopyA };
 

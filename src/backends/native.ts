@@ -20,7 +20,7 @@ type KernelFunc = tf.KernelFunc;
 export interface NativeAddon {
   conv2d(
     x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number,
-    packed?: Float32Array | null, packedMode?: 0 | 1 | 2,
+    packed?: Float32Array | null, packedMode?: 0 | 1 | 2, residual?: Float32Array | null,
   ): void;
   convPackedSize(p: Int32Array, alpha: number, hasBias: boolean): number;
   conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, p: Int32Array): void;
@@ -28,7 +28,7 @@ export interface NativeAddon {
   matmul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
   linear(
     x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array,
-    packed: Float32Array, repack: boolean,
+    packed: Float32Array, repack: boolean, residual: Float32Array | null,
   ): void;
   linearPackedSize(p: Int32Array, hasBias: boolean): number;
   pool(x: Float32Array, out: Float32Array, p: Int32Array): void;
@@ -697,8 +697,9 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       if ((bias != null && size(bias.shape) !== c.outChannels)) return fallback(args);
       if (residual && (residual.shape.length !== 4 || residual.shape.some((d, i) => d !== c.outShape[i]))) return fallback(args);
       const out = alloc(size(c.outShape));
-      if (residual) out.set(f32(args.backend, residual)); // the conv adds it (oneDNN sum post-op)
       const w = f32(args.backend, filter);
+      // the addon copies the residual into out (or, for Winograd, into its blocked output) and the
+      // conv adds its result to it (oneDNN sum post-op)
       const p = convParams(c, residual ? act | 16 : act);
       const alpha = at.leakyreluAlpha ?? 0.2;
       // Constant filters (cached weight transposes): keep them in oneDNN's layout too.
@@ -718,6 +719,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       }
       nativeAddon().conv2d(
         f32(args.backend, x), w, bias ? f32(args.backend, bias) : null, out, p, alpha, packed, mode,
+        residual ? f32(args.backend, residual) : null,
       );
       return args.backend.makeTensorInfo(c.outShape, 'float32', out);
     };
@@ -1126,7 +1128,6 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     if (!allF32(x!, weight!, bias, residual)) throw new Error(`${LINEAR_KERNEL}: inputs must be float32`);
     const out = alloc(M * N);
     if (out.length === 0) return args.backend.makeTensorInfo([M, N], 'float32', out);
-    if (residual) out.set(f32(args.backend, residual)); // added by the matmul (sum post-op)
     const p = Int32Array.from([M, K, N, (act === 'gelu' ? 6 : 0) | (residual ? 16 : 0)]);
     // The weights in the primitive's layout, packed once per (weight data, shape): the weight
     // tensor's dataId is new whenever its values change (tfjs never writes a tensor in place).
@@ -1137,7 +1138,11 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
       hit = { key, packed: new Float32Array(nativeAddon().linearPackedSize(p, bias != null)) };
       linearPacked.set(weight!.dataId, hit);
     }
-    nativeAddon().linear(f32(args.backend, x!), f32(args.backend, weight!), bias ? f32(args.backend, bias) : null, out, p, hit!.packed, repack);
+    // with a residual, the addon copies it into out and the matmul adds its result (sum post-op)
+    nativeAddon().linear(
+      f32(args.backend, x!), f32(args.backend, weight!), bias ? f32(args.backend, bias) : null, out, p, hit!.packed, repack,
+      residual ? f32(args.backend, residual) : null,
+    );
     return args.backend.makeTensorInfo([M, N], 'float32', out);
   };
   k[ATTENTION_KERNEL] = (args) => {
