@@ -184,10 +184,6 @@ ConvFwd& GetConvFwd(const int32_t* params, bool hasBias, float alpha, bool const
   });
 }
 
-// conv2d(x, w, bias|null, out, params Int32Array[18], alpha, packed|null, packedMode, residual|null)
-// packedMode 0: reorder w for this call; 1: `packed` already holds w in the primitive's layout
-// (from an earlier mode-2 call); 2: reorder w into `packed`, then run. With kSum in the params'
-// activation, `residual` (the output's shape) is added before the activation.
 // The residual argument info[from], checked to be a typed array at least as long as the output info[to].
 const float* Residual(const Napi::CallbackInfo& info, size_t from, size_t to) {
   if (!(info.Length() > from && info[from].IsTypedArray()) || Len(info[from]) < Len(info[to]))
@@ -203,6 +199,10 @@ void CopyResidual(const Napi::CallbackInfo& info, size_t from, size_t to) {
   for (int64_t i0 = 0; i0 < n; i0 += chunk) std::memcpy(dst + i0, src + i0, static_cast<size_t>(std::min(chunk, n - i0)) * 4);
 }
 
+// conv2d(x, w, bias|null, out, params Int32Array[18], alpha, packed|null, packedMode, residual|null)
+// packedMode 0: reorder w for this call; 1: `packed` already holds w in the primitive's layout
+// (from an earlier mode-2 call); 2: reorder w into `packed`, then run. With kSum in the params'
+// activation, `residual` (the output's shape) is added before the activation.
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[4]));
   bool hasBias = info[2].IsTypedArray();
@@ -349,7 +349,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
 // A linear layer with constant weights (inference): y = act(x·Wᵀ + bias [+ y's residual]), W in
 // PyTorch's [N, K] layout, kept in the primitive's own (blocked) weights layout by the caller,
 // as inference runtimes pre-pack theirs: brgemm matmul otherwise re-blocks W on every call.
-// act: kLinear or kGelu (exact, erf), | kSum to add the residual the caller copied into `out`.
+// act: kLinear or kGelu (exact, erf), | kSum to add a residual (see linear() below).
 struct Lin {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
@@ -451,7 +451,6 @@ Napi::Value PoolBwd(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise, softmax, reductions, transpose, batch norm: plain loops with OpenMP.
-
 
 enum BinOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSqDiff, kCopyA };
 
@@ -1080,12 +1079,8 @@ Napi::Value BatchNormTrainGrad(const Napi::CallbackInfo& info) {
   if (y && dres) {
     // ReLU's masked dy is also the residual's gradient: write it once, then the plain BN gradient of it
     // (faster here than keeping the mask inside both passes and storing dres on the way)
-    const float *pd = dy, *py = y;
 #pragma omp parallel for simd if (n >= kGrain) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      float d = pd[i], v = py[i];
-      dres[i] = v != v ? v : d * (v > 0.f ? 1.f : 0.f);
-    }
+    for (int64_t i = 0; i < n; ++i) dres[i] = masked(i);
     dy = dres;
     y = nullptr;
   }

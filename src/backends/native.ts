@@ -276,8 +276,6 @@ export class NativeBackend extends MathBackendCPU {
   }
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
-
 /** An output buffer for a native kernel (see {@link BufferPool}). */
 const alloc = (n: number): Float32Array => nativePool.alloc(n);
 
@@ -695,7 +693,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
         at.strides, at.dilations, at.pad, at.dimRoundingMode, false, 'channelsLast',
       );
       if ((bias != null && size(bias.shape) !== c.outChannels)) return fallback(args);
-      if (residual && (residual.shape.length !== 4 || residual.shape.some((d, i) => d !== c.outShape[i]))) return fallback(args);
+      if (residual && !tf.util.arraysEqual(residual.shape, c.outShape)) return fallback(args);
       const out = alloc(size(c.outShape));
       const w = f32(args.backend, filter);
       // the addon copies the residual into out (or, for Winograd, into its blocked output) and the
@@ -1122,7 +1120,7 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     const [M, K] = x!.shape as [number, number];
     const N = weight!.shape[0]!;
     if (x!.shape.length !== 2 || weight!.shape.length !== 2 || weight!.shape[1] !== K || (bias && size(bias.shape) !== N)
-        || (residual && (residual.shape.length !== 2 || residual.shape[0] !== M || residual.shape[1] !== N)))
+        || (residual && !tf.util.arraysEqual(residual.shape, [M, N])))
       throw new Error(`${LINEAR_KERNEL}: x [${x!.shape}], weight [${weight!.shape}]${bias ? `, bias [${bias.shape}]` : ''}${residual ? `, residual [${residual.shape}]` : ''} do not fit x·weightᵀ`);
     if (act !== 'linear' && act !== 'gelu') throw new Error(`${LINEAR_KERNEL}: activation ${act} is not supported (linear or gelu)`);
     if (!allF32(x!, weight!, bias, residual)) throw new Error(`${LINEAR_KERNEL}: inputs must be float32`);
@@ -1167,10 +1165,10 @@ function nativeKernels(): Record<string, (a: Args) => TensorInfo | TensorInfo[]>
     return [b.makeTensorInfo(param.shape, 'float32', pOut), b.makeTensorInfo(param.shape, 'float32', bOut)];
   };
   k[BN_TRAIN_KERNEL] = (args) => {
-    const { x, scale, offset, residual } = args.inputs as Record<string, TensorInfo | undefined> as Record<string, TensorInfo> & { residual?: TensorInfo };
+    const { x, scale, offset, residual } = args.inputs as Record<string, TensorInfo> & { residual?: TensorInfo };
     const b = args.backend;
     const C = x.shape[x.shape.length - 1]!;
-    if (residual && !sameShape(residual.shape, x.shape))
+    if (residual && !tf.util.arraysEqual(residual.shape, x.shape))
       throw new Error(`${BN_TRAIN_KERNEL}: residual shape [${residual.shape}] must equal x's [${x.shape}]`);
     const y = alloc(size(x.shape));
     const mean = new Float32Array(C), variance = new Float32Array(C);
