@@ -23,6 +23,7 @@ import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { classThresholds, leakageFilter } from '../retrieval/filter.js';
 import { selectAlgorithm1, type Selection } from '../retrieval/select.js';
 import { completeBaseline, labelCounts, randomBaseline } from '../retrieval/baselines.js';
+import { auditPicks, takeAcrossClasses } from '../retrieval/audit.js';
 import { trainModel } from '../train/trainer.js';
 import { concatDatasets } from '../train/dataset.js';
 import type { Schedule } from '../train/schedule.js';
@@ -31,7 +32,7 @@ import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, typ
 import { defaultClasses, streamFeatures, loadAnyCheckpoint, makeModel, predictDataset, preprocessOf, saveWeights } from './libs.js';
 import type { RowRef } from './experiment.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from './table.js';
-import type { RetrievalExamples } from '../eval/report.js';
+import type { RetentionSection, RetrievalExamples } from '../eval/report.js';
 import { readRetentionItems, retentionTable, retentionMarkdown, writeRetentionOutputs } from '../analysis/retention.js';
 
 /** Rows per Arrow record batch of an embed stage's output (the store streams batches). */
@@ -701,7 +702,8 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
 /** Seed images shown in the report's retrieval grid, and neighbours per backbone. */
 const GALLERY_SEEDS = 8;
 const GALLERY_NEIGHBOURS = 6;
-const GALLERY_WRONG = 24;
+/** Wrongly labelled picks shown per DCD row. */
+const GALLERY_WRONG = 12;
 
 /**
  * The report's retrieval grid: for a few seed images (spread over the subset classes), the
@@ -715,7 +717,7 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
   return {
     stage: 'gallery',
     label: `retrievals${suffix}`,
-    version: 2,
+    version: 3,
     config: { seeds: GALLERY_SEEDS, neighbours: GALLERY_NEIGHBOURS, backbones: selects.map((x) => x.label) },
     deps,
     async run(ctx): Promise<StageOutputs> {
@@ -779,19 +781,19 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
         }
         seeds.push({ image: { id: r.id, path: await imageOf(seedSet, si, 'seed'), label: cls(r.label) }, neighbours });
       }
-      // wrongly labelled picks of the first backbone, where the pool knows the truth
-      const p0 = picks[0]!;
+      // every DCD row's wrongly labelled picks, where the pool knows the truth
       const wrong = [];
-      for (let j = 0; j < p0.ids.length && wrong.length < GALLERY_WRONG; j++) {
-        const truth = truthOf(pool.rows[poolAt.get(p0.ids[j]!)!]!);
-        if (truth !== undefined && truth !== p0.labels[j]) wrong.push({ id: p0.ids[j]!, path: await poolImage(p0.ids[j]!), distance: p0.dist[j]!, label: `${cls(p0.labels[j]!)} → ${cls(truth)}` });
+      for (const [b, x] of selects.entries()) {
+        const p = picks[b]!;
+        const audit = auditPicks(p.labels, (j) => truthOf(pool.rows[poolAt.get(p.ids[j]!)!]!));
+        const images = [];
+        for (const { index: j, truth } of takeAcrossClasses(audit.wrong, (w) => p.labels[w.index]!, GALLERY_WRONG))
+          images.push({ id: p.ids[j]!, path: await poolImage(p.ids[j]!), distance: p.dist[j]!, label: `${cls(p.labels[j]!)} → ${cls(truth)}` });
+        const title = cfg.select.candidates === 'any_label' ? `dcd-${x.label} (complete-pool variant: true class differs from the seed's)` : `dcd-${x.label}`;
+        wrong.push({ method: `dcd-${x.label}`, title, checked: audit.checked, wrong: audit.wrong.length, images });
       }
-      const wrongTitle =
-        cfg.select.candidates === 'any_label'
-          ? `Complete-pool variant (${selects[0]!.label}): picks whose true class differs from the seed's`
-          : `Wrongly labelled picks of dcd-${selects[0]!.label} (weak label → true class; none = no object)`;
-      await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), { backbones: selects.map((x) => x.label), seeds, completeWrong: wrong, wrongTitle });
-      return { files: { gallery: 'gallery.json' }, counts: { seeds: seeds.length, wrong: wrong.length } };
+      await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), { backbones: selects.map((x) => x.label), seeds, wrong });
+      return { files: { gallery: 'gallery.json' }, counts: { seeds: seeds.length, wrong: wrong.reduce((a, w) => a + w.wrong, 0) } };
     },
   };
 }
@@ -843,7 +845,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 3,
+    version: 4,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
@@ -861,16 +863,17 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         const abs = <T extends { path: string }>(x: T): T => ({ ...x, path: path.isAbsolute(x.path) ? x.path : path.join(g.dir, x.path) });
         retrieval = {
           seeds: j.seeds.map((s) => ({ image: abs(s.image), neighbours: Object.fromEntries(Object.entries(s.neighbours).map(([k, v]) => [k, v.map(abs)])) })),
-          ...(j.completeWrong ? { completeWrong: j.completeWrong.map(abs) } : {}),
-          ...(j.wrongTitle ? { wrongTitle: j.wrongTitle } : {}),
+          ...(j.wrong ? { wrong: j.wrong.map((w) => ({ ...w, images: w.images.map(abs) })) } : {}),
         };
       }
-      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}) });
       const ret = ctx.inputs.retention;
       const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
+      const set = String(ret?.manifest.extra.set ?? cfg.report.retention.set);
+      // the HTML report shows the same retention table and plot
+      const retention = ret && md ? { ...(JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>), set, plot: ret.file('png') } : undefined;
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
       if (ret && md) {
         const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
-        const set = String(ret.manifest.extra.set ?? cfg.report.retention.set);
         // report.md is copied to the run folder (two levels up): paths relative to it
         const rel = path.relative(path.dirname(path.dirname(ctx.dir)), ret.file('png'));
         await atomicWriteFile(
