@@ -870,7 +870,8 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
       const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
       const set = String(ret?.manifest.extra.set ?? cfg.report.retention.set);
       // the HTML report shows the same retention table and plot
-      const retention = ret && md ? { ...(JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>), set, plot: ret.file('png') } : undefined;
+      const rj = ret && md ? (JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>) : undefined;
+      const retention: RetentionSection | undefined = rj && { set, rule: rj.rule, rows: rj.rows, plot: ret!.file('png') };
       const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
       if (ret && md) {
         const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
