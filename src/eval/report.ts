@@ -1,8 +1,9 @@
 /**
  * The paper-layout report (Tables 1, 4, 5 and Figure 10): a table of accuracies per
  * method (mean ± std over seeds), written as Markdown, CSV, JSON and a terminal table;
- * SVG + PNG plots; and a static offline HTML page with the table, the plots and the
- * retrieved neighbours of each seed image per backbone.
+ * SVG + PNG plots; and a static offline HTML page with the table, the plots, the backbones'
+ * retention table and plot (Figure 7), the retrieved neighbours of each seed image per
+ * backbone, and each DCD row's wrongly labelled picks.
  */
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
@@ -63,7 +64,7 @@ export interface WrongPicks {
   checked?: number;
   /** Of those, picks whose weak label is wrong (may exceed `images.length`, which is a sample). */
   wrong?: number;
-  /** The first of them, labelled "weak → true". */
+  /** Some of them (a sample; the pipeline takes a few per weak class), labelled "weak → true". */
   images: RetrievedImage[];
 }
 
@@ -363,11 +364,10 @@ function retentionHeading(r: RetentionSection): string {
 
 /** The retention table as Markdown (one row per backbone and k). */
 export function retentionTableMarkdown(r: RetentionSection): string {
-  const cell = pctCell;
   return [
     `| backbone | k | class retention (%) | context retention (%${r.rule ? `, ${r.rule}` : ''}) | images with class | images with context |`,
     '|---|---:|---:|---:|---:|---:|',
-    ...r.rows.map((x) => `| ${x.backbone} | ${x.k} | ${cell(x.classRetention)} | ${cell(x.contextRetention)} | ${x.classQueries} | ${x.contextQueries} |`),
+    ...r.rows.map((x) => `| ${x.backbone} | ${x.k} | ${pctCell(x.classRetention)} | ${pctCell(x.contextRetention)} | ${x.classQueries} | ${x.contextQueries} |`),
   ].join('\n') + '\n';
 }
 
@@ -488,9 +488,8 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
       files.plots.push(path.join(imgDir, 'retention.png'));
       plot = `<figure class="wide"><img src="images/retention.png" width="720" height="520" alt="retention plot"><figcaption>Class retention against context retention, one point per k.</figcaption></figure>`;
     }
-    const cell = pctCell;
     retentionHtml = `<h2>${esc(retentionHeading(ret))}</h2><div class="plots"><table class="acc"><tr><th>backbone</th><th>k</th><th>class retention (%)</th><th>context retention (%${ret.rule ? `, ${esc(ret.rule)}` : ''})</th><th>images with class</th><th>images with context</th></tr>
-${ret.rows.map((r) => `<tr><td>${esc(r.backbone)}</td><td>${r.k}</td><td>${cell(r.classRetention)}</td><td>${cell(r.contextRetention)}</td><td>${r.classQueries}</td><td>${r.contextQueries}</td></tr>`).join('\n')}
+${ret.rows.map((r) => `<tr><td>${esc(r.backbone)}</td><td>${r.k}</td><td>${pctCell(r.classRetention)}</td><td>${pctCell(r.contextRetention)}</td><td>${r.classQueries}</td><td>${r.contextQueries}</td></tr>`).join('\n')}
 </table>${plot}</div>`;
   }
   const html = `<!doctype html>
