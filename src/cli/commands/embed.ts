@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { checkImagesInput } from '../../data/adapters.js';
-import { embedImages, mergeEmbeddings, parseShard } from '../../models/embed.js';
+import { embedImages, mergeEmbeddings, parseShard } from '../../infer/embed.js';
 
 const run: CommandModule<object, any> = {
   command: '$0',
