@@ -33,6 +33,7 @@ import type { RowRef } from './experiment.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from './table.js';
 import type { RetrievalExamples } from '../eval/report.js';
 import { readRetentionItems, retentionTable, retentionMarkdown, writeRetentionOutputs } from '../analysis/retention.js';
+import { folderExternals, folderImageSize, foldersOf, folderSubset, runFolderData } from './folder-stages.js';
 
 /** Rows per Arrow record batch of an embed stage's output (the store streams batches). */
 const EMBED_BATCH_ROWS = 16384;
@@ -86,10 +87,23 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
     stage: 'data',
     label: d.kind + (seed !== undefined ? `-s${seed}` : ''),
     version: 1,
-    config: { kind: d.kind, seed: seed ?? null, synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null, fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null, imagenet: d.kind === 'imagenet' ? inet : null },
+    config: {
+      kind: d.kind,
+      seed: seed ?? null,
+      synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null,
+      fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null,
+      imagenet: d.kind === 'imagenet' ? inet : null,
+      ...(d.kind === 'folders' ? { folders: { ...foldersOf(cfg), image_size: folderImageSize(cfg) } } : {}),
+    },
     deps: {},
-    externals: d.kind === 'imagenet' && inet ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool] : [],
+    externals:
+      d.kind === 'imagenet' && inet
+        ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool]
+        : d.kind === 'folders'
+          ? folderExternals(cfg)
+          : [],
     async run(ctx) {
+      if (d.kind === 'folders') return runFolderData(cfg, ctx);
       const files: Record<string, string> = {};
       const counts: Record<string, number> = {};
       let classes: { names: string[]; subset: number[] | null; contexts?: string[]; home?: number[] };
@@ -287,6 +301,7 @@ function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[]
     if (fromData) return fromData;
     return [...new Set(pool.rows.map((r) => r.weak_label ?? -1).filter((y) => y >= 0))].sort((a, b) => a - b);
   }
+  if (cfg.data.kind === 'folders') return folderSubset(cfg, classesOf(data).names, pool.rows)!;
   return readClassSubset(sub);
 }
 
