@@ -45,7 +45,8 @@ export function sizeFromData(ins: FolderInspection): InitSizing {
     kTrain,
     kVal,
     seeds: total <= 10000 ? [0, 1, 2] : [0],
-    broadSteps: 400,
+    // about three passes over the pool, 50 to 400 steps of 64
+    broadSteps: Math.max(50, Math.min(400, Math.round((3 * ins.data.pool.length) / 64))),
   };
 }
 

@@ -3,7 +3,7 @@
  * changes its output), its inputs, and `run`, which calls the other areas' libraries
  * and writes its artifacts into its own folder.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -33,6 +33,7 @@ import type { RowRef } from './experiment.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from './table.js';
 import type { RetrievalExamples } from '../eval/report.js';
 import { readRetentionItems, retentionTable, retentionMarkdown, writeRetentionOutputs } from '../analysis/retention.js';
+import { poolReference, selectionQuality, selectionQualityMarkdown, type SelectionQuality } from '../eval/selection-quality.js';
 import { folderExternals, folderImageSize, foldersOf, folderSubset, runFolderData } from './folder-stages.js';
 
 /** Rows per Arrow record batch of an embed stage's output (the store streams batches). */
@@ -730,7 +731,7 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
   return {
     stage: 'gallery',
     label: `retrievals${suffix}`,
-    version: 2,
+    version: 3,
     config: { seeds: GALLERY_SEEDS, neighbours: GALLERY_NEIGHBOURS, backbones: selects.map((x) => x.label) },
     deps,
     async run(ctx): Promise<StageOutputs> {
@@ -805,7 +806,15 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
         cfg.select.candidates === 'any_label'
           ? `Complete-pool variant (${selects[0]!.label}): picks whose true class differs from the seed's`
           : `Wrongly labelled picks of dcd-${selects[0]!.label} (weak label → true class; none = no object)`;
-      await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), { backbones: selects.map((x) => x.label), seeds, completeWrong: wrong, wrongTitle });
+      // noise rate and seed-context share of every pick, where the pool records true_label / context
+      const poolById = new Map(pool.rows.map((r) => [r.id, r]));
+      const seedById = new Map(seedSet.rows.map((r) => [r.id, r]));
+      const quality = [
+        ...selects.map((x, b) => selectionQuality(`dcd-${x.label}`, picks[b]!.ids.map((id, j) => ({ id, label: picks[b]!.labels[j]!, seedId: picks[b]!.seeds[j]! })), poolById, seedById)),
+        poolReference(pool.rows, seedSet.rows),
+      ];
+      const known = quality.some((q) => q.noise !== null || q.sameContext !== null);
+      await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), { backbones: selects.map((x) => x.label), seeds, completeWrong: wrong, wrongTitle, ...(known ? { quality } : {}) });
       return { files: { gallery: 'gallery.json' }, counts: { seeds: seeds.length, wrong: wrong.length } };
     },
   };
@@ -858,7 +867,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 3,
+    version: 4,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
@@ -881,6 +890,12 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         };
       }
       const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}) });
+      const quality = g ? (JSON.parse(readFileSync(g.file('gallery'), 'utf8')) as { quality?: SelectionQuality[] }).quality : undefined;
+      if (quality && existsSync(path.join(ctx.dir, 'report.md')))
+        await atomicWriteFile(
+          path.join(ctx.dir, 'report.md'),
+          `${readFileSync(path.join(ctx.dir, 'report.md'), 'utf8').trimEnd()}\n\n### Selections: noise rate and context of the debug-train picks (seed ${rows[0]?.seed ?? 0}; from the pool's true_label and context)\n\n${selectionQualityMarkdown(quality)}\n`,
+        );
       const ret = ctx.inputs.retention;
       const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
       if (ret && md) {
