@@ -279,3 +279,20 @@ describe('selection quality', () => {
   });
 });
 
+
+describe('Arrow manifest files are checked when read', () => {
+  it('refuses a missing id, a repeated id and a label that is no integer, naming file, column and row', async () => {
+    const { readManifest } = await import('../src/data/manifest.js');
+    const root = tmp();
+    const write = async (name: string, ids: (string | null)[], labels: number[]) => {
+      const f = path.join(root, name);
+      const s = (v: string) => ({ kind: 'utf8' as const, values: ids.map(() => v) });
+      await writeArrowFile(f, buildTable({ id: { kind: 'utf8', values: ids }, path: s('p'), label: { kind: 'float32', values: labels }, wnid: s(''), class_name: s(''), set: s('pool') }));
+      return f;
+    };
+    await expect(readManifest(await write('a.arrow', ['x', null], [0, 1]))).rejects.toThrow(/a\.arrow: column id: row 1 has no id/);
+    await expect(readManifest(await write('b.arrow', ['x', 'y', 'x'], [0, 1, 2]))).rejects.toThrow(/b\.arrow: column id: "x" in rows 0 and 2/);
+    await expect(readManifest(await write('c.arrow', ['x', 'y'], [0, 0.5]))).rejects.toThrow(/c\.arrow: column label: row 1 \(id y\) holds 0\.5/);
+    expect((await readManifest(await write('d.arrow', ['x', 'y'], [0, -1]))).rows.map((r) => r.label)).toEqual([0, -1]);
+  });
+});
