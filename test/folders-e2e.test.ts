@@ -76,7 +76,7 @@ describe('folder dataset through the CLI', () => {
     // retention by context from contexts.csv (paper Fig. 7), all 96 mfreq images annotated
     expect(r.stdout).toMatch(/^\| broad_cnn \| 1 \| \d+\.\d\d \| \d+\.\d\d \| 96 \| 96 \|$/m);
     // noise rate and context share of the picks, from the pool's true_label and context
-    expect(r.stdout).toMatch(/^\| dcd-random_cnn \| \d+ \| \d+\.\d\d \| \d+\.\d\d \|$/m);
+    expect(r.stdout).toMatch(/^\| picks of dcd-random_cnn \| \d+ \| \d+\.\d\d \| \d+\.\d\d \|$/m);
     expect(r.stdout).toMatch(/^\| pool, uniform draw \(Random, expected\) \| 480 \| \d+\.\d\d \| \d+\.\d\d \|$/m);
     expect(r.stderr).toMatch(/skipped 1 unreadable image\(s\)/);
     const run = path.join(work, 'runs/folders-demo');
@@ -105,14 +105,16 @@ describe('dcd init on nested folders and mixed formats', () => {
     for (const set of ['train', 'test', 'mfreq', 'complement'])
       for (const cls of ['owl', 'bat'])
         for (const [i, fmt] of fmts.entries()) await img(`${set}/${cls}/${i ? `site${i}/day${i}/` : ''}${i}.${fmt === 'jpeg' ? 'jpg' : fmt}`, fmt);
-    for (const [i, fmt] of fmts.entries()) await img(`pool/web/${i}.${fmt === 'jpeg' ? 'jpeg' : fmt}`, fmt, 64, 48);
-    writeFileSync(path.join(root, 'pool.jsonl'), fmts.map((f, i) => JSON.stringify({ path: `pool/web/${i}.${f}`, weak_label: i % 2 ? 'owl' : 'bat' })).join('\n') + '\n');
+    // pool images in a folder of any name: not reported as an unknown set
+    for (const [i, fmt] of fmts.entries()) await img(`web/crawl/${i}.${fmt === 'jpeg' ? 'jpeg' : fmt}`, fmt, 64, 48);
+    writeFileSync(path.join(root, 'pool.jsonl'), fmts.map((f, i) => JSON.stringify({ path: `web/crawl/${i}.${f}`, weak_label: i % 2 ? 'owl' : 'bat' })).join('\n') + '\n');
     await img('unsorted/x.png', 'png');
     writeFileSync(path.join(root, 'train/README.txt'), 'not an image, outside the class folders');
     const r = await cli(['init', root], root);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(r.stdout).toMatch(/pool +.*pool\.jsonl/);
     expect(r.stdout).toMatch(/other folder unsorted\/: not a role/);
+    expect(r.stdout).not.toMatch(/other folder web/);
     expect(r.stdout).toMatch(/2 classes \(sorted class folders of train\)/);
     expect(r.stdout).toMatch(/^ {2}bat \* +3 +3 +3 +3 +2$/m);
     expect(r.stdout).toMatch(/^ {2}owl \* +3 +3 +3 +3 +1$/m);

@@ -100,6 +100,6 @@ export function selectionQualityMarkdown(rows: readonly SelectionQuality[]): str
   return [
     '| selection | images | noise rate (%, true class ≠ label) | same context as its seed image (%) |',
     '|---|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.name === 'pool' ? 'pool, uniform draw (Random, expected)' : r.name} | ${r.picks} | ${pct(r.noise)} | ${pct(r.sameContext)} |`),
+    ...rows.map((r) => `| ${r.name === 'pool' ? 'pool, uniform draw (Random, expected)' : `picks of ${r.name}`} | ${r.picks} | ${pct(r.noise)} | ${pct(r.sameContext)} |`),
   ].join('\n');
 }

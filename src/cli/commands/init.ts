@@ -34,10 +34,13 @@ const init: CommandModule<object, any> = {
     w(`folder dataset ${layout.dir}`);
     for (const k of ['train', 'test', 'mfreq', 'complement', 'pool', 'classes', 'contexts'] as const) if (layout.spec[k]) w(`  ${k.padEnd(10)} ${layout.spec[k]}`);
     if (layout.subset) w(`  ${'subset'.padEnd(10)} ${layout.subset}`);
-    for (const o of layout.others) w(`  other folder ${o}/: not a role; if it is one, rerun with --train/--test/--mfreq/--complement ${o} (or set data.folders.<role> in the config)`);
     let bar: ReturnType<typeof progress> | undefined;
     const ins = await inspectFolderDataset(layout, { concurrency: a.concurrency, onTotal: (n) => (bar = progress('init: decoding', n)), onProgress: (n) => bar?.tick(n) });
     bar?.stop();
+    // folders that hold pool images belong to the pool
+    const poolDirs = new Set(ins.data.pool.filter((r) => r.path).map((r) => path.relative(layout.dir, r.path).split(path.sep)[0]));
+    for (const o of layout.others.filter((x) => !poolDirs.has(x)))
+      w(`  other folder ${o}/: not a role; if it is one, rerun with --train/--test/--mfreq/--complement ${o} (or set data.folders.<role> in the config)`);
     const c = ins.counts;
     w(`${ins.data.classes.length} classes (${layout.spec.classes ? 'order of classes.txt' : 'sorted class folders of train'}):`);
     w(`  ${'class'.padEnd(24)} ${['train', 'test', 'mfreq', 'complement', 'pool'].map((s) => s.padStart(11)).join('')}`);
