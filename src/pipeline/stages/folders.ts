@@ -4,18 +4,18 @@
  * trained on the pool or on a folder (`pretrain.data`), and the checks a config of this
  * kind needs before anything runs.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, DataError } from '../core/errors.js';
-import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import type { BackboneConfig, Config, FoldersDataConfig } from '../core/config.js';
-import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../data/folders.js';
-import type { ManifestRow } from '../data/manifest.js';
-import { createSmallCnn } from '../backbones-demo/small-cnn.js';
-import { fitClassifier } from '../backbones-demo/fit.js';
-import type { StageContext, StageOutputs, StageResult, StageSpec } from './runner.js';
-import { readImageSet, writeImageSet } from './imagesets.js';
-import { preprocessOf, saveWeights } from './libs.js';
+import { ConfigError, DataError } from '../../core/errors.js';
+import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
+import type { BackboneConfig, Config, FoldersDataConfig } from '../../core/config.js';
+import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
+import type { ManifestRow } from '../../data/manifest.js';
+import { getModelSpec, trainDemoModelOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../models/registry.js';
+import { saveCheckpoint } from '../../models/load.js';
+import type { StageContext, StageOutputs, StageResult, StageSpec } from '../runner.js';
+import { readImageSet, writeImageSet } from '../imagesets.js';
+import { classesOf } from './common.js';
 
 /** The folders section of a config of kind folders; a ConfigError when it is missing. */
 export function foldersOf(cfg: Config): FoldersDataConfig {
@@ -26,7 +26,7 @@ export function foldersOf(cfg: Config): FoldersDataConfig {
 
 /** Side length every image of a folder dataset is decoded to: data.image_size, else the train model's input size. */
 export function folderImageSize(cfg: Config): number {
-  return cfg.data.image_size ?? preprocessOf(cfg.train.model).crop;
+  return cfg.data.image_size ?? getModelSpec(cfg.train.model).preprocess.crop;
 }
 
 /** Files and folders the data stage reads (fingerprinted for caching). */
@@ -140,18 +140,17 @@ export function folderDemoBackbone(cfg: Config, b: BackboneConfig, data: StageSp
     externals: kind === 'broad_cnn' && source !== 'pool' ? [source] : [],
     async run(ctx): Promise<StageOutputs> {
       if (kind === 'self') return { files: {}, extra: { self: true } };
-      let m;
-      if (kind === 'random_cnn') m = createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
-      else {
-        const train = fromPool ? await poolImages(ctx.inputs.data!) : await folderImages(source, size, cfg.compute.concurrency);
+      const spec: DemoBackboneSpec = { kind, widths, seed, steps: p.steps ?? 400, lr: p.lr ?? 2e-3 };
+      let train: DemoTrainingImages = { images: new Uint8Array(0), size, n: 0, labels: new Int32Array(0), numClasses: 0 };
+      if (kind === 'broad_cnn') {
+        train = fromPool ? await poolImages(ctx.inputs.data!, size) : await folderImages(source, size, cfg.compute.concurrency);
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
-        m = createSmallCnn({ widths, numClasses: train.numClasses, seed, name: 'broad_cnn' });
-        const bar = ctx.progress(p.steps ?? 400, 'step');
-        fitClassifier(m, { images: train.images, size, n: train.n, labels: train.labels }, { steps: p.steps ?? 400, lr: p.lr ?? 2e-3, seed, flip: true, onStep: () => bar.tick(1) });
-        bar.stop();
       }
+      const bar = kind === 'broad_cnn' ? ctx.progress(spec.steps!, 'step') : undefined;
+      const m = trainDemoModelOn(spec, train, () => bar?.tick(1));
+      bar?.stop();
       try {
-        await saveWeights(m, path.join(ctx.dir, 'backbone.safetensors'), { 'dcd.backbone': b.name });
+        await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });
         return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
       } finally {
         m.dispose();
@@ -160,21 +159,12 @@ export function folderDemoBackbone(cfg: Config, b: BackboneConfig, data: StageSp
   };
 }
 
-interface LabelledImages {
-  images: Uint8Array;
-  n: number;
-  labels: Int32Array;
-  numClasses: number;
-}
-
-async function poolImages(data: StageResult): Promise<LabelledImages> {
+async function poolImages(data: StageResult, size: number): Promise<DemoTrainingImages> {
   const pool = await readImageSet(data.file('pool'));
-  const names = (JSON.parse(readFileSync(data.file('classes'), 'utf8')) as { names: string[] }).names;
-  return { images: pool.pixels!.data, n: pool.rows.length, labels: Int32Array.from(pool.rows, (r) => r.weak_label ?? -1), numClasses: names.length };
+  return { images: pool.pixels!.data, size, n: pool.rows.length, labels: Int32Array.from(pool.rows, (r) => r.weak_label ?? -1), numClasses: classesOf(data).names.length };
 }
 
-async function folderImages(root: string, size: number, concurrency: number): Promise<LabelledImages> {
-  const { readdirSync } = await import('node:fs');
+async function folderImages(root: string, size: number, concurrency: number): Promise<DemoTrainingImages> {
   const classes = readdirSync(root, { withFileTypes: true })
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
     .map((e) => e.name)
@@ -182,5 +172,5 @@ async function folderImages(root: string, size: number, concurrency: number): Pr
   const { rows } = scanFolderSet(root, 'train', classes, { key: 'backbones[].pretrain.data' });
   const d = await decodeFolderRows(rows, size, { concurrency });
   if (!d.rows.length) throw new DataError(`backbones[].pretrain.data: none of the images of ${root} could be read`);
-  return { images: d.pixels, n: d.rows.length, labels: Int32Array.from(d.rows, (r) => r.label), numClasses: classes.length };
+  return { images: d.pixels, size, n: d.rows.length, labels: Int32Array.from(d.rows, (r) => r.label), numClasses: classes.length };
 }
