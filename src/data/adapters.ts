@@ -405,13 +405,18 @@ function readText(file: string): string {
   }
 }
 
-/** RFC 4180 CSV: quoted fields may hold separators, newlines and doubled quotes. */
-export function parseCsv(text: string, file = '<csv>', sep = ','): string[][] {
+/**
+ * RFC 4180 CSV: quoted fields may hold separators, newlines and doubled quotes.
+ * @param lines when given, receives the 1-based line number each row starts on (for error messages)
+ */
+export function parseCsv(text: string, file = '<csv>', sep = ',', lines?: number[]): string[][] {
   const rows: string[][] = [];
   let row: string[] = [];
   let field = '';
   let i = 0;
   let quoted = false;
+  let line = 1;
+  let rowStart = 1;
   const n = text.length;
   if (text.charCodeAt(0) === 0xfeff) i = 1;
   while (i < n) {
@@ -427,6 +432,7 @@ export function parseCsv(text: string, file = '<csv>', sep = ','): string[][] {
         i++;
         continue;
       }
+      if (c === '\n') line++;
       field += c;
       i++;
       continue;
@@ -441,9 +447,11 @@ export function parseCsv(text: string, file = '<csv>', sep = ','): string[][] {
     } else if (c === '\n' || c === '\r') {
       row.push(field);
       rows.push(row);
+      lines?.push(rowStart);
       row = [];
       field = '';
       i += c === '\r' && text[i + 1] === '\n' ? 2 : 1;
+      rowStart = ++line;
     } else {
       field += c;
       i++;
@@ -453,6 +461,7 @@ export function parseCsv(text: string, file = '<csv>', sep = ','): string[][] {
   if (field !== '' || row.length) {
     row.push(field);
     rows.push(row);
+    lines?.push(rowStart);
   }
   return rows;
 }

@@ -7,6 +7,7 @@
 import { float32Column, int32Column, readArrowFile, stringColumn } from '../core/arrow.js';
 import type { ManifestRow } from '../data/manifest.js';
 import { auditPicks, takeAcrossClasses } from '../retrieval/audit.js';
+import { poolReference, selectionQuality } from './selection-quality.js';
 
 /** Seed images shown, neighbours per backbone, and wrongly labelled picks listed. */
 export const GALLERY_SEEDS = 8;
@@ -118,5 +119,13 @@ export async function buildGallery(g: GalleryInput) {
     const title = g.anyLabel ? `dcd-${label} (complete-pool variant: true class differs from the seed's)` : `dcd-${label}`;
     wrong.push({ method: `dcd-${label}`, title, checked: audit.checked, wrong: audit.wrong.length, images });
   }
-  return { backbones: g.backbones.map((b) => b.label), seeds, wrong };
+  // noise rate and seed-context share of every pick, where the pool records true_label / context
+  const poolById = new Map(g.poolRows.map((r) => [r.id, r]));
+  const seedById = new Map(g.seedRows.map((r) => [r.id, r]));
+  const quality = [
+    ...g.backbones.map(({ label, picks: p }) => selectionQuality(`dcd-${label}`, p.ids.map((id, j) => ({ id, label: p.labels[j]!, seedId: p.seeds[j]! })), poolById, seedById)),
+    poolReference(g.poolRows, g.seedRows),
+  ];
+  const known = quality.some((q) => q.noise !== null || q.sameContext !== null);
+  return { backbones: g.backbones.map((b) => b.label), seeds, wrong, ...(known ? { quality } : {}) };
 }

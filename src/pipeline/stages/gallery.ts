@@ -30,7 +30,7 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
   return {
     stage: 'gallery',
     label: `retrievals${suffix}`,
-    version: 3,
+    version: 4,
     config: { seeds: GALLERY_SEEDS, neighbours: GALLERY_NEIGHBOURS, backbones: selects.map((x) => x.label) },
     deps,
     async run(ctx): Promise<StageOutputs> {

@@ -1,13 +1,14 @@
 /**
  * Report stage: the result table.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { atomicWriteFile } from '../../core/fsutil.js';
 import type { Config } from '../../core/config.js';
 import type { StageSpec } from '../runner.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from '../table.js';
 import type { RetentionSection, RetrievalExamples } from '../../eval/report.js';
+import { selectionQualityMarkdown, type SelectionQuality } from '../../eval/selection-quality.js';
 
 /** One row of the result table: a method's evaluation for one seed. */
 export interface RowRef {
@@ -28,7 +29,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 4,
+    version: 5,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
@@ -56,6 +57,12 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
       const rj = ret && md ? (JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>) : undefined;
       const retention: RetentionSection | undefined = rj && { set, rule: rj.rule, rows: rj.rows, plot: ret!.file('png') };
       const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
+      const quality = g ? (JSON.parse(readFileSync(g.file('gallery'), 'utf8')) as { quality?: SelectionQuality[] }).quality : undefined;
+      if (quality && existsSync(path.join(ctx.dir, 'report.md')))
+        await atomicWriteFile(
+          path.join(ctx.dir, 'report.md'),
+          `${readFileSync(path.join(ctx.dir, 'report.md'), 'utf8').trimEnd()}\n\n### Selections: noise rate and context of the debug-train picks (seed ${rows[0]?.seed ?? 0}; from the pool's true_label and context)\n\n${selectionQualityMarkdown(quality)}\n`,
+        );
       if (ret && md) {
         const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
         // report.md is copied to the run folder (two levels up): paths relative to it
