@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 using dnnl::algorithm;
@@ -92,10 +93,30 @@ struct ConvP {
   }
 };
 
+// In bf16 mode (dcd::g_bf16) the activations and weights are bf16 (converted on the way in),
+// accumulation and output fp32.
+dt In() { return dcd::g_bf16 ? dt::bf16 : dt::f32; }
+// The same plain (strided) layout with bf16 elements.
+memory::desc AsBf16(const memory::desc& d) {
+  const auto& b = d.data.format_desc.blocking;
+  return memory::desc(d.dims(), dt::bf16, memory::dims(b.strides, b.strides + d.data.ndims));
+}
+// The desc the primitive takes for a plain fp32 input: itself, or its bf16 twin in bf16 mode.
+memory::desc InDesc(const memory::desc& f32desc) { return dcd::g_bf16 ? AsBf16(f32desc) : f32desc; }
+// x (a dense plain fp32 array) as the primitive's source: itself in fp32 mode, else converted
+// to bf16 into scratch `slot`.
+memory Src(const memory::desc& f32desc, float* x, int slot) {
+  if (!dcd::g_bf16) return memory(f32desc, eng(), x);
+  const int64_t n = static_cast<int64_t>(f32desc.get_size() / 4);
+  auto* p = static_cast<uint16_t*>(dcd::Scratch(slot, static_cast<size_t>(n) * 2));
+  dcd::ToBf16(x, p, n);
+  return memory(AsBf16(f32desc), eng(), p);
+}
+
 dnnl::convolution_forward::primitive_desc ConvFwdPd(const ConvP& c, bool bias, const dnnl::primitive_attr& attr,
                                                     dnnl::prop_kind prop) {
-  memory::desc src(c.src(), dt::f32, tag::nhwc), dst(c.dst(), dt::f32, tag::nhwc);
-  memory::desc wei(c.wei(), dt::f32, tag::any);
+  memory::desc src(c.src(), In(), tag::nhwc), dst(c.dst(), dt::f32, tag::nhwc);
+  memory::desc wei(c.wei(), In(), tag::any);
   if (bias) {
     memory::desc b({c.oc}, dt::f32, tag::x);
     dnnl::convolution_forward::desc d(prop, algorithm::convolution_direct, src, wei, b, dst, c.strides(), c.dil(),
@@ -158,8 +179,8 @@ bool WinogradOn() {
 
 ConvFwd& GetConvFwd(const int32_t* params, bool hasBias, float alpha, bool constWeights = false) {
   ConvP c(params);
-  bool wino = constWeights && WinogradOn() && c.kh == 3 && c.kw == 3 && c.sh == 1 && c.sw == 1 && c.dh == 1 && c.dw == 1;
-  return Cached<ConvFwd>(conv_fwd_cache, Key(params, 18, alpha, (hasBias ? 1 : 0) | (wino ? 2 : 0)), [&] {
+  bool wino = !dcd::g_bf16 && constWeights && WinogradOn() && c.kh == 3 && c.kw == 3 && c.sh == 1 && c.sw == 1 && c.dh == 1 && c.dw == 1;
+  return Cached<ConvFwd>(conv_fwd_cache, Key(params, 18, alpha, (hasBias ? 1 : 0) | (wino ? 2 : 0) | (dcd::g_bf16 ? 4 : 0)), [&] {
     if (wino) {
       try {
         memory::desc src(c.src(), dt::f32, tag::any), dst(c.dst(), dt::f32, tag::any), wei(c.wei(), dt::f32, tag::any);
@@ -209,7 +230,7 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   float alpha = info[5].As<Napi::Number>().FloatValue();
   int mode = info.Length() > 7 && info[6].IsTypedArray() ? info[7].As<Napi::Number>().Int32Value() : 0;
   ConvFwd& e = GetConvFwd(I32(info[4]), hasBias, alpha, mode != 0);
-  memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
+  memory x = Src({c.src(), dt::f32, tag::nhwc}, F32(info[0]), 3);
   memory y({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[3]));
   memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
   memory wp = w;
@@ -248,7 +269,8 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
 // convPackedSize(params, alpha, hasBias): floats needed by conv2d's packed weights (0: none).
 Napi::Value ConvPackedSize(const Napi::CallbackInfo& info) {
   ConvFwd& e = GetConvFwd(I32(info[0]), info[2].As<Napi::Boolean>().Value(), info[1].As<Napi::Number>().FloatValue(), true);
-  return Napi::Number::New(info.Env(), e.wr.needed ? static_cast<double>(e.pd.weights_desc().get_size() / 4) : 0);
+  // (bf16 weights: always a reorder, from the fp32 HWIO filter)
+  return Napi::Number::New(info.Env(), e.wr.needed ? static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4) : 0);
 }
 
 struct ConvBwdData {
@@ -261,16 +283,16 @@ std::unordered_map<std::string, ConvBwdData> conv_bwd_data_cache;
 // conv2dBackpropInput(dy, w, dx, params)
 Napi::Value Conv2dBwdData(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[3]));
-  ConvBwdData& e = Cached<ConvBwdData>(conv_bwd_data_cache, Key(I32(info[3]), 18, 0.f, 0), [&] {
+  ConvBwdData& e = Cached<ConvBwdData>(conv_bwd_data_cache, Key(I32(info[3]), 18, 0.f, dcd::g_bf16 ? 4 : 0), [&] {
     auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
-    memory::desc dsrc(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
-    memory::desc wany(c.wei(), dt::f32, tag::any);
+    memory::desc dsrc(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), In(), tag::nhwc);
+    memory::desc wany(c.wei(), In(), tag::any);
     dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, dsrc, wany, ddst, c.strides(), c.dil(),
                                             c.padl(), c.padr());
     dnnl::convolution_backward_data::primitive_desc pd(d, eng(), hint);
     return ConvBwdData{pd, dnnl::convolution_backward_data(pd), Reorder({c.wei(), dt::f32, tag::hwio}, pd.weights_desc())};
   });
-  memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
+  memory dy = Src({c.dst(), dt::f32, tag::nhwc}, F32(info[0]), 4);
   memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
   memory dx({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[2]));
   memory wp = w;
@@ -293,9 +315,9 @@ std::unordered_map<std::string, ConvBwdWeights> conv_bwd_w_cache;
 // conv2dBackpropFilter(x, dy, dw, params)
 Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[3]));
-  ConvBwdWeights& e = Cached<ConvBwdWeights>(conv_bwd_w_cache, Key(I32(info[3]), 18, 0.f, 0), [&] {
+  ConvBwdWeights& e = Cached<ConvBwdWeights>(conv_bwd_w_cache, Key(I32(info[3]), 18, 0.f, dcd::g_bf16 ? 4 : 0), [&] {
     auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
-    memory::desc src(c.src(), dt::f32, tag::nhwc), ddst(c.dst(), dt::f32, tag::nhwc);
+    memory::desc src(c.src(), In(), tag::nhwc), ddst(c.dst(), In(), tag::nhwc);
     memory::desc wany(c.wei(), dt::f32, tag::any);
     dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, src, wany, ddst, c.strides(), c.dil(),
                                                c.padl(), c.padr());
@@ -303,8 +325,8 @@ Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
     return ConvBwdWeights{pd, dnnl::convolution_backward_weights(pd),
                           Reorder(pd.diff_weights_desc(), {c.wei(), dt::f32, tag::hwio})};
   });
-  memory x({c.src(), dt::f32, tag::nhwc}, eng(), F32(info[0]));
-  memory dy({c.dst(), dt::f32, tag::nhwc}, eng(), F32(info[1]));
+  memory x = Src({c.src(), dt::f32, tag::nhwc}, F32(info[0]), 3);
+  memory dy = Src({c.dst(), dt::f32, tag::nhwc}, F32(info[1]), 4);
   memory dw({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[2]));
   memory dwp = e.wr.needed ? memory(e.pd.diff_weights_desc(), eng()) : dw;
   e.prim.execute(strm(), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dwp}});
@@ -333,12 +355,13 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   bool hasBias = info[2].IsTypedArray();
   float alpha = info[5].As<Napi::Number>().FloatValue();
   memory::desc biasd({1, 1, n}, dt::f32, memory::dims{n, n, 1});
-  Mm& e = Cached<Mm>(matmul_cache, Key(p, 8, alpha, hasBias), [&] {
-    dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, bd, biasd, od) : dnnl::matmul::desc(ad, bd, od);
+  Mm& e = Cached<Mm>(matmul_cache, Key(p, 8, alpha, (hasBias ? 1 : 0) | (dcd::g_bf16 ? 4 : 0)), [&] {
+    memory::desc ai = InDesc(ad), bi = InDesc(bd);
+    dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ai, bi, biasd, od) : dnnl::matmul::desc(ai, bi, od);
     dnnl::matmul::primitive_desc pd(d, ActAttr(act, alpha), eng());
     return Mm{pd, dnnl::matmul(pd)};
   });
-  memory am(ad, eng(), F32(info[0])), bm(bd, eng(), F32(info[1])), om(od, eng(), F32(info[3]));
+  memory am = Src(ad, F32(info[0]), 3), bm = Src(bd, F32(info[1]), 4), om(od, eng(), F32(info[3]));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory(biasd, eng(), F32(info[2]))});
   e.prim.execute(strm(), args);
@@ -357,9 +380,9 @@ struct Lin {
 };
 std::unordered_map<std::string, Lin> linear_cache;
 Lin& GetLinear(const int32_t* p, bool hasBias) {
-  return Cached<Lin>(linear_cache, Key(p, 4, 0.f, hasBias), [&] {
+  return Cached<Lin>(linear_cache, Key(p, 4, 0.f, (hasBias ? 1 : 0) | (dcd::g_bf16 ? 4 : 0)), [&] {
     memory::dim m = p[0], k = p[1], n = p[2];
-    memory::desc ad({m, k}, dt::f32, tag::ab), wd({k, n}, dt::f32, tag::any), od({m, n}, dt::f32, tag::ab);
+    memory::desc ad({m, k}, In(), tag::ab), wd({k, n}, In(), tag::any), od({m, n}, dt::f32, tag::ab);
     memory::desc biasd({1, n}, dt::f32, tag::ab);
     dnnl::matmul::desc d = hasBias ? dnnl::matmul::desc(ad, wd, biasd, od) : dnnl::matmul::desc(ad, wd, od);
     dnnl::matmul::primitive_desc pd(d, ActAttr(p[3], 0.f), eng());
@@ -370,7 +393,7 @@ Lin& GetLinear(const int32_t* p, bool hasBias) {
 // linearPackedSize(params [M, K, N, act], hasBias): floats linear's `packed` buffer needs.
 Napi::Value LinearPackedSize(const Napi::CallbackInfo& info) {
   Lin& e = GetLinear(I32(info[0]), info[1].As<Napi::Boolean>().Value());
-  return Napi::Number::New(info.Env(), static_cast<double>(e.pd.weights_desc().get_size() / 4));
+  return Napi::Number::New(info.Env(), static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4));
 }
 
 // linear(x [M, K], w [N, K], bias [N]|null, out [M, N], params [M, K, N, act], packed, repack,
@@ -388,10 +411,10 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   if (info[6].As<Napi::Boolean>().Value()) {
     memory w({{k, n}, dt::f32, tag::ba}, eng(), F32(info[1]));
     if (e.wr.needed) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
-    else std::memcpy(F32(info[5]), F32(info[1]), static_cast<size_t>(n * k) * 4);
+    else std::memcpy(F32(info[5]), F32(info[1]), static_cast<size_t>(n * k) * 4);  // (fp32 only: bf16 always reorders)
   }
   if (p[3] & kSum) CopyResidual(info, 7, 3);
-  memory am({{m, k}, dt::f32, tag::ab}, eng(), F32(info[0])), om({{m, n}, dt::f32, tag::ab}, eng(), F32(info[3]));
+  memory am = Src({{m, k}, dt::f32, tag::ab}, F32(info[0]), 3), om({{m, n}, dt::f32, tag::ab}, eng(), F32(info[3]));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, om}};
   if (hasBias) args.insert({DNNL_ARG_BIAS, memory({{1, n}, dt::f32, tag::ab}, eng(), F32(info[2]))});
   e.prim.execute(strm(), args);
@@ -1261,6 +1284,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("getNumThreads", GetNumThreads);
   EXPORT("version", Version);
 #undef EXPORT
+  dcd::RegisterBf16(env, exports);
   return exports;
 }
 
