@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, DataError } from '../core/errors.js';
-import { distanceBlock, exactSqDist, gatherRows, holdRows, releaseBlock, type HeldRows } from './knn.js';
+import { distanceBlock, exactSqDist, gatherRows, holdRows, releaseBlock, screeningPrecision, type HeldRows } from './knn.js';
+import { certifiedKernels, nearestHeld, screenRows, type ScreenRows } from './certified.js';
+import type { Bf16Addon, Precision } from '../backends/precision.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore, type EmbeddingChunk } from './store.js';
 
 /** A held group is split into sub-blocks of at most this many rows (bounds the [r, n] distance block). */
@@ -30,14 +32,23 @@ interface RowBlock {
   labels: Int32Array | null;
 }
 
+/** A held sub-block: on the device for tfjs distance blocks (`held`), or in screening form for the certified kernels (`screen`). */
+interface HeldSub {
+  held: HeldRows | null;
+  screen: ScreenRows | null;
+  /** Global index of each row. */
+  index: Int32Array;
+}
+
 /**
  * One block of held rows on the device, split by key (class, or 0 for everything) and
  * into sub-blocks of ≤ {@link HELD_BLOCK} rows. `index[t]` is the global index of
  * sub-block row t (ascending within a key).
  */
 class HeldBlock {
-  private readonly groups = new Map<number, { held: HeldRows; index: Int32Array }[]>();
-  constructor(block: RowBlock, dim: number, keyed: boolean) {
+  private readonly groups = new Map<number, HeldSub[]>();
+  /** @param cert the certified kernels and their screening precision (native backend), else null: tfjs distance blocks */
+  constructor(block: RowBlock, dim: number, keyed: boolean, private readonly cert: { kern: Bf16Addon; precision: Precision } | null = null) {
     const byKey = new Map<number, number[]>();
     for (let t = 0; t < block.rows; t++) {
       const y = keyed ? block.labels![t]! : 0;
@@ -47,13 +58,15 @@ class HeldBlock {
     }
     try {
       for (const [y, rows] of byKey) {
-        const subs: { held: HeldRows; index: Int32Array }[] = [];
+        const subs: HeldSub[] = [];
         this.groups.set(y, subs);
         for (let s = 0; s < rows.length; s += HELD_BLOCK) {
           const part = rows.slice(s, s + HELD_BLOCK);
           // Unkeyed, the rows are one contiguous range: a view, no copy.
           const data = keyed ? gatherRows(block.data, part, dim) : block.data.subarray(s * dim, (s + part.length) * dim);
-          subs.push({ held: holdRows(data, dim), index: Int32Array.from(part, (t) => block.start + t) });
+          const index = Int32Array.from(part, (t) => block.start + t);
+          if (cert) subs.push({ held: null, screen: screenRows(cert.kern, data, dim, cert.precision), index });
+          else subs.push({ held: holdRows(data, dim), screen: null, index });
         }
       }
     } catch (e) {
@@ -67,13 +80,25 @@ class HeldBlock {
    */
   scan(rows: Float32Array, which: readonly number[], key: number, fn: (block: Float32Array, held: HeldRows, index: Int32Array) => void): void {
     for (const g of this.groups.get(key) ?? []) {
-      const block = distanceBlock(rows, which.length, g.held, which);
-      fn(block, g.held, g.index);
+      const block = distanceBlock(rows, which.length, g.held!, which);
+      fn(block, g.held!, g.index);
       releaseBlock(block); // fn keeps no reference: the next block reuses its memory
     }
   }
+  /**
+   * Certified form of {@link scan}: per sub-block of group `key`, the float64-nearest pairs
+   * between its rows and rows `which` of `rows` (see nearestHeld; `perHeld` picks the side that
+   * gets an answer), in index order.
+   */
+  nearest(rows: Float32Array, which: readonly number[], key: number, perHeld: boolean, fn: (index: Int32Array, distance: Float64Array, heldIndex: Int32Array) => void): void {
+    const w = Int32Array.from(which);
+    for (const g of this.groups.get(key) ?? []) {
+      const r = nearestHeld(this.cert!.kern, g.screen!, rows, w, perHeld);
+      fn(r.index, r.distance, g.index);
+    }
+  }
   dispose(): void {
-    for (const subs of this.groups.values()) for (const g of subs) g.held.dispose();
+    for (const subs of this.groups.values()) for (const g of subs) g.held?.dispose();
     this.groups.clear();
   }
 }
@@ -95,6 +120,14 @@ class NearestState {
     this.best = best;
     this.index = index;
     this.exact = exact;
+  }
+  /** Offers target `t` at float64 distance `d` to probe `p` (certified path); ties go to the lower target index. */
+  offerExact(p: number, d: number, t: number): void {
+    const b = this.exact[p]!;
+    if (d < b || (d === b && t < this.index[p]!)) {
+      this.exact[p] = d;
+      this.index[p] = t;
+    }
   }
   /** Offers target `t` at kernel distance `d` to probe `p`; ties go to the lower target index. */
   offer(p: number, d: number, t: number): boolean {
@@ -168,12 +201,15 @@ interface JoinOptions {
   heldRows?: number;
   /** Whether the chunks given to `onFinal` need embeddings (they always have them when the target side is held). */
   finalEmbeddings: boolean;
+  /** Screening precision of the certified kernels (native backend); elsewhere the tfjs float32 path runs. */
+  precision?: Precision;
 }
 
 /**
  * For every probe row p (a pool or train image), its nearest target row (test union or
- * val), within p's label when `keyed`: the float32 kernel's argmin (ties: lower target
- * index) and the exact float64 distance to it. Whichever side has fewer rows is held on
+ * val), within p's label when `keyed`: on the native backend the float64-nearest (certified
+ * kernels, screened in `o.precision`: ./certified.ts), elsewhere the float32 kernel's argmin;
+ * ties to the lower target index; with the exact float64 distance to it. Whichever side has fewer rows is held on
  * the device in blocks that fit the budget, and the other side is streamed past each
  * block, so the transposed copy is built for the small side only and a side larger than
  * the budget costs extra passes, never extra memory. `onFinal` gets every probe chunk, in
@@ -188,6 +224,8 @@ async function nearestJoin(
   onFinal: (ch: EmbeddingChunk, index: Int32Array, distance: Float64Array) => void | Promise<void>,
 ): Promise<void> {
   const dim = probe.dim;
+  const kern = certifiedKernels();
+  const cert = kern ? { kern, precision: screeningPrecision(o.precision) } : null;
   // A held row costs its JS copy, the device copy and the transient augmented transpose
   // (plus a gathered copy per class when keyed); the other half of the budget is for the
   // streamed chunks and their distance blocks.
@@ -215,12 +253,17 @@ async function nearestJoin(
       if (nTargets > 0) {
         const next = await blocks.next();
         if (next.done) throw changed();
-        held = new HeldBlock(next.value, dim, o.keyed);
+        held = new HeldBlock(next.value, dim, o.keyed, cert);
       }
       try {
         for await (const ch of probe.chunks(rows)) {
           state.ensure(ch.start + ch.rows);
-          if (held)
+          if (held && cert)
+            for (const [y, rowsY] of groupRows(ch.rows, keyOf(ch)))
+              held.nearest(ch.data, rowsY, y, false, (idx, dist, index) => {
+                for (let a = 0; a < rowsY.length; a++) if (idx[a]! >= 0) state.offerExact(ch.start + rowsY[a]!, dist[a]!, index[idx[a]!]!);
+              });
+          else if (held)
             for (const [y, rowsY] of groupRows(ch.rows, keyOf(ch))) {
               const r = rowsY.length;
               held.scan(ch.data, rowsY, y, (blk, h, index) => {
@@ -255,10 +298,16 @@ async function nearestJoin(
   const tRows = streamRows(heldRows);
   for await (const block of reblock(concatChunks([probe], heldRows), heldRows, dim)) {
     state.ensure(block.start + block.rows);
-    const held = new HeldBlock(block, dim, o.keyed);
+    const held = new HeldBlock(block, dim, o.keyed, cert);
     try {
       for await (const { ch, start } of concatChunks(targets, tRows)) {
         for (const [y, rowsY] of groupRows(ch.rows, keyOf(ch))) {
+          if (cert) {
+            held.nearest(ch.data, rowsY, y, true, (idx, dist, index) => {
+              for (let c = 0; c < index.length; c++) if (idx[c]! >= 0) state.offerExact(index[c]!, dist[c]!, start + rowsY[idx[c]!]!);
+            });
+            continue;
+          }
           const r = rowsY.length;
           held.scan(ch.data, rowsY, y, (blk, h, index) => {
             // Column-wise minimum: the nearest streamed target of each held probe row.
@@ -322,7 +371,7 @@ async function scanTargets(stores: readonly EmbeddingStore[], budget: number, ha
 export async function classThresholds(
   train: EmbeddingStore,
   test: EmbeddingStore,
-  opts: { memoryBudgetMiB?: number; hold?: 'auto' | 'train' | 'test'; heldRows?: number } = {},
+  opts: { memoryBudgetMiB?: number; hold?: 'auto' | 'train' | 'test'; heldRows?: number; precision?: Precision } = {},
 ): Promise<Map<number, Threshold>> {
   checkCompatible(train, test);
   for (const s of [train, test]) if (!s.hasLabel) throw new DataError(`${s.files.join(', ')} (${s.role}): column label is missing; τ_y needs labelled train and test features`);
@@ -331,7 +380,7 @@ export async function classThresholds(
   const best = new Map<number, Threshold>();
   const trainClasses = new Set<number>();
   const hold = opts.hold === 'train' ? 'probe' : opts.hold === 'test' ? 'target' : 'auto';
-  await nearestJoin(train, [test], t.n, { keyed: true, budget, hold, heldRows: opts.heldRows, finalEmbeddings: false }, (ch, index, distance) => {
+  await nearestJoin(train, [test], t.n, { keyed: true, budget, hold, heldRows: opts.heldRows, finalEmbeddings: false, precision: opts.precision }, (ch, index, distance) => {
     for (let a = 0; a < ch.rows; a++) {
       const y = ch.labels![a]!;
       trainClasses.add(y);
@@ -388,6 +437,11 @@ export interface FilterOptions {
   hold?: HoldSide;
   /** Rows per held block (default: as many as half the memory budget allows). */
   heldRows?: number;
+  /**
+   * Screening precision on the native backend (default fp32): decisions and distances are the
+   * float64 ones either way (see ./certified.ts).
+   */
+  precision?: Precision;
   /** Called for each streamed pool chunk with its keep mask (1 = keep), in order. */
   onChunk?: (ch: EmbeddingChunk, keep: Uint8Array) => void | Promise<void>;
 }
@@ -424,7 +478,7 @@ export async function leakageFilter(pool: EmbeddingStore, tests: readonly Embedd
   const summary = new Map<number, FilterClassSummary>();
   let kept = 0;
   const hold = holdOpt === 'pool' ? 'probe' : holdOpt === 'test' ? 'target' : 'auto';
-  await nearestJoin(pool, tests, T.n, { keyed: scope === 'class', budget, hold, heldRows: opts.heldRows, finalEmbeddings: true }, async (ch, index, distance) => {
+  await nearestJoin(pool, tests, T.n, { keyed: scope === 'class', budget, hold, heldRows: opts.heldRows, finalEmbeddings: true, precision: opts.precision }, async (ch, index, distance) => {
     const keep = new Uint8Array(ch.rows);
     for (let a = 0; a < ch.rows; a++) {
       const y = ch.labels![a]!;

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import { recycleReadout } from '../backends/buffer-pool.js';
+import { bf16Support, type Precision } from '../backends/precision.js';
+import { certifiedKernels, knnCertified } from './certified.js';
 
 /**
  * Distance kernels on tfjs tensors.
@@ -236,12 +238,24 @@ export class RunningTopK {
 
 /** Options of {@link knn}. */
 export interface KnnOptions {
-  /** Pool rows per distance block (default: 4096). */
+  /** Pool rows per distance block (default: 4096; tfjs path only). */
   chunkRows?: number;
+  /**
+   * Screening precision on the native backend (default fp32): the answer is the float64 one
+   * either way (see ./certified.ts); bf16 where the CPU lacks bf16 units runs fp32.
+   */
+  precision?: Precision;
+}
+
+/** The screening precision {@link knn} will use for `want` on the native backend. */
+export function screeningPrecision(want: Precision | undefined): Precision {
+  return want === 'bf16' && bf16Support().ok ? 'bf16' : 'fp32';
 }
 
 /**
- * Exact k nearest pool rows of each query by squared L2, chunked over the pool.
+ * Exact k nearest pool rows of each query by squared L2. On the native backend: screened in
+ * `opts.precision` and re-ranked in float64 (./certified.ts), so the rows, their order and the
+ * distances are the float64 answer; elsewhere by the backend's float32 matMul, chunked over the pool.
  * @param queries row-major float32 [nq, qDim]
  * @param qDim feature width D
  * @param pool row-major float32 [np, D]
@@ -252,6 +266,11 @@ export interface KnnOptions {
 export function knn(queries: Float32Array, qDim: number, pool: Float32Array, k: number, opts: KnnOptions = {}): { indices: Int32Array; distances: Float32Array } {
   if (!Number.isInteger(k) || k < 1) throw new ConfigError(`knn: k must be an integer ≥ 1, received ${k}`);
   if (pool.length % qDim !== 0) throw new ConfigError(`knn: pool has ${pool.length} values, not a multiple of qDim ${qDim}`);
+  const kern = certifiedKernels();
+  if (kern) {
+    const r = knnCertified(kern, queries, qDim, pool, k, screeningPrecision(opts.precision));
+    return { indices: r.indices, distances: r.distances };
+  }
   const nq = queries.length / qDim;
   const np = pool.length / qDim;
   const chunk = Math.max(1, opts.chunkRows ?? 4096);
@@ -291,7 +310,7 @@ export function nearest(
   queries: Float32Array,
   held: Float32Array,
   dim: number,
-  opts: { queryLabels?: Int32Array; heldLabels?: Int32Array; chunkRows?: number } = {},
+  opts: { queryLabels?: Int32Array; heldLabels?: Int32Array; chunkRows?: number; precision?: Precision } = {},
 ): { index: Int32Array; distance: Float64Array } {
   const nq = queries.length / dim;
   const index = new Int32Array(nq).fill(-1);
@@ -310,7 +329,7 @@ export function nearest(
     if (g.h.length === 0) continue;
     const hs = gatherRows(held, g.h, dim);
     const qs = gatherRows(queries, g.q, dim);
-    const r = knn(qs, dim, hs, 1, { chunkRows: opts.chunkRows });
+    const r = knn(qs, dim, hs, 1, { chunkRows: opts.chunkRows, precision: opts.precision });
     g.q.forEach((qi, a) => {
       const j = g.h[r.indices[a]!]!;
       index[qi] = j;
