@@ -17,6 +17,11 @@ import { ResNet, type ResNetConfig } from '../src/models/resnet.js';
 import { ViT, type ViTConfig } from '../src/models/vit.js';
 import type { ImageModel } from '../src/core/types.js';
 import type { KeyFamily } from '../src/models/registry.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fromArrays } from '../src/train/dataset.js';
+import { assignWeights } from '../src/train/checkpoint.js';
+import { epochOrder, trainModel } from '../src/train/trainer.js';
 
 const FIX = path.resolve('test/fixtures/parity');
 const NATIVE = registerNativeBackend().ok;
@@ -54,7 +59,7 @@ describe('precision option', () => {
     await initBackend('cpu', { quiet: true });
     const r = setComputePrecision('bf16');
     expect(r.precision).toBe('fp32');
-    expect(r.notice).toMatch(/^dcd: precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only/);
+    expect(r.notice).toMatch(/^precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only/);
     expect(r.notice).not.toContain('\n');
     expect(computePrecision()).toBe('fp32');
   });
@@ -131,6 +136,34 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     });
   }
 
+  it('a model switched between fp32 and bf16 repacks its cached weights (results equal a fresh model in each precision)', async () => {
+    const refs = (await readSafetensors(path.join(FIX, 'resnet_bottleneck_tiny.ref.safetensors'))).tensors;
+    const vrefs = (await readSafetensors(path.join(FIX, 'vit_fixture.ref.safetensors'))).tensors;
+    const x = nhwc(refs.get('input')!);
+    const xv = nhwc(vrefs.get('input_32x32')!);
+    const [make, file, family] = [cases[0]![1], cases[0]![2], cases[0]![3]];
+    const m = make();
+    const v = cases[2]![1]();
+    await loadCheckpoint(m, path.join(FIX, file), { family });
+    await loadCheckpoint(v, path.join(FIX, cases[2]![2]), { family: 'dino' });
+    const feats = (mm: ImageModel, xx: tf.Tensor4D) => tf.tidy(() => mm.forwardFeatures(xx).dataSync() as Float32Array);
+    setComputePrecision('fp32');
+    const a32 = [feats(m, x), feats(v, xv)];
+    setComputePrecision('bf16');
+    const a16 = [feats(m, x), feats(v, xv)];
+    const fresh16 = [await features(make, file, family, x), await features(cases[2]![1], cases[2]![2], 'dino', xv)];
+    setComputePrecision('fp32');
+    const b32 = [feats(m, x), feats(v, xv)];
+    for (const t of [0, 1]) {
+      expect(Array.from(a16[t]!)).toEqual(Array.from(fresh16[t]!));
+      expect(Array.from(b32[t]!)).toEqual(Array.from(a32[t]!));
+      expect(Array.from(a16[t]!)).not.toEqual(Array.from(a32[t]!));
+    }
+    m.dispose();
+    v.dispose();
+    tf.dispose([x, xv]);
+  });
+
   it('conv2d and matMul gradients in bf16 agree with fp32 within bf16 rounding', () => {
     const rnd = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + s) * 0.5);
     const x = tf.tensor4d(rnd(2 * 9 * 9 * 8, 1), [2, 9, 9, 8]);
@@ -157,5 +190,88 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
       expect(minCosine(got[t]!, ref[t]!, 1)).toBeGreaterThan(0.999);
     }
     tf.dispose([x, w, a, b]);
+  });
+
+  it('mixed-precision training (train.precision bf16): the first step's loss within 1% of PyTorch fp32; master weights and BN statistics fp32; precision restored', async () => {
+    // the fixture of test/train.test.ts (scripts/train-ref/make_fixture.py, torch 1.13 fp32)
+    const FIXTURE = path.resolve('test/fixtures/train/step.safetensors');
+    const fx = await readSafetensors(FIXTURE);
+    const get = (k: string) => fx.tensors.get(k)!;
+    const init = new Map([...fx.tensors].filter(([k]) => k.startsWith('init.')).map(([k, v]) => [k.slice(5), v]));
+    const x = get('x').data as Float32Array;
+    const y = get('y').data as Int32Array;
+    const w = get('w').data as Float32Array;
+    const per = 32 * 32 * 3;
+    const order = epochOrder(8, 7, 0);
+    const images = new Float32Array(8 * per);
+    const labels = new Int32Array(8);
+    const weights = new Float32Array(8);
+    order.forEach((k, i) => {
+      images.set(x.subarray(i * per, (i + 1) * per), k * per);
+      labels[k] = y[i]!;
+      weights[k] = w[i]!;
+    });
+    const run = async (precision: 'fp32' | 'bf16') => {
+      const model = new ResNet('resnet_tiny', { block: 'basic', layers: [1, 1, 1, 1], widths: [8, 16, 32, 64] }, { numClasses: 5, seed: 0 });
+      assignWeights(model, init, FIXTURE);
+      const out = mkdtempSync(path.join(tmpdir(), 'dcd-train-bf16-'));
+      const r = await trainModel({
+        model, train: fromArrays({ images, shape: [32, 32, 3], labels, weights }), epochs: 1, batchSize: 4, lr: 0.1, momentum: 0.9, nesterov: true,
+        weightDecay: 1e-4, schedule: { kind: 'constant' }, labelSmoothing: 0.1, seed: 7, augment: false, outDir: out, precision,
+      });
+      expect(r.steps).toBe(2);
+      const losses = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step').map((l) => l.loss as number);
+      const final = new Map([...model.params(), ...model.buffers()].map(([k, v]) => [k, { dtype: v.dtype, data: v.dataSync() as Float32Array }]));
+      model.dispose();
+      return { losses, final };
+    };
+    const before = tf.memory().numTensors;
+    const f32 = await run('fp32');
+    const bf = await run('bf16');
+    expect(computePrecision()).toBe('fp32'); // restored after the run
+    const refLoss = get('loss').data as Float32Array;
+    // one-step parity: the first step's loss within bf16 tolerance (1%) of PyTorch's fp32 loss
+    // (PyTorch's own autocast bf16 run of this fixture: 1.3630 against 1.3561, 0.5% off)
+    expect(Math.abs(bf.losses[0]! - refLoss[0]!), `loss: bf16 ${bf.losses[0]} vs PyTorch fp32 ${refLoss[0]}`).toBeLessThan(1e-2 * refLoss[0]!);
+    expect(f32.losses[0]).toBeCloseTo(refLoss[0]!, 4);
+    expect(bf.losses[0]).not.toBe(f32.losses[0]); // bf16 really ran
+    // The second step's loss is not compared: on this fixture (batch 4, BatchNorm over 4 values at
+    // 1×1 resolution) it amplifies rounding, and PyTorch's own autocast bf16 run gives 2.267
+    // against fp32's 1.923.
+    for (const [k, v] of bf.final) {
+      expect(v.dtype, k).toBe('float32'); // master weights and BN statistics stay fp32
+      expect(v.data.every(Number.isFinite), k).toBe(true);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('mixed precision: first-step gradients against PyTorch fp32', async () => {
+    const FIXTURE = path.resolve('test/fixtures/train/step.safetensors');
+    const fx = await readSafetensors(FIXTURE);
+    const get = (k: string) => fx.tensors.get(k)!;
+    const init = new Map([...fx.tensors].filter(([k]) => k.startsWith('init.')).map(([k, v]) => [k.slice(5), v]));
+    const x = get('x').data as Float32Array;
+    const per = 32 * 32 * 3;
+    setComputePrecision('bf16');
+    const model = new ResNet('resnet_tiny', { block: 'basic', layers: [1, 1, 1, 1], widths: [8, 16, 32, 64] }, { numClasses: 5, seed: 0 });
+    assignWeights(model, init, FIXTURE);
+    const { weightedCrossEntropy } = await import('../src/train/loss.js');
+    const grads = tf.tidy(() =>
+      tf.variableGrads(() => {
+        const logits = model.forwardHead(model.forwardFeatures(tf.tensor4d(x.subarray(0, 4 * per), [4, 32, 32, 3]), true));
+        return weightedCrossEntropy(logits, tf.tensor1d((get('y').data as Int32Array).subarray(0, 4), 'int32'), tf.tensor1d((get('w').data as Float32Array).subarray(0, 4)), { smoothing: 0.1 });
+      }, [...model.params().values()]).grads,
+    );
+    setComputePrecision('fp32');
+    const names = new Map([...model.params()].map(([k, v]) => [v.name, k]));
+    const cos = Object.entries(grads).map(([vn, g]) => minCosine(g.dataSync() as Float32Array, get(`grad.${names.get(vn)}`).data as Float32Array, 1)).sort((a, b) => a - b);
+    tf.dispose(Object.values(grads));
+    model.dispose();
+    if (process.env.DCD_BF16_VERBOSE === '1') console.log(`bf16 gradient cosine to PyTorch fp32: min ${cos[0]!.toFixed(4)}, median ${cos[cos.length >> 1]!.toFixed(4)}`);
+    // PyTorch's autocast bf16 on this fixture: min 0.951, median 0.989 (BatchNorm over batch 4
+    // amplifies rounding); dcd's bf16 (fp32 conv outputs, fp32 BatchNorm) measured lower here
+    // (min ≈ 0.78, median ≈ 0.93): see native/README.md
+    expect(cos[cos.length >> 1]).toBeGreaterThan(0.9);
+    expect(cos[0]).toBeGreaterThan(0.7);
   });
 });

@@ -103,6 +103,13 @@ memory::desc AsBf16(const memory::desc& d) {
 }
 // The desc the primitive takes for a plain fp32 input: itself, or its bf16 twin in bf16 mode.
 memory::desc InDesc(const memory::desc& f32desc) { return dcd::g_bf16 ? AsBf16(f32desc) : f32desc; }
+// Packed weight buffers (conv2d's and linear's `packed`) end with one float naming the precision
+// they were packed in, so that a buffer packed before setPrecision() changed is repacked (or, when
+// too small for the new layout, bypassed) instead of being read in the wrong format.
+float PackTag() { return dcd::g_bf16 ? 2.f : 1.f; }
+// Whether `packed` (floats, tag last) can hold `bytes` of packed weights.
+bool PackFits(size_t lenFloats, size_t bytes) { return lenFloats >= 1 && (lenFloats - 1) * 4 >= bytes; }
+
 // x (a dense plain fp32 array) as the primitive's source: itself in fp32 mode, else converted
 // to bf16 into scratch `slot`.
 memory Src(const memory::desc& f32desc, float* x, int slot) {
@@ -235,8 +242,13 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   memory w({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[1]));
   memory wp = w;
   if (e.wr.needed) {
-    if (mode != 0 && Len(info[6]) * 4 < e.pd.weights_desc().get_size())
-      throw std::runtime_error("conv2d: packed weights buffer too small");
+    if (mode != 0) {
+      const size_t len = Len(info[6]);
+      float* tag = F32(info[6]) + (len ? len - 1 : 0);
+      if (!PackFits(len, e.pd.weights_desc().get_size())) mode = 0;  // packed in another precision: bypass
+      else if (mode == 1 && *tag != PackTag()) mode = 2;              // packed in another precision: repack
+      if (mode == 2) *tag = PackTag();
+    }
     wp = mode != 0 ? memory(e.pd.weights_desc(), eng(), F32(info[6])) : memory(e.pd.weights_desc(), eng());
     if (mode != 1) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
   }
@@ -270,7 +282,7 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
 Napi::Value ConvPackedSize(const Napi::CallbackInfo& info) {
   ConvFwd& e = GetConvFwd(I32(info[0]), info[2].As<Napi::Boolean>().Value(), info[1].As<Napi::Number>().FloatValue(), true);
   // (bf16 weights: always a reorder, from the fp32 HWIO filter)
-  return Napi::Number::New(info.Env(), e.wr.needed ? static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4) : 0);
+  return Napi::Number::New(info.Env(), e.wr.needed ? static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4 + 1) : 0);
 }
 
 struct ConvBwdData {
@@ -393,7 +405,7 @@ Lin& GetLinear(const int32_t* p, bool hasBias) {
 // linearPackedSize(params [M, K, N, act], hasBias): floats linear's `packed` buffer needs.
 Napi::Value LinearPackedSize(const Napi::CallbackInfo& info) {
   Lin& e = GetLinear(I32(info[0]), info[1].As<Napi::Boolean>().Value());
-  return Napi::Number::New(info.Env(), static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4));
+  return Napi::Number::New(info.Env(), static_cast<double>((e.pd.weights_desc().get_size() + 3) / 4 + 1));
 }
 
 // linear(x [M, K], w [N, K], bias [N]|null, out [M, N], params [M, K, N, act], packed, repack,
@@ -404,14 +416,19 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   memory::dim m = p[0], k = p[1], n = p[2];
   bool hasBias = info[2].IsTypedArray();
   Lin& e = GetLinear(p, hasBias);
-  if (Len(info[5]) * 4 < e.pd.weights_desc().get_size()) throw std::runtime_error("linear: packed weights buffer too small");
+  const size_t plen = Len(info[5]);
+  bool repack = info[6].As<Napi::Boolean>().Value() || (plen >= 1 && F32(info[5])[plen - 1] != PackTag());
   if (Len(info[0]) < static_cast<size_t>(m * k) || Len(info[1]) < static_cast<size_t>(n * k) || Len(info[3]) < static_cast<size_t>(m * n))
     throw std::runtime_error("linear: an array is smaller than its shape");
-  memory wp(e.pd.weights_desc(), eng(), F32(info[5]));
-  if (info[6].As<Napi::Boolean>().Value()) {
+  // a buffer packed in another precision too small for this one: pack into a temporary
+  const bool fits = PackFits(plen, e.pd.weights_desc().get_size());
+  memory wp = fits ? memory(e.pd.weights_desc(), eng(), F32(info[5])) : memory(e.pd.weights_desc(), eng());
+  if (!fits) repack = true;
+  if (repack) {
+    if (fits) F32(info[5])[plen - 1] = PackTag();
     memory w({{k, n}, dt::f32, tag::ba}, eng(), F32(info[1]));
     if (e.wr.needed) e.wr.prim.execute(strm(), {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}});
-    else std::memcpy(F32(info[5]), F32(info[1]), static_cast<size_t>(n * k) * 4);  // (fp32 only: bf16 always reorders)
+    else std::memcpy(wp.get_data_handle(), F32(info[1]), static_cast<size_t>(n * k) * 4);  // (fp32 only: bf16 always reorders)
   }
   if (p[3] & kSum) CopyResidual(info, 7, 3);
   memory am = Src({{m, k}, dt::f32, tag::ab}, F32(info[0]), 3), om({{m, n}, dt::f32, tag::ab}, eng(), F32(info[3]));

@@ -65,7 +65,7 @@ export function setComputePrecision(want: Precision, backend: string = tf.getBac
   const s = bf16Support(backend);
   if (!s.ok) {
     a?.setPrecision(0);
-    return { precision: 'fp32', notice: `dcd: precision fp32 (bf16 asked for, unavailable: ${s.why})` };
+    return { precision: 'fp32', notice: `precision fp32 (bf16 asked for, unavailable: ${s.why})` };
   }
   return { precision: a!.setPrecision(1) === 1 ? 'bf16' : 'fp32' };
 }
@@ -84,5 +84,5 @@ export function computePrecision(backend: string = tf.getBackend()): Precision {
 export function retrievalPrecision(want: Precision, backend: string = tf.getBackend()): { precision: Precision; notice?: string } {
   if (want === 'fp32') return { precision: 'fp32' };
   const s = bf16Support(backend);
-  return s.ok ? { precision: 'bf16' } : { precision: 'fp32', notice: `dcd: precision fp32 (bf16 asked for, unavailable: ${s.why})` };
+  return s.ok ? { precision: 'bf16' } : { precision: 'fp32', notice: `precision fp32 (bf16 asked for, unavailable: ${s.why})` };
 }

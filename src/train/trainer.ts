@@ -12,6 +12,7 @@ import { sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
 import { hashSeed, mulberry32 } from '../core/rng.js';
 import type { Dataset } from './dataset.js';
+import { computePrecision, setComputePrecision, type Precision } from '../backends/precision.js';
 import { weightedCrossEntropy } from './loss.js';
 import { Sgd } from './optimizer.js';
 import { learningRate, type Schedule } from './schedule.js';
@@ -87,6 +88,13 @@ export interface TrainOptions {
   hooks?: TrainHook[];
   /** Stop after this many optimiser steps in total (benchmarks, tests). */
   maxSteps?: number;
+  /**
+   * Mixed precision (`bf16`, native backend only): convolutions and matmuls, forward and backward,
+   * take bf16 inputs with fp32 accumulation and fp32 outputs; the master weights, the gradients,
+   * the SGD update and BatchNorm (statistics and running averages) stay fp32. No loss scaling:
+   * bf16 keeps fp32's exponent range. Elsewhere fp32, with a one-line notice. Default fp32.
+   */
+  precision?: Precision;
 }
 
 /** What {@link trainModel} returns. */
@@ -253,6 +261,8 @@ function configHash(o: TrainOptions, n: number): string {
     augment: o.augment,
     dropLast: o.dropLast,
     weights: o.train.weights ? sha256(new Uint8Array(o.train.weights.buffer, o.train.weights.byteOffset, o.train.weights.byteLength)) : null,
+    // (absent for fp32, so that fp32 runs keep their hash and resume as before)
+    ...(o.precision === 'bf16' ? { precision: 'bf16' } : {}),
   };
   return sha256(JSON.stringify(keep)).slice(0, 16);
 }
@@ -328,6 +338,9 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
   let lastLoss = NaN;
   const imageShape = train.imageShape;
+  const before = computePrecision();
+  const prec = setComputePrecision(opts.precision ?? 'fp32');
+  if (prec.notice) log.warn(prec.notice);
   try {
     while (epoch < opts.epochs && globalStep < totalSteps) {
       const order = epochOrder(train.size, seed, epoch);
@@ -391,6 +404,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     }
   } finally {
     opt.dispose();
+    setComputePrecision(before);
   }
   const weightsFile = path.join(opts.outDir, 'model.safetensors');
   const last = await latestCheckpoint(opts.outDir);
