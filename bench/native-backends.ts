@@ -7,6 +7,7 @@
  *   node dist/bench/native-backends.js --backends native,wasm,cpu --train-batch 32 --iters 3
  *   node dist/bench/native-backends.js --rows knn --knn-pool 100000 --no-peers
  *   node dist/bench/native-backends.js --backends native --rounds 2   # peers and dcd alternate first; best round each
+ *   node dist/bench/native-backends.js --backends native --precision fp32,bf16   # native in fp32 and in bf16, side by side
  *
  * Defaults keep the run short: batch 8, training batch 8 on native only (wasm trains at
  * ~0.1 img/s; add it with --train-backends), k-NN 1k x 100k x 384, k = 50.
@@ -22,6 +23,7 @@ import { createModel } from '../src/models/registry.js';
 import { knn } from '../src/retrieval/knn.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { trainStep, type StepBatch } from '../src/train/trainer.js';
+import { parsePrecision, setComputePrecision, type Precision } from '../src/backends/precision.js';
 
 type Row = 'resnet50-fwd' | 'vit-fwd' | 'resnet50-train' | 'knn';
 const ROWS: Row[] = ['resnet50-fwd', 'vit-fwd', 'resnet50-train', 'knn'];
@@ -40,12 +42,14 @@ interface Opts {
   peers: boolean;
   threads: number;
   rounds: number;
+  /** Precisions the native backend runs in (each a separate row: `tfjs native`, `tfjs native bf16`). */
+  precisions: Precision[];
 }
 
 function parseArgs(argv: string[]): Opts {
   const o: Opts = {
     backends: ['native', 'wasm'], trainBackends: ['native'], rows: ROWS, batch: 8, trainBatch: 8, iters: 2,
-    knnQueries: 1000, knnPool: 100_000, knnDim: 384, knnK: 50, peers: true, threads: 2, rounds: 1,
+    knnQueries: 1000, knnPool: 100_000, knnDim: 384, knnK: 50, peers: true, threads: 2, rounds: 1, precisions: ['fp32'],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = argv[i + 1];
@@ -75,6 +79,7 @@ function parseArgs(argv: string[]): Opts {
       case '--threads': o.threads = num(); break;
       case '--rounds': o.rounds = num(); break;
       case '--no-peers': o.peers = false; break;
+      case '--precision': o.precisions = v!.split(',').map((p) => parsePrecision(p, '--precision')); i++; break;
       default: throw new Error(`unknown option ${a}; see the header of bench/native-backends.ts`);
     }
   }
@@ -105,12 +110,16 @@ function randn(n: number, seed: number): Float32Array {
 
 interface Result { row: Row; who: string; seconds: number; items: number }
 
-async function runTfjs(backend: string, o: Opts): Promise<Result[]> {
+async function runTfjs(backend: string, o: Opts, precision: Precision = 'fp32'): Promise<Result[]> {
   const out: Result[] = [];
   await initBackend(backend, { quiet: true });
+  // models are created after this, so their packed weights are in this precision
+  const p = setComputePrecision(precision);
+  if (p.notice) throw new Error(p.notice);
+  const who = `tfjs ${backend}${precision === 'bf16' ? ' bf16' : ''}`;
   const rec = (row: Row, seconds: number, items: number) => {
-    out.push({ row, who: `tfjs ${backend}`, seconds, items });
-    console.log(`  ${backend.padEnd(7)} ${row.padEnd(15)} ${(items / seconds).toFixed(2).padStart(8)} /s  (${seconds.toFixed(2)} s / iter)`);
+    out.push({ row, who, seconds, items });
+    console.log(`  ${who.padEnd(17)} ${row.padEnd(15)} ${(items / seconds).toFixed(2).padStart(8)} /s  (${seconds.toFixed(2)} s / iter)`);
   };
   for (const [row, name] of [['resnet50-fwd', 'resnet50'], ['vit-fwd', 'dino_vits16']] as const) {
     if (!o.rows.includes(row)) continue;
@@ -138,9 +147,10 @@ async function runTfjs(backend: string, o: Opts): Promise<Result[]> {
     m.dispose();
   }
   if (o.rows.includes('knn')) {
-    const q = randn(o.knnQueries * o.knnDim, 3), p = randn(o.knnPool * o.knnDim, 4);
-    rec('knn', await bestOf(Math.max(1, o.iters - 1), () => void knn(q, o.knnDim, p, o.knnK)), o.knnQueries);
+    const q = randn(o.knnQueries * o.knnDim, 3), pool = randn(o.knnPool * o.knnDim, 4);
+    rec('knn', await bestOf(Math.max(1, o.iters - 1), () => void knn(q, o.knnDim, pool, o.knnK, { precision })), o.knnQueries);
   }
+  setComputePrecision('fp32');
   return out;
 }
 
@@ -223,14 +233,15 @@ async function main(): Promise<void> {
     }
   };
   const runOurs = async () => {
-    for (const b of o.backends) {
-      console.log(`tfjs ${b} ...`);
-      try {
-        results.push(...(await runTfjs(b, o)));
-      } catch (e) {
-        console.log(`  skipped: ${(e as Error).message.split('\n')[0]}`);
+    for (const b of o.backends)
+      for (const p of b === 'native' ? o.precisions : ['fp32' as const]) {
+        console.log(`tfjs ${b}${p === 'bf16' ? ' bf16' : ''} ...`);
+        try {
+          results.push(...(await runTfjs(b, o, p)));
+        } catch (e) {
+          console.log(`  skipped: ${(e as Error).message.split('\n')[0]}`);
+        }
       }
-    }
   };
   // The machine's speed drifts between minutes: with --rounds N the peers and dcd take turns
   // going first, and the summary keeps each one's best round.
@@ -256,9 +267,9 @@ async function main(): Promise<void> {
     const peerRows = final.filter((r) => r.row === row && peers.has(r.who));
     for (const r of final.filter((x) => x.row === row && !peers.has(x.who))) {
       const ratios = peerRows.map((p) => `${(p.seconds / r.seconds * (r.items / p.items)).toFixed(2)}x ${p.who.split(' ')[0]}`);
-      console.log(`  ${row.padEnd(15)} ${r.who.padEnd(12)} ${(r.items / r.seconds).toFixed(2).padStart(8)} /s  ${r.seconds.toFixed(2).padStart(7)} s  ${ratios.join('  ')}`);
+      console.log(`  ${row.padEnd(15)} ${r.who.padEnd(17)} ${(r.items / r.seconds).toFixed(2).padStart(8)} /s  ${r.seconds.toFixed(2).padStart(7)} s  ${ratios.join('  ')}`);
     }
-    for (const p of peerRows) console.log(`  ${row.padEnd(15)} ${p.who.split(' ')[0].padEnd(12)} ${(p.items / p.seconds).toFixed(2).padStart(8)} /s  ${p.seconds.toFixed(2).padStart(7)} s`);
+    for (const p of peerRows) console.log(`  ${row.padEnd(15)} ${p.who.split(' ')[0].padEnd(17)} ${(p.items / p.seconds).toFixed(2).padStart(8)} /s  ${p.seconds.toFixed(2).padStart(7)} s`);
   }
 }
 

@@ -9,7 +9,10 @@
  *     npx tsc -p tsconfig.json && node dist/bench/retrieval.js [--preset small|paper]
  *       [--knn-pools 100000] [--select-pools 100000,1000000] [--filter-test 70000]
  *       [--filter-pools 2000,100000] [--budget 2048] [--no-torch] [--backend auto|native|wasm]
- *       [--skip knn,select,filter] [--workdir DIR] [--out FILE.md]
+ *       [--skip knn,select,filter] [--workdir DIR] [--out FILE.md] [--precision fp32,bf16]
+ *
+ * `--precision`: the screening precisions of k-NN and the filter on the native backend, one row
+ * each (the answers are the float64 ones in both: src/retrieval/certified.ts).
  *
  * Each measurement runs in its own child process, so peak RSS is that of the step alone
  * (read from getrusage); the 1-minute load average at its start is printed beside it
@@ -35,6 +38,7 @@ import { leakageFilter, type Threshold } from '../src/retrieval/filter.js';
 import { mulberry32 } from '../src/core/rng.js';
 import { openArrowSink } from '../src/retrieval/output.js';
 import { knn } from '../src/retrieval/knn.js';
+import { parsePrecision } from '../src/backends/precision.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -73,7 +77,9 @@ async function child(): Promise<void> {
   const what = arg('child', '');
   const backend = await initBackend(arg('backend', process.env.DCD_BACKEND ?? 'auto'), { quiet: true });
   const budget = Number(arg('budget', '2048'));
-  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify({ backend, ...o }) + '\n');
+  const precision = parsePrecision(arg('precision', 'fp32'), '--precision');
+  const label = precision === 'bf16' ? `${backend} bf16` : backend;
+  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify({ backend: label, ...o }) + '\n');
   if (what === 'knn') {
     const nq = Number(arg('queries', '1000'));
     const n = Number(arg('pool', '100000'));
@@ -82,7 +88,7 @@ async function child(): Promise<void> {
     const q = new Float32Array(nq * dim).map(() => rnd());
     const p = new Float32Array(n * dim).map(() => rnd());
     const t0 = performance.now();
-    const r = knn(q, dim, p, Number(arg('k', '50')));
+    const r = knn(q, dim, p, Number(arg('k', '50')), { precision });
     const seconds = (performance.now() - t0) / 1000;
     emit({ seconds, maxRssMiB: maxRssMiB(), first: r.indices[0] });
   } else if (what === 'select') {
@@ -99,7 +105,7 @@ async function child(): Promise<void> {
     const tau = new Map<number, Threshold>();
     for (let y = 0; y < 160; y++) tau.set(y, { label: y, tau: 1, trainId: '', testId: '' });
     const t0 = performance.now();
-    const r = await leakageFilter(pool, [test], tau, { memoryBudgetMiB: budget });
+    const r = await leakageFilter(pool, [test], tau, { memoryBudgetMiB: budget, precision });
     const seconds = (performance.now() - t0) / 1000;
     // The side leakageFilter's `auto` holds (the one with fewer rows).
     const held = pool.estimatedRows() < Number(arg('n-test', '0')) ? 'pool' : 'test';
@@ -154,6 +160,7 @@ async function orchestrate(): Promise<void> {
   const k = Number(arg('k', '46'));
   const budget = arg('budget', '2048');
   const backend = arg('backend', process.env.DCD_BACKEND ?? 'auto');
+  const precisions = arg('precision', 'fp32').split(',').map((p) => parsePrecision(p, '--precision'));
   const work = arg('workdir', path.join(tmpdir(), 'dcd-bench-retrieval'));
   mkdirSync(work, { recursive: true });
   const lines: string[] = [];
@@ -171,9 +178,11 @@ async function orchestrate(): Promise<void> {
     say('| pool N | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | dcd / PyTorch |');
     say('|---:|---|---:|---:|---:|---:|---:|---:|');
     for (const n of knnPools) {
-      const d = runChild(['--child', 'knn', '--pool', String(n), '--dim', String(dim), '--budget', budget, '--backend', backend]);
       const t = runTorch(['knn', '--pool', String(n), '--dim', String(dim), '--queries', '1000', '--k', '50']);
+      for (const prec of precisions) {
+      const d = runChild(['--child', 'knn', '--pool', String(n), '--dim', String(dim), '--budget', budget, '--backend', backend, '--precision', prec]);
       say(`| ${n.toLocaleString('en')} | ${d.backend} | ${d.seconds.toFixed(2)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? (d.seconds / t.seconds).toFixed(2) : '–'} |`);
+      }
     }
     say('');
   }
@@ -205,11 +214,13 @@ async function orchestrate(): Promise<void> {
     for (const p of filterPools) {
       const poolFile = path.join(work, `fpool-${p}-${fdim}.arrow`);
       await writeSynthetic(poolFile, p, fdim, classes, 4);
-      const d = runChild(['--child', 'filter', '--test-file', testFile, '--pool-file', poolFile, '--n-test', String(filterTest), '--budget', budget, '--backend', backend]);
       const t = runTorch(['filter', '--test', String(filterTest), '--pool', String(p), '--dim', String(fdim)]);
+      for (const prec of precisions) {
+      const d = runChild(['--child', 'filter', '--test-file', testFile, '--pool-file', poolFile, '--n-test', String(filterTest), '--budget', budget, '--backend', backend, '--precision', prec]);
       say(
         `| ${p.toLocaleString('en')} | ${d.backend} | ${d.held} | ${d.seconds.toFixed(1)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? t.maxRssMiB.toFixed(0) : '–'} | ${t ? (d.seconds / t.seconds).toFixed(2) : '–'} | ${((d.seconds * 1e6) / p / 3600).toFixed(2)} h |`,
       );
+      }
     }
     say('');
   }

@@ -104,6 +104,7 @@ const TrainSchema = z.strictObject({
   augment: z.enum(['none', 'flip', 'random_resized_crop']).default('random_resized_crop'),
   max_steps: z.number().int().positive().optional().describe('stop after this many optimiser steps (short demo schedules)'),
   checkpoint_every_steps: z.number().int().nonnegative().default(0).describe('0: checkpoint at each epoch end only'),
+  precision: z.enum(['fp32', 'bf16']).default('fp32').describe('mixed precision: bf16 convolutions/matmuls, fp32 master weights and BatchNorm (native backend)'),
   finetune: TrainFinetuneSchema.prefault({}).describe(
     'schedule used instead when init = finetune',
   ),
@@ -193,6 +194,10 @@ const ReportSchema = z.strictObject({
 const ComputeSchema = z.strictObject({
   embed_batch_size: z.number().int().positive().default(64),
   concurrency: z.number().int().positive().default(4).describe('image decoding concurrency'),
+  precision: z
+    .enum(['fp32', 'bf16'])
+    .default('fp32')
+    .describe('embedding and retrieval: bf16 convolutions/matmuls (fp32 accumulation) on the native backend, fp32 elsewhere; retrieval answers stay exact'),
 });
 
 /** The whole experiment config. Keys not listed here are errors. */

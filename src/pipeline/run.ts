@@ -14,6 +14,7 @@ import { buildGraph } from './experiment.js';
 import type { RowRef } from './stages/report.js';
 import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
 import { reportStage } from './stages/report.js';
+import { bf16Support } from '../backends/precision.js';
 
 /** Options shared by run and sweep. */
 export interface RunOptions {
@@ -105,9 +106,22 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
 export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const cfg = load(file, opts);
+  if (!opts.dryRun) announcePrecision(cfg);
   const runDir = outDirOf(cfg, opts.cwd);
   const g = buildGraph(cfg);
   return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md');
+}
+
+/**
+ * Prints the precision line at start-up (beside the backend's): what `compute.precision` and
+ * `train.precision` will run as here, or why bf16 falls back to fp32.
+ */
+function announcePrecision(cfg: Config): void {
+  const want = [cfg.compute.precision, cfg.train.precision];
+  if (!want.includes('bf16')) return;
+  const s = bf16Support();
+  if (s.ok) log.info(`precision: embedding/retrieval ${cfg.compute.precision}, training ${cfg.train.precision} (bf16 on ${s.isa}: bf16 inputs, fp32 accumulation)`);
+  else log.warn(`precision fp32 (bf16 asked for, unavailable: ${s.why})`);
 }
 
 /** Options of {@link runSweep}. */
@@ -133,6 +147,7 @@ export function parseGrid(expr: string): { key: string; values: string[] } {
  */
 export async function runSweep(file: string, opts: SweepOptions): Promise<RunOutcome & { variants: string[] }> {
   const base = load(file, opts);
+  if (!opts.dryRun) announcePrecision(base);
   const axes: { name: string; sets: string[] }[][] = [];
   if (opts.backbones?.length) {
     axes.push(

@@ -8,6 +8,7 @@ interface RunArgs {
   seeds?: string;
   'dry-run'?: boolean;
   backend?: string;
+  precision?: string;
   only?: string;
   shard?: string;
 }
@@ -16,6 +17,7 @@ const common = {
   set: { type: 'string', array: true, describe: 'override a config key: --set train.lr=0.05 (value read as YAML; null restores the default)' },
   seeds: { type: 'string', describe: 'comma-separated seeds of the random parts (training, Random baseline, synthetic draw), e.g. 0,1,2' },
   'dry-run': { type: 'boolean', default: false, describe: 'validate the config and print the plan (what runs, what is cached, and why) without running' },
+  precision: { type: 'string', choices: ['fp32', 'bf16'], describe: 'compute.precision: bf16 embedding and retrieval on the native backend (same as --set compute.precision=bf16)' },
 } as const;
 
 /** Where `dcd run` writes, for its --help. */
@@ -43,7 +45,7 @@ const run: CommandModule<object, RunArgs> = {
       .epilog(RESULTS_EPILOG) as any,
   handler: async (a) => {
     const opts = {
-      set: a.set ?? [],
+      set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
       ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
       dryRun: !!a['dry-run'],
       ...(a.only ? { only: parseOnly(a.only) } : {}),
@@ -73,7 +75,7 @@ const sweep: CommandModule<object, SweepArgs> = {
       .option('grid', { type: 'string', array: true, describe: 'KEY=V1,V2,...: one variant per value (repeatable; variants are crossed)' }) as any,
   handler: async (a) => {
     const opts = {
-      set: a.set ?? [],
+      set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
       ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
       dryRun: !!a['dry-run'],
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),

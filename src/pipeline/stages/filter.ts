@@ -26,10 +26,13 @@ export function filterStage(cfg: Config, data: StageSpec, embeds: Record<string,
       if (!f.enabled) keptIds = new Set(pool.rows.map((r) => r.id));
       else {
         const open = (set: string, requireLabel = true) => EmbeddingStore.open([ctx.inputs[`embed_${set}`]!.file('embeddings')], { role: set, requireLabel, normalize: f.normalize });
-        const tau = await classThresholds(await open('train'), await open('test'));
+        // compute.precision screens distances in bf16; decisions are the float64 ones either way (not in the key)
+        const precision = cfg.compute.precision;
+        const tau = await classThresholds(await open('train'), await open('test'), { precision });
         keptIds = new Set();
         const r = await leakageFilter(await open('pool'), [await open('test'), await open('mfreq'), await open('complement')], tau, {
           scope: f.scope,
+          precision,
           onChunk: (ch, keep) => ch.ids.forEach((id, i) => keep[i] && keptIds.add(id)),
         });
         summary = { kept: r.kept, removed: r.removed.length, per_class: r.summary };

@@ -35,6 +35,8 @@ export function trainSettings(cfg: Config, init: 'scratch' | 'finetune', over: {
     label_smoothing: t.label_smoothing,
     augment: t.augment,
     init,
+    // (only when bf16: fp32 stages keep their keys)
+    ...(t.precision === 'bf16' ? { precision: 'bf16' as const } : {}),
   };
 }
 export type TrainSettings = ReturnType<typeof trainSettings>;
@@ -75,6 +77,7 @@ export async function runTraining(
       labelSmoothing: s.label_smoothing,
       seed,
       augment: s.augment !== 'none',
+      precision: 'precision' in s ? s.precision : 'fp32',
       outDir: path.join(ctx.dir, 'train'),
       resume: true,
       ...(s.max_steps ? { maxSteps: s.max_steps } : {}),
