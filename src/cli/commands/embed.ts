@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { checkImagesInput } from '../../data/adapters.js';
+import { setComputePrecision, type Precision } from '../../backends/precision.js';
 import { embedImages, mergeEmbeddings, parseShard } from '../../infer/embed.js';
 
 const run: CommandModule<object, any> = {
@@ -18,10 +19,14 @@ const run: CommandModule<object, any> = {
       .option('crop', { type: 'number', describe: 'centre crop N (default: the backbone\'s)' })
       .option('shard', { type: 'string', describe: 'I/N: embed the I-th of N disjoint parts (by sorted id, index ≡ I mod N)' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of --weights random' })
+      .option('precision', { type: 'string', choices: ['fp32', 'bf16'], default: 'fp32', describe: 'bf16: bf16 convolutions/matmuls with fp32 accumulation (native backend; fp32 elsewhere, with a notice)' })
       .example('$0 embed --backbone dino_vits16 --weights dino_deitsmall16_pretrain.pth --images pool/ --out pool.arrow', ''),
   handler: async (a) => {
     checkImagesInput(a.images); // before the backend and the weights load
     await useBackend(a.backend);
+    const p = setComputePrecision(a.precision as Precision);
+    if (p.notice) log.warn(p.notice);
+    else if (p.precision === 'bf16') log.info('precision bf16 (convolutions and matmuls: bf16 inputs, fp32 accumulation)');
     const s = await embedImages({
       backbone: a.backbone,
       weights: a.weights,
