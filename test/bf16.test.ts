@@ -20,7 +20,7 @@ import type { KeyFamily } from '../src/models/registry.js';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fromArrays } from '../src/train/dataset.js';
-import { assignWeights } from '../src/train/checkpoint.js';
+import { assignWeights } from '../src/models/load.js';
 import { epochOrder, trainModel } from '../src/train/trainer.js';
 
 const FIX = path.resolve('test/fixtures/parity');
@@ -192,7 +192,7 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     tf.dispose([x, w, a, b]);
   });
 
-  it('mixed-precision training (train.precision bf16): the first step's loss within 1% of PyTorch fp32; master weights and BN statistics fp32; precision restored', async () => {
+  it('mixed-precision training (train.precision bf16): the first step loss within 1% of PyTorch fp32; master weights and BN statistics fp32; precision restored', async () => {
     // the fixture of test/train.test.ts (scripts/train-ref/make_fixture.py, torch 1.13 fp32)
     const FIXTURE = path.resolve('test/fixtures/train/step.safetensors');
     const fx = await readSafetensors(FIXTURE);

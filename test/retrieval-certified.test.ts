@@ -12,7 +12,7 @@ import { bf16Support } from '../src/backends/precision.js';
 import { knn, exactSqDist } from '../src/retrieval/knn.js';
 import { classThresholds, leakageFilter, type Threshold } from '../src/retrieval/filter.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
-import { mulberry32 } from '../src/retrieval/baselines.js';
+import { mulberry32 } from '../src/core/rng.js';
 
 const NATIVE = registerNativeBackend().ok;
 const BF16 = NATIVE && bf16Support('native').ok;
