@@ -6,7 +6,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { initBackend } from '../src/core/backend.js';
 import { registerNativeBackend } from '../src/backends/native.js';
@@ -63,7 +64,7 @@ describe('precision option', () => {
     expect(r.notice).not.toContain('\n');
     expect(computePrecision()).toBe('fp32');
   });
-  it.runIf(NATIVE)('falls back to fp32 where ONEDNN_MAX_CPU_ISA hides bf16 (child process)', () => {
+  it.runIf(NATIVE)('falls back to fp32 where ONEDNN_MAX_CPU_ISA hides bf16 (child process)', async () => {
     // through dist/ (built by \`npm test\`), as the CLI tests do
     const dist = path.resolve('dist/src');
     const code = `
@@ -72,16 +73,16 @@ describe('precision option', () => {
       await initBackend('native', { quiet: true });
       const r = setComputePrecision('bf16');
       console.log(JSON.stringify({ ...r, now: computePrecision() }));`;
-    const run = (env: Record<string, string>) => {
-      const p = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, ...env }, cwd: path.resolve('.') });
-      expect(p.status, p.stderr).toBe(0);
+    // asynchronous: a synchronous spawn would stall the test worker's event loop for its whole run
+    const run = async (env: Record<string, string>) => {
+      const p = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, ...env }, cwd: path.resolve('.') });
       return JSON.parse(p.stdout.trim().split('\n').pop()!) as { precision: string; notice?: string; now: string };
     };
-    const hidden = run({ ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' });
+    const hidden = await run({ ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' });
     expect(hidden.precision).toBe('fp32');
     expect(hidden.now).toBe('fp32');
     expect(hidden.notice).toMatch(/unavailable: this CPU has no bf16 dot-product units for oneDNN \(ISA avx512_core;/);
-    if (BF16) expect(run({}).precision).toBe('bf16');
+    if (BF16) expect((await run({})).precision).toBe('bf16');
   });
 });
 
