@@ -138,6 +138,44 @@ describe('one DINO step against PyTorch (test/fixtures/ssl, scripts/ssl-ref/make
   });
 });
 
+describe('DINO head with BatchNorm (use_bn) against PyTorch', () => {
+  it('matches the loss and the gradients of every parameter, BN affine included', async () => {
+    const fx = await readSafetensors(FIXTURE);
+    const meta = (await import('../src/models/safetensors.js')).decodeSafetensors(new Uint8Array(readFileSync(FIXTURE))).metadata;
+    const T = (k: string) => tf.tensor(fx.tensors.get(k)!.data as Float32Array, fx.tensors.get(k)!.shape);
+    const num = (k: string) => Number(meta[k]);
+    const before = tf.memory().numTensors;
+    const hopts = JSON.parse(meta.head!) as { inDim: number; hiddenDim: number; bottleneckDim: number; outDim: number; layers: number };
+    const bn = createDinoHead({ ...hopts, useBn: true, seed: 3 });
+    const teacher = createDinoHead({ ...hopts, seed: 2 });
+    expect([...bn.params.keys()].sort()).toEqual([...fx.tensors.keys()].filter((k) => k.startsWith('bn.student.')).map((k) => k.slice('bn.student.'.length)).sort());
+    tf.tidy(() => {
+      for (const [k, v] of bn.params) v.assign(T(`bn.student.${k}`));
+      for (const [k, v] of teacher.params) v.assign(T(`teacher.${k}`));
+    });
+    const [fs, ft, c] = [T('feat_s') as tf.Tensor2D, T('feat_t') as tf.Tensor2D, T('center') as tf.Tensor2D];
+    const tOut = teacher.forward(ft);
+    const names = new Map([...bn.params].map(([k, v]) => [v.name, k]));
+    const { value, grads } = tf.variableGrads(() => dinoLoss(bn.forward(fs), tOut, c, num('views'), num('globals'), num('student_temp'), num('teacher_temp')), bn.trainable());
+    expect(value.dataSync()[0]).toBeCloseTo(fx.tensors.get('bn.loss')!.data[0]!, 4);
+    expect(Object.keys(grads).length).toBe(bn.params.size - 1);
+    let gmax = 0;
+    for (const [k, h] of fx.tensors) if (k.startsWith('bn.grad.')) for (const x of h.data as Float32Array) gmax = Math.max(gmax, Math.abs(x));
+    for (const [vn, g] of Object.entries(grads)) {
+      const ref = fx.tensors.get(`bn.grad.${names.get(vn)!}`)!.data as Float32Array;
+      const got = g.dataSync();
+      // a linear bias followed by BatchNorm has zero gradient analytically (BN removes the mean):
+      // errors are measured against the largest gradient of the whole head, not of that tensor
+      const scale = gmax;
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - ref[i]!) / scale, `${names.get(vn)}[${i}]: ${got[i]} vs ${ref[i]}`).toBeLessThan(1e-4);
+    }
+    tf.dispose([value, ...Object.values(grads), fs, ft, c, tOut]);
+    bn.dispose();
+    teacher.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
 describe('multi-crop augmentation', () => {
   const d = generateSynthetic({ imageSize: 32, variant: 'textured', train: { size: 12, homeRate: 0.75 }, test: { size: 6 }, shifted: { size: 6, rareRate: 0.8 }, pool: { size: 30, homeRate: 0.4, wrongLabelRate: 0, objectlessRate: 0 } }, 0);
   const imgs = d.sets.pool.images;
@@ -255,5 +293,37 @@ describe('textured synthetic variant', () => {
   it('rejects more contexts than textures', () => {
     expect(() => generateSynthetic({ variant: 'textured', numContexts: 7 }, 0)).toThrow(/numContexts: expected at most 6 for variant textured/);
     expect(() => generateSynthetic({ variant: 'stripy' as 'flat' }, 0)).toThrow(/synthetic\.variant: expected "flat" or "textured"/);
+  });
+});
+
+describe('SimCLR NT-Xent (hand-computed)', () => {
+  it('equals ln((e + 2)/e) for two orthogonal pairs at τ = 1, and is lower when positives align better', async () => {
+    const { ntXentLoss } = await import('../src/ssl/simclr.js');
+    const z = tf.tensor2d([[1, 0], [0, 1], [1, 0], [0, 1]]);
+    const l = ntXentLoss(z, 1);
+    expect(l.dataSync()[0]).toBeCloseTo(Math.log((Math.E + 2) / Math.E), 5);
+    const a = Math.SQRT1_2;
+    const z2 = tf.tensor2d([[1, 0], [0, 1], [a, a], [a, a]]); // positives less aligned
+    const l2 = ntXentLoss(z2, 1);
+    expect(l2.dataSync()[0]).toBeGreaterThan(l.dataSync()[0]!);
+    expect(() => ntXentLoss(tf.tensor2d([[1, 0], [0, 1]]), 1)).toThrow(/B ≥ 2/);
+    tf.dispose([z, l, z2, l2]);
+  });
+});
+
+describe('weights: ssl in the config', () => {
+  it('accepts the ssl backbone and refuses debug/test sets and relative folders as pretraining data', async () => {
+    const { validateConfig } = await import('../src/core/config.js');
+    const { sslPretrain } = await import('../src/pipeline/ssl-stage.js');
+    const base = { experiment: { name: 'x' }, data: { kind: 'synthetic' } };
+    const cfg = validateConfig({ ...base, backbones: [{ name: 'ssl_cnn', weights: 'ssl', pretrain: { method: 'dino', data: 'pool', epochs: 3 } }] }, 'x.yaml');
+    const { data, options } = sslPretrain(cfg.backbones[0]!, 0);
+    expect(data).toBe('pool');
+    expect(options.epochs).toBe(3);
+    expect(options.method).toBe('dino');
+    for (const bad of ['test', 'mfreq', 'complement', 'train'])
+      expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: bad } }, 0)).toThrow(new RegExp(`backbones\\[0\\]\\.pretrain\\.data: "${bad}" is a debug or test set`));
+    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: 'imgs/' } }, 0)).toThrow(/expected "pool" or a folder path/);
+    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { method: 'byol' } }, 0)).toThrow(/backbones\[0\]\.pretrain\.method: expected "dino" or "simclr"/);
   });
 });

@@ -19,6 +19,8 @@ Stored tensors (float32, PyTorch layouts):
   loss []          the DINO loss
   grad.<key>       d loss / d student parameter
   new_student.<key>, new_teacher.<key>, new_center
+  bn.student.<key>, bn.loss, bn.grad.<key>  a head with BatchNorm1d (use_bn=True): loss against the
+                   same teacher targets, and its gradients
 Settings go in the metadata (temperatures, momenta, lr, weight decay).
 """
 import json
@@ -36,9 +38,12 @@ S_TEMP, T_TEMP, C_MOM, M, LR, WD = 0.1, 0.04, 0.9, 0.996, 0.01, 0.04
 
 
 class DINOHead(nn.Module):
-    def __init__(self):
+    def __init__(self, use_bn=False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(D, H), nn.GELU(), nn.Linear(H, H), nn.GELU(), nn.Linear(H, BOT))
+        if use_bn:  # vision_transformer.py DINOHead(use_bn=True): Linear, BatchNorm1d, GELU per hidden layer
+            self.mlp = nn.Sequential(nn.Linear(D, H), nn.BatchNorm1d(H), nn.GELU(), nn.Linear(H, H), nn.BatchNorm1d(H), nn.GELU(), nn.Linear(H, BOT))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(D, H), nn.GELU(), nn.Linear(H, H), nn.GELU(), nn.Linear(H, BOT))
         self.last_layer = nn.utils.weight_norm(nn.Linear(BOT, K, bias=False))
         self.last_layer.weight_g.data.fill_(1)
         self.last_layer.weight_g.requires_grad = False
@@ -92,6 +97,31 @@ with torch.no_grad():  # the EMA teacher
         pt.data.mul_(M).add_((1 - M) * ps.detach().data)
 
 out["loss"] = loss.detach().reshape(())
+
+# the same loss through a head with BatchNorm (training mode, batch statistics): forward and gradients
+bn = DINOHead(use_bn=True)
+with torch.no_grad():
+    for m in bn.mlp:
+        if isinstance(m, nn.BatchNorm1d):  # non-trivial affine parameters
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.2, 0.2)
+for k, v in bn.state_dict().items():
+    if "running" not in k and "num_batches" not in k:
+        out["bn.student." + k] = v.clone()
+bn_out = (bn(feat_s) / S_TEMP).chunk(V)
+total, n = 0, 0
+for iq, q in enumerate(teacher_out):
+    for v in range(len(bn_out)):
+        if v == iq:
+            continue
+        total += torch.sum(-q * F.log_softmax(bn_out[v], dim=-1), dim=-1).mean()
+        n += 1
+bn_loss = total / n
+bn_loss.backward()
+out["bn.loss"] = bn_loss.detach().reshape(())
+for k, p in bn.named_parameters():
+    if p.grad is not None:
+        out["bn.grad." + k] = p.grad.clone()
 out["new_center"] = new_center
 for k, v in student.state_dict().items():
     out["new_student." + k] = v.clone()

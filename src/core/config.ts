@@ -95,13 +95,16 @@ const TrainSchema = z.strictObject({
   ),
 });
 
-const WeightsRef = z.union([z.enum(['official', 'random', 'demo']), pathField('checkpoint file')]);
+const WeightsRef = z.union([z.enum(['official', 'random', 'demo', 'ssl']), pathField('checkpoint file')]);
 
 const BackboneSchema = z.strictObject({
   name: z.string().min(1).describe('registry name (dino_vits8, dino_vits16, resnet50, resnet50_robust, resnet_tiny, vit_tiny, ...)'),
-  weights: WeightsRef.default('official').describe('official | random | demo | a checkpoint path'),
+  weights: WeightsRef.default('official').describe('official | random | demo | ssl (self-supervised pretraining by the run) | a checkpoint path'),
   label: z.string().regex(NAME_RE).optional().describe('row label suffix (default: name)'),
-  pretrain: z.record(z.string(), z.unknown()).optional().describe('for weights = demo: how the demo backbone is trained'),
+  pretrain: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<absolute folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),
 });
 
 const OriginalSchema = z.strictObject({

@@ -386,7 +386,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     version: 2,
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set },
     deps,
-    externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' ? [b.weights] : [],
+    externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl' ? [b.weights] : [],
     async run(ctx) {
       const d = ctx.inputs.data!;
       const images = await readSet(d, set);
@@ -399,12 +399,12 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
         modelName = modelNameOf(o, cfg.train.model);
         numClasses = cfg.data.classes ?? classesOf(d).names.length;
         weights = weightsOf(o);
-      } else if (b.weights === 'demo') {
+      } else if (b.weights === 'demo' || b.weights === 'ssl') {
         const r = ctx.inputs.backbone!;
         weights = r.file('weights');
         numClasses = Number(r.manifest.extra.numClasses ?? 0);
         const widths = (b.pretrain as { widths?: number[] } | undefined)?.widths ?? [16, 32, 64];
-        modelName = `small_cnn:${widths.join('-')}`;
+        modelName = typeof r.manifest.extra.model === 'string' && r.manifest.extra.model.startsWith('small_cnn:') ? r.manifest.extra.model : `small_cnn:${widths.join('-')}`;
       } else if (b.weights === 'official') {
         throw new ConfigError(`config.backbones: ${b.name} weights "official": give the checkpoint file's path (fetch it with \`dcd weights fetch ${b.name}\`)`);
       } else {
@@ -835,9 +835,10 @@ export function retentionStage(cfg: Config, data: StageSpec, embeds: { backbone:
 }
 
 /** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec } = {}): StageSpec {
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[] } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
+  (opts.pretraining ?? []).forEach((p, i) => (deps[`pretrain${i}`] = p));
   if (opts.retention) deps.retention = opts.retention;
   if (opts.gallery) deps.gallery = opts.gallery;
   return {
@@ -878,6 +879,19 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
           `${table.trimEnd()}\n\n### Backbones: class and context retention of k nearest neighbours (${set} set, paper Fig. 7)\n\n${md}\nPlot: \`${rel}\` (in the run folder).\n`,
         );
         files.retention = path.relative(ctx.dir, ret.file('png'));
+      }
+      const pre = (opts.pretraining ?? []).map((_, i) => ctx.inputs[`pretrain${i}`]!);
+      if (pre.length) {
+        // one table row per pretraining run (per seed where it reads the seed's pool), and its loss curve
+        const lines = pre.map((p) => String(p.manifest.extra.markdown ?? '').trimEnd().split('\n'));
+        const head = lines[0]!.slice(0, 2);
+        const body = lines.flatMap((l) => l.slice(2));
+        const plots = pre.map((p) => `\`${path.relative(path.dirname(path.dirname(ctx.dir)), p.file('loss_png'))}\``).join(', ');
+        const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
+        await atomicWriteFile(
+          path.join(ctx.dir, 'report.md'),
+          `${table.trimEnd()}\n\n### Self-supervised pretraining of the ssl backbones (loss per step: loss.jsonl beside each plot)\n\n${[...head, ...body].join('\n')}\n\nLoss curves: ${plots} (in the run folder).\n`,
+        );
       }
       return { files, counts: { rows: results.length, columns: COLUMNS.length } };
     },

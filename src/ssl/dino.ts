@@ -29,6 +29,13 @@ export interface DinoHeadOptions {
   outDim: number;
   /** Linear layers of the MLP, ≥ 1 (DINO: 3). */
   layers: number;
+  /**
+   * BatchNorm1d (batch statistics, affine) after each hidden linear layer: DINO's
+   * `use_bn_in_head`, off for ViTs. A small un-normalised CNN needs it: its pooled features
+   * of different images are nearly parallel at initialisation, so without it every teacher
+   * output is the same, the centre cancels it, and training collapses to the uniform output.
+   */
+  useBn?: boolean;
   seed: number;
 }
 
@@ -42,6 +49,8 @@ export interface DinoHead {
    * @returns logits [B, outDim]
    */
   forward(x: tf.Tensor2D): tf.Tensor2D;
+  /** The MLP's L2-normalised bottleneck output [B, bottleneckDim] (SimCLR's projection z). */
+  project(x: tf.Tensor2D): tf.Tensor2D;
   dispose(): void;
 }
 
@@ -69,31 +78,47 @@ export function createDinoHead(o: DinoHeadOptions): DinoHead {
     t.dispose();
   };
   const dims = o.layers === 1 ? [o.inDim, o.bottleneckDim] : [o.inDim, ...new Array<number>(o.layers - 1).fill(o.hiddenDim), o.bottleneckDim];
-  // nn.Sequential indices: Linear at 0, 2, 4, ... with GELU between
-  for (let l = 0; l < dims.length - 1; l++) {
+  // nn.Sequential indices: Linear at 0, 2, 4, ... with GELU between (0, 3, 6, ... with Linear, BN, GELU)
+  const stride = o.useBn ? 3 : 2;
+  const nLin = dims.length - 1;
+  for (let l = 0; l < nLin; l++) {
     const b = 1 / Math.sqrt(dims[l]!);
-    add(`mlp.${2 * l}.weight`, uniform([dims[l + 1]!, dims[l]!], b, o.seed, `dino-head/${l}/w`));
-    add(`mlp.${2 * l}.bias`, uniform([dims[l + 1]!], b, o.seed, `dino-head/${l}/b`));
+    add(`mlp.${stride * l}.weight`, uniform([dims[l + 1]!, dims[l]!], b, o.seed, `dino-head/${l}/w`));
+    add(`mlp.${stride * l}.bias`, uniform([dims[l + 1]!], b, o.seed, `dino-head/${l}/b`));
+    if (o.useBn && l < nLin - 1) {
+      add(`mlp.${stride * l + 1}.weight`, tf.ones([dims[l + 1]!]));
+      add(`mlp.${stride * l + 1}.bias`, tf.zeros([dims[l + 1]!]));
+    }
   }
   add('last_layer.weight_v', uniform([o.outDim, o.bottleneckDim], 1 / Math.sqrt(o.bottleneckDim), o.seed, 'dino-head/last'));
   add('last_layer.weight_g', tf.ones([o.outDim, 1]), false);
-  const nLin = dims.length - 1;
-  return {
+  const head: DinoHead = {
     params,
     trainable: () => [...params.entries()].filter(([k]) => k !== 'last_layer.weight_g').map(([, v]) => v),
-    forward(x) {
-      if (x.rank !== 2 || x.shape[1] !== o.inDim) throw new ConfigError(`DinoHead.forward: expected features [B, ${o.inDim}]; received shape [${x.shape.join(', ')}]`);
+    project(x) {
+      if (x.rank !== 2 || x.shape[1] !== o.inDim) throw new ConfigError(`DinoHead: expected features [B, ${o.inDim}]; received shape [${x.shape.join(', ')}]`);
       return tf.tidy(() => {
         let h: tf.Tensor = x;
         for (let l = 0; l < nLin; l++) {
-          h = tf.add(tf.matMul(h as tf.Tensor2D, params.get(`mlp.${2 * l}.weight`) as tf.Tensor2D, false, true), params.get(`mlp.${2 * l}.bias`)!);
-          if (l < nLin - 1) h = gelu(h);
+          h = tf.add(tf.matMul(h as tf.Tensor2D, params.get(`mlp.${stride * l}.weight`) as tf.Tensor2D, false, true), params.get(`mlp.${stride * l}.bias`)!);
+          if (l === nLin - 1) break;
+          if (o.useBn) {
+            // training-mode BatchNorm1d: batch mean and biased variance, eps 1e-5
+            const { mean, variance } = tf.moments(h, 0, true);
+            h = tf.add(tf.mul(tf.div(tf.sub(h, mean), tf.sqrt(tf.add(variance, 1e-5))), params.get(`mlp.${stride * l + 1}.weight`)!), params.get(`mlp.${stride * l + 1}.bias`)!);
+          }
+          h = gelu(h);
         }
         // F.normalize(x, dim=-1, p=2, eps=1e-12)
-        h = tf.div(h, tf.maximum(tf.norm(h, 2, 1, true), 1e-12));
+        return tf.div(h, tf.maximum(tf.norm(h, 2, 1, true), 1e-12)) as tf.Tensor2D;
+      });
+    },
+    forward(x) {
+      return tf.tidy(() => {
+        const h = head.project(x);
         const v = params.get('last_layer.weight_v')!;
         const w = tf.mul(tf.div(v, tf.norm(v, 2, 1, true)), params.get('last_layer.weight_g')!);
-        return tf.matMul(h as tf.Tensor2D, w as tf.Tensor2D, false, true);
+        return tf.matMul(h, w as tf.Tensor2D, false, true);
       });
     },
     dispose() {
@@ -101,6 +126,7 @@ export function createDinoHead(o: DinoHeadOptions): DinoHead {
       params.clear();
     },
   };
+  return head;
 }
 
 /** Identity whose gradient is zero (PyTorch's `.detach()`; tfjs has no stopGradient op). */

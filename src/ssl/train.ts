@@ -28,10 +28,15 @@ import { rng, streamSeed } from '../data/synthetic.js';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsInput } from '../models/safetensors.js';
 import { createSmallCnn } from '../backbones-demo/small-cnn.js';
 import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropOptions } from './augment.js';
+import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
 
 /** Everything that fixes a DINO pretraining run. */
 export interface DinoOptions {
+  /** `dino` (student/teacher, the default) or `simclr` (NT-Xent on the two global views, no teacher; src/ssl/simclr.ts). */
+  method: 'dino' | 'simclr';
+  /** SimCLR's temperature τ. */
+  temperature: number;
   /** Backbone architecture: small_cnn conv widths. */
   widths: number[];
   epochs: number;
@@ -55,7 +60,7 @@ export interface DinoOptions {
   centerMomentum: number;
   /** Epochs during which the last layer gets no update (DINO: 1). */
   freezeLastLayerEpochs: number;
-  head: { hiddenDim: number; bottleneckDim: number; outDim: number; layers: number };
+  head: { hiddenDim: number; bottleneckDim: number; outDim: number; layers: number; useBn: boolean };
   crops: MultiCropOptions;
   seed: number;
   /** Steps between checkpoints (the last step always writes one). */
@@ -64,6 +69,8 @@ export interface DinoOptions {
 
 /** Defaults sized for the 32 px demo on 2 cores. */
 export const DEFAULT_DINO: DinoOptions = {
+  method: 'dino',
+  temperature: 0.2,
   widths: [16, 32, 64],
   epochs: 10,
   batchSize: 64,
@@ -78,7 +85,7 @@ export const DEFAULT_DINO: DinoOptions = {
   studentTemp: 0.1,
   centerMomentum: 0.9,
   freezeLastLayerEpochs: 0,
-  head: { hiddenDim: 256, bottleneckDim: 64, outDim: 256, layers: 3 },
+  head: { hiddenDim: 256, bottleneckDim: 64, outDim: 256, layers: 3, useBn: true },
   crops: DEFAULT_MULTICROP,
   seed: 1000,
   checkpointEvery: 50,
@@ -116,6 +123,8 @@ export function dinoOptions(partial: Partial<Omit<DinoOptions, 'crops' | 'head'>
   for (const k of ['minLr', 'weightDecay', 'warmupEpochs', 'warmupTeacherTempEpochs', 'freezeLastLayerEpochs'] as const)
     if (!(typeof o[k] === 'number' && o[k] >= 0)) bad(k, 'a number ≥ 0', o[k]);
   for (const k of ['momentum', 'centerMomentum'] as const) if (!(typeof o[k] === 'number' && o[k] >= 0 && o[k] <= 1)) bad(k, 'a number in [0, 1]', o[k]);
+  if (o.method !== 'dino' && o.method !== 'simclr') bad('method', '"dino" or "simclr"', o.method);
+  if (!(typeof o.temperature === 'number' && o.temperature > 0)) bad('temperature', 'a number > 0', o.temperature);
   checkMultiCrop(o.crops, `${where}.crops`);
   return o;
 }
@@ -303,29 +312,34 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
       const tt = teacherTemp(o.warmupTeacherTemp, o.teacherTemp, step, ttWarm);
       const mc = multiCrop(data.images, data.size, batchRows(o, data.n, step, stepsPerEpoch, cache), o.crops, o.seed, step);
       const B = mc.batch;
+      const simclr = o.method === 'simclr';
       const { loss, entropy, newCenter } = tf.tidy(() => {
         const gx = tf.tensor4d(mc.globals, [G * B, o.crops.globalSize, o.crops.globalSize, 3]);
-        const lx = o.crops.localCrops ? tf.tensor4d(mc.locals, [o.crops.localCrops * B, o.crops.localSize, o.crops.localSize, 3]) : undefined;
-        const tOut = teacher.head.forward(teacher.backbone.forwardFeatures(gx, false));
+        const lx = o.crops.localCrops && !simclr ? tf.tensor4d(mc.locals, [o.crops.localCrops * B, o.crops.localSize, o.crops.localSize, 3]) : undefined;
+        const tOut = simclr ? undefined : teacher.head.forward(teacher.backbone.forwardFeatures(gx, false));
         const { value, grads } = tf.variableGrads(() => {
+          if (simclr) return ntXentLoss(student.head.project(student.backbone.forwardFeatures(tf.slice(gx, [0, 0, 0, 0], [2 * B, -1, -1, -1]), true)), o.temperature);
           const parts = [student.head.forward(student.backbone.forwardFeatures(gx, true))];
           if (lx) parts.push(student.head.forward(student.backbone.forwardFeatures(lx, true)));
-          return dinoLoss(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, tOut, center, V, G, o.studentTemp, tt);
+          return dinoLoss(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, tOut!, center, V, G, o.studentTemp, tt);
         }, varList);
         const named: Record<string, tf.Tensor> = {};
         for (const [k, v] of studentVars) {
-          if (epoch < o.freezeLastLayerEpochs && k === 'head.last_layer.weight_v') continue; // DINO's cancel_gradients_last_layer
-          named[k] = grads[v.name]!;
+          if (step < o.freezeLastLayerEpochs * stepsPerEpoch && k === 'head.last_layer.weight_v') continue; // DINO's cancel_gradients_last_layer
+          const g = grads[v.name];
+          if (g) named[k] = g;
         }
         opt.step(student.params, named, lr, (k) => (noDecay(k) ? 0 : o.weightDecay));
+        if (!tOut) return { loss: value, entropy: tf.scalar(NaN), newCenter: tf.clone(center) };
         const q = tf.softmax(tf.div(tf.sub(tOut, center), tt));
         const ent = tf.neg(tf.mean(tf.sum(tf.mul(q, tf.log(tf.add(q, 1e-12))), 1)));
         return { loss: value, entropy: ent, newCenter: updateCenter(center, tOut, o.centerMomentum) };
       });
       center.dispose();
       center = newCenter;
-      emaUpdate(teacher.params, student.params, mom);
+      if (!simclr) emaUpdate(teacher.params, student.params, mom);
       const rec: LossRecord = { step, epoch, loss: loss.dataSync()[0]!, lr, momentum: mom, teacher_temp: tt, teacher_entropy: entropy.dataSync()[0]! };
+      if (simclr) delete (rec as Partial<LossRecord>).teacher_entropy;
       loss.dispose();
       entropy.dispose();
       if (!Number.isFinite(rec.loss)) throw new ArtifactError(`DINO pretraining diverged at step ${step} (loss ${rec.loss}); lower pretrain.lr`);
@@ -333,16 +347,21 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
       onStep?.(rec);
       if ((step + 1) % o.checkpointEvery === 0 || step + 1 === total) await saveCheckpoint(ckpt, step + 1, hash, student, teacher, opt, center);
     }
-    const backbone = teacher.backbone;
-    teacher.head.dispose();
+    // DINO evaluates the teacher; SimCLR has only the student
+    const keep = o.method === 'simclr' ? student : teacher;
+    const drop = o.method === 'simclr' ? teacher : student;
+    const backbone = keep.backbone;
+    keep.head.dispose();
+    drop.backbone.dispose();
+    drop.head.dispose();
     return { backbone, stepsRun: total - start, total, resumedFrom: start, lossFile };
   } catch (e) {
-    teacher.backbone.dispose();
-    teacher.head.dispose();
+    for (const net of [student, teacher]) {
+      net.backbone.dispose();
+      net.head.dispose();
+    }
     throw e;
   } finally {
-    student.backbone.dispose();
-    student.head.dispose();
     opt.dispose();
     center.dispose();
   }
