@@ -122,7 +122,11 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
       const t0 = performance.now();
       const total = Math.min(options.epochs * Math.floor(images.n / options.batchSize), options.maxSteps ?? Infinity);
       const bar = ctx.progress(total, 'step');
-      const r = await pretrainDino(images, options, ctx.dir, () => bar.tick(1));
+      let seen = 0; // a resumed run starts the bar at its checkpoint's step
+      const r = await pretrainDino(images, options, ctx.dir, (rec) => {
+        bar.tick(rec.step + 1 - seen);
+        seen = rec.step + 1;
+      });
       bar.stop();
       try {
         await saveWeights(r.backbone, path.join(ctx.dir, 'backbone.safetensors'), { 'dcd.backbone': b.name, 'dcd.pretrain': options.method, 'dcd.pretrain_data': source });
