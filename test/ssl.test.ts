@@ -327,3 +327,28 @@ describe('weights: ssl in the config', () => {
     expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { method: 'byol' } }, 0)).toThrow(/backbones\[0\]\.pretrain\.method: expected "dino" or "simclr"/);
   });
 });
+
+describe('pretraining data from a folder', () => {
+  it('reads every image under it, resized, and names the folder or file when it cannot', async () => {
+    const sharp = (await import('sharp')).default;
+    const { readFolder } = await import('../src/pipeline/ssl-stage.js');
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const dir = tmp();
+    mkdirSync(path.join(dir, 'sub'));
+    const red = await sharp({ create: { width: 10, height: 6, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    const blue = await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 255, alpha: 1 } } }).jpeg().toBuffer();
+    writeFileSync(path.join(dir, 'a.png'), red);
+    writeFileSync(path.join(dir, 'sub', 'b.jpg'), blue);
+    writeFileSync(path.join(dir, 'notes.txt'), 'not an image');
+    const got = await readFolder(dir, 4, 'pretrain.data');
+    expect(got.n).toBe(2);
+    expect(got.size).toBe(4);
+    expect(Array.from(got.images.subarray(0, 3))).toEqual([255, 0, 0]); // a.png first (sorted walk)
+    expect(got.images[4 * 4 * 3 + 2]).toBeGreaterThan(200); // sub/b.jpg is blue
+    const empty = tmp();
+    await expect(readFolder(empty, 4, 'pretrain.data')).rejects.toThrow(/pretrain\.data: .* holds no \.png\/\.jpg\/\.webp images/);
+    writeFileSync(path.join(empty, 'broken.png'), 'xx');
+    await expect(readFolder(empty, 4, 'pretrain.data')).rejects.toThrow(/broken\.png: cannot decode/);
+    await expect(readFolder(path.join(empty, 'nope'), 4, 'pretrain.data')).rejects.toThrow(/is not a folder/);
+  });
+});

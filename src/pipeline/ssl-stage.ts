@@ -44,7 +44,7 @@ export function sslPretrain(b: BackboneConfig, i: number): { data: string; optio
 }
 
 /** Reads every image under `dir` (png, jpg, jpeg, webp; recursive), resized to `size`×`size` RGB. */
-async function readFolder(dir: string, size: number, where: string): Promise<UnlabelledImages> {
+export async function readFolder(dir: string, size: number, where: string): Promise<UnlabelledImages> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${where}: ${dir} is not a folder; give "pool" or a folder of images`);
   const files: string[] = [];
   const walk = (d: string) => {
