@@ -314,7 +314,7 @@ describe('SimCLR NT-Xent (hand-computed)', () => {
 describe('weights: ssl in the config', () => {
   it('accepts the ssl backbone and refuses debug/test sets and relative folders as pretraining data', async () => {
     const { validateConfig } = await import('../src/core/config.js');
-    const { sslPretrain } = await import('../src/pipeline/ssl-stage.js');
+    const { sslPretrain } = await import('../src/pipeline/stages/ssl-backbone.js');
     const base = { experiment: { name: 'x' }, data: { kind: 'synthetic' } };
     const cfg = validateConfig({ ...base, backbones: [{ name: 'ssl_cnn', weights: 'ssl', pretrain: { method: 'dino', data: 'pool', epochs: 3 } }] }, 'x.yaml');
     const { data, options } = sslPretrain(cfg.backbones[0]!, 0);
@@ -331,7 +331,7 @@ describe('weights: ssl in the config', () => {
 describe('pretraining data from a folder', () => {
   it('reads every image under it, resized, and names the folder or file when it cannot', async () => {
     const sharp = (await import('sharp')).default;
-    const { readFolder } = await import('../src/pipeline/ssl-stage.js');
+    const { readFolder } = await import('../src/pipeline/stages/ssl-backbone.js');
     const { mkdirSync, writeFileSync } = await import('node:fs');
     const dir = tmp();
     mkdirSync(path.join(dir, 'sub'));

@@ -12,20 +12,11 @@ import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import type { BackboneConfig, Config, Method } from '../core/config.js';
 import type { StageSpec } from './runner.js';
-import { checkModelName } from './libs.js';
+import { getModelSpec } from '../models/registry.js';
 import { isDevkitPath } from '../data/devkit.js';
-import * as S from './stages.js';
-import { sslBackboneStage, sslPretrain } from './ssl-stage.js';
-
-/** One row of the result table: a method's evaluation for one seed. */
-export interface RowRef {
-  /** Row name: original, complete, random, dcd-<backbone label>. */
-  method: string;
-  seed: number;
-  /** Sweep variant name (empty for a plain run). */
-  variant: string;
-  evaluate: StageSpec;
-}
+import * as S from './stages/index.js';
+import { IMAGE_SETS } from './stages/common.js';
+import type { RowRef } from './stages/report.js';
 
 /** The graph of one config. */
 export interface ExperimentGraph {
@@ -40,8 +31,14 @@ export function backboneLabel(b: BackboneConfig): string {
   return b.label ?? b.name;
 }
 
-/** The image sets every run materialises. */
-export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
+/** Checks that a model name is in the registry, with the config key in the error. */
+function checkModelName(name: string, key: string): void {
+  try {
+    getModelSpec(name);
+  } catch (e) {
+    throw new ConfigError(`${key}: ${(e as Error).message}`);
+  }
+}
 
 /** Checks what the graph needs before anything runs: files exist, names are valid. */
 export function checkConfig(cfg: Config): void {
@@ -77,7 +74,7 @@ export function checkConfig(cfg: Config): void {
     if (b.weights !== 'demo' && b.weights !== 'ssl') checkModelName(b.name, `config.backbones[${i}].name`);
     if (b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl') requireFile(b.weights, `backbones[${i}].weights`);
     if (b.weights === 'ssl') {
-      const { data } = sslPretrain(b, i);
+      const { data } = S.sslPretrain(b, i);
       if (data === 'pool' && cfg.data.kind === 'imagenet')
         throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" is read into memory for pretraining, which needs synthetic or fashion-mnist data; give a folder of images`);
       if (data !== 'pool') requireFile(data, `backbones[${i}].pretrain.data`);
@@ -127,7 +124,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     b.weights === 'demo'
       ? once(`bb:${b.name}:${seed}`, () => S.demoBackbone(cfg, b, data(seed)))
       : b.weights === 'ssl'
-        ? once(`bb:${b.name}:${seed}`, () => sslBackboneStage(cfg, b, cfg.backbones.indexOf(b), data(seed)))
+        ? once(`bb:${b.name}:${seed}`, () => S.sslBackboneStage(cfg, b, cfg.backbones.indexOf(b), data(seed)))
         : undefined;
   const isSelf = (b: BackboneConfig) => b.weights === 'demo' && (b.pretrain as { kind?: string } | undefined)?.kind === 'self';
   const embed = (b: BackboneConfig, set: string, seed: number) =>
@@ -171,7 +168,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
       : undefined;
   // Pretraining runs of ssl backbones (one per seed where they read the seed's pool): loss table and curves in the report.
   const pretraining = cfg.methods.includes('dcd')
-    ? cfg.backbones.flatMap((b, i) => (b.weights !== 'ssl' ? [] : (sslPretrain(b, i).data === 'pool' ? cfg.seeds : [s0]).map((seed) => backboneStage(b, seed)!)))
+    ? cfg.backbones.flatMap((b, i) => (b.weights !== 'ssl' ? [] : (S.sslPretrain(b, i).data === 'pool' ? cfg.seeds : [s0]).map((seed) => backboneStage(b, seed)!)))
     : [];
   const report = S.reportStage(cfg, rows, { retention, gallery, pretraining });
   return { rows, report, roots: [report] };

@@ -14,7 +14,7 @@
  * the crops of an uninterrupted one, and the same (seed, step) gives the same batch.
  */
 import { ConfigError } from '../core/errors.js';
-import { rng, streamSeed } from '../data/synthetic.js';
+import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 
 /** Options of {@link multiCrop}. */
 export interface MultiCropOptions {

@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
-import { rng, streamSeed } from '../data/synthetic.js';
+import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 
 /** Sizes of the projection head. */
 export interface DinoHeadOptions {

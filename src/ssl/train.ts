@@ -24,9 +24,9 @@ import * as tf from '@tensorflow/tfjs';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile, ensureDir, sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
-import { rng, streamSeed } from '../data/synthetic.js';
+import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsInput } from '../models/safetensors.js';
-import { createSmallCnn } from '../backbones-demo/small-cnn.js';
+import { createModel } from '../models/registry.js';
 import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropOptions } from './augment.js';
 import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
@@ -175,7 +175,7 @@ interface Net {
 }
 
 function makeNet(o: DinoOptions): Net {
-  const backbone = createSmallCnn({ widths: o.widths, numClasses: 0, seed: o.seed, name: 'ssl_cnn' });
+  const backbone = createModel(`small_cnn:${o.widths.join('-')}`, { numClasses: 0, seed: o.seed });
   const head = createDinoHead({ inDim: backbone.numFeatures, ...o.head, seed: o.seed });
   const params = new Map<string, tf.Variable>();
   for (const [k, v] of backbone.params()) params.set(`backbone.${k}`, v);

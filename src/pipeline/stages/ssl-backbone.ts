@@ -10,14 +10,14 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { ConfigError, DataError } from '../core/errors.js';
-import type { BackboneConfig, Config } from '../core/config.js';
-import { atomicWriteFile } from '../core/fsutil.js';
-import { svgToPng } from '../analysis/plot.js';
-import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../ssl/train.js';
-import { readImageSet } from './imagesets.js';
-import type { StageOutputs, StageSpec } from './runner.js';
-import { saveWeights } from './libs.js';
+import { ConfigError, DataError } from '../../core/errors.js';
+import type { BackboneConfig, Config } from '../../core/config.js';
+import { atomicWriteFile } from '../../core/fsutil.js';
+import { svgToPng } from '../../analysis/plot.js';
+import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../../ssl/train.js';
+import { readImageSet } from '../imagesets.js';
+import type { StageOutputs, StageSpec } from '../runner.js';
+import { saveCheckpoint } from '../../models/load.js';
 
 /** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
 export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
@@ -129,7 +129,7 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
       });
       bar.stop();
       try {
-        await saveWeights(r.backbone, path.join(ctx.dir, 'backbone.safetensors'), { 'dcd.backbone': b.name, 'dcd.pretrain': options.method, 'dcd.pretrain_data': source });
+        await saveCheckpoint(r.backbone, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name, 'dcd.pretrain': options.method, 'dcd.pretrain_data': source });
       } finally {
         r.backbone.dispose();
       }
