@@ -4,7 +4,8 @@
  * SIGKILL in the middle of a training stage followed by a resume.
  */
 import { describe, expect, it, beforeAll } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { spawnAsync } from './spawn-async.js';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,8 +17,8 @@ const ENV = { ...process.env, DCD_BACKEND: 'wasm', DCD_LOG: 'info' };
 // Checkpoints every 5 steps, so that a kill lands between two of them.
 const ARGS = ['run', TINY, '--set', 'train.checkpoint_every_steps=5'];
 
-function runCli(args: string[], cwd: string) {
-  const r = spawnSync('node', [CLI, ...args], { cwd, env: ENV, encoding: 'utf8', timeout: 300_000 });
+async function runCli(args: string[], cwd: string) {
+  const r = await spawnAsync('node', [CLI, ...args], { cwd, env: ENV, timeout: 300_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -48,9 +49,9 @@ beforeAll(() => {
 });
 
 describe('dcd run (end to end, real CLI)', () => {
-  it('runs every stage, prints the table, writes manifests and the resolved config; a second run is fully cached', () => {
+  it('runs every stage, prints the table, writes manifests and the resolved config; a second run is fully cached', async () => {
     const cwd = mkdtempSync(path.join(tmpdir(), 'dcd-run-'));
-    const r = runCli(ARGS, cwd);
+    const r = await runCli(ARGS, cwd);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
     for (const row of ['original', 'complete', 'random', 'dcd-random_cnn']) expect(r.stdout).toMatch(new RegExp(`^\\| ${row} \\|`, 'm'));
@@ -61,6 +62,9 @@ describe('dcd run (end to end, real CLI)', () => {
     // Progress: stage, items done, ETA.
     expect(r.stderr).toMatch(/\[\d+\/25\] original\/train-s0: running/);
     expect(r.stderr).toMatch(/ETA \d+s/);
+    // the backend is named once, when the run starts
+    expect(r.stderr.match(/backend/g)).toHaveLength(1);
+    expect(r.stderr).toMatch(/^dcd: run runs\/tiny, backend wasm\n/);
     const runDir = path.join(cwd, 'runs/tiny');
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
     expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
@@ -72,6 +76,12 @@ describe('dcd run (end to end, real CLI)', () => {
     // Figure 10 plots from per-class heldout accuracy, and the retrieval grid with thumbnails
     expect(html).toMatch(/images\/fig10-dcd-random_cnn-vs-random\.png/);
     expect(html).toMatch(/Retrieved neighbours per seed image/);
+    // the retention section of report.md, with its plot; the wrongly labelled picks of the DCD row
+    expect(html).toMatch(/<h2>Backbones: class and context retention of k nearest neighbours \(mfreq set, paper Fig\. 7\)<\/h2>/);
+    expect(html).toMatch(/<tr><td>random_cnn<\/td><td>1<\/td><td>\d+\.\d\d<\/td>/);
+    expect(existsSync(path.join(runDir, rep, 'html/images/retention.png'))).toBe(true);
+    expect(html).toMatch(/<h3>dcd-random_cnn: \d+ wrongly labelled of \d+ picks/);
+    expect(r.stdout).toContain(`HTML report: ${path.join(runDir, rep, 'html/report.html')}`);
     const thumbs = [...html.matchAll(/src="(images\/t\d+\.png)"/g)].map((m) => m[1]!);
     expect(thumbs.length).toBeGreaterThan(1);
     for (const t of thumbs) expect(existsSync(path.join(runDir, rep, 'html', t)), t).toBe(true);
@@ -84,13 +94,13 @@ describe('dcd run (end to end, real CLI)', () => {
       for (const c of line.split('|').slice(2, -1)) expect(c.trim()).toMatch(/^(\d{1,3}\.\d\d|–)$/);
     reference = tableOf(r.stdout);
 
-    const again = runCli(ARGS, cwd);
+    const again = await runCli(ARGS, cwd);
     expect(again.code, again.stderr.slice(-3000)).toBe(0);
     expect(again.stdout).toMatch(/stages ran: 0, cached: 25/);
     expect(tableOf(again.stdout)).toBe(reference);
     expect(manifests(runDir)).toEqual(ms);
 
-    const dry = runCli([...ARGS, '--dry-run', '--set', 'select.k_train=3'], cwd);
+    const dry = await runCli([...ARGS, '--dry-run', '--set', 'select.k_train=3'], cwd);
     expect(dry.code, dry.stderr.slice(-3000)).toBe(0);
     expect(dry.stdout).toMatch(/^cached +data\/synthetic-s0/m);
     expect(dry.stdout).toMatch(/^run +select\/random_cnn-s0 +config changed since the last run: k_train 2 → 3/m);
@@ -125,7 +135,7 @@ describe('dcd run (end to end, real CLI)', () => {
     expect([...before.keys()]).toEqual([expect.stringMatching(/^data\//)]);
     expect(existsSync(path.join(runDir, 'original', killedIn, 'manifest.json'))).toBe(false);
 
-    const r = runCli(ARGS, cwd);
+    const r = await runCli(ARGS, cwd);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
     expect(r.stderr).toMatch(/data\/synthetic-s0: cached/);
     expect(r.stderr).toMatch(/original\/train-s0: resumed from step \d+/);

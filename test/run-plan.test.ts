@@ -3,7 +3,7 @@
  * `dcd sweep --dry-run` sharing stages between variants. Real CLI, nothing trained.
  */
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawnAsync } from './spawn-async.js';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,8 +27,8 @@ async function dryRun(kind: 'run' | 'sweep', cfg: string, cwd: string, sets: str
   }
 }
 
-function runCli(args: string[], cwd: string) {
-  const r = spawnSync('node', [CLI, ...args], { cwd, env: ENV, encoding: 'utf8', timeout: 120_000 });
+async function runCli(args: string[], cwd: string) {
+  const r = await spawnAsync('node', [CLI, ...args], { cwd, env: ENV, timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -71,9 +71,9 @@ function stagesOf(plan: string): string[] {
 }
 
 describe('dry-run plans of the paper configs (fake ImageNet tree)', () => {
-  it('single-model: validates, and plans the Table 4 rows over the four backbones', () => {
+  it('single-model: validates, and plans the Table 4 rows over the four backbones', async () => {
     const { root, sets } = fakeTree();
-    const r = runCli(['run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), '--dry-run', ...sets], root);
+    const r = await runCli(['run', path.join(ROOT, 'configs/imagenet-single-model.yaml'), '--dry-run', ...sets], root);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const stages = stagesOf(r.stdout);
@@ -130,14 +130,14 @@ describe('dcd run --only embed --shard I/N (job arrays)', () => {
     const all = stagesOf((await dryRun('run', cfg, root, sets)).stdout).filter((s) => s.startsWith('embed/'));
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const r = i === 0 ? runCli(['run', cfg, '--dry-run', '--only', 'embed', '--shard', `${i}/3`, ...sets], root) : await dryRun('run', cfg, root, sets, { only: ['embed'], shard: { index: i, count: 3 } });
+      const r = i === 0 ? await runCli(['run', cfg, '--dry-run', '--only', 'embed', '--shard', `${i}/3`, ...sets], root) : await dryRun('run', cfg, root, sets, { only: ['embed'], shard: { index: i, count: 3 } });
       expect(r.code, r.stderr).toBe(0);
       const st = stagesOf(r.stdout);
       expect(st[0]).toBe('data/imagenet');
       seen.push(...st.filter((s) => s.startsWith('embed/')));
     }
     expect(seen.sort()).toEqual([...all].sort());
-    expect(runCli(['run', cfg, '--dry-run', '--shard', '3/3', ...sets], root).stderr).toMatch(/--shard: expected I\/N/);
+    expect((await runCli(['run', cfg, '--dry-run', '--shard', '3/3', ...sets], root)).stderr).toMatch(/--shard: expected I\/N/);
   });
 });
 
@@ -162,6 +162,6 @@ describe('dcd sweep --dry-run', () => {
     const { root, sets } = fakeTree();
     const cfg = path.join(ROOT, 'configs/imagenet-single-model.yaml');
     expect((await dryRun('sweep', cfg, root, sets)).stderr).toMatch(/give --backbones/);
-    expect(runCli(['sweep', cfg, '--dry-run', '--grid', 'select.k_train', ...sets], root).stderr).toMatch(/expected KEY=V1,V2/);
+    expect((await runCli(['sweep', cfg, '--dry-run', '--grid', 'select.k_train', ...sets], root)).stderr).toMatch(/expected KEY=V1,V2/);
   });
 });

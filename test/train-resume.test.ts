@@ -3,7 +3,8 @@
  * with SIGKILL mid-run and restarted ends with exactly the weights of an uninterrupted run.
  */
 import { describe, expect, it, beforeAll } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { spawnAsync } from './spawn-async.js';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,7 +55,7 @@ describe('dcd train resume after SIGKILL', () => {
 
   it('gives the same weights as an uninterrupted run', async () => {
     const a = path.join(dir, 'a');
-    const full = spawnSync('node', args(a), { encoding: 'utf8', env: { ...process.env, DCD_LOG: 'info' } });
+    const full = await spawnAsync('node', args(a), { env: { ...process.env, DCD_LOG: 'info' } });
     expect(full.status, full.stderr).toBe(0);
     expect(step(a)).toBe(8);
 
@@ -78,7 +79,7 @@ describe('dcd train resume after SIGKILL', () => {
     });
     expect(killedAt).toBeGreaterThanOrEqual(2);
     expect(step(b)).toBeLessThan(8);
-    const again = spawnSync('node', args(b), { encoding: 'utf8' });
+    const again = await spawnAsync('node', args(b));
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/resuming .*step-0000000\d/);
     expect(step(b)).toBe(8);
@@ -103,12 +104,12 @@ describe('dcd train resume after SIGKILL', () => {
     init.dispose();
   });
 
-  it('refuses to resume a run folder with other settings, and reports bad input', () => {
+  it('refuses to resume a run folder with other settings, and reports bad input', async () => {
     const a = path.join(dir, 'a');
-    const r = spawnSync('node', args(a).map((v) => (v === '0.05' ? '0.5' : v)), { encoding: 'utf8' });
+    const r = await spawnAsync('node', args(a).map((v) => (v === '0.05' ? '0.5' : v)));
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/different settings/);
-    const bad = spawnSync('node', [CLI, 'train', '--model', 'resnet_tiny', '--train', path.join(dir, 'nope.arrow'), '--out', path.join(dir, 'x')], { encoding: 'utf8' });
+    const bad = await spawnAsync('node', [CLI, 'train', '--model', 'resnet_tiny', '--train', path.join(dir, 'nope.arrow'), '--out', path.join(dir, 'x')]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/nope\.arrow/);
   });

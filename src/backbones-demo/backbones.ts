@@ -64,3 +64,28 @@ export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial
       throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
   }
 }
+
+/** Labelled in-memory images a demo backbone can learn from (a folder dataset's pool or an ImageFolder). */
+export interface DemoTrainingImages {
+  /** HWC uint8 RGB, [n, size, size, 3]. */
+  images: Uint8Array;
+  size: number;
+  n: number;
+  /** Class per image; rows with label < 0 are skipped. */
+  labels: Int32Array;
+  numClasses: number;
+}
+
+/**
+ * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`
+ * learns their labels, `random_cnn` stays untrained (seeded).
+ */
+export function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+  const seed = spec.seed ?? 1000;
+  const widths = spec.widths ?? [16, 32, 64];
+  if (spec.kind === 'random_cnn') return createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
+  if (spec.kind !== 'broad_cnn') throw new ConfigError(`demo backbone kind "${spec.kind}": only broad_cnn and random_cnn learn from given images`);
+  const m = createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' });
+  fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
+  return m;
+}

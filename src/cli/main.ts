@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
+import { setLogLevel } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
+import { commandPath, usageHint, UsageError } from './usage.js';
 import { commands as weights } from './commands/weights.js';
 import { commands as embed } from './commands/embed.js';
 import { commands as data } from './commands/data.js';
@@ -14,9 +16,10 @@ import { commands as train } from './commands/train.js';
 import { commands as evaluation } from './commands/eval.js';
 import { commands as run } from './commands/run.js';
 import { commands as analysis } from './commands/analysis.js';
+import { commands as init } from './commands/init.js';
 
 /** Every command module, grouped by the area that owns it. */
-const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis];
+const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis, ...init];
 
 /** Runs the dcd CLI on `argv` (without node and script). Only here are errors turned into exit codes. */
 export async function main(argv: string[]): Promise<number> {
@@ -28,12 +31,14 @@ export async function main(argv: string[]): Promise<number> {
       describe: 'tfjs backend: auto, tensorflow, native, wasm, cpu (env DCD_BACKEND)',
       global: true,
     })
+    .option('verbose', { type: 'boolean', global: true, describe: 'more on stderr: the backend chosen, debug lines (same as DCD_LOG=debug)' })
+    .middleware((a) => void (a.verbose && setLogLevel('debug')))
     .strict()
     .demandCommand(1, 'Name a command; `dcd --help` lists them.')
     .recommendCommands()
-    .fail((msg, err) => {
-      if (err) throw err;
-      throw new UsageError(msg);
+    .fail((msg, err, usage) => {
+      if (err && !msg) throw err;
+      throw new UsageError(msg ?? err.message, commandPath(usage));
     })
     .wrap(Math.min(110, process.stdout.columns ?? 100));
   for (const c of ALL) y = y.command(c);
@@ -42,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`dcd: ${e.message}\nRun \`dcd --help\` for usage.\n`);
+      process.stderr.write(`dcd: ${e.message}\n${usageHint(e.command)}\n`);
       return 2;
     }
     if (e instanceof DcdError) {
@@ -53,8 +58,6 @@ export async function main(argv: string[]): Promise<number> {
     return 70;
   }
 }
-
-class UsageError extends Error {}
 
 /**
  * Whether node was started on this file: through any symlink (`npm link`, `npm install -g`,

@@ -111,7 +111,7 @@ export function requireColumns(t: Table, names: readonly string[], file: string)
     );
 }
 
-/** The rows of a FixedSizeList<Float32> column as one flat Float32Array plus its width. */
+/** The rows of a FixedSizeList<Float32> column as one flat Float32Array plus its width; values are checked (see {@link copyFixedListValues}). */
 export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'): { data: Float32Array; dim: number; rows: number } {
   requireColumns(t, [column], file);
   const field = t.schema.fields.find((f) => f.name === column)!;
@@ -122,21 +122,41 @@ export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'
   const dim = type.listSize;
   const out = new Float32Array(t.numRows * dim);
   let off = 0;
-  for (const b of t.batches) off = copyFixedListValues(b.getChild(column)!, dim, out, off);
+  for (const b of t.batches) off = copyFixedListValues(b.getChild(column)!, dim, out, off, { file, column });
   return { data: out, dim, rows: t.numRows };
 }
 
 /**
  * Copies the values of a FixedSizeList<Float32 | Int32> vector of list size `dim` (any number
  * of Data chunks, sliced or not) into `out` from element `off`; returns the offset after them.
+ *
+ * A file whose child values are shorter than rows × width (an `embedding` column written
+ * with empty values reads as zeros otherwise: every distance 0, arbitrary picks), a zero
+ * width, or a NaN/±Inf value is refused with an {@link ArtifactError} naming `where`.
  */
-export function copyFixedListValues(v: Vector, dim: number, out: Float32Array | Int32Array, off = 0): number {
+export function copyFixedListValues(v: Vector, dim: number, out: Float32Array | Int32Array, off = 0, where: { file: string; column: string } = { file: '<table>', column: '<column>' }): number {
+  const name = `${where.file}: column ${where.column}`;
+  if (dim <= 0 && v.length > 0) throw new ArtifactError(`${name}: list width ${dim}; an embedding needs at least one value per row — re-create the file`);
+  let row = 0;
   for (const d of v.data) {
     // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
     // Data's first row, and `offset` only positions the validity bitmap.
-    const vals = (d.children[0]!.values as Float32Array | Int32Array).subarray(0, d.length * dim);
+    const child = d.children[0];
+    const all = child?.values as Float32Array | Int32Array | undefined;
+    const need = d.length * dim;
+    const have = Math.min(all?.length ?? 0, (child?.length ?? 0));
+    if (have < need)
+      throw new ArtifactError(
+        `${name}: ${have} child values for ${d.length} rows × width ${dim} (${need} needed) at rows ${row}..${row + d.length - 1}; the file is truncated or was written with empty values — re-create it (e.g. rerun \`dcd embed\`)`,
+      );
+    const vals = all!.subarray(0, need);
+    if (vals instanceof Float32Array)
+      for (let i = 0; i < vals.length; i++)
+        if (!Number.isFinite(vals[i]!))
+          throw new ArtifactError(`${name}: value ${vals[i]} in row ${row + Math.floor(i / dim)} (element ${i % dim}); embeddings must be finite — re-create the file from a model whose outputs are finite`);
     out.set(vals, off);
     off += vals.length;
+    row += d.length;
   }
   return off;
 }

@@ -55,12 +55,25 @@ const ImagenetDataSchema = z.strictObject({
   pool: pathField('the weak pool list (CSV, JSONL or Arrow: path or url, weak label, query)'),
 });
 
+/** A user's own data as ImageFolder sets (src/data/folders.ts): each role a folder `<set>/<class>/<image>`. */
+const FoldersDataSchema = z.strictObject({
+  train: pathField('the original model\'s training set (ImageFolder: one sub-folder per class)'),
+  test: pathField('in-distribution test set (the "INet" columns)'),
+  mfreq: pathField('deployment set whose failures become debug-seed ("MFreq")'),
+  complement: pathField('deployment set whose failures become debug-heldout ("Compl.")'),
+  pool: pathField('weak pool list: CSV / TSV / JSONL / Arrow with path (or url), weak_label, optional true_label, context'),
+  classes: pathField('class order, one name a line (default: the sorted class folders of train)').optional(),
+  contexts: pathField('CSV path,context for images of the sets (retention by context)').optional(),
+});
+
 const DataSchema = z.strictObject({
-  kind: z.enum(['synthetic', 'fashion-mnist', 'imagenet']).describe('which benchmark the sets come from'),
+  kind: z.enum(['synthetic', 'fashion-mnist', 'imagenet', 'folders']).describe('which benchmark the sets come from'),
   synthetic: z.record(z.string(), z.unknown()).optional().describe('options of generateSynthetic (src/data/synthetic.ts)'),
   fashion: z.record(z.string(), z.unknown()).optional().describe('options of the Fashion-MNIST shift (src/data/fashion-shift.ts)'),
   fashion_dir: pathField('folder with the Fashion-MNIST IDX .gz files').default('/usr/share/datasets/fashion-mnist'),
   imagenet: ImagenetDataSchema.optional(),
+  folders: FoldersDataSchema.optional(),
+  image_size: z.number().int().min(8).max(1024).optional().describe('kind folders: every image is resized (shorter side) and centre-cropped to this once, in the data stage (default: the train model\'s input size)'),
   classes: z.number().int().positive().optional().describe('number of classes (default: from the data)'),
 });
 
@@ -103,9 +116,14 @@ const BackboneSchema = z.strictObject({
   weights: WeightsRef.default('official').describe('official | random | demo | ssl (self-supervised pretraining by the run) | a checkpoint path'),
   label: z.string().regex(NAME_RE).optional().describe('row label suffix (default: name)'),
   pretrain: z
-    .record(z.string(), z.unknown())
+    .looseObject({
+      data: z
+        .union([z.literal('pool'), pathField('an ImageFolder the backbone is trained on')])
+        .optional()
+        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement); weights = ssl: "pool" (labels ignored) or a folder of images'),
+    })
     .optional()
-    .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<absolute folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),
+    .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),
 });
 
 const OriginalSchema = z.strictObject({
@@ -125,7 +143,7 @@ const FailuresSchema = z.strictObject({
   mode: z.enum(['single', 'multi']).default('single').describe('single: the original model; multi: images every listed model gets wrong'),
   models: z.array(FailureModelSchema).default([]).describe('the models of the multi-model setting'),
   subset: z
-    .union([z.enum(['pool', 'discover']), pathField('file of class wnids or indices, one a line'), z.array(z.number().int().nonnegative()).min(1)])
+    .union([z.enum(['pool', 'discover']), pathField('file of class wnids or indices (data.kind folders: class names), one a line'), z.array(z.number().int().nonnegative()).min(1)])
     .default('pool')
     .describe('Y_sub: "pool" (the weak labels in the pool), "discover" (Appendix A), a file of wnids/indices, or a list of indices'),
   min_failures: z
@@ -203,6 +221,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type BackboneConfig = Config['backbones'][number];
 export type TrainConfig = Config['train'];
 export type ImagenetDataConfig = z.output<typeof ImagenetDataSchema>;
+export type FoldersDataConfig = z.output<typeof FoldersDataSchema>;
 export type Method = z.output<typeof MethodSchema>;
 
 // ---------------------------------------------------------------------------------

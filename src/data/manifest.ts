@@ -80,7 +80,16 @@ export function manifestRows(t: Table, file = '<table>'): ManifestRow[] {
   const weak = get('weak_label');
   const opt = OPTIONAL_STRING.map((k) => [k, get(k)] as const);
   const rows: ManifestRow[] = new Array(t.numRows);
+  const seen = new Map<string, number>();
   for (let i = 0; i < t.numRows; i++) {
+    // a malformed file (nulls, non-integer labels, repeated ids) is refused here, not carried into a run
+    if (id[i] === null || id[i] === undefined || id[i] === '') throw new ArtifactError(`${file}: column id: row ${i} has no id; every manifest row needs a unique id — re-create the file`);
+    const first = seen.get(String(id[i]));
+    if (first !== undefined) throw new ArtifactError(`${file}: column id: "${String(id[i])}" in rows ${first} and ${i}; ids must be unique within a manifest — re-create the file`);
+    seen.set(String(id[i]), i);
+    for (const [name, col] of [['label', label], ['weak_label', weak]] as const)
+      if (col && !Number.isInteger(Number(col[i] ?? NaN)))
+        throw new ArtifactError(`${file}: column ${name}: row ${i} (id ${String(id[i])}) holds ${String(col[i])}; expected an integer class index (-1 for none) — re-create the file`);
     const r: ManifestRow = {
       id: String(id[i]),
       path: String(p[i]),

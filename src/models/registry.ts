@@ -13,7 +13,7 @@ import type { ImageModel, Preprocess } from '../core/types.js';
 import { ResNet, type ResNetConfig } from './resnet.js';
 import { ViT, type ViTConfig } from './vit.js';
 import { createSmallCnn, SMALL_CNN_PREPROCESS } from '../backbones-demo/small-cnn.js';
-import { trainDemoBackbone, type DemoBackboneSpec } from '../backbones-demo/backbones.js';
+import { trainDemoBackbone, trainDemoBackboneOn, type DemoBackboneSpec, type DemoTrainingImages } from '../backbones-demo/backbones.js';
 import type { DeepPartial, ObjectSource, SyntheticOptions } from '../data/synthetic.js';
 
 /** Which key-mapping table reads this model's official checkpoints (see keymap.ts). */
@@ -226,4 +226,9 @@ export function trainDemoModel(spec: DemoBackboneSpec, synthetic: DeepPartial<Sy
   return trainDemoBackbone(spec, synthetic, objects, onStep);
 }
 
-export type { DemoBackboneSpec };
+/** Trains a demo backbone on given labelled images (data.kind folders: the pool or an ImageFolder). */
+export function trainDemoModelOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+  return trainDemoBackboneOn(spec, data, onStep);
+}
+
+export type { DemoBackboneSpec, DemoTrainingImages };

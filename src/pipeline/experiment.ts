@@ -17,6 +17,7 @@ import { isDevkitPath } from '../data/devkit.js';
 import * as S from './stages/index.js';
 import { IMAGE_SETS } from './stages/common.js';
 import type { RowRef } from './stages/report.js';
+import { checkFoldersConfig, folderDemoBackbone } from './stages/folders.js';
 
 /** The graph of one config. */
 export interface ExperimentGraph {
@@ -66,6 +67,8 @@ export function checkConfig(cfg: Config): void {
       throw new ConfigError(`${where('data.imagenet.val_id_map')}: val_labels ${path.basename(inet.val_labels)} is the devkit ground truth, which needs the ILSVRC2012_ID → wnid map; set val_id_map (the devkit or its data/meta.mat), point val_labels at ILSVRC2012_devkit_t12.tar.gz itself, or use LOC_val_solution.csv`);
   }
   if (cfg.data.kind === 'fashion-mnist') requireFile(cfg.data.fashion_dir, 'data.fashion_dir');
+  if (cfg.data.kind === 'folders') checkFoldersConfig(cfg);
+  else if (cfg.data.folders) throw new ConfigError(`${where('data.folders')}: only used when data.kind is folders (data.kind is ${cfg.data.kind}); remove it or set data.kind: folders`);
   if (cfg.data.kind === 'synthetic' && cfg.data.imagenet) throw new ConfigError(`${where('data.imagenet')}: not used when data.kind is synthetic; remove it`);
   requireFile(cfg.original.checkpoint, 'original.checkpoint');
   checkModelName(cfg.original.model ?? cfg.train.model, cfg.original.model ? 'config.original.model' : 'config.train.model');
@@ -106,7 +109,7 @@ export function checkConfig(cfg: Config): void {
 
 /** Seed-dependence of each random part. */
 function dataSeed(cfg: Config, seed: number): number | undefined {
-  return cfg.data.kind === 'imagenet' ? undefined : seed;
+  return cfg.data.kind === 'imagenet' || cfg.data.kind === 'folders' ? undefined : seed;
 }
 
 /** Builds the stage graph of `cfg`; `variant` tags the rows (sweeps). */
@@ -122,7 +125,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   const data = (seed: number) => once(`data:${dataSeed(cfg, seed)}`, () => S.dataStage(cfg, dataSeed(cfg, seed)));
   const backboneStage = (b: BackboneConfig, seed: number) =>
     b.weights === 'demo'
-      ? once(`bb:${b.name}:${seed}`, () => S.demoBackbone(cfg, b, data(seed)))
+      ? once(`bb:${b.name}:${seed}`, () => (cfg.data.kind === 'folders' ? folderDemoBackbone(cfg, b, data(seed)) : S.demoBackbone(cfg, b, data(seed))))
       : b.weights === 'ssl'
         ? once(`bb:${b.name}:${seed}`, () => S.sslBackboneStage(cfg, b, cfg.backbones.indexOf(b), data(seed)))
         : undefined;

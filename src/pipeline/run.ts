@@ -2,11 +2,12 @@
  * `dcd run` and `dcd sweep` as library functions: load the config, build the stage
  * graph, print the plan or run it, and return the result table.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
+import { backendSummary } from '../core/backend.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
 import { buildGraph } from './experiment.js';
@@ -38,6 +39,8 @@ export interface RunOutcome {
   table?: string;
   /** Stages that ran (not cached). */
   ran: string[];
+  /** The HTML report, where the run wrote one. */
+  html?: string;
 }
 
 /** Parses `I/N` (0 ≤ I < N). */
@@ -80,6 +83,9 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
     return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [] };
   }
   await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
+  // once, when the config is valid and the run starts (not above a one-line config error)
+  const backend = backendSummary();
+  log.info(`run ${path.relative(opts.cwd ?? process.cwd(), runDir) || '.'}${backend ? `, ${backend}` : ''}`);
   const partial = !!(opts.only?.length || opts.shard);
   const r = await runStages(runDir, roots, {
     onStatus: (s, i, n) => {
@@ -92,7 +98,8 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
   const table = readFileSync(path.join(reportDir(), 'report.md'), 'utf8');
   // The table also lands next to the run's resolved config.
   await atomicWriteFile(path.join(runDir, tableName), table);
-  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran: r.ran.map((s) => `${s.stage}/${s.label}`) };
+  const html = path.join(reportDir(), 'html', 'report.html');
+  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran: r.ran.map((s) => `${s.stage}/${s.label}`), ...(existsSync(html) ? { html } : {}) };
 }
 
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */

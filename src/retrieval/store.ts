@@ -207,7 +207,7 @@ export class EmbeddingStore {
     let data = new Float32Array(0);
     if (wantEmb) {
       data = new Float32Array(b.numRows * this.dim);
-      copyFixedListValues(b.getChild(this.column)!, this.dim, data);
+      copyFixedListValues(b.getChild(this.column)!, this.dim, data, 0, { file: info.file, column: this.column });
       if (this.normalize) l2NormalizeRows(data, this.dim);
     }
     return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };

@@ -18,6 +18,16 @@ const common = {
   'dry-run': { type: 'boolean', default: false, describe: 'validate the config and print the plan (what runs, what is cached, and why) without running' },
 } as const;
 
+/** Where `dcd run` writes, for its --help. */
+export const RESULTS_EPILOG = [
+  'Results go to experiment.out; by default runs/<experiment.name>/ under the current folder',
+  '(runs/demo/ for the demo):',
+  '  report.md: the result table (and the retention table), also printed at the end',
+  '  report/<name>-<hash>/html/report.html: the HTML report (plots, retrievals, wrong picks)',
+  '  config.resolved.yaml: the config as run',
+  '  <stage>/<label>-<hash>/: one folder per stage; a rerun skips the cached ones',
+].join('\n');
+
 const run: CommandModule<object, RunArgs> = {
   command: 'run <config>',
   describe: 'Run an experiment from a YAML config: failures → embed → filter → select → train → evaluate → report (cached stages are skipped)',
@@ -26,7 +36,11 @@ const run: CommandModule<object, RunArgs> = {
       .positional('config', { type: 'string', demandOption: true, describe: 'experiment YAML (e.g. configs/demo.yaml)' })
       .options(common)
       .option('only', { type: 'string', describe: 'run only these stage kinds and what they need, e.g. --only embed (no table)' })
-      .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' }) as any,
+      .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' })
+      .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
+      .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
+      .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
+      .epilog(RESULTS_EPILOG) as any,
   handler: async (a) => {
     const opts = {
       set: a.set ?? [],
@@ -35,11 +49,11 @@ const run: CommandModule<object, RunArgs> = {
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
     };
-    if (!opts.dryRun) await initBackend(a.backend);
+    if (!opts.dryRun) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runExperiment(a.config, opts);
     if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
     else if (!r.table) process.stdout.write(`${r.planText}\nran ${r.ran.length} stage(s) into ${r.runDir}\n`);
-    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
+    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md${r.html ? `, HTML report: ${r.html}` : ''} (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
   },
 };
 
@@ -65,7 +79,7 @@ const sweep: CommandModule<object, SweepArgs> = {
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
       grid: a.grid ?? [],
     };
-    if (!opts.dryRun) await initBackend(a.backend);
+    if (!opts.dryRun) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runSweep(a.config, opts);
     if (opts.dryRun) process.stdout.write(`sweep over ${r.variants.length} variants (${r.variants.join('; ')}), plan for ${r.runDir}:\n${r.planText}\n`);
     else process.stdout.write(`${r.table}\nresults: ${r.runDir}/sweep-report.md (${r.variants.length} variants; stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);

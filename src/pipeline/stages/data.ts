@@ -1,5 +1,5 @@
 /**
- * Data stage: materialises the image sets (synthetic, Fashion-MNIST or ImageNet manifests) and the class list.
+ * Data stage: materialises the image sets (synthetic, Fashion-MNIST, ImageNet manifests, or a folder dataset: ./folders.ts) and the class list.
  */
 import path from 'node:path';
 import { ConfigError } from '../../core/errors.js';
@@ -12,6 +12,7 @@ import { makeFashionShift } from '../../data/fashion-shift.js';
 import type { StageSpec } from '../runner.js';
 import { writeImageSet, type ImageSet } from '../imagesets.js';
 import { IMAGE_SETS, fashionParts } from './common.js';
+import { folderExternals, folderImageSize, foldersOf, runFolderData } from './folders.js';
 
 /** One set of a synthetic or Fashion-MNIST draw as manifest rows plus pixels. */
 function drawRows(draw: SyntheticDraw, name: (typeof IMAGE_SETS)[number]): ImageSet {
@@ -34,10 +35,23 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
     stage: 'data',
     label: d.kind + (seed !== undefined ? `-s${seed}` : ''),
     version: 1,
-    config: { kind: d.kind, seed: seed ?? null, synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null, fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null, imagenet: d.kind === 'imagenet' ? inet : null },
+    config: {
+      kind: d.kind,
+      seed: seed ?? null,
+      synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null,
+      fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null,
+      imagenet: d.kind === 'imagenet' ? inet : null,
+      ...(d.kind === 'folders' ? { folders: { ...foldersOf(cfg), image_size: folderImageSize(cfg) } } : {}),
+    },
     deps: {},
-    externals: d.kind === 'imagenet' && inet ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool] : [],
+    externals:
+      d.kind === 'imagenet' && inet
+        ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool]
+        : d.kind === 'folders'
+          ? folderExternals(cfg)
+          : [],
     async run(ctx) {
+      if (d.kind === 'folders') return runFolderData(cfg, ctx);
       const files: Record<string, string> = {};
       const counts: Record<string, number> = {};
       let classes: { names: string[]; subset: number[] | null; contexts?: string[]; home?: number[] };

@@ -9,6 +9,7 @@ import { readClassSubset } from '../../data/adapters.js';
 import type { StageResult, StageSpec } from '../runner.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
+import { folderSubset } from './folders.js';
 
 /** Y_sub of the config. */
 function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[] | 'discover' {
@@ -20,6 +21,7 @@ function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[]
     if (fromData) return fromData;
     return [...new Set(pool.rows.map((r) => r.weak_label ?? -1).filter((y) => y >= 0))].sort((a, b) => a - b);
   }
+  if (cfg.data.kind === 'folders') return folderSubset(cfg, classesOf(data).names, pool.rows)!;
   return readClassSubset(sub);
 }
 

@@ -1,0 +1,124 @@
+/**
+ * The config `dcd init` writes for a folder dataset: commented YAML that runs as it is,
+ * sized from the data (image size from the images, schedule from the train set's size,
+ * k from the pool's size per subset class).
+ */
+import path from 'node:path';
+import type { FolderLayout, FolderInspection } from '../data/folder-layout.js';
+
+/** The sizes `dcd init` chose, and why (printed and written as comments). */
+export interface InitSizing {
+  imageSize: number;
+  model: string;
+  epochs: number;
+  finetuneEpochs: number;
+  kTrain: number;
+  kVal: number;
+  seeds: number[];
+  broadSteps: number;
+}
+
+/** Optimiser steps of batch 64 the original model gets, whatever the train set's size. */
+const TARGET_STEPS = 1200;
+
+/** Sizes of the run, from what {@link inspectFolderDataset} found. */
+export function sizeFromData(ins: FolderInspection): InitSizing {
+  const side = ins.medianSide;
+  // small CNNs on CPU: detail beyond 64 px costs time and adds little for these models
+  const imageSize = Math.max(16, Math.min(64, Math.round(side / 8) * 8));
+  const nTrain = ins.counts.train ?? 0;
+  const epochs = Math.max(2, Math.min(30, Math.round((TARGET_STEPS * 64) / Math.max(1, nTrain))));
+  const finetuneEpochs = nTrain > 8000 ? 1 : 2;
+  const sub = new Set(ins.subset);
+  const poolSub = ins.data.pool.filter((r) => sub.has(r.weak_label ?? -1)).length;
+  // the original model fails on a share of the deployment set; guess half of the subset's mfreq images
+  const mfreqSub = ins.perClass.reduce((s, c, i) => s + (sub.has(i) ? c.mfreq : 0), 0);
+  const seedGuess = Math.max(1, Math.round(mfreqSub * 0.5));
+  const kTrain = Math.max(1, Math.min(46, Math.floor((0.5 * poolSub) / seedGuess)));
+  const kVal = Math.max(1, Math.min(5, Math.round(kTrain / 8)));
+  const total = Object.values(ins.counts).reduce((a, b) => a + b, 0);
+  return {
+    imageSize,
+    model: imageSize <= 32 ? 'small_cnn:8-16-32' : 'small_cnn:16-32-64',
+    epochs,
+    finetuneEpochs,
+    kTrain,
+    kVal,
+    seeds: total <= 10000 ? [0, 1, 2] : [0],
+    // about three passes over the pool, 50 to 400 steps of 64
+    broadSteps: Math.max(50, Math.min(400, Math.round((3 * ins.data.pool.length) / 64))),
+  };
+}
+
+/** YAML-quoted string. */
+const q = (s: string) => JSON.stringify(s);
+
+/**
+ * The config text. Paths are written relative to `outFile`'s folder (the config's own
+ * rule), so the file can move with the data.
+ */
+export function initConfigYaml(layout: FolderLayout, ins: FolderInspection, s: InitSizing, outFile: string, name: string): string {
+  const rel = (p: string) => {
+    const r = path.relative(path.dirname(path.resolve(outFile)), p);
+    return r === '' ? '.' : r.split(path.sep).join('/');
+  };
+  const f = layout.spec;
+  const classes = ins.data.classes;
+  const subNames = ins.subset.map((y) => classes[y]!);
+  const lines = [
+    `# Written by \`dcd init ${rel(layout.dir)}\` for the folder dataset in ${layout.dir}.`,
+    `# ${classes.length} classes; images that decode: train ${ins.counts.train}, test ${ins.counts.test}, mfreq ${ins.counts.mfreq}, complement ${ins.counts.complement}, pool ${ins.counts.pool}${ins.unreadable.length ? ` (${ins.unreadable.length} unreadable: skipped by the run)` : ''}.`,
+    `# Run it as it is: dcd run ${rel(outFile) === path.basename(outFile) ? path.basename(outFile) : outFile}`,
+    `# Paths are relative to this file.`,
+    `experiment:`,
+    `  name: ${q(name)}`,
+    `  description: ${q(`DCD on the folder dataset ${path.basename(layout.dir)}`)}`,
+    `data:`,
+    `  kind: folders`,
+    `  folders:`,
+    `    train: ${q(rel(f.train))}            # the original model's training set`,
+    `    test: ${q(rel(f.test))}              # in-distribution test: the "INet" columns`,
+    `    mfreq: ${q(rel(f.mfreq))}            # deployment set whose failures become debug-seed ("MFreq")`,
+    `    complement: ${q(rel(f.complement))}  # deployment set whose failures become debug-heldout ("Compl.")`,
+    `    pool: ${q(rel(f.pool))}              # weak pool: path, weak_label${ins.data.pool.some((r) => r.context?.includes('true_label')) ? ', true_label' : ''}${ins.data.pool.some((r) => r.context?.includes('"context"')) ? ', context' : ''}`,
+    f.classes ? `    classes: ${q(rel(f.classes))}        # class order` : `    # classes: classes.txt           # class order (default: sorted class folders of train)`,
+    f.contexts ? `    contexts: ${q(rel(f.contexts))}      # path,context of set images: retention by context` : `    # contexts: contexts.csv         # path,context of set images: retention by context (paper Fig. 7)`,
+    `  # every image is resized and centre-cropped to this once (median shorter side of the images: ${ins.medianSide} px)`,
+    `  image_size: ${s.imageSize}`,
+    `failures:`,
+    `  mode: single`,
+    layout.subset ? `  subset: ${q(rel(layout.subset))}   # Y_sub: ${subNames.join(', ')}` : `  subset: pool   # Y_sub = the pool's weak labels: ${subNames.join(', ')}`,
+    `# Demo backbones (no download): broad_cnn learns the pool's weak labels; random_cnn is untrained.`,
+    `# An ImageNet backbone at the data's size: - { name: resnet50, weights: /path/to/resnet50.pth }`,
+    `backbones:`,
+    `  - name: broad_cnn`,
+    `    weights: demo`,
+    `    pretrain: { kind: broad_cnn, data: pool, widths: [8, 16, 32], steps: ${s.broadSteps}, lr: 0.003, seed: 1000 }   # data: pool or an ImageFolder (never test/mfreq/complement)`,
+    `  - name: random_cnn`,
+    `    weights: demo`,
+    `    pretrain: { kind: random_cnn, widths: [16, 32, 64], seed: 1000 }`,
+    `filter:`,
+    `  # The leakage filter needs a robust ResNet-50 checkpoint: enabled: true, backbone: { name: resnet50_robust, weights: PATH }`,
+    `  enabled: false`,
+    `select:`,
+    `  # per seed image: k_val de-val and k_train debug-train pool images (pool ≈ ${ins.data.pool.length} images over ${ins.subset.length} subset classes)`,
+    `  k_val: ${s.kVal}`,
+    `  k_train: ${s.kTrain}`,
+    `methods: [original, complete, random, dcd]`,
+    `train:`,
+    `  model: ${q(s.model)}`,
+    `  # the original model is trained from scratch (≈${TARGET_STEPS} steps of 64); each method then fine-tunes it on Train ∪ added`,
+    `  init: finetune`,
+    `  epochs: ${s.epochs}`,
+    `  batch_size: 64`,
+    `  lr: 0.05`,
+    `  schedule: cosine`,
+    `  weight_decay: 0.0001`,
+    `  augment: flip`,
+    `  finetune: { epochs: ${s.finetuneEpochs}, lr: 0.01, schedule: cosine }`,
+    `# repeats of the random parts (the table shows mean ± std over more than one)`,
+    `seeds: [${s.seeds.join(', ')}]`,
+    '',
+  ];
+  return lines.join('\n');
+}
