@@ -323,6 +323,7 @@ describe('weights: ssl in the config', () => {
     expect(options.method).toBe('dino');
     for (const bad of ['test', 'mfreq', 'complement', 'train'])
       expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: bad } }, 0)).toThrow(new RegExp(`backbones\\[0\\]\\.pretrain\\.data: "${bad}" is a debug or test set`));
+    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: '/data/v2/mfreq' } }, 0)).toThrow(/"\/data\/v2\/mfreq" is a debug or test set \(mfreq\)/);
     expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: 'imgs/' } }, 0)).toThrow(/expected "pool" or a folder path/);
     expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { method: 'byol' } }, 0)).toThrow(/backbones\[0\]\.pretrain\.method: expected "dino" or "simclr"/);
   });

@@ -37,8 +37,10 @@ export function sslPretrain(b: BackboneConfig, i: number): { data: string; optio
   const data = p.data ?? 'pool';
   delete p.data;
   if (typeof data !== 'string' || !data) throw new ConfigError(`${where}.data: expected "pool" or a folder of images; received ${JSON.stringify(data)}`);
-  if (FORBIDDEN.includes(data))
-    throw new ConfigError(`${where}.data: "${data}" is a debug or test set; a backbone is pretrained on unlabelled images that are never evaluated on — use "pool" or a folder of other images`);
+  // a config file's relative "mfreq" arrives resolved against its folder: judge the last path part too
+  const named = FORBIDDEN.includes(data) ? data : FORBIDDEN.find((f) => path.isAbsolute(data) && path.basename(data) === f);
+  if (named)
+    throw new ConfigError(`${where}.data: "${data}" is a debug or test set (${named}); a backbone is pretrained on unlabelled images that are never evaluated on — use "pool" or a folder of other images`);
   if (data !== 'pool' && !path.isAbsolute(data)) throw new ConfigError(`${where}.data: expected "pool" or a folder path; received ${JSON.stringify(data)}`);
   return { data, options: dinoOptions(p as Parameters<typeof dinoOptions>[0], where) };
 }
