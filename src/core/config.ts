@@ -110,21 +110,21 @@ const TrainSchema = z.strictObject({
   ),
 });
 
-const WeightsRef = z.union([z.enum(['official', 'random', 'demo']), pathField('checkpoint file')]);
+const WeightsRef = z.union([z.enum(['official', 'random', 'demo', 'ssl']), pathField('checkpoint file')]);
 
 const BackboneSchema = z.strictObject({
   name: z.string().min(1).describe('registry name (dino_vits8, dino_vits16, resnet50, resnet50_robust, resnet_tiny, vit_tiny, ...)'),
-  weights: WeightsRef.default('official').describe('official | random | demo | a checkpoint path'),
+  weights: WeightsRef.default('official').describe('official | random | demo | ssl (self-supervised pretraining by the run) | a checkpoint path'),
   label: z.string().regex(NAME_RE).optional().describe('row label suffix (default: name)'),
   pretrain: z
     .looseObject({
       data: z
         .union([z.literal('pool'), pathField('an ImageFolder the backbone is trained on')])
         .optional()
-        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement)'),
+        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement); weights = ssl: "pool" (labels ignored) or a folder of images'),
     })
     .optional()
-    .describe('for weights = demo: how the demo backbone is trained'),
+    .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),
 });
 
 const OriginalSchema = z.strictObject({

@@ -20,6 +20,7 @@ import { ConfigError } from '../core/errors.js';
 import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 import { contextStyles, gauss, paintBackground, type ContextStyle } from './synthetic-contexts.js';
 import { atomicWriteFile, atomicWriteJson, ensureDir } from '../core/fsutil.js';
+import { objectColour, paintTexture, TEXTURES } from './textured.js';
 
 /** Sizes and rates of one synthetic draw. All fields have defaults ({@link DEFAULT_SYNTHETIC}). */
 export interface SyntheticOptions {
@@ -49,6 +50,12 @@ export interface SyntheticOptions {
   pixelNoise: number;
   /** Minimum luminance difference between an object's colour and its background (0–0.6). */
   objectContrast: number;
+  /**
+   * `flat`: each context is a colour plus a light texture (colour gives the context away);
+   * `textured`: contexts are procedural textures whose colours all come from one shared
+   * distribution, objects too (src/data/textured.ts): context needs structural features.
+   */
+  variant: 'flat' | 'textured';
 }
 
 /** The default draw: generates in about a second at 16 px. */
@@ -64,6 +71,7 @@ export const DEFAULT_SYNTHETIC: SyntheticOptions = {
   objectScale: [0.45, 0.65],
   pixelNoise: 0.03,
   objectContrast: 0.35,
+  variant: 'flat',
 };
 
 /** Names of the image sets of a draw (DESIGN.md's names). */
@@ -176,6 +184,12 @@ export function shapeObjects(numClasses: number): ObjectSource {
 // ---------------------------------------------------------------------------------------
 // Sets
 
+/** The contexts of a draw: flat colour styles, or (variant textured) the textures of src/data/textured.ts by name. */
+function stylesOf(o: SyntheticOptions): ContextStyle[] {
+  if (o.variant === 'textured') return TEXTURES.slice(0, o.numContexts).map((name) => ({ name, rgb: [0.5, 0.5, 0.5], texture: 'speckle' }));
+  return contextStyles(o.numContexts);
+}
+
 function validate(o: SyntheticOptions, src: ObjectSource): void {
   const bad = (key: string, expected: string, got: unknown): never => {
     throw new ConfigError(`synthetic.${key}: expected ${expected}; received ${JSON.stringify(got)}`);
@@ -195,6 +209,9 @@ function validate(o: SyntheticOptions, src: ObjectSource): void {
   for (const k of ['train', 'test', 'shifted', 'pool'] as const)
     if (!Number.isInteger(o[k].size) || o[k].size < 0) bad(`${k}.size`, 'an integer ≥ 0', o[k].size);
   if (!(o.objectScale[0] > 0 && o.objectScale[0] <= o.objectScale[1] && o.objectScale[1] <= 1)) bad('objectScale', '[min, max] with 0 < min ≤ max ≤ 1', o.objectScale);
+  if (o.variant !== 'flat' && o.variant !== 'textured') bad('variant', '"flat" or "textured"', o.variant);
+  if (o.variant === 'textured' && o.numContexts > TEXTURES.length)
+    bad('numContexts', `at most ${TEXTURES.length} for variant textured (one per texture: ${TEXTURES.join(', ')})`, o.numContexts);
 }
 
 /** Merges a partial config over {@link DEFAULT_SYNTHETIC} (nested objects field by field). */
@@ -250,17 +267,20 @@ function render(specs: Spec[], name: SyntheticSetName, o: SyntheticOptions, src:
     const sp = specs[i]!;
     const rand = rng(streamSeed(seed, `${name}/${i}`));
     const st = styles[sp.context]!;
-    paintBackground(st, bg, S, rand);
+    const textured = o.variant === 'textured';
+    const bgMean = textured ? paintTexture(sp.context, bg, S, rand) : (paintBackground(st, bg, S, rand), st.rgb);
     mask.fill(0);
     let colour: [number, number, number] = [0, 0, 0];
     if (sp.label >= 0) {
       const scale = o.objectScale[0] + rand() * (o.objectScale[1] - o.objectScale[0]);
       src.draw(sp.label, mask, S, rand, scale, name);
       // an object colour whose brightness differs clearly from the background's
-      for (let tries = 0; tries < 20; tries++) {
-        colour = OBJECT_COLOURS[Math.floor(rand() * OBJECT_COLOURS.length)]!;
-        if (Math.abs(luma(colour) - luma(st.rgb)) > o.objectContrast) break;
-      }
+      if (textured) colour = objectColour(bgMean, o.objectContrast, rand);
+      else
+        for (let tries = 0; tries < 20; tries++) {
+          colour = OBJECT_COLOURS[Math.floor(rand() * OBJECT_COLOURS.length)]!;
+          if (Math.abs(luma(colour) - luma(st.rgb)) > o.objectContrast) break;
+        }
     }
     const off = i * S * S * 3;
     for (let p = 0; p < S * S; p++) {
@@ -320,7 +340,7 @@ export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, s
   const o = syntheticOptions(objects ? { ...partial, numClasses: objects.numClasses } : partial);
   const src = objects ?? shapeObjects(o.numClasses);
   validate(o, src);
-  const styles = contextStyles(o.numContexts);
+  const styles = stylesOf(o);
   const home = homeContexts(o.numClasses, o.numContexts);
   const all = Array.from({ length: o.numClasses }, (_, y) => y);
   const subset = all.slice(0, o.subsetClasses);
@@ -369,7 +389,7 @@ export function generateBroad(partial: DeepPartial<SyntheticOptions>, size: numb
   const o = syntheticOptions(objects ? { ...partial, numClasses: objects.numClasses } : partial);
   const src = objects ?? shapeObjects(o.numClasses);
   validate(o, src);
-  const styles = contextStyles(o.numContexts);
+  const styles = stylesOf(o);
   const rand = rng(streamSeed(seed, 'pairs/broad'));
   const specs: Spec[] = [];
   for (let i = 0; i < size; i++) {

@@ -73,9 +73,15 @@ export function checkConfig(cfg: Config): void {
   requireFile(cfg.original.checkpoint, 'original.checkpoint');
   checkModelName(cfg.original.model ?? cfg.train.model, cfg.original.model ? 'config.original.model' : 'config.train.model');
   cfg.backbones.forEach((b, i) => {
-    // A demo backbone's name is only its label; its architecture is pretrain.widths.
-    if (b.weights !== 'demo') checkModelName(b.name, `config.backbones[${i}].name`);
-    if (b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo') requireFile(b.weights, `backbones[${i}].weights`);
+    // A demo or ssl backbone's name is only its label; its architecture is pretrain.widths.
+    if (b.weights !== 'demo' && b.weights !== 'ssl') checkModelName(b.name, `config.backbones[${i}].name`);
+    if (b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl') requireFile(b.weights, `backbones[${i}].weights`);
+    if (b.weights === 'ssl') {
+      const { data } = S.sslPretrain(b, i);
+      if (data === 'pool' && cfg.data.kind === 'imagenet')
+        throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" is read into memory for pretraining, which needs synthetic or fashion-mnist data; give a folder of images`);
+      if (data !== 'pool') requireFile(data, `backbones[${i}].pretrain.data`);
+    }
     if (b.weights === 'official' && cfg.data.kind !== 'imagenet' && !b.name.startsWith('small_cnn'))
       throw new ConfigError(
         `config.backbones[${i}].weights: "official" ImageNet weights need a checkpoint file here (this machine downloads nothing); give a path, or use demo / random`,
@@ -118,7 +124,11 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   const once = (k: string, f: () => StageSpec) => memo.get(k) ?? (memo.set(k, f()), memo.get(k)!);
   const data = (seed: number) => once(`data:${dataSeed(cfg, seed)}`, () => S.dataStage(cfg, dataSeed(cfg, seed)));
   const backboneStage = (b: BackboneConfig, seed: number) =>
-    b.weights === 'demo' ? once(`bb:${b.name}:${seed}`, () => (cfg.data.kind === 'folders' ? folderDemoBackbone(cfg, b, data(seed)) : S.demoBackbone(cfg, b, data(seed)))) : undefined;
+    b.weights === 'demo'
+      ? once(`bb:${b.name}:${seed}`, () => (cfg.data.kind === 'folders' ? folderDemoBackbone(cfg, b, data(seed)) : S.demoBackbone(cfg, b, data(seed))))
+      : b.weights === 'ssl'
+        ? once(`bb:${b.name}:${seed}`, () => S.sslBackboneStage(cfg, b, cfg.backbones.indexOf(b), data(seed)))
+        : undefined;
   const isSelf = (b: BackboneConfig) => b.weights === 'demo' && (b.pretrain as { kind?: string } | undefined)?.kind === 'self';
   const embed = (b: BackboneConfig, set: string, seed: number) =>
     once(`embed:${b.name}:${String(b.weights)}:${set}:${isSelf(b) ? `self${seed}` : dataSeed(cfg, seed)}`, () =>
@@ -159,6 +169,10 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     cfg.report.retention.enabled && cfg.backbones.length && cfg.data.kind !== 'imagenet' && cfg.methods.includes('dcd')
       ? S.retentionStage(cfg, data(s0), cfg.backbones.map((b) => ({ backbone: b, embed: embed(b, cfg.report.retention.set, s0) })), dataTag(s0))
       : undefined;
-  const report = S.reportStage(cfg, rows, { retention, gallery });
+  // Pretraining runs of ssl backbones (one per seed where they read the seed's pool): loss table and curves in the report.
+  const pretraining = cfg.methods.includes('dcd')
+    ? cfg.backbones.flatMap((b, i) => (b.weights !== 'ssl' ? [] : (S.sslPretrain(b, i).data === 'pool' ? cfg.seeds : [s0]).map((seed) => backboneStage(b, seed)!)))
+    : [];
+  const report = S.reportStage(cfg, rows, { retention, gallery, pretraining });
   return { rows, report, roots: [report] };
 }

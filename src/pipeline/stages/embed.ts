@@ -26,7 +26,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     // compute.precision: in the key only when bf16 (fp32 stages keep their keys)
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set, ...(cfg.compute.precision === 'bf16' ? { precision: 'bf16' } : {}) },
     deps,
-    externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' ? [b.weights] : [],
+    externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl' ? [b.weights] : [],
     async run(ctx) {
       const d = ctx.inputs.data!;
       const images = await readSet(d, set);
@@ -39,7 +39,8 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
         modelName = modelNameOf(o, cfg.train.model);
         numClasses = cfg.data.classes ?? classesOf(d).names.length;
         weights = weightsOf(o);
-      } else if (b.weights === 'demo') {
+      } else if (b.weights === 'demo' || b.weights === 'ssl') {
+        // a backbone the run trained (demo) or pretrained self-supervised (ssl): a small_cnn
         const r = ctx.inputs.backbone!;
         weights = r.file('weights');
         numClasses = Number(r.manifest.extra.numClasses ?? 0);

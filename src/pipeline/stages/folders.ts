@@ -60,7 +60,7 @@ export function checkFoldersConfig(cfg: Config): void {
       throw new ConfigError(`config.data.folders.${k}: ${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set data.folders.${k}=PATH`);
   }
   cfg.backbones.forEach((b, i) => {
-    if (b.weights !== 'demo') return;
+    if (b.weights !== 'demo' && b.weights !== 'ssl') return;
     const d = pretrainData(b);
     if (d === 'pool') return;
     for (const role of ['test', 'mfreq', 'complement'] as const)

@@ -16,4 +16,5 @@ export { evaluateStage } from './evaluate.js';
 export { galleryStage } from './gallery.js';
 export { retentionStage } from './retention.js';
 export { reportStage, type RowRef } from './report.js';
+export { sslBackboneStage, sslPretrain } from './ssl-backbone.js';
 export { weightsOf } from './common.js';

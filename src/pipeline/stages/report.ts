@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { atomicWriteFile } from '../../core/fsutil.js';
 import type { Config } from '../../core/config.js';
-import type { StageSpec } from '../runner.js';
+import type { StageResult, StageSpec } from '../runner.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from '../table.js';
 import type { RetentionSection, RetrievalExamples } from '../../eval/report.js';
 import { selectionQualityMarkdown, type SelectionQuality } from '../../eval/selection-quality.js';
@@ -21,9 +21,10 @@ export interface RowRef {
 }
 
 /** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec } = {}): StageSpec {
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[] } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
+  (opts.pretraining ?? []).forEach((p, i) => (deps[`pretrain${i}`] = p));
   if (opts.retention) deps.retention = opts.retention;
   if (opts.gallery) deps.gallery = opts.gallery;
   return {
@@ -73,7 +74,22 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         );
         files.retention = path.relative(ctx.dir, ret.file('png'));
       }
+      await appendPretraining(ctx.dir, (opts.pretraining ?? []).map((_, i) => ctx.inputs[`pretrain${i}`]!));
       return { files, counts: { rows: results.length, columns: COLUMNS.length } };
     },
   };
+}
+
+/** Appends the ssl backbones' pretraining table (one row per run) and their loss-curve paths to report.md. */
+async function appendPretraining(dir: string, pre: StageResult[]): Promise<void> {
+  if (!pre.length) return;
+  const lines = pre.map((p) => String(p.manifest.extra.markdown ?? '').trimEnd().split('\n'));
+  const table = [...lines[0]!.slice(0, 2), ...lines.flatMap((l) => l.slice(2))].join('\n');
+  // report.md is copied to the run folder (two levels up): paths relative to it
+  const plots = pre.map((p) => `\`${path.relative(path.dirname(path.dirname(dir)), p.file('loss_png'))}\``).join(', ');
+  const md = readFileSync(path.join(dir, 'report.md'), 'utf8');
+  await atomicWriteFile(
+    path.join(dir, 'report.md'),
+    `${md.trimEnd()}\n\n### Self-supervised pretraining of the ssl backbones (loss per step: loss.jsonl beside each plot)\n\n${table}\n\nLoss curves: ${plots} (in the run folder).\n`,
+  );
 }

@@ -1,0 +1,158 @@
+/**
+ * The `backbone` stage of a `weights: ssl` backbone: self-supervised pretraining (DINO, or
+ * SimCLR) of a small CNN on unlabelled images — the run's weak pool (`pretrain.data: pool`,
+ * labels ignored) or a folder of images — never a debug or test set. Resumable: the
+ * pretraining checkpoint lives in the stage folder, and a killed run continues from it.
+ * Outputs the backbone (teacher for DINO) as `backbone.safetensors` in small_cnn's key
+ * names, the loss record `loss.jsonl`, and a loss-curve plot `loss.png`; the manifest's
+ * `extra.markdown` is the report's pretraining section.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { ConfigError, DataError } from '../../core/errors.js';
+import type { BackboneConfig, Config } from '../../core/config.js';
+import { atomicWriteFile } from '../../core/fsutil.js';
+import { svgToPng } from '../../analysis/plot.js';
+import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../../ssl/train.js';
+import { readImageSet } from '../imagesets.js';
+import type { StageOutputs, StageSpec } from '../runner.js';
+import { saveCheckpoint } from '../../models/load.js';
+
+/** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
+export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
+  /** `pool` (the run's weak pool, labels ignored) or a folder of images (searched recursively). */
+  data?: string;
+  crops?: Partial<DinoOptions['crops']>;
+  head?: Partial<DinoOptions['head']>;
+}
+
+/** Names of sets a backbone must never be pretrained on. */
+const FORBIDDEN = ['train', 'test', 'mfreq', 'complement', 'seed', 'heldout', 'deval'];
+
+/** Splits and checks `pretrain` of backbone `i`: the data source and the training options. */
+export function sslPretrain(b: BackboneConfig, i: number): { data: string; options: DinoOptions } {
+  const where = `config.backbones[${i}].pretrain`;
+  const p = { ...((b.pretrain ?? {}) as SslPretrainConfig) };
+  const data = p.data ?? 'pool';
+  delete p.data;
+  if (typeof data !== 'string' || !data) throw new ConfigError(`${where}.data: expected "pool" or a folder of images; received ${JSON.stringify(data)}`);
+  // a config file's relative "mfreq" arrives resolved against its folder: judge the last path part too
+  const named = FORBIDDEN.includes(data) ? data : FORBIDDEN.find((f) => path.isAbsolute(data) && path.basename(data) === f);
+  if (named)
+    throw new ConfigError(`${where}.data: "${data}" is a debug or test set (${named}); a backbone is pretrained on unlabelled images that are never evaluated on — use "pool" or a folder of other images`);
+  if (data !== 'pool' && !path.isAbsolute(data)) throw new ConfigError(`${where}.data: expected "pool" or a folder path; received ${JSON.stringify(data)}`);
+  return { data, options: dinoOptions(p as Parameters<typeof dinoOptions>[0], where) };
+}
+
+/** Reads every image under `dir` (png, jpg, jpeg, webp; recursive), resized to `size`×`size` RGB. */
+export async function readFolder(dir: string, size: number, where: string): Promise<UnlabelledImages> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${where}: ${dir} is not a folder; give "pool" or a folder of images`);
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const f = path.join(d, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (/\.(png|jpe?g|webp)$/i.test(e.name)) files.push(f);
+    }
+  };
+  walk(dir);
+  if (!files.length) throw new DataError(`${where}: ${dir} holds no .png/.jpg/.webp images`);
+  const images = new Uint8Array(files.length * size * size * 3);
+  for (let i = 0; i < files.length; i++) {
+    try {
+      const buf = await sharp(files[i]!).removeAlpha().resize(size, size, { fit: 'cover' }).toColourspace('srgb').raw().toBuffer();
+      images.set(buf.subarray(0, size * size * 3), i * size * size * 3);
+    } catch (e) {
+      throw new DataError(`${files[i]}: cannot decode (${(e as Error).message}); remove it from ${dir}`);
+    }
+  }
+  return { images, size, n: files.length };
+}
+
+/** An SVG line plot of the loss per step (with a 20-step running mean). */
+export function lossSvg(recs: readonly LossRecord[], title: string): string {
+  const W = 560, H = 300, L = 56, R = 16, T = 30, B = 40;
+  if (!recs.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"/>`;
+  const xs = recs.map((r) => r.step);
+  const ys = recs.map((r) => r.loss);
+  const x0 = Math.min(...xs), x1 = Math.max(x0 + 1, ...xs);
+  const y0 = Math.min(...ys), y1 = Math.max(y0 + 1e-6, ...ys);
+  const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const py = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const path1 = recs.map((r, i) => `${i ? 'L' : 'M'}${px(r.step).toFixed(1)},${py(r.loss).toFixed(1)}`).join('');
+  const smooth = recs.map((_, i) => {
+    const w = recs.slice(Math.max(0, i - 19), i + 1);
+    return w.reduce((a, r) => a + r.loss, 0) / w.length;
+  });
+  const path2 = smooth.map((y, i) => `${i ? 'L' : 'M'}${px(recs[i]!.step).toFixed(1)},${py(y).toFixed(1)}`).join('');
+  const ticks = [y0, (y0 + y1) / 2, y1].map((y) => `<text x="${L - 6}" y="${py(y) + 4}" font-size="11" text-anchor="end">${y.toFixed(2)}</text>`).join('');
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>` +
+    `<text x="${W / 2}" y="18" font-size="13" text-anchor="middle">${title}</text>` +
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>` +
+    ticks +
+    `<text x="${L}" y="${H - B + 16}" font-size="11">${x0}</text><text x="${W - R}" y="${H - B + 16}" font-size="11" text-anchor="end">${x1}</text>` +
+    `<text x="${(L + W - R) / 2}" y="${H - 6}" font-size="12" text-anchor="middle">step</text>` +
+    `<path d="${path1}" fill="none" stroke="#9ecae1" stroke-width="1"/><path d="${path2}" fill="none" stroke="#08519c" stroke-width="2"/></svg>`
+  );
+}
+
+/**
+ * The pretraining stage of backbone `b` (index `i` in config.backbones).
+ * @param data the run's data stage (for `pretrain.data: pool`; the stage then depends on the seed's draw)
+ */
+export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data: StageSpec): StageSpec {
+  const { data: source, options } = sslPretrain(b, i);
+  const fromPool = source === 'pool';
+  return {
+    stage: 'backbone',
+    label: b.label ?? b.name,
+    version: 1,
+    config: { name: b.name, weights: 'ssl', data: source, options },
+    deps: fromPool ? { data } : {},
+    externals: fromPool ? [] : [source],
+    async run(ctx): Promise<StageOutputs> {
+      let images: UnlabelledImages;
+      if (fromPool) {
+        const pool = await readImageSet(ctx.inputs.data!.file('pool'));
+        if (!pool.pixels) throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" needs an in-memory pool (synthetic or fashion-mnist data); for ImageNet give a folder of images`);
+        const [h, w, c] = pool.pixels.shape;
+        if (h !== w || c !== 3) throw new DataError(`pool: expected square RGB images for pretraining; the data stage wrote ${h}×${w}×${c}`);
+        images = { images: pool.pixels.data, size: h, n: pool.rows.length };
+      } else images = await readFolder(source, options.crops.globalSize, `config.backbones[${i}].pretrain.data`);
+      const t0 = performance.now();
+      const total = Math.min(options.epochs * Math.floor(images.n / options.batchSize), options.maxSteps ?? Infinity);
+      const bar = ctx.progress(total, 'step');
+      let seen = 0; // a resumed run starts the bar at its checkpoint's step
+      const r = await pretrainDino(images, options, ctx.dir, (rec) => {
+        bar.tick(rec.step + 1 - seen);
+        seen = rec.step + 1;
+      });
+      bar.stop();
+      try {
+        await saveCheckpoint(r.backbone, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name, 'dcd.pretrain': options.method, 'dcd.pretrain_data': source });
+      } finally {
+        r.backbone.dispose();
+      }
+      const recs = readLossRecord(r.lossFile);
+      const title = `${b.label ?? b.name}: ${options.method} loss on ${fromPool ? 'the weak pool' : source} (${images.n} images)`;
+      await atomicWriteFile(path.join(ctx.dir, 'loss.png'), await svgToPng(lossSvg(recs, title)));
+      const at = (f: number) => recs[Math.min(recs.length - 1, Math.floor(f * (recs.length - 1)))];
+      const mean = (a: number, z: number) => {
+        const w = recs.slice(a, z);
+        return w.length ? w.reduce((s, x) => s + x.loss, 0) / w.length : NaN;
+      };
+      const k = Math.max(1, Math.floor(recs.length / 10));
+      const markdown =
+        `| backbone | method | data | images | steps | loss, first 10% | loss, last 10% | teacher entropy at end | resumed from step |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n` +
+        `| ${b.label ?? b.name} | ${options.method} | ${fromPool ? 'pool' : source} | ${images.n} | ${r.total} | ${mean(0, k).toFixed(3)} | ${mean(recs.length - k, recs.length).toFixed(3)} | ${options.method === 'dino' ? (at(1)?.teacher_entropy ?? NaN).toFixed(3) : '–'} | ${r.resumedFrom} |\n`;
+      ctx.log(`${options.method}: ${r.stepsRun} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s (resumed from ${r.resumedFrom})`);
+      return {
+        files: { weights: 'backbone.safetensors', loss: 'loss.jsonl', loss_png: 'loss.png' },
+        counts: { steps: r.total, images: images.n },
+        extra: { model: `small_cnn:${options.widths.join('-')}`, numClasses: 0, markdown },
+      };
+    },
+  };
+}
