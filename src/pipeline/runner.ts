@@ -256,13 +256,28 @@ export interface RunStagesOptions {
    */
   only?: readonly string[];
   shard?: { index: number; count: number };
+  /**
+   * Run exactly these stages (ids as {@link stageId} prints them: `stage/label-key`);
+   * everything they depend on must already be complete. One job of a cluster executor
+   * runs one stage this way, after the jobs of its dependencies.
+   */
+  ids?: readonly string[];
 }
 
 /** The stages `--only` / `--shard` keep: the chosen ones and everything they depend on. */
 function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<string> | undefined {
-  if (!opts.only?.length && !opts.shard) return undefined;
+  if (opts.ids?.length) {
+    const known = new Set(order.map(stageId));
+    const bad = opts.ids.filter((id) => !known.has(id));
+    if (bad.length) throw new ArtifactError(`--stage ${bad.join(', ')}: no such stage in this config's graph (the config or its --set/--seeds differ from the ones the id came from; \`dcd run CFG --dry-run --ids\` lists the ids)`);
+  }
+  if (!opts.only?.length && !opts.shard && !opts.ids?.length) return undefined;
+  if (opts.ids?.length && (opts.only?.length || opts.shard)) throw new ArtifactError('--stage cannot be combined with --only or --shard');
   const kinds = opts.only?.length ? new Set(opts.only) : undefined;
-  const chosen = order.filter((s) => !kinds || kinds.has(s.stage)).filter((_, i) => !opts.shard || i % opts.shard.count === opts.shard.index);
+  const ids = opts.ids?.length ? new Set(opts.ids) : undefined;
+  const chosen = ids
+    ? order.filter((s) => ids.has(stageId(s)))
+    : order.filter((s) => !kinds || kinds.has(s.stage)).filter((_, i) => !opts.shard || i % opts.shard.count === opts.shard.index);
   const keep = new Set<string>();
   const visit = (s: StageSpec) => {
     if (keep.has(stageId(s))) return;
@@ -304,6 +319,8 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
     }
     willRun.add(id);
     if (opts.dryRun) continue;
+    if (opts.ids?.length && !opts.ids.includes(id))
+      throw new ArtifactError(`stage ${id} is not complete (${st.reason}), but --stage runs only ${opts.ids.join(', ')}: run its dependencies first (a cluster job starts after the jobs of its dependencies succeed)`);
     done.set(id, await runOne(runDir, spec, done, i, order.length));
     willRun.delete(id);
     ran.push(spec);

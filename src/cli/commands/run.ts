@@ -1,5 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { initBackend } from '../../core/backend.js';
+import { ConfigError } from '../../core/errors.js';
+import { splitArgs } from '../../pipeline/executors/slurm.js';
 import { parseOnly, parseSeeds, parseShardArg, runExperiment, runSweep } from '../../pipeline/run.js';
 
 interface RunArgs {
@@ -10,6 +12,11 @@ interface RunArgs {
   backend?: string;
   only?: string;
   shard?: string;
+  stage?: string[];
+  executor?: string;
+  shards?: number;
+  partition?: string;
+  sbatch?: string;
 }
 
 const common = {
@@ -26,7 +33,11 @@ const run: CommandModule<object, RunArgs> = {
       .positional('config', { type: 'string', demandOption: true, describe: 'experiment YAML (e.g. configs/demo.yaml)' })
       .options(common)
       .option('only', { type: 'string', describe: 'run only these stage kinds and what they need, e.g. --only embed (no table)' })
-      .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' }) as any,
+      .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' })
+      .option('stage', { type: 'string', array: true, describe: 'run exactly this stage (id stage/label-key, as --executor slurm --dry-run lists them); its dependencies must be complete' })
+      .option('executor', { type: 'string', choices: ['local', 'slurm'], default: 'local', describe: 'local: stages run in this process; slurm: stages run as Slurm jobs on the shared run folder, this process submits and waits' })
+      .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
+      .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' }) as any,
   handler: async (a) => {
     const opts = {
       set: a.set ?? [],
@@ -34,10 +45,15 @@ const run: CommandModule<object, RunArgs> = {
       dryRun: !!a['dry-run'],
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
+      ...(a.stage?.length ? { stages: a.stage.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) } : {}),
+      ...(a.executor === 'slurm' ? { slurm: { partition: a.partition, sbatch: a.sbatch ? splitArgs(a.sbatch) : [], backend: a.backend } } : {}),
     };
-    if (!opts.dryRun) await initBackend(a.backend);
+    if (a.executor !== 'slurm' && (a.partition || a.sbatch)) throw new ConfigError('--partition and --sbatch need --executor slurm');
+    // The slurm driver only plans, submits and waits; the jobs load the backend.
+    if (!opts.dryRun && !opts.slurm) await initBackend(a.backend);
     const r = await runExperiment(a.config, opts);
-    if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
+    if (opts.dryRun && r.slurm) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\nsbatch commands (${r.slurm.commands.length} job array(s); $NAME_I is task I of an earlier array's job id):\n${r.slurm.commands.join('\n')}\n`);
+    else if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
     else if (!r.table) process.stdout.write(`${r.planText}\nran ${r.ran.length} stage(s) into ${r.runDir}\n`);
     else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
   },
