@@ -52,8 +52,6 @@ fi
 sed -e "s|@HOST@|$host|g" -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$slurmd_port|g" \
     -e "s|@USER@|$(id -un)|g" -e "s|@DIR@|$dir|g" -e "s|@CPUS@|$cpus|g" -e "s|@MEM_MB@|$mem|g" \
     -e "s|@PARTITION@|$partition|g" "$here/slurm.conf.in" > "$dir/slurm.conf"
-# An empty cgroup.conf keeps slurmd from probing cgroup mounts it does not use.
-: > "$dir/cgroup.conf"
 export SLURM_CONF="$dir/slurm.conf"
 
 slurmctld -f "$SLURM_CONF" -i

@@ -29,10 +29,15 @@ export interface RunOptions {
   shard?: { index: number; count: number };
   /** `--stage ID`: run exactly these stages, whose dependencies are complete (one cluster job). */
   stages?: readonly string[];
+  /** `--part I/N` (with one --stage): row shard I of N of a shardable stage; `--merge N`: merge its N shards. */
+  part?: { index: number; count: number };
+  merge?: number;
   /** `--executor slurm`: the stages run as Slurm jobs; the driver waits, then prints the table. */
   slurm?: {
     partition?: string | undefined;
     sbatch?: readonly string[];
+    /** `--shards N`: shardable stages (embed) as N row-shard tasks and a merge. */
+    shards?: number;
     /** The CLI's backend choice, passed on to the jobs. */
     backend?: string | undefined;
     /** squeue poll interval (ms). */
@@ -111,6 +116,7 @@ async function executeOnSlurm(file: string, runDir: string, cfg: Config, roots: 
     resources: cfg.executor.slurm,
     partition: opts.slurm?.partition,
     sbatchArgs: opts.slurm?.sbatch ?? [],
+    ...(opts.slurm?.shards ? { shards: opts.slurm.shards } : {}),
     ...(opts.dryRun ? { dryRun: true } : {}),
     ...(opts.slurm?.pollMs ? { pollMs: opts.slurm.pollMs } : {}),
   });
@@ -136,7 +142,8 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
       return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [], slurm };
     }
   }
-  const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}), ...(opts.stages?.length ? { ids: opts.stages } : {}) };
+  const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}), ...(opts.stages?.length ? { ids: opts.stages } : {}), ...(opts.part ? { part: opts.part } : {}), ...(opts.merge ? { merge: opts.merge } : {}) };
+  if ((opts.part || opts.merge) && opts.stages?.length !== 1) throw new ConfigError('--part and --merge need exactly one --stage');
   if (opts.dryRun) {
     const r = await runStages(runDir, roots, { dryRun: true, ...sel });
     return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [] };

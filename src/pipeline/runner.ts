@@ -18,6 +18,7 @@ import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.j
 import { log, progress as makeProgress, type Progress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { canonicalJson } from '../core/config.js';
+import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
 
 /** Version of the manifest layout itself. */
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -262,6 +263,10 @@ export interface RunStagesOptions {
    * runs one stage this way, after the jobs of its dependencies.
    */
   ids?: readonly string[];
+  /** With one id in `ids`: run only row shard `index` of `count` of it (see shards.ts); no manifest. */
+  part?: { index: number; count: number };
+  /** With one id in `ids`: merge its `merge` row shards into the stage's folder and manifest. */
+  merge?: number;
 }
 
 /** The stages `--only` / `--shard` keep: the chosen ones and everything they depend on. */
@@ -321,7 +326,14 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
     if (opts.dryRun) continue;
     if (opts.ids?.length && !opts.ids.includes(id))
       throw new ArtifactError(`stage ${id} is not complete (${st.reason}), but --stage runs only ${opts.ids.join(', ')}: run its dependencies first (a cluster job starts after the jobs of its dependencies succeed)`);
-    done.set(id, await runOne(runDir, spec, done, i, order.length));
+    if ((opts.part || opts.merge) && !isShardable(spec)) throw new ArtifactError(`${id}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')})`);
+    if (opts.part) {
+      await runPartOf(runDir, spec, done, opts.part, i, order.length);
+      ran.push(spec);
+      continue;
+    }
+    const runSpec = opts.merge ? await mergeSpec(spec, done, opts.merge) : spec;
+    done.set(id, await runOne(runDir, runSpec, done, i, order.length));
     willRun.delete(id);
     ran.push(spec);
   }
@@ -335,6 +347,38 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
   };
   roots.forEach(visit);
   return { plan, results, ran };
+}
+
+function stageContext(dir: string, spec: StageSpec, done: Map<string, StageResult>, name: string): StageContext {
+  return {
+    dir,
+    inputs: Object.fromEntries(Object.entries(spec.deps).map(([a, d]) => [a, done.get(stageId(d))!])),
+    progress: (n, unit) => makeProgress(name, n, unit),
+    log: (msg) => log.info(`${name}: ${msg}`),
+  };
+}
+
+/** Row shard `part` of a shardable stage, into its parts folder (the stage stays incomplete). */
+async function runPartOf(runDir: string, spec: StageSpec, done: Map<string, StageResult>, part: { index: number; count: number }, index: number, total: number): Promise<void> {
+  const dir = stageDir(runDir, spec);
+  const name = `[${index + 1}/${total}] ${spec.stage}/${spec.label} (part ${part.index}/${part.count})`;
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
+  await ensureDir(dir);
+  log.info(`${name}: running`);
+  const t0 = Date.now();
+  await runPart(spec, stageContext(dir, spec, done, name), sha256(canonicalJson(inputs)), part.index, part.count);
+  log.info(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** `spec` whose run merges its `count` row shards. */
+async function mergeSpec(spec: StageSpec, done: Map<string, StageResult>, count: number): Promise<StageSpec> {
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${stageId(spec)}: an input stage has no result (internal ordering error)`);
+  const hash = sha256(canonicalJson(inputs));
+  const merged: StageSpec = { ...spec, run: (ctx) => mergeParts(spec, ctx, hash, count) };
+  keyCache.set(merged, stageKey(spec));
+  return merged;
 }
 
 async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageResult>, index: number, total: number): Promise<StageResult> {

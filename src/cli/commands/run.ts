@@ -17,6 +17,8 @@ interface RunArgs {
   shards?: number;
   partition?: string;
   sbatch?: string;
+  part?: string;
+  merge?: number;
 }
 
 const common = {
@@ -36,6 +38,9 @@ const run: CommandModule<object, RunArgs> = {
       .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' })
       .option('stage', { type: 'string', array: true, describe: 'run exactly this stage (id stage/label-key, as --executor slurm --dry-run lists them); its dependencies must be complete' })
       .option('executor', { type: 'string', choices: ['local', 'slurm'], default: 'local', describe: 'local: stages run in this process; slurm: stages run as Slurm jobs on the shared run folder, this process submits and waits' })
+      .option('part', { type: 'string', describe: 'I/N with one --stage: row shard I of N of that stage (embed), into its parts/ folder' })
+      .option('merge', { type: 'number', describe: 'N with one --stage: merge its N row shards into the stage (writes its manifest)' })
+      .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed stage as N row-shard jobs (one array) and a merge job' })
       .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
       .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' }) as any,
   handler: async (a) => {
@@ -46,9 +51,13 @@ const run: CommandModule<object, RunArgs> = {
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
       ...(a.stage?.length ? { stages: a.stage.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) } : {}),
-      ...(a.executor === 'slurm' ? { slurm: { partition: a.partition, sbatch: a.sbatch ? splitArgs(a.sbatch) : [], backend: a.backend } } : {}),
+      ...(a.part ? { part: parseShardArg(a.part) } : {}),
+      ...(a.merge !== undefined ? { merge: a.merge } : {}),
+      ...(a.executor === 'slurm' ? { slurm: { partition: a.partition, sbatch: a.sbatch ? splitArgs(a.sbatch) : [], backend: a.backend, ...(a.shards !== undefined ? { shards: a.shards } : {}) } } : {}),
     };
-    if (a.executor !== 'slurm' && (a.partition || a.sbatch)) throw new ConfigError('--partition and --sbatch need --executor slurm');
+    if (a.executor !== 'slurm' && (a.partition || a.sbatch || a.shards !== undefined)) throw new ConfigError('--partition, --sbatch and --shards need --executor slurm');
+    if (a.shards !== undefined && !(Number.isInteger(a.shards) && a.shards >= 1)) throw new ConfigError(`--shards: expected an integer ≥ 1, received ${a.shards}`);
+    if (a.merge !== undefined && !(Number.isInteger(a.merge) && a.merge >= 1)) throw new ConfigError(`--merge: expected an integer ≥ 1 (the number of shards), received ${a.merge}`);
     // The slurm driver only plans, submits and waits; the jobs load the backend.
     if (!opts.dryRun && !opts.slurm) await initBackend(a.backend);
     const r = await runExperiment(a.config, opts);

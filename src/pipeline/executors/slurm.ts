@@ -22,6 +22,7 @@ import { ArtifactError, ConfigError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson, ensureDir } from '../../core/fsutil.js';
 import { log } from '../../core/log.js';
 import { stageDir, stageId, type StageSpec, type StageStatus } from '../runner.js';
+import { isShardable, partDir } from '../shards.js';
 
 /** Resources of one stage kind's jobs (`executor.slurm.<stage>` in the config). */
 export interface SlurmResources {
@@ -45,6 +46,8 @@ export interface SlurmRunOptions {
   partition?: string | undefined;
   /** Extra sbatch arguments for every job (`--sbatch "--account=x --qos=y"`). */
   sbatchArgs?: readonly string[];
+  /** Row shards of each shardable stage (embed); 1 = whole stages. */
+  shards?: number;
   /** Print the sbatch commands instead of submitting. */
   dryRun?: boolean;
   /** Poll interval of squeue (ms; default 2000, env DCD_SLURM_POLL_MS). */
@@ -57,7 +60,7 @@ export interface SlurmRunOptions {
 export interface JobRecord {
   name: string;
   job_id: string;
-  /** Task i runs stages[i]. */
+  /** Task i runs unit stages[i]: a stage id, plus `#part=i/n` for a row shard or `#merge=n`. */
   stages: string[];
   kind: string;
   script: string;
@@ -171,27 +174,54 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The script of one job array: task i runs stage i through the CLI, then records its exit code. */
-function jobScript(o: { name: string; stages: readonly string[]; cwd: string; cli: readonly string[]; rcDir: string }): string {
+/** The script of one job array: task i runs unit i through the CLI, then records its exit code. */
+function jobScript(o: { name: string; units: readonly Unit[]; cwd: string; cli: readonly string[]; rcDir: string }): string {
   return [
     '#!/usr/bin/env bash',
-    `# ${o.name}: written by dcd run --executor slurm; task i runs STAGES[i].`,
-    `STAGES=(${o.stages.map(shellQuote).join(' ')})`,
-    'stage="${STAGES[${SLURM_ARRAY_TASK_ID:-0}]}"',
+    `# ${o.name}: written by dcd run --executor slurm; task i runs stage STAGES[i] (EXTRA[i]: its row shard or merge).`,
+    `STAGES=(${o.units.map((u) => shellQuote(u.id)).join(' ')})`,
+    `EXTRA=(${o.units.map((u) => shellQuote(u.mode === 'part' ? `--part ${u.part}/${u.count}` : u.mode === 'merge' ? `--merge ${u.count}` : '')).join(' ')})`,
+    'i=${SLURM_ARRAY_TASK_ID:-0}',
     `cd ${shellQuote(o.cwd)} || exit 1`,
-    'echo "dcd job $SLURM_JOB_ID (array ${SLURM_ARRAY_JOB_ID:-} task ${SLURM_ARRAY_TASK_ID:-}) on $(hostname): $stage" >&2',
-    `${o.cli.map(shellQuote).join(' ')} --stage "$stage"`,
+    'echo "dcd job $SLURM_JOB_ID (array ${SLURM_ARRAY_JOB_ID:-} task $i) on $(hostname): ${STAGES[$i]} ${EXTRA[$i]}" >&2',
+    `${o.cli.map(shellQuote).join(' ')} --stage "\${STAGES[$i]}" \${EXTRA[$i]}`,
     'rc=$?',
-    `echo "$rc" > ${shellQuote(o.rcDir)}/${o.name}_\${SLURM_ARRAY_TASK_ID:-0}.rc`,
+    `echo "$rc" > ${shellQuote(o.rcDir)}/${o.name}_$i.rc`,
     'exit $rc',
     '',
   ].join('\n');
 }
 
+/** One task: a whole stage, one row shard of it, or the merge of its shards. */
+interface Unit {
+  /** Unique key: the stage id, plus `#part=i/n` or `#merge=n`. */
+  key: string;
+  id: string;
+  spec: StageSpec;
+  mode: 'whole' | 'part' | 'merge';
+  part?: number;
+  count?: number;
+  /** Keys of the units it waits for. */
+  after: string[];
+  depth: number;
+}
+
+/** How a unit reads in messages. */
+function unitLabel(u: { id: string; mode: string; part?: number | undefined; count?: number | undefined }): string {
+  return u.mode === 'part' ? `${u.id} (part ${u.part}/${u.count})` : u.mode === 'merge' ? `${u.id} (merge of ${u.count})` : u.id;
+}
+function labelOfKey(key: string): string {
+  const m = /^(.*)#(part|merge)=(?:(\d+)\/)?(\d+)$/.exec(key);
+  if (!m) return key;
+  return m[2] === 'part' ? `${m[1]} (part ${m[3]}/${m[4]})` : `${m[1]} (merge of ${m[4]})`;
+}
+
 /**
  * Submits the stages of `plan` that are not cached as Slurm job arrays (dependencies
  * by afterok), adopting the still-active tasks of an earlier driver run, and waits for
- * all of them. Returns every task's outcome; the caller turns failures into an error.
+ * all of them. With `shards` > 1, shardable stages (embed) run as that many row-shard
+ * tasks and a merge task. Returns every task's outcome; the caller turns failures into
+ * an error.
  */
 export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOptions): Promise<SlurmRunResult> {
   const print = o.print ?? ((l: string) => log.info(l));
@@ -202,45 +232,65 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
   const state = readState(stateFile);
   const todo = plan.filter((s) => !s.cached);
   const specOf = new Map(todo.map((s) => [stageId(s.spec), s.spec]));
+  const shards = o.shards ?? 1;
+
+  // The units of the remaining stages, dependencies first (the plan is in that order).
+  const units = new Map<string, Unit>();
+  const finalOf = new Map<string, string>(); // stage id → key of the unit that completes it
+  for (const st of todo) {
+    const id = stageId(st.spec);
+    const after = Object.values(st.spec.deps).flatMap((d) => {
+      const f = finalOf.get(stageId(d));
+      return f ? [f] : [];
+    });
+    const depth = Math.max(-1, ...after.map((k) => units.get(k)!.depth)) + 1;
+    if (shards > 1 && isShardable(st.spec)) {
+      const parts: string[] = [];
+      for (let i = 0; i < shards; i++) {
+        // A part done by an earlier run (its part.json) needs no job.
+        if (existsSync(path.join(partDir(st.dir, i, shards), 'part.json'))) continue;
+        const key = `${id}#part=${i}/${shards}`;
+        units.set(key, { key, id, spec: st.spec, mode: 'part', part: i, count: shards, after, depth });
+        parts.push(key);
+      }
+      const key = `${id}#merge=${shards}`;
+      units.set(key, { key, id, spec: st.spec, mode: 'merge', count: shards, after: [...after, ...parts], depth: depth + (parts.length ? 1 : 0) });
+      finalOf.set(id, key);
+    } else {
+      units.set(id, { key: id, id, spec: st.spec, mode: 'whole', after, depth });
+      finalOf.set(id, id);
+    }
+  }
 
   // Tasks of earlier driver runs that Slurm still runs or queues: adopt them.
-  const inflight = new Map<string, { task: string; log: string }>();
+  const taskOf = new Map<string, string>(); // unit key → task ref (array_task), for dependencies
+  const logOf = new Map<string, string>();
+  const adopted = new Set<string>();
   if (state.jobs.length && !o.dryRun) {
     const q = queueStates();
     for (const j of state.jobs)
-      j.stages.forEach((st, i) => {
+      j.stages.forEach((key, i) => {
         const t = `${j.job_id}_${i}`;
         const s = q.get(t);
-        if (s && ACTIVE.has(s.state) && specOf.has(st)) inflight.set(st, { task: t, log: path.join(logDir, `${j.name}_${i}.log`) });
+        if (s && ACTIVE.has(s.state) && units.has(key)) {
+          adopted.add(key);
+          taskOf.set(key, t);
+          logOf.set(key, path.join(logDir, `${j.name}_${i}.log`));
+        }
       });
   }
 
-  // Depth of each remaining stage in the remaining graph; one array per (depth, kind).
-  const depth = new Map<string, number>();
-  const depthOf = (s: StageSpec): number => {
-    const id = stageId(s);
-    const hit = depth.get(id);
-    if (hit !== undefined) return hit;
-    let d = 0;
-    for (const dep of Object.values(s.deps)) if (specOf.has(stageId(dep))) d = Math.max(d, depthOf(dep) + 1);
-    depth.set(id, d);
-    return d;
-  };
-  const groups = new Map<string, { depth: number; kind: string; stages: StageSpec[] }>();
-  for (const s of todo) {
-    const id = stageId(s.spec);
-    if (inflight.has(id)) continue;
-    const d = depthOf(s.spec);
-    const k = `${String(d).padStart(4, '0')}:${s.spec.stage}`;
-    if (!groups.has(k)) groups.set(k, { depth: d, kind: s.spec.stage, stages: [] });
-    groups.get(k)!.stages.push(s.spec);
+  // One array per (depth, kind, part/merge/whole) of the units still to submit.
+  const groups = new Map<string, { kind: string; units: Unit[] }>();
+  for (const u of units.values()) {
+    if (adopted.has(u.key)) continue;
+    const k = `${String(u.depth).padStart(4, '0')}:${u.spec.stage}:${u.mode}`;
+    if (!groups.has(k)) groups.set(k, { kind: u.mode === 'whole' ? u.spec.stage : `${u.spec.stage}-${u.mode}`, units: [] });
+    groups.get(k)!.units.push(u);
   }
   const ordered = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
 
-  const taskOf = new Map<string, string>(); // stage id → task ref (array_task), for dependencies
-  const logOf = new Map<string, string>();
   const submittedBy = new Set<string>();
-  for (const [st, t] of inflight) (taskOf.set(st, t.task), logOf.set(st, t.log));
   const commands: string[] = [];
   const submittedJobs: JobRecord[] = [];
   if (!o.dryRun) await Promise.all([ensureDir(logDir), ensureDir(jobDir)]);
@@ -249,25 +299,26 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
   for (const g of ordered) {
     const seq = state.seq++;
     const name = jobName(o.runDir, g.kind, seq);
-    const ids = g.stages.map(stageId);
+    const keys = g.units.map((u) => u.key);
     const deps = new Set<string>();
-    for (const s of g.stages)
-      for (const d of Object.values(s.deps)) {
-        const t = taskOf.get(stageId(d));
-        if (t) deps.add(t);
-        else if (specOf.has(stageId(d))) throw new ArtifactError(`internal: ${stageId(d)} has no job before ${stageId(s)}`);
+    for (const u of g.units)
+      for (const a of u.after) {
+        const t = taskOf.get(a);
+        if (!t) throw new ArtifactError(`internal: ${a} has no job before ${u.key}`);
+        deps.add(t);
       }
-    const r = { ...(o.resources?.default ?? {}), ...(o.resources?.[g.kind] ?? {}) };
+    const stageKind = g.units[0]!.spec.stage;
+    const r = { ...(o.resources?.default ?? {}), ...(o.resources?.[stageKind] ?? {}) };
     const script = path.join(jobDir, `${name}.sh`);
     const args = [
       '--parsable',
       `--job-name=${name}`,
-      `--array=0-${ids.length - 1}`,
+      `--array=0-${keys.length - 1}`,
       `--output=${path.join(logDir, '%x_%a.log')}`,
       `--chdir=${o.cwd}`,
       '--kill-on-invalid-dep=yes',
       ...(deps.size ? [`--dependency=afterok:${[...deps].join(':')}`] : []),
-      ...(o.partition ?? r.partition ? [`--partition=${o.partition ?? r.partition}`] : []),
+      ...((o.partition ?? r.partition) ? [`--partition=${o.partition ?? r.partition}`] : []),
       ...(r.cpus ? [`--cpus-per-task=${r.cpus}`] : []),
       ...(r.mem !== undefined ? [`--mem=${r.mem}`] : []),
       ...(r.time ? [`--time=${r.time}`] : []),
@@ -276,38 +327,39 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
     ];
     const cmdLine = `sbatch ${[...args, script].map(shellQuote).join(' ')}`;
     if (o.dryRun) {
-      commands.push(`# ${name}: ${ids.map((id, i) => `[${i}] ${id}`).join(', ')}\n${cmdLine}`);
-      ids.forEach((id, i) => taskOf.set(id, `$${name.replace(/[^A-Za-z0-9_]/g, '_')}_${i}`));
+      commands.push(`# ${name}: ${g.units.map((u, i) => `[${i}] ${unitLabel(u)}`).join(', ')}\n${cmdLine}`);
+      keys.forEach((k, i) => taskOf.set(k, `$${name.replace(/[^A-Za-z0-9_]/g, '_')}_${i}`));
       continue;
     }
-    await atomicWriteFile(script, jobScript({ name, stages: ids, cwd: o.cwd, cli, rcDir: logDir }));
+    await atomicWriteFile(script, jobScript({ name, units: g.units, cwd: o.cwd, cli, rcDir: logDir }));
     const out = slurmCmd('sbatch', [...args, script]).trim();
     const jobId = out.split(';')[0]!.trim();
     if (!/^\d+$/.test(jobId)) throw new ArtifactError(`sbatch printed "${out}", expected a job id`);
-    const rec: JobRecord = { name, job_id: jobId, stages: ids, kind: g.kind, script, submitted: new Date().toISOString(), sbatch: args };
+    const rec: JobRecord = { name, job_id: jobId, stages: keys, kind: g.kind, script, submitted: new Date().toISOString(), sbatch: args };
     state.jobs.push(rec);
     submittedJobs.push(rec);
     // Recorded at once: a driver killed from here on finds the job on rerun.
     await atomicWriteJson(stateFile, state);
     commands.push(cmdLine);
-    ids.forEach((id, i) => {
-      taskOf.set(id, `${jobId}_${i}`);
-      logOf.set(id, path.join(logDir, `${name}_${i}.log`));
-      submittedBy.add(id);
+    keys.forEach((k, i) => {
+      taskOf.set(k, `${jobId}_${i}`);
+      logOf.set(k, path.join(logDir, `${name}_${i}.log`));
+      submittedBy.add(k);
     });
-    print(`slurm: job ${jobId} ${name}: ${ids.length} task(s) ${ids.length <= 3 ? ids.join(', ') : `${ids.slice(0, 2).join(', ')}, ... ${ids.at(-1)}`}${deps.size ? ` (after ${[...deps].join(', ')})` : ''}`);
+    const labels = g.units.map(unitLabel);
+    print(`slurm: job ${jobId} ${name}: ${labels.length} task(s) ${labels.length <= 3 ? labels.join(', ') : `${labels.slice(0, 2).join(', ')}, ... ${labels.at(-1)}`}${deps.size ? ` (after ${[...deps].join(', ')})` : ''}`);
   }
   if (o.dryRun) return { commands, tasks: [], failed: [], submittedJobs };
-  for (const [st, t] of inflight) print(`slurm: ${t.task} ${st}: still queued or running from an earlier driver run; not resubmitted`);
+  for (const k of adopted) print(`slurm: ${taskOf.get(k)} ${labelOfKey(k)}: still queued or running from an earlier driver run; not resubmitted`);
 
   // Wait.
   const pollMs = o.pollMs ?? (Number(process.env.DCD_SLURM_POLL_MS) || 2000);
-  const pendingIds = new Set(taskOf.keys());
+  const pendingKeys = new Set(taskOf.keys());
   const last = new Map<string, string>();
   const missing = new Map<string, number>();
   const outcome = new Map<string, TaskOutcome>();
   let queueErrors = 0;
-  while (pendingIds.size) {
+  while (pendingKeys.size) {
     let q: Map<string, { state: string; reason: string }>;
     try {
       q = queueStates();
@@ -318,34 +370,36 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
       await sleep(pollMs);
       continue;
     }
-    for (const id of [...pendingIds]) {
-      const task = taskOf.get(id)!;
-      const lg = logOf.get(id)!;
+    for (const key of [...pendingKeys]) {
+      const u = units.get(key)!;
+      const task = taskOf.get(key)!;
+      const lg = logOf.get(key)!;
       let s = q.get(task);
       if (!s) {
-        // Slurm has forgotten the task (MinJobAge): the manifest or the job's exit code tell.
+        // Slurm has forgotten the task (MinJobAge): the stage's manifest (a part's part.json) or the job's exit code tell.
         const rcFile = lg.replace(/\.log$/, '.rc');
-        const spec = specOf.get(id)!;
-        const manifest = existsSync(path.join(stageDir(o.runDir, spec), 'manifest.json'));
+        const dir = stageDir(o.runDir, u.spec);
+        const doneFile = u.mode === 'part' ? path.join(partDir(dir, u.part!, u.count!), 'part.json') : path.join(dir, 'manifest.json');
+        const done = existsSync(doneFile);
         if (existsSync(rcFile)) {
           const rc = readFileSync(rcFile, 'utf8').trim();
-          s = { state: rc === '0' && manifest ? 'COMPLETED' : 'FAILED', reason: rc === '0' ? (manifest ? 'None' : 'no manifest') : `exit code ${rc}` };
+          s = { state: rc === '0' && done ? 'COMPLETED' : 'FAILED', reason: rc === '0' ? (done ? 'None' : `exit 0 but no ${path.basename(doneFile)}`) : `exit code ${rc}` };
         } else {
-          const n = (missing.get(id) ?? 0) + 1;
-          missing.set(id, n);
+          const n = (missing.get(key) ?? 0) + 1;
+          missing.set(key, n);
           if (n < 5) continue;
-          s = manifest ? { state: 'COMPLETED', reason: 'None' } : { state: 'VANISHED', reason: 'not in squeue, no exit code' };
+          s = done ? { state: 'COMPLETED', reason: 'None' } : { state: 'VANISHED', reason: 'not in squeue, no exit code' };
         }
       }
-      if (last.get(id) !== s.state) {
-        last.set(id, s.state);
-        if (s.state !== 'PENDING' || submittedBy.has(id)) print(`slurm: ${task} ${id}: ${s.state}${s.state === 'FAILED' || s.state === 'CANCELLED' ? ` (${s.reason}); log: ${lg}` : ''}`);
+      if (last.get(key) !== s.state) {
+        last.set(key, s.state);
+        if (s.state !== 'PENDING' || submittedBy.has(key)) print(`slurm: ${task} ${unitLabel(u)}: ${s.state}${s.state !== 'COMPLETED' && !ACTIVE.has(s.state) ? ` (${s.reason}); log: ${lg}` : ''}`);
       }
       if (ACTIVE.has(s.state)) continue;
-      pendingIds.delete(id);
-      outcome.set(id, { stage: id, task, state: s.state, reason: s.reason, log: lg, submitted: submittedBy.has(id) });
+      pendingKeys.delete(key);
+      outcome.set(key, { stage: unitLabel(u), task, state: s.state, reason: s.reason, log: lg, submitted: submittedBy.has(key) });
     }
-    if (pendingIds.size) await sleep(pollMs);
+    if (pendingKeys.size) await sleep(pollMs);
   }
   const tasks = [...outcome.values()];
   const failed = tasks.filter((t) => t.state !== 'COMPLETED' && !/Dependency/.test(t.reason));
