@@ -276,6 +276,11 @@ function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<
     const bad = opts.ids.filter((id) => !known.has(id));
     if (bad.length) throw new ArtifactError(`--stage ${bad.join(', ')}: no such stage in this config's graph (the config or its --set/--seeds differ from the ones the id came from; \`dcd run CFG --dry-run --ids\` lists the ids)`);
   }
+  if ((opts.part || opts.merge) && opts.ids?.length !== 1) throw new ArtifactError('--part and --merge need exactly one --stage');
+  if (opts.part || opts.merge) {
+    const spec = order.find((s) => stageId(s) === opts.ids![0])!;
+    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')}; the filter only when enabled)`);
+  }
   if (!opts.only?.length && !opts.shard && !opts.ids?.length) return undefined;
   if (opts.ids?.length && (opts.only?.length || opts.shard)) throw new ArtifactError('--stage cannot be combined with --only or --shard');
   const kinds = opts.only?.length ? new Set(opts.only) : undefined;
@@ -326,7 +331,6 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
     if (opts.dryRun) continue;
     if (opts.ids?.length && !opts.ids.includes(id))
       throw new ArtifactError(`stage ${id} is not complete (${st.reason}), but --stage runs only ${opts.ids.join(', ')}: run its dependencies first (a cluster job starts after the jobs of its dependencies succeed)`);
-    if ((opts.part || opts.merge) && !isShardable(spec)) throw new ArtifactError(`${id}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')})`);
     if (opts.part) {
       await runPartOf(runDir, spec, done, opts.part, i, order.length);
       ran.push(spec);
