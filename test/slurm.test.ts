@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -189,4 +189,32 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     const parts = resubmitted.filter((k) => k.includes('#part=')).sort();
     expect(parts).toEqual(failed.map(([, , stage, part]) => `${stage}#part=${part}/2`).sort());
   }, 600_000);
+});
+
+describe('slurm executor pieces that need no cluster', () => {
+  it('--sbatch words split like a shell splits them; job-script words are quoted back', async () => {
+    const { splitArgs, shellQuote } = await import('../src/pipeline/executors/slurm.js');
+    expect(splitArgs(`--account=lab  --comment='a b' --x="c \\"d\\"" e\\ f`)).toEqual(['--account=lab', '--comment=a b', '--x=c "d"', 'e f']);
+    expect(() => splitArgs(`--comment='open`)).toThrow(/unbalanced '/);
+    expect(shellQuote('--set')).toBe('--set');
+    expect(shellQuote("methods=[a, b]'s")).toBe(`'methods=[a, b]'\\''s'`);
+  });
+
+  it('executor.slurm resources are validated with the config; a misspelt stage kind names the nearest one', async () => {
+    const { loadConfig } = await import('../src/core/config.js');
+    const ok = loadConfig(DEMO, { set: ['executor.slurm.embed={gres: "gpu:1", cpus: 4, mem: 16G, time: "1:00:00"}'] });
+    expect(ok.executor.slurm.embed).toEqual({ gres: 'gpu:1', cpus: 4, mem: '16G', time: '1:00:00' });
+    expect(() => loadConfig(DEMO, { set: ['executor.slurm.embd={cpus: 4}'] })).toThrow(/executor\.slurm.*embed/s);
+    expect(() => loadConfig(DEMO, { set: ['executor.slurm.train={cpus: "4"}'] })).toThrow(/executor\.slurm\.train\.cpus/);
+  });
+
+  it('--executor slurm without Slurm on PATH fails with a clear message', async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-nopath-'));
+    // PATH holds node alone.
+    const bin = mkdtempSync(path.join(tmpdir(), 'slurm-bin-'));
+    symlinkSync(process.execPath, path.join(bin, 'node'));
+    const r = spawnSync(path.join(bin, 'node'), [CLI, 'run', DEMO, '--seeds', '0', '--executor', 'slurm'], { cwd, env: { ...process.env, PATH: bin }, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/sbatch not found on PATH/);
+  });
 });

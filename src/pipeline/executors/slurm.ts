@@ -272,7 +272,8 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
       j.stages.forEach((key, i) => {
         const t = `${j.job_id}_${i}`;
         const s = q.get(t);
-        if (s && ACTIVE.has(s.state) && units.has(key)) {
+        // A task waiting on a failed one is about to be cancelled: submit its stage anew instead.
+        if (s && ACTIVE.has(s.state) && !/DependencyNeverSatisfied/.test(s.reason) && units.has(key)) {
           adopted.add(key);
           taskOf.set(key, t);
           logOf.set(key, path.join(logDir, `${j.name}_${i}.log`));
