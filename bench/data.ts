@@ -15,7 +15,8 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { imageBatches, mulberry32, type ImageItem } from '../src/data/images.js';
+import { mulberry32 } from '../src/core/rng.js';
+import { imageBatches, type ImageItem } from '../src/data/images.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -32,7 +32,7 @@ import { Table } from 'apache-arrow';
 import { EmbeddingStore } from '../src/retrieval/store.js';
 import { selectAlgorithm1 } from '../src/retrieval/select.js';
 import { leakageFilter, type Threshold } from '../src/retrieval/filter.js';
-import { mulberry32 } from '../src/retrieval/baselines.js';
+import { mulberry32 } from '../src/core/rng.js';
 import { openArrowSink } from '../src/retrieval/output.js';
 import { knn } from '../src/retrieval/knn.js';
 

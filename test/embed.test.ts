@@ -117,7 +117,7 @@ describe('dcd embed', () => {
   });
 
   it('embedImages leaks no tensor', async () => {
-    const { embedImages } = await import('../src/models/embed.js');
+    const { embedImages } = await import('../src/infer/embed.js');
     await tf.setBackend('cpu');
     const before = tf.memory().numTensors;
     const s = await embedImages({ backbone: 'vit_tiny', weights: 'random', images: imgs, out: path.join(tmp, 'leak.arrow'), batchSize: 4 });
@@ -182,7 +182,7 @@ describe('dcd embed', () => {
   });
 
   it('writes record batches of ≤ recordBatchRows rows, streamed by the embedding store; merge too', async () => {
-    const { embedImages, mergeEmbeddings } = await import('../src/models/embed.js');
+    const { embedImages, mergeEmbeddings } = await import('../src/infer/embed.js');
     await tf.setBackend('cpu');
     const out = path.join(tmp, 'batched.arrow');
     const s = await embedImages({ backbone: 'resnet_tiny', weights, images: imgs, out, batchSize: 2, recordBatchRows: 3 });
@@ -207,7 +207,8 @@ describe('dcd embed', () => {
   });
 
   it('merge is a streaming k-way merge of sorted shards: interleaved ids, many chunks, unsorted and duplicate ids refused', async () => {
-    const { mergeEmbeddings, EmbeddingWriter } = await import('../src/models/embed.js');
+    const { mergeEmbeddings } = await import('../src/infer/embed.js');
+    const { EmbeddingWriter } = await import('../src/infer/embedding-writer.js');
     const dim = 3;
     const meta = { 'dcd.backbone': 'x', 'dcd.weights_sha256': 'w', 'dcd.preprocess': 'p' };
     const write = async (file: string, ids: string[]) => {

@@ -10,12 +10,12 @@ import {
   pyRound,
   randomResizedCropBox,
   resizeShorter,
-  mulberry32,
   transformRaw,
-  resizeBilinearU8,
   type ImageBatch,
   type ImageItem,
 } from '../src/data/images.js';
+import { mulberry32 } from '../src/core/rng.js';
+import { resizeBilinearU8 } from '../src/data/resample.js';
 import { ConfigError, DataError } from '../src/core/errors.js';
 
 const ID = { mean: [0, 0, 0], std: [1, 1, 1] } as const;

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/core/backend.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
 import { mergeCandidates, searchCandidates, selectAlgorithm1, sweepCandidates, type SeedSet, type SelectOptions } from '../src/retrieval/select.js';
-import { mulberry32 } from '../src/retrieval/baselines.js';
+import { mulberry32 } from '../src/core/rng.js';
 
 function synth(seed: number, nSeeds: number, nPool: number, classes: number, dim: number, range: number) {
   const rnd = mulberry32(seed);

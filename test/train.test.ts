@@ -11,7 +11,7 @@ import { readSafetensors } from '../src/models/safetensors.js';
 import { weightedCrossEntropy } from '../src/train/loss.js';
 import { learningRate } from '../src/train/schedule.js';
 import { concatDatasets, fromArrays, fromManifest } from '../src/train/dataset.js';
-import { assignWeights } from '../src/train/checkpoint.js';
+import { assignWeights } from '../src/models/load.js';
 import { initFromCheckpoint } from '../src/train/init.js';
 import { createModel } from '../src/models/registry.js';
 import { saveCheckpoint } from '../src/models/load.js';

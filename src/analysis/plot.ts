@@ -4,7 +4,18 @@
  * renderer.
  */
 import sharp from 'sharp';
-import type { RetentionPoint } from './retention.js';
+
+/** One point of Figure 7: a backbone at one k. Percentages in [0, 100]. */
+export interface RetentionPoint {
+  backbone: string;
+  k: number;
+  classRetention: number;
+  contextRetention: number;
+  /** Images with a known class (queries for class retention). */
+  classQueries: number;
+  /** Images with an annotated context (queries for context retention). */
+  contextQueries: number;
+}
 
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 

@@ -16,9 +16,9 @@ import { embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
 import { log } from '../core/log.js';
-import { embedImages } from '../models/embed.js';
+import { embedImages } from '../infer/embed.js';
 import { gatherRows, knn as retrievalKnn, l2NormalizeRows } from '../retrieval/knn.js';
-import { retentionSvg, svgToPng } from './plot.js';
+import { retentionSvg, svgToPng, type RetentionPoint } from './plot.js';
 import { type Context, type ContextRule, keepsContext, parseContext } from './context.js';
 
 /** Result of a k-nearest-neighbour search: row-major [numQueries, k], nearest first. */
@@ -35,17 +35,7 @@ export type KnnFn = (
   k: number,
 ) => KnnResult | Promise<KnnResult>;
 
-/** One point of Figure 7: a backbone at one k. Percentages in [0, 100]. */
-export interface RetentionPoint {
-  backbone: string;
-  k: number;
-  classRetention: number;
-  contextRetention: number;
-  /** Images with a known class (queries for class retention). */
-  classQueries: number;
-  /** Images with an annotated context (queries for context retention). */
-  contextQueries: number;
-}
+export type { RetentionPoint } from './plot.js';
 
 /** Options of the retention computation. */
 export interface RetentionOptions {

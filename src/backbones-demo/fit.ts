@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
-import { rng, streamSeed } from '../data/synthetic.js';
+import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 
 /** In-memory labelled images. */
 export interface ImageData {

@@ -3,7 +3,7 @@
  * non-overlapping nearest neighbours, METHOD.md §2: `src/retrieval/algorithm1.ts`) per
  * class, and the Random baseline (uniform per class, without replacement).
  */
-import { rng, streamSeed } from '../data/synthetic.js';
+import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 import { algorithm1 } from '../retrieval/algorithm1.js';
 
 /** Squared L2 distances [nq, nc] between rows of `q` and rows of `c` (dimension `dim`). */

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
@@ -54,8 +56,21 @@ export async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').slice(-3).join('/'));
-if (isMain) {
+/**
+ * Whether node was started on this file: through any symlink (`npm link`, `npm install -g`,
+ * `npx dcd`, node_modules/.bin), so both sides are compared as real paths.
+ */
+function isMain(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
   main(hideBin(process.argv)).then((code) => {
     process.exitCode = code;
   });

@@ -4,7 +4,7 @@
  * An unknown key names the nearest valid one by edit distance.
  */
 import type { z } from 'zod';
-import { keysAt } from './config.js';
+import { keysAt } from './schema-walk.js';
 
 /** Levenshtein distance (small strings: config keys and enum values). */
 export function editDistance(a: string, b: string): number {

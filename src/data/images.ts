@@ -12,6 +12,8 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import pLimit from 'p-limit';
 import { ConfigError, DataError, describeError } from '../core/errors.js';
+import { hashSeed, mulberry32 } from '../core/rng.js';
+import { resizeBilinearU8 } from './resample.js';
 
 /** Eval transform and normalisation (the shape of `Preprocess` in src/core/types.ts). */
 export interface ImageTransform {
@@ -94,29 +96,6 @@ export function resizeShorter(w: number, h: number, size: number): { width: numb
 /** Top-left corner of torchvision `CenterCrop(crop)` on a w × h image. */
 export function centreCropOffset(w: number, h: number, crop: number): { left: number; top: number } {
   return { left: pyRound((w - crop) / 2), top: pyRound((h - crop) / 2) };
-}
-
-/** A small, fast, seedable PRNG (mulberry32) returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** 32-bit FNV-1a hash of a string mixed with a seed; used to give each image its own RNG stream. */
-export function hashSeed(seed: number, id: string): number {
-  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0;
-  h = Math.imul(h ^ ((seed / 4294967296) >>> 0), 0x01000193) >>> 0;
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
 }
 
 /** A crop rectangle plus flip, in the oriented image's pixel coordinates. */
@@ -269,92 +248,6 @@ async function transformPixels(
   if (info.width !== t.crop || info.height !== t.crop)
     throw new Error(`internal: transform produced ${info.width}×${info.height}, expected ${t.crop}×${t.crop}`);
   return { pix: new Uint8Array(data.buffer, data.byteOffset, data.length), channels: info.channels };
-}
-
-/**
- * Per-output-pixel taps of PIL's bilinear resampling (`Image.resize(..., BILINEAR)`):
- * a triangle filter widened by the scale when shrinking, so it antialiases like PIL.
- */
-function bilinearTaps(inSize: number, outSize: number): { start: Int32Array; count: Int32Array; weights: Float64Array; kmax: number } {
-  const scale = inSize / outSize;
-  const filterScale = Math.max(scale, 1);
-  const support = filterScale; // bilinear support 1.0 × filterScale
-  const kmax = Math.ceil(support) * 2 + 1;
-  const start = new Int32Array(outSize);
-  const count = new Int32Array(outSize);
-  const weights = new Float64Array(outSize * kmax);
-  for (let o = 0; o < outSize; o++) {
-    const centre = (o + 0.5) * scale;
-    const lo = Math.max(Math.trunc(centre - support + 0.5), 0);
-    const hi = Math.min(Math.trunc(centre + support + 0.5), inSize);
-    let sum = 0;
-    for (let k = 0; k < hi - lo; k++) {
-      const x = Math.abs((k + lo - centre + 0.5) / filterScale);
-      const w = x < 1 ? 1 - x : 0;
-      weights[o * kmax + k] = w;
-      sum += w;
-    }
-    if (sum > 0) for (let k = 0; k < hi - lo; k++) weights[o * kmax + k]! /= sum;
-    start[o] = lo;
-    count[o] = hi - lo;
-  }
-  return { start, count, weights, kmax };
-}
-
-const clamp8 = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
-
-/**
- * Resizes the `box` region of an 8-bit image to ow × oh with PIL's bilinear filter
- * (horizontal pass, 8-bit intermediate, vertical pass, as PIL does).
- */
-export function resizeBilinearU8(
-  src: Uint8Array,
-  width: number,
-  channels: number,
-  box: { left: number; top: number; width: number; height: number },
-  ow: number,
-  oh: number,
-): Uint8Array {
-  const c = channels;
-  const bw = box.width;
-  const bh = box.height;
-  // horizontal pass over the rows of the box
-  let horiz: Uint8Array;
-  if (ow === bw) {
-    horiz = new Uint8Array(bw * bh * c);
-    for (let y = 0; y < bh; y++) horiz.set(src.subarray(((box.top + y) * width + box.left) * c, ((box.top + y) * width + box.left + bw) * c), y * bw * c);
-  } else {
-    const tx = bilinearTaps(bw, ow);
-    horiz = new Uint8Array(ow * bh * c);
-    for (let y = 0; y < bh; y++) {
-      const row = ((box.top + y) * width + box.left) * c;
-      for (let x = 0; x < ow; x++) {
-        const s0 = tx.start[x]!;
-        const n = tx.count[x]!;
-        const wo = x * tx.kmax;
-        for (let ch = 0; ch < c; ch++) {
-          let acc = 0;
-          for (let k = 0; k < n; k++) acc += src[row + (s0 + k) * c + ch]! * tx.weights[wo + k]!;
-          horiz[(y * ow + x) * c + ch] = clamp8(acc);
-        }
-      }
-    }
-  }
-  if (oh === bh) return horiz;
-  const ty = bilinearTaps(bh, oh);
-  const out = new Uint8Array(ow * oh * c);
-  const stride = ow * c;
-  for (let y = 0; y < oh; y++) {
-    const s0 = ty.start[y]!;
-    const n = ty.count[y]!;
-    const wo = y * ty.kmax;
-    for (let i = 0; i < stride; i++) {
-      let acc = 0;
-      for (let k = 0; k < n; k++) acc += horiz[(s0 + k) * stride + i]! * ty.weights[wo + k]!;
-      out[y * stride + i] = clamp8(acc);
-    }
-  }
-  return out;
 }
 
 /**

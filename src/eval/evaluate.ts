@@ -2,13 +2,13 @@
  * Evaluation of a classifier on a dataset: top-k predictions, written as an Arrow file,
  * and accuracies (top-1, top-5, per class, restricted to a class subset).
  */
-import * as tf from '@tensorflow/tfjs';
 import { Field, FixedSizeList, Int32, makeData, makeVector, Table, type Data } from 'apache-arrow';
 import { buildTable, copyFixedListValues, embeddingMatrix, int32Column, metadataOf, readArrowFile, requireColumns, stringColumn, withMetadata, writeArrowFile } from '../core/arrow.js';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { progress } from '../core/log.js';
 import type { ImageModel } from '../core/types.js';
 import type { Dataset } from '../train/dataset.js';
+import { topkDataset } from '../infer/predict.js';
 
 /** Predictions of one model on one image set. */
 export interface Predictions {
@@ -47,23 +47,8 @@ export async function evaluate(model: ImageModel, dataset: Dataset, opts: Evalua
   if (!(Number.isInteger(bs) && bs > 0)) throw new ConfigError(`evaluate: batchSize must be a positive integer, received ${bs}`);
   const k = Math.min(opts.topK ?? 5, model.numClasses);
   const n = dataset.size;
-  const [H, W] = dataset.imageShape;
-  const topk = new Int32Array(n * k);
-  const scores = new Float32Array(n * k);
   const bar = progress(opts.label ?? 'eval', n);
-  for (let s = 0; s < n; s += bs) {
-    const idx = Int32Array.from({ length: Math.min(bs, n - s) }, (_, i) => s + i);
-    const x = await dataset.getBatch(idx);
-    const [v, i] = tf.tidy(() => {
-      const logits = model.forwardHead(model.forwardFeatures(tf.tensor4d(x, [idx.length, H, W, 3]), false));
-      const r = tf.topk(tf.softmax(logits), k);
-      return [r.values, r.indices];
-    });
-    scores.set(v.dataSync() as Float32Array, s * k);
-    topk.set(i.dataSync() as Int32Array, s * k);
-    tf.dispose([v, i]);
-    bar.tick(idx.length);
-  }
+  const { topk, scores } = await topkDataset(model, dataset, bs, k, (m) => bar.tick(m));
   bar.stop();
   const keep: number[] = [];
   for (let j = 0; j < n; j++) if (!dataset.skipped.has(j)) keep.push(j);

@@ -3,17 +3,7 @@
  * mulberry32 (32-bit state) with Box–Muller normals: reproducible across platforms.
  */
 
-/** A seeded uniform [0, 1) generator. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../core/rng.js';
 
 /** Draws from a seeded RNG. */
 export class Rng {

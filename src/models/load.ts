@@ -11,6 +11,7 @@ import { materialize, readCheckpoint, writeStateDictSafetensors, writeTfjsWeight
 import { mapCheckpointKeys, type KeyMapOptions } from './keymap.js';
 import { getModelSpec, type KeyFamily } from './registry.js';
 import { shapeStr, type HostTensor, type StateDict } from './tensor-data.js';
+import { readSafetensors } from './safetensors.js';
 
 /** Options of {@link loadCheckpoint}. */
 export interface LoadOptions extends KeyMapOptions {
@@ -82,4 +83,47 @@ export async function saveCheckpoint(model: ImageModel, out: string, format: 'sa
   const sd = stateDictOf(model);
   if (format === 'safetensors') await writeStateDictSafetensors(out, sd, meta);
   else await writeTfjsWeights(out, sd, meta);
+}
+
+/**
+ * Assigns tensors of a state dict to the model's variables. Every param and buffer
+ * must be present with its shape (a partial load fails, naming each key), except the
+ * names in `skip`. Unknown keys fail too, unless `allowUnexpected`.
+ */
+export function assignWeights(
+  model: ImageModel,
+  tensors: Map<string, { shape: number[]; data: Float32Array | Int32Array | BigInt64Array }>,
+  file: string,
+  opts: { skip?: (name: string) => boolean; allowUnexpected?: (name: string) => boolean } = {},
+): void {
+  const vars = new Map<string, tf.Variable>([...model.params(), ...model.buffers()]);
+  const problems: string[] = [];
+  for (const [name, v] of vars) {
+    if (opts.skip?.(name)) continue;
+    const t = tensors.get(name);
+    if (!t) problems.push(`missing ${name} [${v.shape.join(', ')}]`);
+    else if (t.shape.join(',') !== v.shape.join(',')) problems.push(`${name}: file has [${t.shape.join(', ')}], model needs [${v.shape.join(', ')}]`);
+  }
+  for (const name of tensors.keys()) if (!vars.has(name) && !opts.allowUnexpected?.(name)) problems.push(`unexpected ${name}`);
+  if (problems.length) throw new WeightsError(`${file} does not fit ${model.name}:\n  ${problems.join('\n  ')}`);
+  for (const [name, v] of vars) {
+    if (opts.skip?.(name)) continue;
+    const t = tensors.get(name)!;
+    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>, Number);
+    tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
+  }
+}
+
+/**
+ * Loads any checkpoint into `model`: a safetensors state dict with PyTorch names (what
+ * the trainer and the pipeline write) directly, anything else through the strict
+ * loader ({@link loadCheckpoint}: PyTorch zip or legacy, tfjs) and its key mapping.
+ */
+export async function loadAnyCheckpoint(model: ImageModel, file: string): Promise<void> {
+  if (file.endsWith('.safetensors')) {
+    const { tensors } = await readSafetensors(file);
+    assignWeights(model, tensors as Map<string, { shape: number[]; data: Float32Array | Int32Array | BigInt64Array }>, file);
+    return;
+  }
+  await loadCheckpoint(model, file);
 }

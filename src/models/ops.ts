@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../core/errors.js';
 import { numel } from './tensor-data.js';
-import { ATTENTION_KERNEL, BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, LINEAR_KERNEL, markConstant } from '../backends/native.js';
+import { ATTENTION_KERNEL, BN_TRAIN_KERNEL, CONV_ADD_KERNEL, GELU_KERNEL, LAYER_NORM_KERNEL, LINEAR_KERNEL } from '../backends/kernel-names.js';
+import { markConstant } from '../backends/weight-cache.js';
 
 /** Named trainable parameters and buffers of a model, in PyTorch spelling. */
 export class VarStore {

@@ -3,11 +3,18 @@
  * pretrained config). Each entry gives the architecture, the eval preprocessing, the
  * feature width, the official weight file (name, URL, sha256) and the key-mapping
  * family used to read that file. No registration by import side effect.
+ *
+ * Besides the fixed table, one parameterised family: the embedded demo's small CNN,
+ * `small_cnn` or `small_cnn:<w1>-<w2>-...` (conv widths; src/backbones-demo). The demo's
+ * code is reached from the rest of dcd only through this file.
  */
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel, Preprocess } from '../core/types.js';
 import { ResNet, type ResNetConfig } from './resnet.js';
 import { ViT, type ViTConfig } from './vit.js';
+import { createSmallCnn, SMALL_CNN_PREPROCESS } from '../backbones-demo/small-cnn.js';
+import { trainDemoBackbone, type DemoBackboneSpec } from '../backbones-demo/backbones.js';
+import type { DeepPartial, ObjectSource, SyntheticOptions } from '../data/synthetic.js';
 
 /** Which key-mapping table reads this model's official checkpoints (see keymap.ts). */
 export type KeyFamily = 'torchvision' | 'madrylab' | 'dino';
@@ -29,7 +36,7 @@ export interface OfficialWeights {
 /** A registry entry. */
 export interface ModelSpec {
   name: string;
-  arch: { kind: 'resnet'; config: ResNetConfig } | { kind: 'vit'; config: ViTConfig };
+  arch: { kind: 'resnet'; config: ResNetConfig } | { kind: 'vit'; config: ViTConfig } | { kind: 'small_cnn'; config: { widths: number[] } };
   preprocess: Preprocess;
   numFeatures: number;
   /** Head classes when createModel is not told otherwise (0 = features only). */
@@ -156,6 +163,25 @@ export const MODEL_SPECS: Readonly<Record<string, ModelSpec>> = {
   },
 };
 
+/** The demo's small CNN: `small_cnn` (widths 16-32-64) or `small_cnn:<w1>-<w2>-...`. */
+const SMALL_CNN_NAME = /^small_cnn(?::([0-9]+(?:-[0-9]+)*))?$/;
+
+function smallCnnSpec(name: string): ModelSpec | undefined {
+  const m = SMALL_CNN_NAME.exec(name);
+  if (!m) return undefined;
+  const widths = m[1] ? m[1].split('-').map(Number) : [16, 32, 64];
+  return {
+    name,
+    description: `the embedded demo's small CNN, conv widths ${widths.join('-')} (src/backbones-demo)`,
+    arch: { kind: 'small_cnn', config: { widths } },
+    preprocess: SMALL_CNN_PREPROCESS,
+    numFeatures: widths[widths.length - 1]!,
+    defaultNumClasses: 0,
+    // its checkpoints are dcd's own safetensors (PyTorch-style names)
+    keyFamily: 'torchvision',
+  };
+}
+
 /** Registered model names. */
 export function modelNames(): string[] {
   return Object.keys(MODEL_SPECS);
@@ -163,8 +189,8 @@ export function modelNames(): string[] {
 
 /** The registry entry of `name`; throws a ConfigError listing the valid names. */
 export function getModelSpec(name: string): ModelSpec {
-  const s = MODEL_SPECS[name];
-  if (!s) throw new ConfigError(`unknown model "${name}"; expected one of ${modelNames().join(', ')}`);
+  const s = MODEL_SPECS[name] ?? smallCnnSpec(name);
+  if (!s) throw new ConfigError(`unknown model "${name}"; expected one of ${modelNames().join(', ')}, or small_cnn[:widths]`);
   return s;
 }
 
@@ -182,5 +208,22 @@ export function createModel(name: string, opts: CreateModelOptions = {}): ImageM
   const numClasses = opts.numClasses ?? spec.defaultNumClasses;
   if (!Number.isInteger(numClasses) || numClasses < 0) throw new ConfigError(`createModel(${name}): numClasses must be an integer ≥ 0, received ${numClasses}`);
   const o = { numClasses, seed: opts.seed ?? 0 };
-  return spec.arch.kind === 'resnet' ? new ResNet(name, spec.arch.config, o) : new ViT(name, spec.arch.config, o);
+  switch (spec.arch.kind) {
+    case 'resnet':
+      return new ResNet(name, spec.arch.config, o);
+    case 'vit':
+      return new ViT(name, spec.arch.config, o);
+    case 'small_cnn':
+      return createSmallCnn({ ...o, name, widths: spec.arch.config.widths });
+  }
 }
+
+/**
+ * Trains one of the demo's backbones (`broad_cnn` on a broad draw, `random_cnn` untrained;
+ * see src/backbones-demo/backbones.ts): a small CNN named after its kind.
+ */
+export function trainDemoModel(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
+  return trainDemoBackbone(spec, synthetic, objects, onStep);
+}
+
+export type { DemoBackboneSpec };

@@ -12,19 +12,11 @@ import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import type { BackboneConfig, Config, Method } from '../core/config.js';
 import type { StageSpec } from './runner.js';
-import { checkModelName } from './libs.js';
+import { getModelSpec } from '../models/registry.js';
 import { isDevkitPath } from '../data/devkit.js';
-import * as S from './stages.js';
-
-/** One row of the result table: a method's evaluation for one seed. */
-export interface RowRef {
-  /** Row name: original, complete, random, dcd-<backbone label>. */
-  method: string;
-  seed: number;
-  /** Sweep variant name (empty for a plain run). */
-  variant: string;
-  evaluate: StageSpec;
-}
+import * as S from './stages/index.js';
+import { IMAGE_SETS } from './stages/common.js';
+import type { RowRef } from './stages/report.js';
 
 /** The graph of one config. */
 export interface ExperimentGraph {
@@ -39,8 +31,14 @@ export function backboneLabel(b: BackboneConfig): string {
   return b.label ?? b.name;
 }
 
-/** The image sets every run materialises. */
-export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
+/** Checks that a model name is in the registry, with the config key in the error. */
+function checkModelName(name: string, key: string): void {
+  try {
+    getModelSpec(name);
+  } catch (e) {
+    throw new ConfigError(`${key}: ${(e as Error).message}`);
+  }
+}
 
 /** Checks what the graph needs before anything runs: files exist, names are valid. */
 export function checkConfig(cfg: Config): void {

@@ -9,9 +9,10 @@ import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
-import { buildGraph, type RowRef } from './experiment.js';
+import { buildGraph } from './experiment.js';
+import type { RowRef } from './stages/report.js';
 import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
-import { reportStage } from './stages.js';
+import { reportStage } from './stages/report.js';
 import { formatTasks, runOnSlurm, type SlurmRunResult } from './executors/slurm.js';
 
 /** Options shared by run and sweep. */

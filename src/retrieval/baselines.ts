@@ -1,17 +1,7 @@
 import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
+import { mulberry32 } from '../core/rng.js';
 
-/** A deterministic 32-bit PRNG (mulberry32) returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Per-class summary of a baseline selection. */
 export interface BaselineClassSummary {

@@ -8,6 +8,7 @@ export { EmbeddingStore, readIdsAndLabels, checkCompatible, checkMetadataMatch, 
 export { algorithm1, greedySweep, candidatesPerSeed, type Entries, type Picks } from './algorithm1.js';
 export { selectAlgorithm1, searchCandidates, mergeCandidates, sweepCandidates, openSeedAndPool, type CandidateSet, type SeedSet, type Selection, type SelectOptions, type SelectResult, type ClassSummary } from './select.js';
 export { classThresholds, leakageFilter, type Threshold, type RemovedRow, type FilterOptions, type FilterResult, type FilterClassSummary } from './filter.js';
-export { randomBaseline, completeBaseline, labelCounts, mulberry32, type BaselineClassSummary } from './baselines.js';
+export { randomBaseline, completeBaseline, labelCounts, type BaselineClassSummary } from './baselines.js';
+export { mulberry32 } from '../core/rng.js';
 export { selectFiles, filterFiles, randomBaselineFiles, completeBaselineFiles, writeSelection, readIdSet, parseClassList } from './files.js';
 export { openArrowSink, takeRows, sidecarPath, toCsv } from './output.js';

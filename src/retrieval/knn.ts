@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
-import { recycleReadout } from '../backends/native.js';
+import { recycleReadout } from '../backends/buffer-pool.js';
 
 /**
  * Distance kernels on tfjs tensors.

@@ -12,11 +12,12 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, rm, readdir, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ArtifactError, WeightsError } from '../core/errors.js';
+import { ArtifactError } from '../core/errors.js';
 import { atomicWriteJson, tempPathFor } from '../core/fsutil.js';
 import { readSafetensors, writeSafetensors, type SafetensorsInput } from '../models/safetensors.js';
 import type { ImageModel } from '../core/types.js';
 import type { Sgd } from './optimizer.js';
+import { assignWeights } from '../models/load.js';
 
 /** Position of a run, saved with each checkpoint. */
 export interface TrainState {
@@ -73,35 +74,6 @@ export async function latestCheckpoint(dir: string): Promise<{ folder: string; s
     throw new ArtifactError(`${f} points at ${folder}, which is missing or incomplete; delete latest.json to start afresh`);
   const state = JSON.parse(await readFile(path.join(folder, 'state.json'), 'utf8')) as TrainState;
   return { folder, state };
-}
-
-/**
- * Assigns tensors of a state dict to the model's variables. Every param and buffer
- * must be present with its shape (a partial load fails, naming each key), except the
- * names in `skip`. Unknown keys fail too, unless `allowUnexpected`.
- */
-export function assignWeights(
-  model: ImageModel,
-  tensors: Map<string, { shape: number[]; data: Float32Array | Int32Array | BigInt64Array }>,
-  file: string,
-  opts: { skip?: (name: string) => boolean; allowUnexpected?: (name: string) => boolean } = {},
-): void {
-  const vars = new Map<string, tf.Variable>([...model.params(), ...model.buffers()]);
-  const problems: string[] = [];
-  for (const [name, v] of vars) {
-    if (opts.skip?.(name)) continue;
-    const t = tensors.get(name);
-    if (!t) problems.push(`missing ${name} [${v.shape.join(', ')}]`);
-    else if (t.shape.join(',') !== v.shape.join(',')) problems.push(`${name}: file has [${t.shape.join(', ')}], model needs [${v.shape.join(', ')}]`);
-  }
-  for (const name of tensors.keys()) if (!vars.has(name) && !opts.allowUnexpected?.(name)) problems.push(`unexpected ${name}`);
-  if (problems.length) throw new WeightsError(`${file} does not fit ${model.name}:\n  ${problems.join('\n  ')}`);
-  for (const [name, v] of vars) {
-    if (opts.skip?.(name)) continue;
-    const t = tensors.get(name)!;
-    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>, Number);
-    tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
-  }
 }
 
 /** Restores model weights, optimiser state and the run position from a checkpoint folder. */

@@ -9,7 +9,8 @@
  */
 import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
-import { hashSeed, imageBatches, type ImageItem, type ImageTransform } from '../data/images.js';
+import { hashSeed } from '../core/rng.js';
+import { imageBatches, type ImageItem, type ImageTransform } from '../data/images.js';
 import type { ManifestRow } from '../data/manifest.js';
 import { manifestItems } from '../data/idx.js';
 

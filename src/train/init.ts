@@ -5,7 +5,7 @@ import { materialize, readCheckpoint } from '../models/checkpoint.js';
 import { mapCheckpointKeys } from '../models/keymap.js';
 import { getModelSpec, type KeyFamily } from '../models/registry.js';
 import type { HostTensor } from '../models/tensor-data.js';
-import { assignWeights } from './checkpoint.js';
+import { assignWeights } from '../models/load.js';
 
 /** Names of the classification head's parameters (torchvision spelling). */
 const HEAD = (name: string) => name === 'fc.weight' || name === 'fc.bias';

@@ -3,7 +3,7 @@
  * update rule, and state that can be checkpointed by parameter name.
  */
 import * as tf from '@tensorflow/tfjs';
-import { SGD_KERNEL } from '../backends/native.js';
+import { SGD_KERNEL } from '../backends/kernel-names.js';
 
 let slotCounter = 0;
 /** tfjs variable names are global: make each slot's unique. */

@@ -10,7 +10,7 @@ import { ConfigError, DataError } from '../core/errors.js';
 import { log, progress, type Progress } from '../core/log.js';
 import { sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
-import { hashSeed, mulberry32 } from '../data/images.js';
+import { hashSeed, mulberry32 } from '../core/rng.js';
 import type { Dataset } from './dataset.js';
 import { weightedCrossEntropy } from './loss.js';
 import { Sgd } from './optimizer.js';

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { initBackend } from '../../core/backend.js';
 import { log } from '../../core/log.js';
-import { embedImages, mergeEmbeddings, parseShard } from '../../models/embed.js';
+import { embedImages, mergeEmbeddings, parseShard } from '../../infer/embed.js';
 
 const run: CommandModule<object, any> = {
   command: '$0',

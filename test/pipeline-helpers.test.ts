@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/core/backend.js';
-import { featuresOf, makeModel, predictDataset, preprocessOf } from '../src/pipeline/libs.js';
+import { featuresOf } from '../src/infer/features.js';
+import { predictDataset } from '../src/infer/predict.js';
+import { createModel, getModelSpec } from '../src/models/registry.js';
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from '../src/pipeline/imagesets.js';
 import { aggregate, markdownTable } from '../src/pipeline/table.js';
 
@@ -40,8 +42,8 @@ describe('pipeline image sets and model helpers', () => {
   it('features and predictions of a small CNN: batch-independent, and no tensor leaks', async () => {
     await initBackend('wasm', { quiet: true });
     const set = tinySet(7);
-    const model = makeModel('small_cnn:4-8', { numClasses: 3, seed: 1 });
-    const pre = { ...preprocessOf('small_cnn'), resize: 8, crop: 8 };
+    const model = createModel('small_cnn:4-8', { numClasses: 3, seed: 1 });
+    const pre = { ...getModelSpec('small_cnn').preprocess, resize: 8, crop: 8 };
     const before = tf.memory().numTensors;
     const a = await featuresOf(model, imageItems(set), pre, { batchSize: 3, concurrency: 2 });
     const b = await featuresOf(model, imageItems(set), pre, { batchSize: 7, concurrency: 2 });

@@ -11,19 +11,18 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { buildTable, type ColumnInput } from '../core/arrow.js';
 import { currentBackend } from '../core/backend.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, sha256File } from '../core/fsutil.js';
 import { progress } from '../core/log.js';
 import type { Preprocess } from '../core/types.js';
 import { listImages } from '../data/adapters.js';
-import { imageBatches, type ImageItem, type SkippedImage } from '../data/images.js';
+import type { ImageItem, SkippedImage } from '../data/images.js';
 import { readManifest } from '../data/manifest.js';
-import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { EmbeddingStore, type EmbeddingChunk } from '../retrieval/store.js';
-import { loadCheckpoint } from './load.js';
-import { createModel, getModelSpec } from './registry.js';
+import { loadCheckpoint } from '../models/load.js';
+import { createModel, getModelSpec } from '../models/registry.js';
+import { EMBED_BATCH_ROWS, EmbeddingWriter, writeEmbeddings } from './embedding-writer.js';
 
 /** Options of {@link embedImages}. */
 export interface EmbedOptions {
@@ -47,87 +46,6 @@ export interface EmbedOptions {
   concurrency?: number;
   /** Rows per Arrow record batch of the output (default {@link EMBED_BATCH_ROWS}). */
   recordBatchRows?: number;
-}
-
-/** Rows per record batch of `dcd embed` outputs: 16,384 × 2048-d float32 is 128 MiB. */
-export const EMBED_BATCH_ROWS = 16384;
-
-/**
- * Writes `id`, `embedding` [, `label`] rows to an Arrow file in record batches of
- * `batchRows` rows, as they are added. The file appears under its name only on
- * {@link EmbeddingWriter.close}; {@link EmbeddingWriter.abort} removes the partial file.
- */
-export class EmbeddingWriter {
-  private ids: string[] = [];
-  private labels: number[] = [];
-  private parts: Float32Array[] = [];
-  private pending = 0;
-  private constructor(
-    private readonly sink: ArrowSink,
-    readonly dim: number,
-    private readonly withLabels: boolean,
-    private readonly batchRows: number,
-  ) {}
-
-  /** Opens `out` (its temporary file) for rows of width `dim`; `metadata` goes into the schema. */
-  static async open(out: string, dim: number, withLabels: boolean, metadata: Record<string, string>, batchRows = EMBED_BATCH_ROWS): Promise<EmbeddingWriter> {
-    if (!Number.isInteger(batchRows) || batchRows < 1) throw new ConfigError(`record batch rows: expected a positive integer, received ${batchRows}`);
-    const schema = buildTable(EmbeddingWriter.columns([], new Float32Array(0), dim, withLabels ? [] : null)).schema;
-    return new EmbeddingWriter(await openArrowSink(out, schema, metadata), dim, withLabels, batchRows);
-  }
-
-  private static columns(ids: string[], emb: Float32Array, dim: number, labels: ArrayLike<number> | null): Record<string, ColumnInput> {
-    const c: Record<string, ColumnInput> = { id: { kind: 'utf8', values: ids }, embedding: { kind: 'embedding', values: emb, dim } };
-    if (labels) c.label = { kind: 'int32', values: Int32Array.from(labels) };
-    return c;
-  }
-
-  /** Rows written or pending. */
-  get rows(): number {
-    return this.sink.rows + this.pending;
-  }
-
-  /** Adds rows: `emb` is row-major [ids.length, dim]; `labels` when the writer has a label column. */
-  add(ids: readonly string[], emb: Float32Array, labels?: ArrayLike<number>): void {
-    if (emb.length !== ids.length * this.dim) throw new ConfigError(`EmbeddingWriter.add: ${emb.length} values for ${ids.length} rows of width ${this.dim}`);
-    if (this.withLabels && labels?.length !== ids.length) throw new ConfigError(`EmbeddingWriter.add: ${labels?.length ?? 0} labels for ${ids.length} rows`);
-    let a = 0;
-    while (a < ids.length) {
-      const take = Math.min(this.batchRows - this.pending, ids.length - a);
-      for (let t = a; t < a + take; t++) {
-        this.ids.push(ids[t]!);
-        if (this.withLabels) this.labels.push(labels![t]!);
-      }
-      this.parts.push(emb.subarray(a * this.dim, (a + take) * this.dim));
-      this.pending += take;
-      a += take;
-      if (this.pending === this.batchRows) this.flush();
-    }
-  }
-
-  private flush(): void {
-    if (this.pending === 0) return;
-    const emb = new Float32Array(this.pending * this.dim);
-    let off = 0;
-    for (const p of this.parts) emb.set(p, off), (off += p.length);
-    const t = buildTable(EmbeddingWriter.columns(this.ids, emb, this.dim, this.withLabels ? this.labels : null));
-    for (const b of t.batches) this.sink.write(b);
-    this.ids = [];
-    this.labels = [];
-    this.parts = [];
-    this.pending = 0;
-  }
-
-  /** Writes what is pending and renames the file into place. */
-  async close(): Promise<void> {
-    this.flush();
-    await this.sink.close();
-  }
-
-  /** Drops the partial file. */
-  async abort(): Promise<void> {
-    await this.sink.abort();
-  }
 }
 
 /** What {@link embedImages} did. */
@@ -209,40 +127,28 @@ export async function embedImages(opts: EmbedOptions): Promise<EmbedSummary> {
       'dcd.shard': `${shard.index}/${shard.count}`,
       'dcd.backend': currentBackend() ?? tf.getBackend(),
     };
-    const writer = await EmbeddingWriter.open(opts.out, dim, hasLabels, meta, opts.recordBatchRows);
-    const skipped: SkippedImage[] = [];
     const skippedFile = `${opts.out}.skipped.tsv`;
-    try {
-      const bar = progress(`embed ${opts.backbone}`, items.length);
-      const input: ImageItem[] = items.map(({ id, path: p }) => ({ id, path: p }));
-      for await (const b of imageBatches(input, pre, batchSize, { concurrency: opts.concurrency ?? 2 })) {
-        skipped.push(...b.skipped);
-        if (b.ids.length) {
-          const n = b.ids.length;
-          const feats = tf.tidy(() => model.forwardFeatures(tf.tensor4d(b.data, [n, pre.crop, pre.crop, 3])));
-          let data: Float32Array;
-          try {
-            data = (await feats.data()) as Float32Array;
-          } finally {
-            feats.dispose();
-          }
-          writer.add(b.ids, data, hasLabels ? b.ids.map((id) => labels.get(id) ?? -1) : undefined);
-        }
-        bar.tick(b.ids.length + b.skipped.length);
-      }
-      bar.stop();
-      if (skipped.length) {
-        const tsv = ['id\tpath\treason', ...skipped.map((s) => `${s.id}\t${s.path}\t${s.reason.replace(/[\t\n]/g, ' ')}`)].join('\n') + '\n';
-        await atomicWriteFile(skippedFile, tsv);
-      } else await rm(skippedFile, { force: true });
-      if (items.length > 0 && writer.rows === 0)
-        throw new DataError(`--images ${opts.images}: none of the ${items.length} images could be read (reasons in ${skippedFile}); no output written`);
-      await writer.close();
-    } catch (e) {
-      await writer.abort();
-      throw e;
-    }
-    return { out: opts.out, rows: writer.rows, dim, skipped, skippedFile: skipped.length ? skippedFile : undefined, seconds: (Date.now() - t0) / 1000 };
+    const bar = progress(`embed ${opts.backbone}`, items.length);
+    const input: ImageItem[] = items.map(({ id, path: p }) => ({ id, path: p }));
+    const { rows, skipped } = await writeEmbeddings(model, input, pre, {
+      batchSize,
+      concurrency: opts.concurrency ?? 2,
+      onBatch: (n) => bar.tick(n),
+      out: opts.out,
+      metadata: meta,
+      ...(hasLabels ? { labelOf: (id: string) => labels.get(id) ?? -1 } : {}),
+      ...(opts.recordBatchRows !== undefined ? { recordBatchRows: opts.recordBatchRows } : {}),
+      beforeClose: async ({ rows, skipped }) => {
+        bar.stop();
+        if (skipped.length) {
+          const tsv = ['id\tpath\treason', ...skipped.map((s) => `${s.id}\t${s.path}\t${s.reason.replace(/[\t\n]/g, ' ')}`)].join('\n') + '\n';
+          await atomicWriteFile(skippedFile, tsv);
+        } else await rm(skippedFile, { force: true });
+        if (items.length > 0 && rows === 0)
+          throw new DataError(`--images ${opts.images}: none of the ${items.length} images could be read (reasons in ${skippedFile}); no output written`);
+      },
+    });
+    return { out: opts.out, rows, dim, skipped, skippedFile: skipped.length ? skippedFile : undefined, seconds: (Date.now() - t0) / 1000 };
   } finally {
     model.dispose();
   }

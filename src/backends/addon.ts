@@ -1,0 +1,116 @@
+/**
+ * Finding and loading the oneDNN Node addon (native/src/addon.cc) that the `native`
+ * backend's kernels call.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's exports (see native/src/addon.cc for layouts and parameter orders). */
+export interface NativeAddon {
+  conv2d(
+    x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number,
+    packed?: Float32Array | null, packedMode?: 0 | 1 | 2, residual?: Float32Array | null,
+  ): void;
+  convPackedSize(p: Int32Array, alpha: number, hasBias: boolean): number;
+  conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, p: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, p: Int32Array): void;
+  matmul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array, alpha: number): void;
+  linear(
+    x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, p: Int32Array,
+    packed: Float32Array, repack: boolean, residual: Float32Array | null,
+  ): void;
+  linearPackedSize(p: Int32Array, hasBias: boolean): number;
+  pool(x: Float32Array, out: Float32Array, p: Int32Array): void;
+  poolBackward(x: Float32Array | null, dy: Float32Array, dx: Float32Array, p: Int32Array): void;
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, p: Int32Array): void;
+  unary(op: number, x: Float32Array, y: Float32Array, alpha: number): void;
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  reduce(op: number, x: Float32Array, y: Float32Array, outer: number, mid: number, inner: number): void;
+  transpose(x: Float32Array | Int32Array, y: Float32Array | Int32Array, p: Int32Array): void;
+  batchNorm(
+    x: Float32Array, mean: Float32Array, variance: Float32Array, offset: Float32Array | null,
+    scale: Float32Array | null, y: Float32Array, eps: number,
+  ): void;
+  copyRows(src: Float32Array, dst: Float32Array, rows: number, cols: number, srcStride: number, dstStride: number): void;
+  batchNormGrad(
+    x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
+    dx: Float32Array, dmean: Float32Array, dvar: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number,
+  ): void;
+  topk(x: Float32Array, values: Float32Array, indices: Int32Array, rows: number, cols: number, k: number): void;
+  layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array, cols: number, eps: number): void;
+  gelu(x: Float32Array, y: Float32Array): void;
+  reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  attention(qkv: Float32Array, out: Float32Array, batch: number, tokens: number, heads: number, scale: number): void;
+  sgdStep(
+    p: Float32Array, g: Float32Array, buf: Float32Array | null, pOut: Float32Array, bufOut: Float32Array,
+    lr: number, momentum: number, weightDecay: number, nesterov: boolean,
+  ): void;
+  batchNormTrain(
+    x: Float32Array, scale: Float32Array | null, offset: Float32Array | null, y: Float32Array, mean: Float32Array,
+    variance: Float32Array, eps: number, residual: Float32Array | null, relu: boolean,
+  ): void;
+  batchNormTrainGrad(
+    x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
+    dx: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number, y: Float32Array | null, dres: Float32Array | null,
+  ): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  version(): string;
+}
+
+
+const ADDON_REL = join('native', 'build', 'Release', 'dcd_native.node');
+
+/** Finds the built addon: `DCD_NATIVE_ADDON`, else `native/build/Release` above this file. */
+export function findAddon(): string | undefined {
+  const env = process.env.DCD_NATIVE_ADDON;
+  if (env) return env;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, ADDON_REL);
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+let addon: NativeAddon | undefined;
+
+/** The loaded addon (after {@link registerNativeBackend} succeeded). */
+export function nativeAddon(): NativeAddon {
+  if (!addon) throw new Error('native addon not loaded: call registerNativeBackend() first');
+  return addon;
+}
+
+/**
+ * Loads the addon and registers the `native` backend and its kernels with tfjs. Idempotent.
+ * Threads: `DCD_NATIVE_THREADS`, else all cores.
+
+/**
+ * Loads the addon (once) and sets its thread count: `DCD_NATIVE_THREADS`, else all cores.
+ * @returns the addon, or why it cannot be loaded
+ */
+export function loadAddon(): { ok: true; addon: NativeAddon } | { ok: false; why: string } {
+  if (addon) return { ok: true, addon };
+  const file = findAddon();
+  if (!file)
+    return {
+      ok: false,
+      why: 'addon not built (install oneDNN with `apt-get install libdnnl-dev`, then run `node scripts/build-native.mjs`)',
+    };
+  // Idle OpenMP threads sleep instead of spinning: on a shared machine a spinning thread takes
+  // the core its descheduled partner needs, and ViT-S ran 9x slower that way (measured here).
+  // libgomp reads this once, when the addon loads it.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  try {
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (e) {
+    return { ok: false, why: `cannot load ${file}: ${(e as Error).message.split('\n')[0]}` };
+  }
+  const threads = Number(process.env.DCD_NATIVE_THREADS ?? availableParallelism());
+  addon.setNumThreads(Number.isInteger(threads) && threads > 0 ? threads : availableParallelism());
+  return { ok: true, addon };
+}

@@ -1,0 +1,47 @@
+/** Walking a zod v4 schema by key path (its internals: `_zod.def`), for config errors and path fields. */
+import type { z } from 'zod';
+
+type AnySchema = z.ZodType;
+
+/** A schema's definition (zod v4 internals). */
+export function def(s: AnySchema): any {
+  return (s as any)._zod.def;
+}
+
+/** Strips optional/default/nullable/pipe wrappers. */
+export function unwrap(s: AnySchema): AnySchema {
+  let cur = s;
+  for (let i = 0; i < 20; i++) {
+    const d = def(cur);
+    if (d.type === 'optional' || d.type === 'default' || d.type === 'nullable' || d.type === 'prefault' || d.type === 'readonly') cur = d.innerType;
+    else if (d.type === 'pipe') cur = d.in;
+    else return cur;
+  }
+  return cur;
+}
+
+/** The schema at `keyPath` (string keys; numbers step into arrays and records), or undefined. */
+export function schemaAt(root: AnySchema, keyPath: readonly (string | number)[]): AnySchema | undefined {
+  let cur: AnySchema | undefined = root;
+  for (const k of keyPath) {
+    if (!cur) return undefined;
+    const d = def(unwrap(cur));
+    if (d.type === 'object') cur = d.shape[k as string];
+    else if (d.type === 'array') cur = d.element;
+    else if (d.type === 'record') cur = d.valueType;
+    else if (d.type === 'union') {
+      cur = (d.options as AnySchema[]).map((o) => schemaAt(o, [k])).find((x) => x !== undefined);
+    } else return undefined;
+  }
+  return cur;
+}
+
+/** Valid keys of the object schema at `keyPath` (for "did you mean"). */
+export function keysAt(root: AnySchema, keyPath: readonly (string | number)[]): string[] {
+  const s = schemaAt(root, keyPath);
+  if (!s) return [];
+  const d = def(unwrap(s));
+  if (d.type === 'object') return Object.keys(d.shape);
+  if (d.type === 'union') return (d.options as AnySchema[]).flatMap((o) => keysAt(o, []));
+  return [];
+}

@@ -1,0 +1,110 @@
+/**
+ * The report's retrieval grid: for a few seed images (spread over the subset classes), the
+ * pool images each backbone's Algorithm 1 picked for them, nearest first, with distances;
+ * and the picks whose weak label is wrong (known where the pool has a true label, as the
+ * synthetic and Fashion-MNIST pools do).
+ */
+import { float32Column, int32Column, readArrowFile, stringColumn } from '../core/arrow.js';
+import type { ManifestRow } from '../data/manifest.js';
+
+/** Seed images shown, neighbours per backbone, and wrongly labelled picks listed. */
+export const GALLERY_SEEDS = 8;
+export const GALLERY_NEIGHBOURS = 6;
+export const GALLERY_WRONG = 24;
+
+/** One backbone's debug-train picks (a select stage's `debug_train-picks.arrow`). */
+export interface GalleryPicks {
+  ids: string[];
+  labels: Int32Array;
+  seeds: string[];
+  dist: Float32Array;
+  rank: Int32Array;
+}
+
+/** Reads a picks file (columns id, label, seed_id, distance, rank). */
+export async function readPicks(file: string): Promise<GalleryPicks> {
+  const t = await readArrowFile(file);
+  return { ids: stringColumn(t, 'id', file), labels: int32Column(t, 'label', file), seeds: stringColumn(t, 'seed_id', file), dist: float32Column(t, 'distance', file), rank: int32Column(t, 'rank', file) };
+}
+
+/** An image of the grid. */
+export interface GalleryImage {
+  id: string;
+  path: string;
+  distance: number;
+  label: string;
+}
+
+/** What {@link buildGallery} needs: the sets' rows, the picks, and where each shown image is. */
+export interface GalleryInput {
+  seedRows: ManifestRow[];
+  poolRows: ManifestRow[];
+  classNames: string[];
+  backbones: { label: string; picks: GalleryPicks }[];
+  /** The select stage ran with `candidates: any_label` (the complete-pool variant). */
+  anyLabel: boolean;
+  /** The path to show for row `i` of the seed set or the pool (may write the image). */
+  seedImage: (i: number) => Promise<string>;
+  poolImage: (i: number) => Promise<string>;
+}
+
+/**
+ * The true class of a pool image, where the pool knows it (synthetic and Fashion-MNIST
+ * pools record it as context.true_label; -1 = no object); undefined for a web pool.
+ */
+function truthOf(r: ManifestRow): number | undefined {
+  if (!r.context) return undefined;
+  try {
+    const t = (JSON.parse(r.context) as { true_label?: unknown }).true_label;
+    return typeof t === 'number' ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Seed rows shown: round-robin over classes (ascending), in manifest order within a class. */
+function chooseSeeds(rows: ManifestRow[], n: number): number[] {
+  const byClass = new Map<number, number[]>();
+  rows.forEach((r, i) => byClass.set(r.label, [...(byClass.get(r.label) ?? []), i]));
+  const chosen: number[] = [];
+  for (let round = 0; chosen.length < n && round < rows.length; round++) {
+    let any = false;
+    for (const idx of [...byClass.keys()].sort((a, b) => a - b).map((k) => byClass.get(k)!))
+      if (round < idx.length && chosen.length < n) (chosen.push(idx[round]!), (any = true));
+    if (!any) break;
+  }
+  return chosen;
+}
+
+/** The grid as the report reads it (gallery.json). */
+export async function buildGallery(g: GalleryInput) {
+  const cls = (y: number) => (y >= 0 ? (g.classNames[y] ?? String(y)) : 'none');
+  const poolAt = new Map(g.poolRows.map((r, i) => [r.id, i]));
+  const poolImage = (id: string) => g.poolImage(poolAt.get(id)!);
+  const seeds = [];
+  for (const si of chooseSeeds(g.seedRows, GALLERY_SEEDS)) {
+    const r = g.seedRows[si]!;
+    const neighbours: Record<string, GalleryImage[]> = {};
+    for (const { label, picks: p } of g.backbones) {
+      const mine = p.ids.map((_, j) => j).filter((j) => p.seeds[j] === r.id).sort((a, c) => p.rank[a]! - p.rank[c]!).slice(0, GALLERY_NEIGHBOURS);
+      neighbours[label] = [];
+      for (const j of mine) {
+        const truth = truthOf(g.poolRows[poolAt.get(p.ids[j]!)!]!);
+        neighbours[label]!.push({ id: p.ids[j]!, path: await poolImage(p.ids[j]!), distance: p.dist[j]!, label: truth !== undefined && truth !== p.labels[j] ? `${cls(p.labels[j]!)}, shows ${cls(truth)}` : cls(p.labels[j]!) });
+      }
+    }
+    seeds.push({ image: { id: r.id, path: await g.seedImage(si), label: cls(r.label) }, neighbours });
+  }
+  // wrongly labelled picks of the first backbone, where the pool knows the truth
+  const first = g.backbones[0]!;
+  const p0 = first.picks;
+  const wrong: GalleryImage[] = [];
+  for (let j = 0; j < p0.ids.length && wrong.length < GALLERY_WRONG; j++) {
+    const truth = truthOf(g.poolRows[poolAt.get(p0.ids[j]!)!]!);
+    if (truth !== undefined && truth !== p0.labels[j]) wrong.push({ id: p0.ids[j]!, path: await poolImage(p0.ids[j]!), distance: p0.dist[j]!, label: `${cls(p0.labels[j]!)} → ${cls(truth)}` });
+  }
+  const wrongTitle = g.anyLabel
+    ? `Complete-pool variant (${first.label}): picks whose true class differs from the seed's`
+    : `Wrongly labelled picks of dcd-${first.label} (weak label → true class; none = no object)`;
+  return { backbones: g.backbones.map((b) => b.label), seeds, completeWrong: wrong, wrongTitle };
+}

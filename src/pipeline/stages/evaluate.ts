@@ -1,0 +1,75 @@
+/**
+ * Evaluate stage: accuracy of one model on every evaluation set.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { atomicWriteJson } from '../../core/fsutil.js';
+import { buildTable, writeArrowFile } from '../../core/arrow.js';
+import type { Config } from '../../core/config.js';
+import type { ManifestRow } from '../../data/manifest.js';
+import type { StageSpec } from '../runner.js';
+import { readImageSet } from '../imagesets.js';
+import { type RowMetrics } from '../table.js';
+import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
+
+/** Accuracy of one model on every evaluation set: Seed, Heldout, then MFreq/Compl./INet on Y_sub and on all classes. */
+export function evaluateStage(cfg: Config, method: string, model: StageSpec, data: StageSpec, failures: StageSpec, added?: StageSpec): StageSpec {
+  return {
+    stage: 'evaluate',
+    label: model.stage === 'original' ? `original-${model.label}` : model.label,
+    version: 2,
+    config: { sets: cfg.eval.sets },
+    deps: { model, data, failures, ...(added ? { added } : {}) },
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const f = ctx.inputs.failures!;
+      const K = cfg.data.classes ?? classesOf(d).names.length;
+      const subset = new Set(JSON.parse(readFileSync(f.file('subset'), 'utf8')) as number[]);
+      const name = modelNameOf(ctx.inputs.model!, cfg.original.model ?? cfg.train.model);
+      const weights = weightsOf(ctx.inputs.model!);
+      const metrics: RowMetrics = {};
+      const ids: string[] = [];
+      const sets: string[] = [];
+      const labels: number[] = [];
+      const preds: number[] = [];
+      let heldoutPred: { rows: ManifestRow[]; pred: Int32Array } | undefined;
+      const acc = (rows: ManifestRow[], pred: Int32Array, keep: (r: ManifestRow) => boolean) => {
+        let n = 0;
+        let ok = 0;
+        rows.forEach((r, i) => {
+          if (!keep(r) || pred[i] === -1) return;
+          n++;
+          if (pred[i] === r.label) ok++;
+        });
+        return n ? (100 * ok) / n : null;
+      };
+      for (const s of cfg.eval.sets) {
+        if (s === 'deval') continue;
+        const set = s === 'seed' || s === 'heldout' ? await readSet(f, s) : await readSet(d, s);
+        const pred = await predictSet(name, weights, K, set, cfg.eval.batch_size, ctx);
+        set.rows.forEach((r, i) => (ids.push(r.id), sets.push(s), labels.push(r.label), preds.push(pred[i]!)));
+        if (s === 'heldout') heldoutPred = { rows: set.rows, pred };
+        if (s === 'seed' || s === 'heldout') metrics[s] = acc(set.rows, pred, () => true);
+        else {
+          const col = s === 'complement' ? 'compl' : s;
+          metrics[`${col}_sub`] = acc(set.rows, pred, (r) => subset.has(r.label));
+          metrics[`${col}_all`] = acc(set.rows, pred, () => true);
+        }
+      }
+      await writeArrowFile(
+        path.join(ctx.dir, 'predictions.arrow'),
+        buildTable({ id: { kind: 'utf8', values: ids }, set: { kind: 'utf8', values: sets }, label: { kind: 'int32', values: labels }, pred: { kind: 'int32', values: preds } }),
+      );
+      await atomicWriteJson(path.join(ctx.dir, 'metrics.json'), metrics);
+      // Figure 10: per subset class, heldout accuracy and the number of images the method added to it
+      const selected = new Map<number, number>();
+      if (ctx.inputs.added) for (const r of (await readImageSet(ctx.inputs.added.file('added'))).rows) selected.set(r.label, (selected.get(r.label) ?? 0) + 1);
+      const names = classesOf(d).names;
+      const perClass = [...subset].sort((a, b) => a - b).flatMap((label) => {
+        const a = heldoutPred ? acc(heldoutPred.rows, heldoutPred.pred, (r) => r.label === label) : null;
+        return a === null ? [] : [{ label, name: names[label] ?? String(label), acc: a / 100, selected: selected.get(label) ?? 0 }];
+      });
+      return { files: { predictions: 'predictions.arrow', metrics: 'metrics.json' }, counts: { images: ids.length }, extra: { metrics, perClass } };
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Failures stage: the debug-seed and heldout sets (images every model gets wrong).
+ */
+import path from 'node:path';
+import { ConfigError, DataError } from '../../core/errors.js';
+import { atomicWriteJson } from '../../core/fsutil.js';
+import type { Config } from '../../core/config.js';
+import { readClassSubset } from '../../data/adapters.js';
+import type { StageResult, StageSpec } from '../runner.js';
+import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
+import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
+
+/** Y_sub of the config. */
+function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[] | 'discover' {
+  const sub = cfg.failures.subset;
+  if (Array.isArray(sub)) return sub;
+  if (sub === 'discover') return 'discover';
+  if (sub === 'pool') {
+    const fromData = classesOf(data).subset;
+    if (fromData) return fromData;
+    return [...new Set(pool.rows.map((r) => r.weak_label ?? -1).filter((y) => y >= 0))].sort((a, b) => a - b);
+  }
+  return readClassSubset(sub);
+}
+
+/** Debug-seed S (wrong on MFreq) and heldout H (wrong on Complement), classes of Y_sub. */
+export function failuresStage(cfg: Config, data: StageSpec, original: StageSpec, suffix = ''): StageSpec {
+  return {
+    stage: 'failures',
+    label: cfg.failures.mode + suffix,
+    version: 1,
+    config: { mode: cfg.failures.mode, models: cfg.failures.mode === 'multi' ? cfg.failures.models : [], subset: cfg.failures.subset, min_failures: cfg.failures.min_failures },
+    deps: { data, original },
+    externals: cfg.failures.mode === 'multi' ? cfg.failures.models.map((m) => String(m.checkpoint)).filter((c) => c.includes('/')) : [],
+    async run(ctx) {
+      const d = ctx.inputs.data!;
+      const K = cfg.data.classes ?? classesOf(d).names.length;
+      const [mfreq, compl, pool] = await Promise.all([readSet(d, 'mfreq'), readSet(d, 'complement'), readSet(d, 'pool')]);
+      const models =
+        cfg.failures.mode === 'multi'
+          ? cfg.failures.models.map((m) => {
+              if (m.checkpoint === 'official' || m.checkpoint === 'random' || m.checkpoint === 'demo')
+                throw new ConfigError(`config.failures.models: ${m.name} needs a checkpoint file (found "${m.checkpoint}")`);
+              return { name: m.name, weights: m.checkpoint };
+            })
+          : [{ name: modelNameOf(ctx.inputs.original!, cfg.train.model), weights: weightsOf(ctx.inputs.original!) }];
+      const wrongEverywhere = async (set: ImageSet) => {
+        const wrong = new Uint8Array(set.rows.length).fill(1);
+        for (const m of models) {
+          const pred = await predictSet(m.name, m.weights, K, set, cfg.eval.batch_size, ctx);
+          set.rows.forEach((r, i) => {
+            if (pred[i] === r.label || pred[i] === -1) wrong[i] = 0;
+          });
+        }
+        return wrong;
+      };
+      const wrongM = await wrongEverywhere(mfreq);
+      const wrongC = await wrongEverywhere(compl);
+      let subset = subsetClasses(cfg, d, pool);
+      if (subset === 'discover') {
+        const perClass = new Map<number, number>();
+        mfreq.rows.forEach((r, i) => wrongM[i] && perClass.set(r.label, (perClass.get(r.label) ?? 0) + 1));
+        subset = [...perClass].filter(([, n]) => n >= cfg.failures.min_failures).map(([y]) => y).sort((a, b) => a - b);
+        ctx.log(`discovered ${subset.length} classes with ≥ ${cfg.failures.min_failures} failures`);
+      }
+      const inSub = new Set(subset);
+      const pick = (set: ImageSet, wrong: Uint8Array) => set.rows.flatMap((r, i) => (wrong[i] && inSub.has(r.label) ? [i] : []));
+      const seedSet = subsetImageSet(mfreq, pick(mfreq, wrongM), 'seed');
+      const heldout = subsetImageSet(compl, pick(compl, wrongC), 'heldout');
+      if (seedSet.rows.length === 0) throw new DataError(`failures: the original model gets every MFreq image of the subset classes right; there is nothing to debug (check failures.subset)`);
+      const files = { ...(await writeImageSet(ctx.dir, seedSet)), ...(await writeImageSet(ctx.dir, heldout)) };
+      await atomicWriteJson(path.join(ctx.dir, 'subset.json'), subset);
+      ctx.log(`seed ${seedSet.rows.length}, heldout ${heldout.rows.length} images over ${subset.length} classes`);
+      return { files: { ...files, subset: 'subset.json' }, counts: { seed: seedSet.rows.length, heldout: heldout.rows.length, classes: subset.length } };
+    },
+  };
+}

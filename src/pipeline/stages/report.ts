@@ -1,0 +1,70 @@
+/**
+ * Report stage: the result table.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { atomicWriteFile } from '../../core/fsutil.js';
+import type { Config } from '../../core/config.js';
+import type { StageSpec } from '../runner.js';
+import { COLUMNS, writeTables, type RowMetrics, type RowResult } from '../table.js';
+import type { RetrievalExamples } from '../../eval/report.js';
+
+/** One row of the result table: a method's evaluation for one seed. */
+export interface RowRef {
+  /** Row name: original, complete, random, dcd-<backbone label>. */
+  method: string;
+  seed: number;
+  /** Sweep variant name (empty for a plain run). */
+  variant: string;
+  evaluate: StageSpec;
+}
+
+/** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec } = {}): StageSpec {
+  const deps: Record<string, StageSpec> = {};
+  rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
+  if (opts.retention) deps.retention = opts.retention;
+  if (opts.gallery) deps.gallery = opts.gallery;
+  return {
+    stage: 'report',
+    label: opts.label ?? cfg.experiment.name,
+    version: 3,
+    config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
+    deps,
+    async run(ctx) {
+      const results = rows.map((r, i) => ({
+        method: r.method,
+        seed: r.seed,
+        variant: r.variant,
+        metrics: ctx.inputs[`row${i}`]!.manifest.extra.metrics as RowMetrics,
+        perClass: ctx.inputs[`row${i}`]!.manifest.extra.perClass as RowResult['perClass'],
+      }));
+      let retrieval: RetrievalExamples | undefined;
+      const g = ctx.inputs.gallery;
+      if (g) {
+        const j = JSON.parse(readFileSync(g.file('gallery'), 'utf8')) as RetrievalExamples;
+        const abs = <T extends { path: string }>(x: T): T => ({ ...x, path: path.isAbsolute(x.path) ? x.path : path.join(g.dir, x.path) });
+        retrieval = {
+          seeds: j.seeds.map((s) => ({ image: abs(s.image), neighbours: Object.fromEntries(Object.entries(s.neighbours).map(([k, v]) => [k, v.map(abs)])) })),
+          ...(j.completeWrong ? { completeWrong: j.completeWrong.map(abs) } : {}),
+          ...(j.wrongTitle ? { wrongTitle: j.wrongTitle } : {}),
+        };
+      }
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}) });
+      const ret = ctx.inputs.retention;
+      const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
+      if (ret && md) {
+        const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
+        const set = String(ret.manifest.extra.set ?? cfg.report.retention.set);
+        // report.md is copied to the run folder (two levels up): paths relative to it
+        const rel = path.relative(path.dirname(path.dirname(ctx.dir)), ret.file('png'));
+        await atomicWriteFile(
+          path.join(ctx.dir, 'report.md'),
+          `${table.trimEnd()}\n\n### Backbones: class and context retention of k nearest neighbours (${set} set, paper Fig. 7)\n\n${md}\nPlot: \`${rel}\` (in the run folder).\n`,
+        );
+        files.retention = path.relative(ctx.dir, ret.file('png'));
+      }
+      return { files, counts: { rows: results.length, columns: COLUMNS.length } };
+    },
+  };
+}

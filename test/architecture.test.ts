@@ -1,0 +1,101 @@
+/**
+ * The source tree's shape: no import circle in src/ (type-only imports count too), the demo's
+ * code reached from the rest of dcd only through the model registry, and the CLI entry point
+ * running when started through a symlink (npm link, npm install -g, node_modules/.bin) or npx.
+ */
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..');
+const SRC = path.join(ROOT, 'src');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+
+/** Every .ts file under src/ with the src/ files it imports (static, re-export and dynamic imports). */
+function importGraph(): Map<string, string[]> {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d)) {
+      const p = path.join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) files.push(p);
+    }
+  };
+  walk(SRC);
+  const graph = new Map<string, string[]>();
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8');
+    const deps: string[] = [];
+    for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)) {
+      const spec = (m[1] ?? m[2])!;
+      deps.push(path.join(path.dirname(f), spec.replace(/\.js$/, '.ts')));
+    }
+    graph.set(f, deps);
+  }
+  return graph;
+}
+
+/** The import circles of `graph`, each as the list of files around it. */
+function circles(graph: Map<string, string[]>): string[][] {
+  const found: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (n: string) => {
+    state.set(n, 'open');
+    stack.push(n);
+    for (const d of graph.get(n) ?? []) {
+      if (!graph.has(d)) continue;
+      if (state.get(d) === 'open') found.push([...stack.slice(stack.indexOf(d)), d].map((p) => path.relative(ROOT, p)));
+      else if (!state.has(d)) visit(d);
+    }
+    stack.pop();
+    state.set(n, 'done');
+  };
+  for (const f of graph.keys()) if (!state.has(f)) visit(f);
+  return found;
+}
+
+describe('source layout', () => {
+  it('the import graph finds imports and circles (checked on a made-up graph)', () => {
+    const g = new Map([
+      ['/a', ['/b']],
+      ['/b', ['/c']],
+      ['/c', ['/a']],
+      ['/d', ['/a']],
+    ]);
+    expect(circles(g).map((c) => c.length)).toEqual([4]);
+    const real = importGraph();
+    // a file known to import another, so the pattern does match this code base's imports
+    expect(real.get(path.join(SRC, 'pipeline/experiment.ts'))).toContain(path.join(SRC, 'pipeline/stages/index.ts'));
+  });
+
+  it('has no import circle in src/', () => {
+    expect(circles(importGraph())).toEqual([]);
+  });
+
+  it('reaches the demo backbones (src/backbones-demo) only through the model registry', () => {
+    const demo = path.join(SRC, 'backbones-demo') + path.sep;
+    const importers = [...importGraph()]
+      .filter(([f, deps]) => !f.startsWith(demo) && deps.some((d) => d.startsWith(demo)))
+      .map(([f]) => path.relative(ROOT, f));
+    expect(importers).toEqual([path.join('src', 'models', 'registry.ts')]);
+  });
+});
+
+describe('the dcd command', () => {
+  it.runIf(existsSync(CLI))('prints its help when started through a symlinked bin', () => {
+    const bin = mkdtempSync(path.join(tmpdir(), 'dcd-bin-'));
+    symlinkSync(CLI, path.join(bin, 'dcd'));
+    const out = execFileSync(process.execPath, [path.join(bin, 'dcd'), '--help'], { encoding: 'utf8' });
+    expect(out).toMatch(/^dcd <command>/);
+    expect(out).toContain('dcd run <config>');
+  }, 60_000);
+
+  it.runIf(existsSync(CLI))('prints its help through `npx dcd` in the checkout', () => {
+    const out = execFileSync('npx', ['--no-install', 'dcd', '--help'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+    expect(out).toMatch(/^dcd <command>/);
+    expect(out).toContain('dcd run <config>');
+  }, 60_000);
+});
