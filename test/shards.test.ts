@@ -2,8 +2,9 @@
  * Row shards of a stage (what `--executor slurm --shards N` submits as job arrays):
  * `--stage ID --part I/N` for each part, then `--stage ID --merge N`, must leave the
  * stage's folder with exactly what one unsharded run writes: the embeddings (ids,
- * labels, features) of every set the leakage filter reads, and the filter's kept pool,
- * removed list and per-class summary. In-process, on the tiny config (filter enabled).
+ * labels, features) of every set the leakage filter reads, the filter's kept pool,
+ * removed list and per-class summary, and Algorithm 1's selections (its candidate
+ * search split over pool shards). In-process, on the tiny config (filter enabled).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -33,16 +34,18 @@ describe('row shards of embed and the leakage filter merge to the unsharded resu
   let sharded: string;
   let filter: StageSpec;
   let embeds: StageSpec[];
+  let select: StageSpec;
 
   beforeAll(async () => {
     await initBackend(undefined, { quiet: true });
     const cwdA = mkdtempSync(path.join(tmpdir(), 'dcd-shards-a-'));
     const cwdB = mkdtempSync(path.join(tmpdir(), 'dcd-shards-b-'));
-    await runExperiment(TINY, { cwd: cwdA, set: SET, only: ['filter'] });
+    await runExperiment(TINY, { cwd: cwdA, set: SET, only: ['filter', 'select'] });
     whole = path.join(cwdA, 'runs/tiny');
     sharded = path.join(cwdB, 'runs/tiny');
     const g = buildGraph(loadConfig(TINY, { set: SET, cwd: cwdB }));
     filter = topoOrder(g.roots).find((s) => s.stage === 'filter')!;
+    select = topoOrder(g.roots).find((s) => s.stage === 'select')!;
     embeds = Object.values(filter.deps).filter((d) => d.stage === 'embed');
     expect(embeds.length).toBe(5);
     // B: the data stage whole, then each embed in 3 parts, then the filter in 2 parts.
@@ -53,7 +56,25 @@ describe('row shards of embed and the leakage filter merge to the unsharded resu
     }
     for (let i = 0; i < 2; i++) await runExperiment(TINY, { cwd: cwdB, set: SET, stages: [stageId(filter)], part: { index: i, count: 2 } });
     await runExperiment(TINY, { cwd: cwdB, set: SET, stages: [stageId(filter)], merge: 2 });
+    // The select stage's other inputs whole, then its candidate search in 3 pool shards.
+    await runExperiment(TINY, { cwd: cwdB, set: SET, only: ['failures', 'backbone'] });
+    for (const d of Object.values(select.deps).filter((d) => d.stage === 'embed')) await runExperiment(TINY, { cwd: cwdB, set: SET, stages: [stageId(d)] });
+    for (let i = 0; i < 3; i++) await runExperiment(TINY, { cwd: cwdB, set: SET, stages: [stageId(select)], part: { index: i, count: 3 } });
+    await runExperiment(TINY, { cwd: cwdB, set: SET, stages: [stageId(select)], merge: 3 });
   }, 300_000);
+
+  it('Algorithm 1 with its candidate search over 3 pool shards: the same de-val and debug-train selections, byte for byte', () => {
+    const ma = JSON.parse(readFileSync(path.join(stageDir(whole, select), 'manifest.json'), 'utf8'));
+    const mb = JSON.parse(readFileSync(path.join(stageDir(sharded, select), 'manifest.json'), 'utf8'));
+    expect(ma.counts.debug_train).toBeGreaterThan(0);
+    expect(ma.counts.deval).toBeGreaterThan(0);
+    expect(mb.counts).toEqual(ma.counts);
+    expect(Object.keys(mb.outputs).sort()).toEqual(Object.keys(ma.outputs).sort());
+    for (const k of Object.keys(ma.outputs)) expect(mb.outputs[k].sha256, k).toBe(ma.outputs[k].sha256);
+    // each part searched a third of the pool
+    const parts = readdirSync(path.join(stageDir(sharded, select), 'parts')).sort();
+    expect(parts).toEqual(['0-of-3', '1-of-3', '2-of-3']);
+  });
 
   it('each embedding file: same ids, labels and features in the same order', async () => {
     for (const e of embeds) {

@@ -18,8 +18,8 @@ import path from 'node:path';
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const DEMO = path.join(ROOT, 'configs/demo.yaml');
-// The demo, shrunk: one seed, 2 + 1 epochs, a smaller pool, no Complete row (fewer jobs).
-const SHRINK = ['--seeds', '0', '--set', 'train.epochs=2', '--set', 'train.finetune.epochs=1', '--set', 'data.synthetic.pool.size=3000', '--set', 'methods=[original,random,dcd]'];
+// The demo, shrunk: one seed, 2 + 1 epochs, a smaller pool, no Complete and Random rows (fewer jobs).
+const SHRINK = ['--seeds', '0', '--set', 'train.epochs=2', '--set', 'train.finetune.epochs=1', '--set', 'data.synthetic.pool.size=3000', '--set', 'methods=[original,dcd]'];
 
 function which(bin: string): boolean {
   return spawnSync('bash', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`], { encoding: 'utf8' }).status === 0;
@@ -32,7 +32,8 @@ if (skipReason) console.warn(`test/slurm.test.ts skipped: ${skipReason}`);
 const clusterDir = mkdtempSync(path.join(tmpdir(), 'slurm-'));
 // A port of its own, so a cluster started by hand (default 6817) does not collide.
 const port = 20000 + Math.floor(Math.random() * 20000) * 2;
-const CLUSTER_ENV = { ...process.env, DCD_SLURM_DIR: clusterDir, DCD_SLURM_CTLD_PORT: String(port), PATH: `${process.env.PATH}:/usr/sbin` };
+// One CPU for jobs: one task at a time, so the test files running beside this one keep a core.
+const CLUSTER_ENV = { ...process.env, DCD_SLURM_DIR: clusterDir, DCD_SLURM_CTLD_PORT: String(port), DCD_SLURM_CPUS: '1', PATH: `${process.env.PATH}:/usr/sbin` };
 let ENV: NodeJS.ProcessEnv = {};
 
 /** The CLI in a child process (asynchronous: a blocked test worker would miss vitest's heartbeats for minutes). */
@@ -141,10 +142,13 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(st.jobs.length).toBe(firstJobs);
     expect(r.stderr).toMatch(/still queued or running from an earlier driver run; not resubmitted/);
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(localTable);
-    // Embeddings ran as row shards (one array over both halves of each set) and merges.
+    // Embeddings ran as row shards (one array over both halves of each set) and merges; so did
+    // Algorithm 1's candidate search (both backbones' select stages, 2 pool shards each).
     expect(err).toMatch(/slurm: job \d+ dcd-demo-embed-part-\d+: 8 task\(s\) embed\/broad_cnn-mfreq-s0-\w+ \(part 0\/2\)/);
     expect(err).toMatch(/slurm: job \d+ dcd-demo-embed-merge-\d+: 4 task\(s\)/);
-    expect(submitted.filter((k) => k.includes('#part=')).length).toBe(8);
+    expect(err).toMatch(/slurm: job \d+ dcd-demo-select-part-\d+: 4 task\(s\)/);
+    expect(submitted.filter((k) => k.startsWith('embed/') && k.includes('#part=')).length).toBe(8);
+    expect(submitted.filter((k) => k.startsWith('select/') && k.includes('#part=')).length).toBe(4);
     // Every task exited 0 (the job script records it next to the log).
     for (const j of st.jobs) j.stages.forEach((_, i) => expect(readFileSync(path.join(runDir, 'slurm/logs', `${j.name}_${i}.rc`), 'utf8').trim()).toBe('0'));
     // A plain local rerun finds every stage cached.
@@ -152,7 +156,7 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(local.code).toBe(0);
     expect(local.stdout).toMatch(/stages ran: 0,/);
     expect(tableOf(local.stdout)).toBe(localTable);
-  }, 600_000);
+  }, 1_200_000);
 
   it('a failing job (corrupted input) is reported with its log; the driver exits non-zero; a rerun resubmits only the failed stages', async () => {
     const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-fail-'));
@@ -185,10 +189,10 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(tableOf(again.stdout)).toBe(localTable);
     const resubmitted = stateOf(runDir).jobs.slice(jobsBefore).flatMap((j) => j.stages);
     for (const k of resubmitted) expect(doneBefore.has(k.replace(/#.*$/, '')), k).toBe(false);
-    // Of the row shards, exactly the failed ones ran again (the mfreq halves were kept).
-    const parts = resubmitted.filter((k) => k.includes('#part=')).sort();
+    // Of the embeddings' row shards, exactly the failed ones ran again (the mfreq halves were kept).
+    const parts = resubmitted.filter((k) => k.startsWith('embed/') && k.includes('#part=')).sort();
     expect(parts).toEqual(failed.map(([, , stage, part]) => `${stage}#part=${part}/2`).sort());
-  }, 600_000);
+  }, 1_200_000);
 });
 
 describe('slurm executor pieces that need no cluster', () => {

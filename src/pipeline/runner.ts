@@ -66,6 +66,15 @@ export interface StageSpec {
   /** Files or folders outside the run folder that the stage reads (fingerprinted). */
   externals?: readonly string[];
   run(ctx: StageContext): Promise<StageOutputs>;
+  /**
+   * Optional: the stage's work split into row shards for cluster job arrays (see
+   * shards.ts). `part` writes shard `index` of `count` into `dir` and returns its files;
+   * `merge` turns the parts' folders into the stage's outputs, identical to `run`'s.
+   */
+  shards?: {
+    part(ctx: StageContext, dir: string, index: number, count: number): Promise<Record<string, string>>;
+    merge(ctx: StageContext, partDirs: readonly string[]): Promise<StageOutputs>;
+  };
 }
 
 /** The manifest.json of a completed stage. */

@@ -28,10 +28,11 @@ import type { StageContext, StageOutputs, StageResult, StageSpec } from './runne
 const MERGE_BATCH_ROWS = 16384;
 
 /** Stage kinds whose work splits into row shards. */
-export const SHARDABLE_STAGES: readonly string[] = ['embed', 'filter'];
+export const SHARDABLE_STAGES: readonly string[] = ['embed', 'filter', 'select'];
 
 /** Whether `spec` can run as row shards. */
 export function isShardable(spec: StageSpec): boolean {
+  if (spec.shards) return true;
   const c = spec.config as { set?: unknown; enabled?: unknown } | null;
   if (spec.stage === 'embed') return typeof c?.set === 'string';
   if (spec.stage === 'filter') return c?.enabled === true && 'embed_pool' in spec.deps;
@@ -78,7 +79,12 @@ function withFile(r: StageResult, name: string, file: string): StageResult {
 }
 
 /** Writes the rows of embedding file `src` whose id is in `ids`, in file order, to `out` (same metadata). */
-async function subsetEmbeddings(src: string, ids: ReadonlySet<string>, out: string): Promise<number> {
+function subsetEmbeddings(src: string, ids: ReadonlySet<string>, out: string): Promise<number> {
+  return subsetEmbeddingRows(src, (_, id) => ids.has(id), out);
+}
+
+/** Writes the rows `r` of embedding file `src` with `pick(r, id)`, in file order, to `out` (same metadata); returns their count. */
+export async function subsetEmbeddingRows(src: string, pick: (row: number, id: string) => boolean, out: string): Promise<number> {
   const store = await EmbeddingStore.open([src], { role: 'embeddings' });
   const meta = Object.fromEntries(Object.entries(store.metadata).filter(([k]) => k !== 'dcd.version' && k !== 'dcd.schema_version'));
   const dim = store.dim;
@@ -86,17 +92,17 @@ async function subsetEmbeddings(src: string, ids: ReadonlySet<string>, out: stri
   let rows = 0;
   try {
     for await (const ch of store.chunks(MERGE_BATCH_ROWS)) {
-      const pick: number[] = [];
-      for (let a = 0; a < ch.rows; a++) if (ids.has(ch.ids[a]!)) pick.push(a);
-      if (!pick.length && sink) continue;
-      const feats = new Float32Array(pick.length * dim);
-      pick.forEach((a, r) => feats.set(ch.data.subarray(a * dim, (a + 1) * dim), r * dim));
-      const cols: Parameters<typeof buildTable>[0] = { id: { kind: 'utf8', values: pick.map((a) => ch.ids[a]!) }, embedding: { kind: 'embedding', values: feats, dim } };
-      if (ch.labels) cols.label = { kind: 'int32', values: Int32Array.from(pick, (a) => ch.labels![a]!) };
+      const rowsOf: number[] = [];
+      for (let a = 0; a < ch.rows; a++) if (pick(ch.start + a, ch.ids[a]!)) rowsOf.push(a);
+      if (!rowsOf.length && sink) continue;
+      const feats = new Float32Array(rowsOf.length * dim);
+      rowsOf.forEach((a, r) => feats.set(ch.data.subarray(a * dim, (a + 1) * dim), r * dim));
+      const cols: Parameters<typeof buildTable>[0] = { id: { kind: 'utf8', values: rowsOf.map((a) => ch.ids[a]!) }, embedding: { kind: 'embedding', values: feats, dim } };
+      if (ch.labels) cols.label = { kind: 'int32', values: Int32Array.from(rowsOf, (a) => ch.labels![a]!) };
       const t = buildTable(cols, meta);
       sink ??= await openArrowSink(out, t.schema, meta);
       for (const b of t.batches) sink.write(b);
-      rows += pick.length;
+      rows += rowsOf.length;
     }
     if (!sink) throw new ArtifactError(`${src}: no rows`);
     await sink.close();
@@ -117,6 +123,12 @@ export async function runPart(spec: StageSpec, ctx: StageContext, inputHash: str
   const prev = readPart(dir);
   if (prev && prev.input_hash === inputHash) {
     ctx.log(`part ${index}/${count} already done`);
+    return;
+  }
+  if (spec.shards) {
+    await ensureDir(dir);
+    const outputs = await spec.shards.part(ctx, dir, index, count);
+    await atomicWriteJson(path.join(dir, 'part.json'), { index, count, input_hash: inputHash, outputs, counts: {} } satisfies PartRecord);
     return;
   }
   await ensureDir(path.join(dir, 'input'));
@@ -158,6 +170,7 @@ function donePart(spec: StageSpec, ctx: StageContext, inputHash: string, count: 
  */
 export async function mergeParts(spec: StageSpec, ctx: StageContext, inputHash: string, count: number): Promise<StageOutputs> {
   const parts = donePart(spec, ctx, inputHash, count);
+  if (spec.shards) return spec.shards.merge(ctx, parts.map((_, i) => partDir(ctx.dir, i, count)));
   return spec.stage === 'filter' ? mergeFilter(ctx, parts, count) : mergeEmbed(spec, ctx, parts, count);
 }
 

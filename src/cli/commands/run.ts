@@ -38,9 +38,9 @@ const run: CommandModule<object, RunArgs> = {
       .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' })
       .option('stage', { type: 'string', array: true, describe: 'run exactly this stage (id stage/label-key, as --executor slurm --dry-run lists them); its dependencies must be complete' })
       .option('executor', { type: 'string', choices: ['local', 'slurm'], default: 'local', describe: 'local: stages run in this process; slurm: stages run as Slurm jobs on the shared run folder, this process submits and waits' })
-      .option('part', { type: 'string', describe: 'I/N with one --stage: row shard I of N of that stage (embed, or the enabled leakage filter), into its parts/ folder' })
+      .option('part', { type: 'string', describe: 'I/N with one --stage: row shard I of N of that stage (embed, select, or the enabled leakage filter), into its parts/ folder' })
       .option('merge', { type: 'number', describe: 'N with one --stage: merge its N row shards into the stage (writes its manifest)' })
-      .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed stage and the enabled leakage filter as N row-shard tasks (one array) and a merge task' })
+      .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed and select stage and the enabled leakage filter as N row-shard tasks (one array) and a merge task' })
       .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
       .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' }) as any,
   handler: async (a) => {
