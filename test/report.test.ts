@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { formatCell, linearFit, meanStd, readReportInput, reportTable, writeReport, type MethodRun, type ReportInput } from '../src/eval/report.js';
+import { clipFit, formatCell, linearFit, meanStd, plotAccVsSelected, readReportInput, reportTable, writeReport, type MethodRun, type ReportInput } from '../src/eval/report.js';
 import { main } from '../src/cli/main.js';
 
 const GOLDEN = path.join(import.meta.dirname, 'fixtures', 'train', 'report');
@@ -13,6 +13,13 @@ const CHROMIUM = '/usr/bin/chromium';
 
 const acc = (m: number, c: number, i: number) => ({ mfreq: m, compl: c, inet: i });
 const cls = (pairs: [number, number][]) => pairs.map(([a, s], label) => ({ label, name: `class ${label}`, acc: a, selected: s }));
+
+/** Retention rows (percent; null where no image has a class). */
+const RETENTION = [
+  { backbone: 'dino_vits16', k: 1, classRetention: 58, contextRetention: 87.5, classQueries: 800, contextQueries: 800 },
+  { backbone: 'dino_vits16', k: 5, classRetention: 48.5, contextRetention: 82.75, classQueries: 800, contextQueries: 800 },
+  { backbone: 'resnet50', k: 1, classRetention: null, contextRetention: 80.25, classQueries: 0, contextQueries: 800 },
+];
 
 /** A fixed small result set: original once, the others over two seeds. */
 const RUNS: MethodRun[] = [
@@ -61,8 +68,12 @@ describe('writeReport', () => {
             },
           },
         ],
-        completeWrong: [{ id: 'pool/9.png', path: await img('p9.png', 10, 10, 220), label: 'weak class 0 → true class 2' }],
+        wrong: [
+          { method: 'dcd-dino_vits16', checked: 50, wrong: 7, images: [{ id: 'pool/9.png', path: await img('p9.png', 10, 10, 220), label: 'weak class 0 → true class 2' }] },
+          { method: 'dcd-resnet50', checked: 40, wrong: 0, images: [] },
+        ],
       },
+      retention: { set: 'mfreq', rule: 'lenient', rows: RETENTION, plot: await img('retention.png', 250, 250, 250) },
     };
     const out = path.join(dir, 'report');
     const files = await writeReport(input, out);
@@ -80,7 +91,7 @@ describe('writeReport', () => {
     const json = JSON.parse(readFileSync(files.json, 'utf8'));
     expect(json.rows).toHaveLength(4);
     expect(files.plots.map((f) => path.basename(f))).toEqual([
-      'fig10-dcd-dino_vits16-vs-random.svg', 'fig10-dcd-dino_vits16-vs-random.png', 'fig10-acc-vs-selected.svg', 'fig10-acc-vs-selected.png',
+      'fig10-dcd-dino_vits16-vs-random.svg', 'fig10-dcd-dino_vits16-vs-random.png', 'fig10-acc-vs-selected.svg', 'fig10-acc-vs-selected.png', 'retention.png',
     ]);
     const svg = readFileSync(files.plots[0]!, 'utf8');
     expect(svg.match(/<circle /g)).toHaveLength(3);
@@ -89,9 +100,18 @@ describe('writeReport', () => {
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 480, 400]);
     const html = readFileSync(files.html, 'utf8');
     const srcs = [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
-    expect(srcs.length).toBe(2 + 1 + 3 + 1);
+    expect(srcs.length).toBe(2 + 1 + 3 + 1 + 1);
     for (const s of srcs) expect(existsSync(path.join(out, s)), s).toBe(true);
     expect(html).not.toContain(dir); // offline: only relative paths into images/
+    // the retention section of report.md, in the HTML too: its table and its plot
+    expect(md).toContain('## Backbones: class and context retention of k nearest neighbours (mfreq set, paper Fig. 7)');
+    expect(html).toContain('<h2>Backbones: class and context retention of k nearest neighbours (mfreq set, paper Fig. 7)</h2>');
+    expect(html).toContain('<tr><td>dino_vits16</td><td>5</td><td>48.50</td><td>82.75</td><td>800</td><td>800</td></tr>');
+    expect(html).toContain('<tr><td>resnet50</td><td>1</td><td>n/a</td><td>80.25</td><td>0</td><td>800</td></tr>');
+    expect(readFileSync(path.join(out, 'images/retention.png'))).toEqual(readFileSync(input.retention!.plot!));
+    // wrongly labelled picks: a section per DCD row, with its counts
+    expect(html).toContain('<h3>dcd-dino_vits16: 7 wrongly labelled of 50 picks (14.0%); 1 shown</h3>');
+    expect(html).toContain('<h3>dcd-resnet50: 0 wrongly labelled of 40 picks (0.0%)</h3>');
 
     // headless Chromium: the page renders and every image loads
     if (!existsSync(CHROMIUM)) {
@@ -109,11 +129,38 @@ describe('writeReport', () => {
     const udd = mkdtempSync(path.join(tmpdir(), 'dcd-chrome-'));
     const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', `--user-data-dir=${udd}`];
     const dom = spawnSync(CHROMIUM, [...flags, '--virtual-time-budget=5000', '--dump-dom', `file://${probe}`], { encoding: 'utf8', timeout: 60_000 });
-    expect(dom.stdout).toContain('data-images="7:7"');
+    expect(dom.stdout).toContain('data-images="8:8"');
     const shot = path.join(out, 'screenshot.png');
     spawnSync(CHROMIUM, [...flags, '--window-size=1100,1400', `--screenshot=${shot}`, `file://${files.html}`], { encoding: 'utf8', timeout: 60_000 });
     expect(existsSync(shot)).toBe(true);
     if (process.env.DCD_KEEP_SCREENSHOT) writeFileSync(process.env.DCD_KEEP_SCREENSHOT, readFileSync(shot));
+  });
+
+  it('Figure 10 (acc vs selected): each fit spans its own x range only; a method with one x gets no fit', () => {
+    // complete adds the same number of images to every class: all its points sit at x = 2000
+    const complete = RUNS.filter((r) => r.method === 'complete').map((r, i) => ({ ...r, perClass: cls([[0.4 + i * 0.01, 2000], [0.5, 2000], [0.55, 2000]]) }));
+    const svg = plotAccVsSelected([...RUNS.filter((r) => r.method !== 'complete'), ...complete], ['complete', 'random', 'dcd-dino_vits16']);
+    const fits = new Map([...svg!.matchAll(/<line class="fit" data-method="([^"]+)" x1="([\d.]+)" y1="([\d.]+)" x2="([\d.]+)" y2="([\d.]+)"/g)].map((m) => [m[1]!, m.slice(2).map(Number)]));
+    expect([...fits.keys()]).toEqual(['random', 'dcd-dino_vits16']);
+    // x axis 0 .. 2000·1.05 over pixels 60 .. 460: x = 10 → 61.9, x = 40 → 67.6 (not 0 .. 2100)
+    const px = (x: number) => +(60 + (x / 2100) * 400).toFixed(1);
+    for (const m of ['random', 'dcd-dino_vits16']) {
+      expect(fits.get(m)![0]).toBeCloseTo(px(10), 5);
+      expect(fits.get(m)![2]).toBeCloseTo(px(40), 5);
+    }
+    expect(svg).toContain('complete (one x: no fit)');
+    // a fit leaving [0, 1] is cut where it leaves: y = −0.5 + 0.01·x over [0, 200] → [50, 150]
+    expect(clipFit(-0.5, 0.01, 0, 200)).toEqual({ x0: 50, y0: 0, x1: 150, y1: 1 });
+    expect(clipFit(0.3, 0, 0, 200)).toEqual({ x0: 0, y0: 0.3, x1: 200, y1: 0.3 });
+    expect(clipFit(1.5, 0, 0, 200)).toBeUndefined();
+  });
+
+  it('the HTML report leaves out the retention section without retention rows, and names a missing plot', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-report-ret-'));
+    const files = await writeReport({ runs: RUNS }, path.join(dir, 'a'));
+    expect(readFileSync(files.html, 'utf8')).not.toContain('retention');
+    const missing = path.join(dir, 'nope.png');
+    await expect(writeReport({ runs: RUNS, retention: { rows: RETENTION, plot: missing } }, path.join(dir, 'b'))).rejects.toThrow(/cannot copy the retention plot .*nope\.png/);
   });
 
   it('dcd report validates its input and prints the table', async () => {

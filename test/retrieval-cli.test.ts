@@ -74,7 +74,7 @@ describe('dcd filter / select / baseline through the CLI', () => {
     expect(embeddingMatrix(filtered).dim).toBe(DIM);
     expect(existsSync(f('filtered.summary.csv'))).toBe(true);
 
-    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '--k', '3', '--k-val', '2', '--out', f('debug-train.arrow')])).toBe(0);
+    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '--k-train', '3', '--k-val', '2', '--out', f('debug-train.arrow')])).toBe(0);
     const dt = await readArrowFile(f('debug-train.arrow'));
     const dv = await readArrowFile(f('debug-train.deval.arrow'));
     expect(dt.schema.fields.map((x) => `${x.name}:${x.type}`)).toEqual(['id:Utf8', 'label:Int32', 'seed_id:Utf8', 'distance:Float32', 'rank:Int32']);
@@ -86,8 +86,8 @@ describe('dcd filter / select / baseline through the CLI', () => {
     expect(readFileSync(f('debug-train.summary.csv'), 'utf8').split('\n')[0]).toBe('label,seeds,candidates,selected,exhausted');
 
     // Same debug-train in two calls: de-val first, then --exclude it.
-    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '--k', '2', '--k-val', '0', '--out', f('deval2.arrow')])).toBe(0);
-    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '--k', '3', '--k-val', '0', '--exclude', f('deval2.arrow'), '--out', f('dt2.arrow')])).toBe(0);
+    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '-k', '2', '--k-val', '0', '--out', f('deval2.arrow')])).toBe(0);
+    expect(await cli(['select', '--seed', f('seed.arrow'), '--pool', f('filtered.arrow'), '--k-train', '3', '--k-val', '0', '--exclude', f('deval2.arrow'), '--out', f('dt2.arrow')])).toBe(0);
     const dt2 = await readArrowFile(f('dt2.arrow'));
     expect(stringColumn(dt2, 'id')).toEqual(stringColumn(dt, 'id'));
     expect(Array.from(float32Column(dt2, 'distance'))).toEqual(Array.from(float32Column(dt, 'distance')));
@@ -107,7 +107,7 @@ describe('dcd filter / select / baseline through the CLI', () => {
 
   it('exits non-zero with a message naming the file on bad input', async () => {
     await writeArrowFile(f('wide.arrow'), buildTable({ id: { kind: 'utf8', values: ['a'] }, embedding: { kind: 'embedding', values: new Float32Array(8), dim: 8 }, label: { kind: 'int32', values: [0] } }, META));
-    const code = await cli(['select', '--seed', f('seed.arrow'), '--pool', f('wide.arrow'), '--k', '2', '--out', f('x.arrow')]);
+    const code = await cli(['select', '--seed', f('seed.arrow'), '--pool', f('wide.arrow'), '--k-train', '2', '--out', f('x.arrow')]);
     expect(code).toBe(1);
     expect(existsSync(f('x.arrow'))).toBe(false);
   });

@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { auditPicks, takeAcrossClasses } from '../src/retrieval/audit.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -469,5 +470,19 @@ describe('bad input names the file and the column', () => {
     await expect(completeBaselineFiles({ pool: [f('pool.arrow')], train: [f('val-noclass1.arrow')], out: f('c.arrow') })).rejects.toThrow(
       /val-noclass1\.arrow: column label has no train image of class 1/,
     );
+  });
+});
+
+describe('auditing picks against the true classes a pool records', () => {
+  it('counts the checked picks and lists the wrong ones; a sample takes classes in turn', () => {
+    // weak labels of 6 picks; the truth is unknown for pick 2; -1 = no object
+    const weak = [0, 0, 1, 1, 2, 0];
+    const truth = [0, 3, undefined, -1, 2, 1];
+    const a = auditPicks(weak, (i) => truth[i]);
+    expect(a).toEqual({ checked: 5, wrong: [{ index: 1, truth: 3 }, { index: 3, truth: -1 }, { index: 5, truth: 1 }] });
+    // round-robin over the weak class: 0, 1, 0 (not the first three of class 0)
+    expect(takeAcrossClasses(a.wrong, (w) => weak[w.index]!, 2).map((w) => w.index)).toEqual([1, 3]);
+    expect(takeAcrossClasses([5, 1, 7, 3, 9, 2], (x) => x % 2, 5)).toEqual([2, 5, 1, 7, 3]);
+    expect(takeAcrossClasses([], (x: number) => x, 3)).toEqual([]);
   });
 });

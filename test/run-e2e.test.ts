@@ -61,6 +61,9 @@ describe('dcd run (end to end, real CLI)', () => {
     // Progress: stage, items done, ETA.
     expect(r.stderr).toMatch(/\[\d+\/25\] original\/train-s0: running/);
     expect(r.stderr).toMatch(/ETA \d+s/);
+    // the backend is named once, when the run starts
+    expect(r.stderr.match(/backend/g)).toHaveLength(1);
+    expect(r.stderr).toMatch(/^dcd: run runs\/tiny, backend wasm\n/);
     const runDir = path.join(cwd, 'runs/tiny');
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
     expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
@@ -72,6 +75,12 @@ describe('dcd run (end to end, real CLI)', () => {
     // Figure 10 plots from per-class heldout accuracy, and the retrieval grid with thumbnails
     expect(html).toMatch(/images\/fig10-dcd-random_cnn-vs-random\.png/);
     expect(html).toMatch(/Retrieved neighbours per seed image/);
+    // the retention section of report.md, with its plot; the wrongly labelled picks of the DCD row
+    expect(html).toMatch(/<h2>Backbones: class and context retention of k nearest neighbours \(mfreq set, paper Fig\. 7\)<\/h2>/);
+    expect(html).toMatch(/<tr><td>random_cnn<\/td><td>1<\/td><td>\d+\.\d\d<\/td>/);
+    expect(existsSync(path.join(runDir, rep, 'html/images/retention.png'))).toBe(true);
+    expect(html).toMatch(/<h3>dcd-random_cnn: \d+ wrongly labelled of \d+ picks/);
+    expect(r.stdout).toContain(`HTML report: ${path.join(runDir, rep, 'html/report.html')}`);
     const thumbs = [...html.matchAll(/src="(images\/t\d+\.png)"/g)].map((m) => m[1]!);
     expect(thumbs.length).toBeGreaterThan(1);
     for (const t of thumbs) expect(existsSync(path.join(runDir, rep, 'html', t)), t).toBe(true);

@@ -272,7 +272,7 @@ export interface RetentionTableInput {
   embeddings?: string | Readonly<Record<string, readonly string[]>>;
   /**
    * Checkpoint (or `random`) per backbone, for backbones without cached embeddings: they
-   * are embedded with `embedImages` (src/models/embed.ts) into `embedOut/<backbone>.arrow`.
+   * are embedded with `embedImages` (src/infer/embed.ts) into `embedOut/<backbone>.arrow`.
    */
   weights?: Readonly<Record<string, string>>;
   /** Folder for computed embeddings (default `retention-embeddings`). */

@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
+import { setLogLevel } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
+import { commandPath, usageHint, UsageError } from './usage.js';
 import { commands as weights } from './commands/weights.js';
 import { commands as embed } from './commands/embed.js';
 import { commands as data } from './commands/data.js';
@@ -28,12 +30,14 @@ export async function main(argv: string[]): Promise<number> {
       describe: 'tfjs backend: auto, tensorflow, native, wasm, cpu (env DCD_BACKEND)',
       global: true,
     })
+    .option('verbose', { type: 'boolean', global: true, describe: 'more on stderr: the backend chosen, debug lines (same as DCD_LOG=debug)' })
+    .middleware((a) => void (a.verbose && setLogLevel('debug')))
     .strict()
     .demandCommand(1, 'Name a command; `dcd --help` lists them.')
     .recommendCommands()
-    .fail((msg, err) => {
-      if (err) throw err;
-      throw new UsageError(msg);
+    .fail((msg, err, usage) => {
+      if (err && !msg) throw err;
+      throw new UsageError(msg ?? err.message, commandPath(usage));
     })
     .wrap(Math.min(110, process.stdout.columns ?? 100));
   for (const c of ALL) y = y.command(c);
@@ -42,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`dcd: ${e.message}\nRun \`dcd --help\` for usage.\n`);
+      process.stderr.write(`dcd: ${e.message}\n${usageHint(e.command)}\n`);
       return 2;
     }
     if (e instanceof DcdError) {
@@ -53,8 +57,6 @@ export async function main(argv: string[]): Promise<number> {
     return 70;
   }
 }
-
-class UsageError extends Error {}
 
 /**
  * Whether node was started on this file: through any symlink (`npm link`, `npm install -g`,

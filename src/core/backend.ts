@@ -9,6 +9,7 @@ export const BACKEND_ORDER = ['tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
 
 let chosen: BackendName | undefined;
+let summary: string | undefined;
 
 /** Why each faster backend was not used, for the start-up line. */
 const skipped: string[] = [];
@@ -79,13 +80,16 @@ export async function initBackend(requested?: string, opts: { quiet?: boolean } 
     }
     await tf.ready();
     chosen = name;
-    if (!opts.quiet) {
-      const why = skipped.length && want === 'auto' ? ` (skipped ${skipped.join('; ')})` : '';
-      log.info(`backend ${name}${why}`);
-    }
+    summary = `backend ${name}${skipped.length && want === 'auto' ? ` (skipped ${skipped.join('; ')})` : ''}`;
+    if (!opts.quiet) log.info(summary);
     return name;
   }
   throw new ConfigError(`backend "${want}" is not available here: ${skipped.join('; ')}`);
+}
+
+/** "backend native (skipped ...)": the line {@link initBackend} prints, or undefined before it ran. */
+export function backendSummary(): string | undefined {
+  return summary;
 }
 
 /** The backend chosen by {@link initBackend}, or undefined before it ran. */

@@ -6,7 +6,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import { DataError } from '../core/errors.js';
+import { ConfigError, DataError } from '../core/errors.js';
 import { sha256File } from '../core/fsutil.js';
 import { readArrowFile } from '../core/arrow.js';
 import type { ManifestRow } from './manifest.js';
@@ -21,6 +21,21 @@ const WNID = /^n\d{8}$/;
 
 function requireDir(dir: string, what: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new DataError(`${dir}: expected ${what} (a folder); not found`);
+}
+
+/**
+ * Checks an `--images` argument (a folder of images, searched recursively, or a manifest
+ * `.arrow`) before any work starts; the error says what to pass instead.
+ * @throws DataError when the path does not exist; ConfigError when it is another kind of file
+ */
+export function checkImagesInput(images: string, flag = '--images'): void {
+  if (!existsSync(images))
+    throw new DataError(
+      `${flag} ${images}: no such folder or manifest (looked for ${path.resolve(images)}). ` +
+        'Pass a folder of images (searched recursively: .jpg, .png, .webp, ...) or a manifest .arrow written by `dcd data manifest`',
+    );
+  if (!statSync(images).isDirectory() && !images.endsWith('.arrow'))
+    throw new ConfigError(`${flag} ${images}: a file, but not a manifest .arrow; pass the folder that holds the images, or a manifest from \`dcd data manifest\``);
 }
 
 /** Image files under `dir`, recursively, as paths relative to `dir`, sorted (code-point order, like Python's sorted). */

@@ -1,16 +1,18 @@
 /**
  * The report's retrieval grid: for a few seed images (spread over the subset classes), the
  * pool images each backbone's Algorithm 1 picked for them, nearest first, with distances;
- * and the picks whose weak label is wrong (known where the pool has a true label, as the
+ * and each DCD row's picks whose weak label is wrong (known where the pool has a true label, as the
  * synthetic and Fashion-MNIST pools do).
  */
 import { float32Column, int32Column, readArrowFile, stringColumn } from '../core/arrow.js';
 import type { ManifestRow } from '../data/manifest.js';
+import { auditPicks, takeAcrossClasses } from '../retrieval/audit.js';
 
 /** Seed images shown, neighbours per backbone, and wrongly labelled picks listed. */
 export const GALLERY_SEEDS = 8;
 export const GALLERY_NEIGHBOURS = 6;
-export const GALLERY_WRONG = 24;
+/** Wrongly labelled picks shown per DCD row. */
+export const GALLERY_WRONG = 12;
 
 /** One backbone's debug-train picks (a select stage's `debug_train-picks.arrow`). */
 export interface GalleryPicks {
@@ -76,6 +78,17 @@ function chooseSeeds(rows: ManifestRow[], n: number): number[] {
   return chosen;
 }
 
+/** One DCD row's wrongly labelled picks: counts over all its picks, and a sample of images. */
+export interface WrongPicksOfRow {
+  method: string;
+  title: string;
+  /** Picks whose true class the pool knows. */
+  checked: number;
+  /** Of those, picks whose weak label is wrong. */
+  wrong: number;
+  images: GalleryImage[];
+}
+
 /** The grid as the report reads it (gallery.json). */
 export async function buildGallery(g: GalleryInput) {
   const cls = (y: number) => (y >= 0 ? (g.classNames[y] ?? String(y)) : 'none');
@@ -95,16 +108,15 @@ export async function buildGallery(g: GalleryInput) {
     }
     seeds.push({ image: { id: r.id, path: await g.seedImage(si), label: cls(r.label) }, neighbours });
   }
-  // wrongly labelled picks of the first backbone, where the pool knows the truth
-  const first = g.backbones[0]!;
-  const p0 = first.picks;
-  const wrong: GalleryImage[] = [];
-  for (let j = 0; j < p0.ids.length && wrong.length < GALLERY_WRONG; j++) {
-    const truth = truthOf(g.poolRows[poolAt.get(p0.ids[j]!)!]!);
-    if (truth !== undefined && truth !== p0.labels[j]) wrong.push({ id: p0.ids[j]!, path: await poolImage(p0.ids[j]!), distance: p0.dist[j]!, label: `${cls(p0.labels[j]!)} → ${cls(truth)}` });
+  // every DCD row's wrongly labelled picks, where the pool knows the truth
+  const wrong: WrongPicksOfRow[] = [];
+  for (const { label, picks: p } of g.backbones) {
+    const audit = auditPicks(p.labels, (j) => truthOf(g.poolRows[poolAt.get(p.ids[j]!)!]!));
+    const images: GalleryImage[] = [];
+    for (const { index: j, truth } of takeAcrossClasses(audit.wrong, (w) => p.labels[w.index]!, GALLERY_WRONG))
+      images.push({ id: p.ids[j]!, path: await poolImage(p.ids[j]!), distance: p.dist[j]!, label: `${cls(p.labels[j]!)} → ${cls(truth)}` });
+    const title = g.anyLabel ? `dcd-${label} (complete-pool variant: true class differs from the seed's)` : `dcd-${label}`;
+    wrong.push({ method: `dcd-${label}`, title, checked: audit.checked, wrong: audit.wrong.length, images });
   }
-  const wrongTitle = g.anyLabel
-    ? `Complete-pool variant (${first.label}): picks whose true class differs from the seed's`
-    : `Wrongly labelled picks of dcd-${first.label} (weak label → true class; none = no object)`;
-  return { backbones: g.backbones.map((b) => b.label), seeds, completeWrong: wrong, wrongTitle };
+  return { backbones: g.backbones.map((b) => b.label), seeds, wrong };
 }

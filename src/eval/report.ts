@@ -1,10 +1,11 @@
 /**
  * The paper-layout report (Tables 1, 4, 5 and Figure 10): a table of accuracies per
  * method (mean ± std over seeds), written as Markdown, CSV, JSON and a terminal table;
- * SVG + PNG plots; and a static offline HTML page with the table, the plots and the
- * retrieved neighbours of each seed image per backbone.
+ * SVG + PNG plots; and a static offline HTML page with the table, the plots, the backbones'
+ * retention table and plot (Figure 7), the retrieved neighbours of each seed image per
+ * backbone, and each DCD row's wrongly labelled picks.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -53,14 +54,48 @@ export interface RetrievedImage {
   label?: string;
 }
 
+/** The wrongly labelled picks of one DCD row: picks whose weak label differs from the true class the pool records. */
+export interface WrongPicks {
+  /** The row, e.g. `dcd-broad_cnn`. */
+  method: string;
+  /** Heading of this row's list (default: the method). */
+  title?: string;
+  /** Picks whose true class the pool knows (the denominator). */
+  checked?: number;
+  /** Of those, picks whose weak label is wrong (may exceed `images.length`, which is a sample). */
+  wrong?: number;
+  /** Some of them (a sample; the pipeline takes a few per weak class), labelled "weak → true". */
+  images: RetrievedImage[];
+}
+
 /** Retrieval examples for the HTML report. */
 export interface RetrievalExamples {
   /** Per seed image, its neighbours per backbone (backbone → nearest first). */
   seeds: { image: RetrievedImage; neighbours: Record<string, RetrievedImage[]> }[];
-  /** Complete-pool variant: picks whose weak label is wrong (label = "weak → true"). */
-  completeWrong?: RetrievedImage[];
-  /** Heading of the wrong-picks section (default: the complete-pool variant's). */
-  wrongTitle?: string;
+  /** Per DCD row, its wrongly labelled picks. */
+  wrong?: WrongPicks[];
+}
+
+/** One row of the backbones' retention table (paper Fig. 7); retentions in percent, null where undefined. */
+export interface RetentionRow {
+  backbone: string;
+  k: number;
+  classRetention: number | null;
+  contextRetention: number | null;
+  /** Images with a known class / with an annotated context (the queries). */
+  classQueries: number;
+  contextQueries: number;
+}
+
+/** The report's retention section: class and context retention of each backbone's k nearest neighbours. */
+export interface RetentionSection {
+  /** The image set the neighbours were searched in (e.g. `mfreq`). */
+  set?: string;
+  /** The context rule (`lenient` | `strict`). */
+  rule?: string;
+  rows: RetentionRow[];
+  /** PNG of the plot (copied into the report's images/ folder). */
+  plot?: string;
 }
 
 /** Everything the report shows. */
@@ -68,6 +103,7 @@ export interface ReportInput {
   title?: string;
   runs: MethodRun[];
   retrieval?: RetrievalExamples;
+  retention?: RetentionSection;
 }
 
 /** A cell: mean and sample std over seeds (std 0 when n = 1). */
@@ -270,7 +306,29 @@ export function plotDcdVsRandom(runs: readonly MethodRun[], dcd: string, random 
   return svgDoc([frame(ax, `Per-class accuracy: ${dcd} vs ${random}`, `${random} accuracy`, `${dcd} accuracy`, ticks(0, 1), ticks(0, 1)), diag, ...pts, note].join('\n'));
 }
 
-/** Figure 10 (right): per-class accuracy against selected count, one colour and regression line per method. */
+/**
+ * The part of the line y = a + b·x over [x0, x1] that lies inside y ∈ [0, 1]
+ * (undefined when none does): a fit is drawn only where it is defined and visible.
+ */
+export function clipFit(a: number, b: number, x0: number, x1: number): { x0: number; y0: number; x1: number; y1: number } | undefined {
+  let lo = x0;
+  let hi = x1;
+  if (b !== 0) {
+    // x where the line crosses y = 0 and y = 1
+    const [c0, c1] = [(0 - a) / b, (1 - a) / b].sort((p, q) => p - q) as [number, number];
+    lo = Math.max(lo, c0);
+    hi = Math.min(hi, c1);
+  } else if (a < 0 || a > 1) return undefined;
+  if (!(hi > lo)) return undefined;
+  return { x0: lo, y0: a + b * lo, x1: hi, y1: a + b * hi };
+}
+
+/**
+ * Figure 10 (right): per-class accuracy against selected count, one colour per method, with
+ * each method's least-squares line drawn over that method's own range of x only. A method
+ * whose points share one x (Complete adds the same pool to every class) has no slope to fit:
+ * its line is left out and its legend entry says so.
+ */
 export function plotAccVsSelected(runs: readonly MethodRun[], methods: readonly string[]): string | undefined {
   const series = methods.map((m) => ({ m, pts: [...perClassMean(runs, m).values()] })).filter((s) => s.pts.length > 0);
   if (!series.length) return undefined;
@@ -280,16 +338,46 @@ export function plotAccVsSelected(runs: readonly MethodRun[], methods: readonly 
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length]!;
     for (const p of s.pts) body.push(`<circle cx="${f(sx(ax, p.selected))}" cy="${f(sy(ax, p.acc))}" r="4" fill="${c}" fill-opacity="0.6"/>`);
-    if (s.pts.length >= 2) {
-      const { a, b } = linearFit(s.pts.map((p) => p.selected), s.pts.map((p) => p.acc));
-      body.push(`<line x1="${f(sx(ax, 0))}" y1="${f(sy(ax, Math.min(1, Math.max(0, a))))}" x2="${f(sx(ax, ax.x1))}" y2="${f(sy(ax, Math.min(1, Math.max(0, a + b * ax.x1))))}" stroke="${c}" stroke-width="2"/>`);
-    }
-    body.push(`<rect x="${W - M.r - 150}" y="${M.t + 8 + i * 18}" width="10" height="10" fill="${c}"/><text x="${W - M.r - 135}" y="${M.t + 17 + i * 18}" font-family="sans-serif" font-size="12">${esc(s.m)}</text>`);
+    const xs = s.pts.map((p) => p.selected);
+    const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
+    // no x spread (within rounding of a mean over seeds): no line to fit
+    const spread = hi - lo > 1e-9 * Math.max(1, hi);
+    const fit = spread ? linearFit(xs, s.pts.map((p) => p.acc)) : undefined;
+    const seg = fit && clipFit(fit.a, fit.b, lo, hi);
+    if (seg)
+      body.push(`<line class="fit" data-method="${esc(s.m)}" x1="${f(sx(ax, seg.x0))}" y1="${f(sy(ax, seg.y0))}" x2="${f(sx(ax, seg.x1))}" y2="${f(sy(ax, seg.y1))}" stroke="${c}" stroke-width="2"/>`);
+    const legend = spread ? s.m : `${s.m} (one x: no fit)`;
+    body.push(`<rect x="${W - M.r - 170}" y="${M.t + 8 + i * 18}" width="10" height="10" fill="${c}"/><text x="${W - M.r - 155}" y="${M.t + 17 + i * 18}" font-family="sans-serif" font-size="12">${esc(legend)}</text>`);
   });
   return svgDoc(body.join('\n'));
 }
 
 // ---------------------------------------------------------------- writing
+
+/** A percentage of the retention table: `58.00`, or `n/a` where undefined. */
+const pctCell = (v: number | null) => (v === null ? 'n/a' : v.toFixed(2));
+
+/** Heading of the retention section. */
+function retentionHeading(r: RetentionSection): string {
+  return `Backbones: class and context retention of k nearest neighbours${r.set ? ` (${r.set} set, paper Fig. 7)` : ' (paper Fig. 7)'}`;
+}
+
+/** The retention table as Markdown (one row per backbone and k). */
+export function retentionTableMarkdown(r: RetentionSection): string {
+  return [
+    `| backbone | k | class retention (%) | context retention (%${r.rule ? `, ${r.rule}` : ''}) | images with class | images with context |`,
+    '|---|---:|---:|---:|---:|---:|',
+    ...r.rows.map((x) => `| ${x.backbone} | ${x.k} | ${pctCell(x.classRetention)} | ${pctCell(x.contextRetention)} | ${x.classQueries} | ${x.contextQueries} |`),
+  ].join('\n') + '\n';
+}
+
+/** "130 wrongly labelled of 1104 picks (11.8%); 12 shown", as far as the counts are known. */
+function wrongCount(w: WrongPicks): string {
+  const n = w.wrong ?? w.images.length;
+  const of = w.checked !== undefined ? ` of ${w.checked} picks${w.checked > 0 ? ` (${((100 * n) / w.checked).toFixed(1)}%)` : ''}` : '';
+  const shown = n > w.images.length ? `; ${w.images.length} shown` : '';
+  return `${n} wrongly labelled${of}${shown}`;
+}
 
 /** Files written by {@link writeReport}. */
 export interface ReportFiles {
@@ -321,7 +409,10 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
   const title = input.title ?? 'dcd report';
   const imgDir = path.join(outDir, 'images');
   await mkdir(imgDir, { recursive: true });
-  const md = `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.\n\n${tableMarkdown(table)}`;
+  const ret = input.retention?.rows.length ? input.retention : undefined;
+  const md =
+    `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.\n\n${tableMarkdown(table)}` +
+    (ret ? `\n## ${retentionHeading(ret)}\n\n${retentionTableMarkdown(ret)}` : '');
   const files: ReportFiles = {
     markdown: path.join(outDir, 'report.md'),
     csv: path.join(outDir, 'report.csv'),
@@ -375,10 +466,31 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
     }
     retrievalHtml.push('</table>');
   }
-  if (input.retrieval?.completeWrong?.length) {
-    const figs: string[] = [];
-    for (const w of input.retrieval.completeWrong) figs.push(fig(await thumb(w), `${w.id}${w.label ? ' · ' + w.label : ''}`));
-    retrievalHtml.push(`<h2>${esc(input.retrieval.wrongTitle ?? 'Complete pool: wrongly labelled picks')}</h2><div class="row wrap">${figs.join('')}</div>`);
+  if (input.retrieval?.wrong?.length) {
+    retrievalHtml.push(
+      '<h2>Wrongly labelled picks</h2><p>Per DCD row, the picks whose weak label differs from the true class the pool records (weak label → true class; none = no object).</p>',
+    );
+    for (const w of input.retrieval.wrong) {
+      const figs: string[] = [];
+      for (const im of w.images) figs.push(fig(await thumb(im), `${im.id}${im.label ? ' · ' + im.label : ''}`));
+      retrievalHtml.push(`<h3>${esc(w.title ?? w.method)}: ${esc(wrongCount(w))}</h3>${figs.length ? `<div class="row wrap">${figs.join('')}</div>` : ''}`);
+    }
+  }
+  let retentionHtml = '';
+  if (ret) {
+    let plot = '';
+    if (ret.plot) {
+      try {
+        await copyFile(ret.plot, path.join(imgDir, 'retention.png'));
+      } catch (e) {
+        throw new DataError(`report: cannot copy the retention plot ${ret.plot} (${(e as Error).message}); rerun the retention stage, or leave out retention.plot`);
+      }
+      files.plots.push(path.join(imgDir, 'retention.png'));
+      plot = `<figure class="wide"><img src="images/retention.png" width="720" height="520" alt="retention plot"><figcaption>Class retention against context retention, one point per k.</figcaption></figure>`;
+    }
+    retentionHtml = `<h2>${esc(retentionHeading(ret))}</h2><div class="plots"><table class="acc"><tr><th>backbone</th><th>k</th><th>class retention (%)</th><th>context retention (%${ret.rule ? `, ${esc(ret.rule)}` : ''})</th><th>images with class</th><th>images with context</th></tr>
+${ret.rows.map((r) => `<tr><td>${esc(r.backbone)}</td><td>${r.k}</td><td>${pctCell(r.classRetention)}</td><td>${pctCell(r.contextRetention)}</td><td>${r.classQueries}</td><td>${r.contextQueries}</td></tr>`).join('\n')}
+</table>${plot}</div>`;
   }
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
@@ -389,7 +501,7 @@ table.acc td:first-child,table.acc th:first-child{text-align:left}
 table.nn{border-collapse:collapse}table.nn td,table.nn th{border:1px solid #ddd;padding:4px;vertical-align:top}
 .row{display:flex;gap:4px}.wrap{flex-wrap:wrap}
 figure{margin:0;text-align:center;font-size:11px}figure.missing div{width:${size}px;height:${size}px;background:#eee;line-height:${size}px}
-.plots{display:flex;flex-wrap:wrap;gap:16px}.plots figure{font-size:13px;max-width:480px}
+.plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.plots figure{font-size:13px;max-width:480px}.plots figure.wide{max-width:720px}
 </style></head><body>
 <h1>${esc(title)}</h1>
 <p>Accuracy (%)${table.rows.some((r) => r.n > 1) ? '; mean ± std over n seeds' : ''}. “Incorrectly classified”: the debug-seed and debug-heldout sets.</p>
@@ -399,6 +511,7 @@ figure{margin:0;text-align:center;font-size:11px}figure.missing div{width:${size
 ${table.rows.map((r) => `<tr><td>${esc(r.method)}</td><td>${r.n}</td>${r.cells.map((c) => `<td>${esc(formatCell(c))}</td>`).join('')}</tr>`).join('\n')}
 </table>
 ${plots.length ? `<h2>Per-class analysis (Figure 10)</h2><div class="plots">${plots.map((p) => `<figure><img src="images/${p.name}.png" width="480" height="400" alt="${esc(p.name)}"><figcaption>${esc(p.caption)} (<a href="images/${p.name}.svg">SVG</a>)</figcaption></figure>`).join('')}</div>` : ''}
+${retentionHtml}
 ${retrievalHtml.join('\n')}
 </body></html>
 `;
@@ -428,8 +541,26 @@ export const ReportInputSchema = z.object({
   retrieval: z
     .object({
       seeds: z.array(z.object({ image: Img, neighbours: z.record(z.string(), z.array(Img)) })),
-      completeWrong: z.array(Img).optional(),
-      wrongTitle: z.string().optional(),
+      wrong: z
+        .array(z.object({ method: z.string().min(1), title: z.string().optional(), checked: z.number().int().min(0).optional(), wrong: z.number().int().min(0).optional(), images: z.array(Img) }))
+        .optional(),
+    })
+    .optional(),
+  retention: z
+    .object({
+      set: z.string().optional(),
+      rule: z.string().optional(),
+      rows: z.array(
+        z.object({
+          backbone: z.string().min(1),
+          k: z.number().int().min(1),
+          classRetention: z.number().min(0).max(100).nullable(),
+          contextRetention: z.number().min(0).max(100).nullable(),
+          classQueries: z.number().int().min(0),
+          contextQueries: z.number().int().min(0),
+        }),
+      ),
+      plot: z.string().optional(),
     })
     .optional(),
 });
@@ -455,6 +586,7 @@ export async function readReportInput(file: string): Promise<ReportInput> {
     fix(s.image);
     Object.values(s.neighbours).forEach((l) => l.forEach(fix));
   });
-  input.retrieval?.completeWrong?.forEach(fix);
+  input.retrieval?.wrong?.forEach((w) => w.images.forEach(fix));
+  if (input.retention?.plot) input.retention.plot = path.resolve(base, input.retention.plot);
   return input;
 }

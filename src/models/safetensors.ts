@@ -69,19 +69,30 @@ export async function readSafetensors(file: string): Promise<{ tensors: Map<stri
   return decodeSafetensors(buf, file);
 }
 
-/** True when `buf` starts like a safetensors file (plausible header length, then `{`). */
+/**
+ * True when `buf` starts like a safetensors file (a plausible header length, then `{`), even
+ * when it is cut short: {@link decodeSafetensors} then says it is truncated.
+ */
 export function looksLikeSafetensors(buf: Uint8Array): boolean {
   if (buf.length < 10) return false;
   const n = new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true);
-  return n > 1n && n < BigInt(buf.length) && buf[8] === 0x7b;
+  return n > 1n && n < BigInt(MAX_HEADER) && buf[8] === 0x7b;
 }
+
+/** The safetensors format caps its JSON header at 100 MB. */
+const MAX_HEADER = 100_000_000;
+
+/** What to do about a file cut short. */
+const TRUNCATED_FIX =
+  'An interrupted download or copy? Download it again (`dcd weights fetch NAME` resumes and checks sha256), or copy or export it again.';
 
 /** Parses safetensors bytes; `file` only names the source in errors. */
 export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
   if (buf.length < 8) throw new WeightsError(`${file}: too short for a safetensors file (${buf.length} bytes); the file is truncated or not safetensors`);
   const hlen = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
-  if (hlen <= 0 || 8 + hlen > buf.length)
-    throw new WeightsError(`${file}: safetensors header length ${hlen} exceeds the file (${buf.length} bytes); the file is truncated or not safetensors`);
+  if (hlen <= 0 || hlen >= MAX_HEADER) throw new WeightsError(`${file}: safetensors header length ${hlen} is implausible; the file is not safetensors (or is corrupt)`);
+  if (8 + hlen > buf.length)
+    throw new WeightsError(`${file}: truncated safetensors file: its ${hlen}-byte header runs past the end of the file (${buf.length} bytes). ${TRUNCATED_FIX}`);
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
   try {
     header = JSON.parse(Buffer.from(buf.subarray(8, 8 + hlen)).toString('utf8'));
@@ -89,6 +100,14 @@ export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors
     throw new WeightsError(`${file}: safetensors header is not valid JSON (${(e as Error).message})`);
   }
   const base = 8 + hlen;
+  const entries = Object.entries(header).filter(([name]) => name !== '__metadata__') as [string, { data_offsets?: [number, number] }][];
+  const need = base + Math.max(0, ...entries.map(([, t]) => t.data_offsets?.[1] ?? 0));
+  if (need > buf.length) {
+    const cut = entries.filter(([, t]) => base + (t.data_offsets?.[1] ?? 0) > buf.length).sort((a, b) => a[1].data_offsets![0] - b[1].data_offsets![0])[0]![0];
+    throw new WeightsError(
+      `${file}: truncated safetensors file: ${buf.length} of its ${need} bytes (${((100 * buf.length) / need).toFixed(1)}%); tensor ${cut} and the ones after it are cut off. ${TRUNCATED_FIX}`,
+    );
+  }
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
   const tensors = new Map<string, HostTensor>();
   for (const [name, info] of Object.entries(header)) {
@@ -99,7 +118,7 @@ export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors
     const [b, e] = data_offsets;
     if (e - b !== size * numel(shape) || base + e > buf.length)
       throw new WeightsError(
-        `${file}: tensor ${name} (${dtype} [${shape}]) spans bytes ${b}..${e} but the file has ${buf.length - base} data bytes; the file is truncated or corrupt`,
+        `${file}: tensor ${name} (${dtype} [${shape}]) spans bytes ${b}..${e}, which does not fit its shape or the file's ${buf.length - base} data bytes; the file is corrupt: export or download it again`,
       );
     const ab = copyBytes(buf, base + b, e - b);
     let t: HostTensor;

@@ -2,11 +2,12 @@
  * `dcd run` and `dcd sweep` as library functions: load the config, build the stage
  * graph, print the plan or run it, and return the result table.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
+import { backendSummary } from '../core/backend.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
 import { buildGraph } from './experiment.js';
@@ -57,6 +58,8 @@ export interface RunOutcome {
   ran: string[];
   /** `--executor slurm`: each task's outcome, and the sbatch commands (all a dry run does). */
   slurm?: SlurmRunResult;
+  /** The HTML report, where the run wrote one. */
+  html?: string;
 }
 
 /** Parses `I/N` (0 ≤ I < N). */
@@ -155,6 +158,10 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
   if (slurm) {
     const left = (await runStages(runDir, roots, { dryRun: true, ...sel })).plan.filter((s) => !s.cached);
     if (left.length) throw new ArtifactError(`after the Slurm jobs, ${left.length} stage(s) are still incomplete (${left.slice(0, 3).map((s) => `${s.spec.stage}/${s.spec.label}: ${s.reason}`).join('; ')}); rerun the same command`);
+  } else {
+    // once, when the config is valid and the run starts (not above a one-line config error)
+    const backend = backendSummary();
+    log.info(`run ${path.relative(opts.cwd ?? process.cwd(), runDir) || '.'}${backend ? `, ${backend}` : ''}`);
   }
   const r = await runStages(runDir, roots, {
     onStatus: (s, i, n) => {
@@ -167,7 +174,8 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
   const table = readFileSync(path.join(reportDir(), 'report.md'), 'utf8');
   // The table also lands next to the run's resolved config.
   await atomicWriteFile(path.join(runDir, tableName), table);
-  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran, ...(slurm ? { slurm } : {}) };
+  const html = path.join(reportDir(), 'html', 'report.html');
+  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran, ...(slurm ? { slurm } : {}), ...(existsSync(html) ? { html } : {}) };
 }
 
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { writeReport, type MethodRun, type RetrievalExamples } from '../eval/report.js';
+import { writeReport, type MethodRun, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -124,7 +124,7 @@ export function csvTable(rows: readonly TableRow[]): string {
 export async function writeTables(
   dir: string,
   results: readonly RowResult[],
-  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples },
+  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples; retention?: RetentionSection },
 ): Promise<Record<string, string>> {
   const rows = aggregate(results);
   const files: Record<string, string> = {};
@@ -155,7 +155,7 @@ export async function writeTables(
             },
           ],
     );
-    await writeReport({ title: opts.title, runs, ...(opts.retrieval ? { retrieval: opts.retrieval } : {}) }, path.join(dir, 'html'));
+    await writeReport({ title: opts.title, runs, ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) }, path.join(dir, 'html'));
     files.html = 'html/report.html';
   }
   return files;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ConfigError, WeightsError } from '../../core/errors.js';
-import { initBackend } from '../../core/backend.js';
+import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { benchSimilarity, similarityMarkdown } from '../../analysis/similarity.js';
 import { retentionCsv, retentionMarkdown, retentionTable, writeRetentionOutputs } from '../../analysis/retention.js';
@@ -56,7 +56,7 @@ const retention: CommandModule<object, RetentionArgs> = {
       .example('dcd retention --backbones dino_vits16,resnet50 --data focus.arrow --embeddings runs/focus/embed --k 1,5,10,20', '')
       .example('dcd retention --backbones resnet_tiny --data synthetic.arrow --weights resnet_tiny=random --out retention/', ''),
   handler: async (argv) => {
-    await initBackend(argv.backend);
+    await useBackend(argv.backend);
     const ks = parseKs(argv.k);
     const backbones = parseList('backbones', argv.backbones);
     const rule = argv.strict ? 'strict' : 'lenient';
@@ -112,7 +112,7 @@ const similarity: CommandModule<object, SimilarityArgs> = {
       .option('json', { type: 'string', describe: 'also write the raw measurements as JSON to this file' })
       .example('dcd bench similarity --backbones resnet50 --pool-sizes 64,256,1024', ''),
   handler: async (argv) => {
-    await initBackend(argv.backend);
+    await useBackend(argv.backend);
     let lpipsWeights;
     if (argv['lpips-weights']) {
       const { readSafetensors } = await import('../../models/safetensors.js');

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { initBackend } from '../../core/backend.js';
+import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
+import { checkImagesInput } from '../../data/adapters.js';
 import { embedImages, mergeEmbeddings, parseShard } from '../../infer/embed.js';
 
 const run: CommandModule<object, any> = {
@@ -19,7 +20,8 @@ const run: CommandModule<object, any> = {
       .option('seed', { type: 'number', default: 0, describe: 'seed of --weights random' })
       .example('$0 embed --backbone dino_vits16 --weights dino_deitsmall16_pretrain.pth --images pool/ --out pool.arrow', ''),
   handler: async (a) => {
-    await initBackend(a.backend);
+    checkImagesInput(a.images); // before the backend and the weights load
+    await useBackend(a.backend);
     const s = await embedImages({
       backbone: a.backbone,
       weights: a.weights,

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { initBackend } from '../../core/backend.js';
+import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { evalFromFiles, failuresFromFiles } from '../../eval/from-files.js';
 import { readReportInput, writeReport } from '../../eval/report.js';
@@ -22,7 +22,7 @@ const evaluate: CommandModule<object, any> = {
       .option('crop', { type: 'number' })
       .example('$0 eval --model resnet50 --checkpoint runs/dcd/model.safetensors --data mfreq.arrow --out preds/mfreq.arrow --classes subset.txt', ''),
   handler: async (a) => {
-    await initBackend(a.backend);
+    await useBackend(a.backend);
     const r = await evalFromFiles({ modelName: a.model, checkpoint: a.checkpoint, manifest: a.data, out: a.out, classes: a.classes, numClasses: a.numClasses, batchSize: a.batchSize, resize: a.resize, crop: a.crop });
     process.stdout.write(`images ${r.all.n}  top-1 ${pct(r.all.top1)}  top-5 ${pct(r.all.top5)}`);
     if (r.subset) process.stdout.write(`  subset (${r.subset.perClass.size} classes, ${r.subset.n} images) top-1 ${pct(r.subset.top1)}`);
@@ -48,7 +48,7 @@ const failures: CommandModule<object, any> = {
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: seed.arrow, heldout.arrow, classes.txt, per-class CSV' })
       .example('$0 failures --mfreq mfreq.arrow --complement compl.arrow --pred-mfreq p/mf.arrow --pred-complement p/co.arrow --classes subset.txt --out failures/', ''),
   handler: async (a) => {
-    if ((a.checkpoint as string[]).length) await initBackend(a.backend);
+    if ((a.checkpoint as string[]).length) await useBackend(a.backend);
     const f = await failuresFromFiles({
       mfreq: a.mfreq,
       complement: a.complement,

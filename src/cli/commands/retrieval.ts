@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { initBackend } from '../../core/backend.js';
+import { useBackend } from '../backend.js';
 import { completeBaselineFiles, filterFiles, parseClassList, randomBaselineFiles, selectFiles } from '../../retrieval/files.js';
 import { DEFAULT_MEMORY_BUDGET_MIB } from '../../retrieval/store.js';
 
@@ -29,7 +29,7 @@ const filter: CommandModule<object, any> = {
       .option('out', { type: 'string', demandOption: true, describe: 'filtered pool (Arrow); also writes .removed.csv and .summary.csv' })
       .example('dcd filter --pool pool.arrow --test seed.arrow heldout.arrow inet-val.arrow --train train.arrow --val inet-val.arrow --out pool-filtered.arrow', ''),
   handler: async (a) => {
-    await initBackend(a.backend);
+    await useBackend(a.backend);
     const r = await filterFiles({ pool: a.pool, test: a.test, train: a.train, val: a.val, scope: a.scope, normalize: a.normalize, memoryBudgetMiB: a.memoryBudget, out: a.out });
     process.stderr.write(`dcd: kept ${r.result.kept}, removed ${r.result.removed.length} (${r.result.removed.filter((x) => x.reason === 'duplicate').length} exact duplicates)\n`);
     printFiles(r.files);
@@ -43,8 +43,8 @@ const select: CommandModule<object, any> = {
     y
       .option('seed', { type: 'string', array: true, demandOption: true, describe: 'seed embeddings (id, label, embedding)' })
       .option('pool', { type: 'string', array: true, demandOption: true, describe: 'pool embeddings (shards allowed)' })
-      .option('k', { type: 'number', demandOption: true, describe: 'debug-train picks per seed (k_train)' })
-      .option('k-val', { type: 'number', default: 5, describe: 'de-val picks per seed, selected first (k_val); 0 = no de-val run' })
+      .option('k-train', { type: 'number', demandOption: true, alias: 'k', describe: 'debug-train picks per seed (config select.k_train)' })
+      .option('k-val', { type: 'number', default: 5, describe: 'de-val picks per seed, selected first (config select.k_val); 0 = no de-val run' })
       .option('deval-out', { type: 'string', describe: 'de-val output (default: <out>.deval.arrow)' })
       .option('exclude', { type: 'string', array: true, describe: 'Arrow files whose ids are never candidates (earlier selections)' })
       .option('only', { type: 'string', array: true, describe: 'Arrow files whose ids are the only candidates (e.g. the filtered pool)' })
@@ -53,13 +53,13 @@ const select: CommandModule<object, any> = {
       .option('normalize', normOpt)
       .option('memory-budget', budgetOpt)
       .option('out', { type: 'string', demandOption: true, describe: 'selection (Arrow: id, label, seed_id, distance, rank); also .csv and .summary.csv' })
-      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k 46 --k-val 5 --out debug-train.arrow', ''),
+      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow', ''),
   handler: async (a) => {
-    await initBackend(a.backend);
+    await useBackend(a.backend);
     const r = await selectFiles({
       seed: a.seed,
       pool: a.pool,
-      k: a.k,
+      k: a.kTrain,
       kVal: a.kVal,
       devalOut: a.devalOut,
       exclude: a.exclude,

@@ -27,6 +27,16 @@ const common = {
   'dry-run': { type: 'boolean', default: false, describe: 'validate the config and print the plan (what runs, what is cached, and why) without running' },
 } as const;
 
+/** Where `dcd run` writes, for its --help. */
+export const RESULTS_EPILOG = [
+  'Results go to experiment.out; by default runs/<experiment.name>/ under the current folder',
+  '(runs/demo/ for the demo):',
+  '  report.md: the result table (and the retention table), also printed at the end',
+  '  report/<name>-<hash>/html/report.html: the HTML report (plots, retrievals, wrong picks)',
+  '  config.resolved.yaml: the config as run',
+  '  <stage>/<label>-<hash>/: one folder per stage; a rerun skips the cached ones',
+].join('\n');
+
 const run: CommandModule<object, RunArgs> = {
   command: 'run <config>',
   describe: 'Run an experiment from a YAML config: failures → embed → filter → select → train → evaluate → report (cached stages are skipped)',
@@ -42,7 +52,12 @@ const run: CommandModule<object, RunArgs> = {
       .option('merge', { type: 'number', describe: 'N with one --stage: merge its N row shards into the stage (writes its manifest)' })
       .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed and select stage and the enabled leakage filter as N row-shard tasks (one array) and a merge task' })
       .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
-      .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' }) as any,
+      .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' })
+      .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
+      .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
+      .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
+      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (On a cluster in the README); waits, prints the same table')
+      .epilog(RESULTS_EPILOG) as any,
   handler: async (a) => {
     const opts = {
       set: a.set ?? [],
@@ -59,12 +74,12 @@ const run: CommandModule<object, RunArgs> = {
     if (a.shards !== undefined && !(Number.isInteger(a.shards) && a.shards >= 1)) throw new ConfigError(`--shards: expected an integer ≥ 1, received ${a.shards}`);
     if (a.merge !== undefined && !(Number.isInteger(a.merge) && a.merge >= 1)) throw new ConfigError(`--merge: expected an integer ≥ 1 (the number of shards), received ${a.merge}`);
     // The slurm driver only plans, submits and waits; the jobs load the backend.
-    if (!opts.dryRun && !opts.slurm) await initBackend(a.backend);
+    if (!opts.dryRun && !opts.slurm) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runExperiment(a.config, opts);
     if (opts.dryRun && r.slurm) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\nsbatch commands (${r.slurm.commands.length} job array(s); $NAME_I is task I of an earlier array's job id):\n${r.slurm.commands.join('\n')}\n`);
     else if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
     else if (!r.table) process.stdout.write(`${r.planText}\nran ${r.ran.length} stage(s) into ${r.runDir}\n`);
-    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
+    else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md${r.html ? `, HTML report: ${r.html}` : ''} (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
   },
 };
 
@@ -90,7 +105,7 @@ const sweep: CommandModule<object, SweepArgs> = {
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
       grid: a.grid ?? [],
     };
-    if (!opts.dryRun) await initBackend(a.backend);
+    if (!opts.dryRun) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runSweep(a.config, opts);
     if (opts.dryRun) process.stdout.write(`sweep over ${r.variants.length} variants (${r.variants.join('; ')}), plan for ${r.runDir}:\n${r.planText}\n`);
     else process.stdout.write(`${r.table}\nresults: ${r.runDir}/sweep-report.md (${r.variants.length} variants; stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { initBackend } from '../../core/backend.js';
+import { useBackend } from '../backend.js';
 import { ConfigError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { trainFromFiles, type ManifestPart } from '../../train/from-files.js';
@@ -64,7 +64,7 @@ const train: CommandModule<object, any> = {
       .option('max-steps', { type: 'number', describe: 'stop after N optimiser steps' })
       .example('$0 train --model resnet_tiny --train train.arrow --add debug-train.arrow:1 --out runs/dcd --epochs 5 --batch-size 64 --lr 0.05', ''),
   handler: async (a) => {
-    await initBackend(a.backend);
+    await useBackend(a.backend);
     const r = await trainFromFiles({
       modelName: a.model,
       parts: [parsePart(a.train, '--train'), ...(a.add as string[]).map((s) => parsePart(s, '--add'))],

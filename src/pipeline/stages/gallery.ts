@@ -30,7 +30,7 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
   return {
     stage: 'gallery',
     label: `retrievals${suffix}`,
-    version: 2,
+    version: 3,
     config: { seeds: GALLERY_SEEDS, neighbours: GALLERY_NEIGHBOURS, backbones: selects.map((x) => x.label) },
     deps,
     async run(ctx): Promise<StageOutputs> {
@@ -47,7 +47,7 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
         poolImage: (i) => imageOf(ctx, pool, i, 'pool'),
       });
       await atomicWriteJson(path.join(ctx.dir, 'gallery.json'), gallery);
-      return { files: { gallery: 'gallery.json' }, counts: { seeds: gallery.seeds.length, wrong: gallery.completeWrong.length } };
+      return { files: { gallery: 'gallery.json' }, counts: { seeds: gallery.seeds.length, wrong: gallery.wrong.reduce((a, w) => a + w.wrong, 0) } };
     },
   };
 }

@@ -7,7 +7,7 @@ import { atomicWriteFile } from '../../core/fsutil.js';
 import type { Config } from '../../core/config.js';
 import type { StageSpec } from '../runner.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from '../table.js';
-import type { RetrievalExamples } from '../../eval/report.js';
+import type { RetentionSection, RetrievalExamples } from '../../eval/report.js';
 
 /** One row of the result table: a method's evaluation for one seed. */
 export interface RowRef {
@@ -28,7 +28,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 3,
+    version: 4,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
@@ -46,16 +46,18 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         const abs = <T extends { path: string }>(x: T): T => ({ ...x, path: path.isAbsolute(x.path) ? x.path : path.join(g.dir, x.path) });
         retrieval = {
           seeds: j.seeds.map((s) => ({ image: abs(s.image), neighbours: Object.fromEntries(Object.entries(s.neighbours).map(([k, v]) => [k, v.map(abs)])) })),
-          ...(j.completeWrong ? { completeWrong: j.completeWrong.map(abs) } : {}),
-          ...(j.wrongTitle ? { wrongTitle: j.wrongTitle } : {}),
+          ...(j.wrong ? { wrong: j.wrong.map((w) => ({ ...w, images: w.images.map(abs) })) } : {}),
         };
       }
-      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}) });
       const ret = ctx.inputs.retention;
       const md = ret ? String(ret.manifest.extra.markdown ?? '') : '';
+      const set = String(ret?.manifest.extra.set ?? cfg.report.retention.set);
+      // the HTML report shows the same retention table and plot
+      const rj = ret && md ? (JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>) : undefined;
+      const retention: RetentionSection | undefined = rj && { set, rule: rj.rule, rows: rj.rows, plot: ret!.file('png') };
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
       if (ret && md) {
         const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
-        const set = String(ret.manifest.extra.set ?? cfg.report.retention.set);
         // report.md is copied to the run folder (two levels up): paths relative to it
         const rel = path.relative(path.dirname(path.dirname(ctx.dir)), ret.file('png'));
         await atomicWriteFile(
