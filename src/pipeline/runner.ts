@@ -15,86 +15,16 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
 import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.js';
-import { log, progress as makeProgress, type Progress } from '../core/log.js';
+import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { canonicalJson } from '../core/config.js';
 import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
+import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 /** Version of the manifest layout itself. */
 export const MANIFEST_SCHEMA_VERSION = 1;
 
-/** What a stage returns: its files (relative to its folder), row counts, small JSON results. */
-export interface StageOutputs {
-  files: Record<string, string>;
-  counts?: Record<string, number>;
-  /** Small results other stages read without opening files (e.g. metrics). */
-  extra?: Record<string, unknown>;
-}
-
-/** A finished stage as downstream stages see it. */
-export interface StageResult {
-  dir: string;
-  manifest: StageManifest;
-  /** Absolute path of output `name`. */
-  file(name: string): string;
-}
-
-/** What a stage function receives. */
-export interface StageContext {
-  /** The stage's own folder (exists; may hold a previous attempt's resumable state). */
-  dir: string;
-  /** Results of the stage's dependencies, by the alias the stage gave them. */
-  inputs: Record<string, StageResult>;
-  /** A progress bar labelled with the stage, showing items done, rate and ETA. */
-  progress(total: number, unit?: string): Progress;
-  /** Logs a line prefixed with the stage. */
-  log(msg: string): void;
-}
-
-/** One node of the DAG. */
-export interface StageSpec {
-  /** Stage kind: failures, embed, filter, select, train, evaluate, report, ... */
-  stage: string;
-  /** Human-readable instance name (folder prefix), e.g. `dino_vits16-pool`. */
-  label: string;
-  /** Bump when the stage's outputs change meaning; part of the key. */
-  version: number;
-  /** The stage's own config slice (hashed; recorded in the manifest). */
-  config: unknown;
-  /** Dependencies by alias. */
-  deps: Record<string, StageSpec>;
-  /** Files or folders outside the run folder that the stage reads (fingerprinted). */
-  externals?: readonly string[];
-  run(ctx: StageContext): Promise<StageOutputs>;
-  /**
-   * Optional: the stage's work split into row shards for cluster job arrays (see
-   * shards.ts). `part` writes shard `index` of `count` into `dir` and returns its files;
-   * `merge` turns the parts' folders into the stage's outputs, identical to `run`'s.
-   */
-  shards?: {
-    part(ctx: StageContext, dir: string, index: number, count: number): Promise<Record<string, string>>;
-    merge(ctx: StageContext, partDirs: readonly string[]): Promise<StageOutputs>;
-  };
-}
-
-/** The manifest.json of a completed stage. */
-export interface StageManifest {
-  schema_version: number;
-  dcd_version: string;
-  stage: string;
-  label: string;
-  key: string;
-  stage_version: number;
-  config_hash: string;
-  config: unknown;
-  inputs: Record<string, string>;
-  input_hash: string;
-  outputs: Record<string, { file: string; sha256: string; bytes: number }>;
-  outputs_hash: string;
-  counts: Record<string, number>;
-  extra: Record<string, unknown>;
-  timings: { started: string; finished: string; seconds: number };
-}
+export type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 const keyCache = new WeakMap<StageSpec, string>();
 

@@ -22,7 +22,7 @@ import { canonicalJson } from '../core/config.js';
 import { EmbeddingStore, type EmbeddingChunk } from '../retrieval/store.js';
 import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { readImageSet, subsetImageSet, writeImageSet } from './imagesets.js';
-import type { StageContext, StageOutputs, StageResult, StageSpec } from './runner.js';
+import type { StageContext, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 /** Rows per record batch of a merged embedding file (as the embed stage writes them). */
 const MERGE_BATCH_ROWS = 16384;
