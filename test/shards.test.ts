@@ -17,6 +17,7 @@ import { readImageSet } from '../src/pipeline/imagesets.js';
 import { runExperiment } from '../src/pipeline/run.js';
 import { stageDir, stageId, topoOrder, type StageSpec } from '../src/pipeline/runner.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
+import { partOfRow } from '../src/pipeline/shards.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const TINY = path.join(ROOT, 'test/fixtures/pipeline/tiny.yaml');
@@ -89,7 +90,11 @@ describe('row shards of embed and the leakage filter merge to the unsharded resu
       const parts = readdirSync(path.join(stageDir(sharded, e), 'parts'));
       expect(parts.sort()).toEqual(['0-of-3', '1-of-3', '2-of-3']);
       const p0 = await embeddings(path.join(stageDir(sharded, e), 'parts/0-of-3', `${set}.arrow`));
-      expect(p0.ids).toEqual(a.ids.filter((_, j) => j % 3 === 0));
+      // contiguous blocks of whole embedding batches (so every batch is one of the unsharded run's)
+      const partOf = partOfRow(e, a.ids.length, 3);
+      expect(p0.ids).toEqual(a.ids.filter((_, j) => partOf(j) === 0));
+      expect(p0.ids.length).toBeLessThan(a.ids.length);
+      expect(p0.ids.length % 64).toBe(0);
     }
   });
 

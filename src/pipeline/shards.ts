@@ -1,6 +1,7 @@
 /**
  * Row shards of one stage, for cluster job arrays: part `i` of `n` runs the stage's own
- * code on rows `j` of its image set with `j mod n = i` (a subset written into the part's
+ * code on its rows of the image set (rows `j` with `j mod n = i`, or contiguous blocks of
+ * whole batches where the stage sets `shardAlign`: embed; a subset written into the part's
  * folder stands in for the data stage's set), and the merge puts the parts' rows back in
  * the set's order into the stage's folder, where the runner writes the stage's usual
  * manifest. Downstream stages, their keys and a later local run see an ordinary
@@ -42,6 +43,14 @@ export function isShardable(spec: StageSpec): boolean {
 /** The image set a shardable stage splits: embed's own set, the filter's pool. */
 function shardedSet(spec: StageSpec): string {
   return spec.stage === 'embed' ? (spec.config as { set: string }).set : 'pool';
+}
+
+/** Which part row `j` of `n` belongs to: blocks of whole batches where the stage sets shardAlign, else j mod count. */
+export function partOfRow(spec: StageSpec, n: number, count: number): (j: number) => number {
+  const a = spec.shardAlign;
+  if (!a) return (j) => j % count;
+  const block = Math.ceil(Math.ceil(n / a) / count) * a;
+  return (j) => Math.floor(j / block);
 }
 
 /** Folder of part `index` of `count` inside the stage's folder. */
@@ -135,7 +144,14 @@ export async function runPart(spec: StageSpec, ctx: StageContext, inputHash: str
   const data = ctx.inputs.data;
   if (!data) throw new ArtifactError(`${spec.stage}/${spec.label}: a sharded stage needs its data input`);
   const full = await readImageSet(data.file(set));
-  const rows = full.rows.flatMap((_, j) => (j % count === index ? [j] : []));
+  const partOf = partOfRow(spec, full.rows.length, count);
+  const rows = full.rows.flatMap((_, j) => (partOf(j) === index ? [j] : []));
+  if (!rows.length) {
+    // More parts than blocks of rows: this one has nothing to do.
+    ctx.log(`part ${index}/${count}: no rows of ${set}`);
+    await atomicWriteJson(path.join(dir, 'part.json'), { index, count, input_hash: inputHash, outputs: {}, counts: {} } satisfies PartRecord);
+    return;
+  }
   const files = await writeImageSet(path.join(dir, 'input'), subsetImageSet(full, rows, set));
   ctx.log(`part ${index}/${count}: ${rows.length} of ${full.rows.length} rows of ${set}`);
   const inputs: Record<string, StageResult> = { ...ctx.inputs, data: withFile(data, set, path.join(dir, 'input', files[set]!)) };
@@ -210,11 +226,14 @@ async function mergeFilter(ctx: StageContext, parts: PartRecord[], count: number
 async function mergeEmbed(spec: StageSpec, ctx: StageContext, parts: PartRecord[], count: number): Promise<StageOutputs> {
   const set = shardedSet(spec);
   const full = await readImageSet(ctx.inputs.data!.file(set));
-  const stores = await Promise.all(parts.map((p, i) => EmbeddingStore.open([path.join(partDir(ctx.dir, i, count), p.outputs.embeddings!)], { role: `${set} part ${i}/${count}` })));
-  const dim = stores[0]!.dim;
-  const meta = Object.fromEntries(Object.entries(stores[0]!.metadata).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
+  const partOf = partOfRow(spec, full.rows.length, count);
+  const stores = await Promise.all(parts.map((p, i) => (p.outputs.embeddings ? EmbeddingStore.open([path.join(partDir(ctx.dir, i, count), p.outputs.embeddings)], { role: `${set} part ${i}/${count}` }) : undefined)));
+  const first = stores.find((st) => st !== undefined);
+  if (!first) throw new ArtifactError(`${spec.stage}/${spec.label}: no part has rows`);
+  const dim = first.dim;
+  const meta = Object.fromEntries(Object.entries(first.metadata).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
   for (const [i, st] of stores.entries())
-    for (const k of ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'])
+    if (st) for (const k of ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'])
       if (st.metadata[k] !== meta[k]) throw new ArtifactError(`${spec.stage}/${spec.label}: part ${i} has ${k} ${st.metadata[k]}, part 0 ${meta[k]}; delete the parts folder and rerun`);
   const skipped: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -222,10 +241,11 @@ async function mergeEmbed(spec: StageSpec, ctx: StageContext, parts: PartRecord[
     if (existsSync(f)) skipped.push(...readFileSync(f, 'utf8').split('\n').slice(1).filter(Boolean));
   }
   const skippedIds = new Set(skipped.map((l) => l.split('\t')[0]!));
-  const cursors = stores.map((st) => ({ it: st.chunks(4096)[Symbol.asyncIterator](), chunk: undefined as EmbeddingChunk | undefined, row: 0 }));
+  const cursors = stores.map((st) => ({ it: st ? st.chunks(4096)[Symbol.asyncIterator]() : undefined, chunk: undefined as EmbeddingChunk | undefined, row: 0 }));
   const advance = async (c: (typeof cursors)[number]): Promise<void> => {
+    if (!c.it) return;
     if (c.chunk && ++c.row < c.chunk.rows) return;
-    const n = await c.it.next();
+    const n = await c.it!.next();
     c.chunk = n.done ? undefined : n.value;
     c.row = 0;
     if (c.chunk && c.chunk.rows === 0) return advance(c);
@@ -249,11 +269,11 @@ async function mergeEmbed(spec: StageSpec, ctx: StageContext, parts: PartRecord[
   try {
     for (let j = 0; j < full.rows.length; j++) {
       const id = full.rows[j]!.id;
-      const c = cursors[j % count]!;
+      const c = cursors[partOf(j)]!;
       const ch = c.chunk;
       if (!ch || ch.ids[c.row] !== id) {
         if (skippedIds.has(id)) continue;
-        throw new ArtifactError(`${spec.stage}/${spec.label}: part ${j % count}/${count} has ${ch ? `id ${ch.ids[c.row]}` : 'no more rows'} where the set has ${id}; delete the parts folder and rerun`);
+        throw new ArtifactError(`${spec.stage}/${spec.label}: part ${partOf(j)}/${count} has ${ch ? `id ${ch.ids[c.row]}` : 'no more rows'} where the set has ${id}; delete the parts folder and rerun`);
       }
       pend.feats.set(ch.data.subarray(c.row * dim, (c.row + 1) * dim), pend.ids.length * dim);
       pend.ids.push(id);

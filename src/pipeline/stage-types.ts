@@ -47,6 +47,12 @@ export interface StageSpec {
   deps: Record<string, StageSpec>;
   /** Files or folders outside the run folder that the stage reads (fingerprinted). */
   externals?: readonly string[];
+  /**
+   * Row shards of this stage are contiguous blocks of whole multiples of this many rows
+   * (its batch size), so that every batch a part computes is a batch of the unsharded run
+   * (batched kernels may round differently for other batch shapes). Default: rows j mod n.
+   */
+  shardAlign?: number;
   run(ctx: StageContext): Promise<StageOutputs>;
   /**
    * Optional: the stage's work split into row shards for cluster job arrays (see

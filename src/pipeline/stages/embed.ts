@@ -25,6 +25,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set },
     deps,
     externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' ? [b.weights] : [],
+    shardAlign: cfg.compute.embed_batch_size,
     async run(ctx) {
       const d = ctx.inputs.data!;
       const images = await readSet(d, set);
