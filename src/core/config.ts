@@ -200,6 +200,25 @@ const ComputeSchema = z.strictObject({
     .describe('embedding and retrieval: bf16 convolutions/matmuls (fp32 accumulation) on the native backend, fp32 elsewhere; retrieval answers stay exact'),
 });
 
+const SlurmResourcesSchema = z.strictObject({
+  gres: z.string().optional().describe('generic resources, e.g. gpu:1 (sbatch --gres)'),
+  cpus: z.number().int().positive().optional().describe('CPUs per task (sbatch --cpus-per-task)'),
+  mem: z.union([z.string(), z.number().int().positive()]).optional().describe('memory per node, e.g. 16G or MB as a number (sbatch --mem)'),
+  time: z.string().optional().describe('time limit, e.g. 4:00:00 or 2-00:00:00 (sbatch --time)'),
+  partition: z.string().optional().describe('partition of this stage kind\'s jobs (--partition on the command line wins)'),
+});
+
+/** Per-stage-kind resources of `dcd run --executor slurm` (`default` applies to every kind). */
+const ExecutorSchema = z.strictObject({
+  slurm: z
+    .strictObject(
+      Object.fromEntries(
+        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'].map((k) => [k, SlurmResourcesSchema.optional()]),
+      ),
+    )
+    .prefault({}),
+});
+
 /** The whole experiment config. Keys not listed here are errors. */
 export const ConfigSchema = z.strictObject({
   extends: z.union([z.string(), z.array(z.string())]).optional().describe('base config(s), merged under this file'),
@@ -216,6 +235,7 @@ export const ConfigSchema = z.strictObject({
   eval: EvalSchema.prefault({}),
   report: ReportSchema.prefault({}),
   compute: ComputeSchema.prefault({}),
+  executor: ExecutorSchema.prefault({}),
   seeds: z.array(z.number().int().nonnegative()).min(1).default([0]).describe('repeats of the random parts'),
 });
 

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { ConfigError } from '../core/errors.js';
+import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
 import { backendSummary } from '../core/backend.js';
 import { log } from '../core/log.js';
@@ -15,6 +15,7 @@ import type { RowRef } from './stages/report.js';
 import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
 import { reportStage } from './stages/report.js';
 import { bf16Support } from '../backends/precision.js';
+import { formatTasks, runOnSlurm, type SlurmRunResult } from './executors/slurm.js';
 
 /** Options shared by run and sweep. */
 export interface RunOptions {
@@ -29,6 +30,22 @@ export interface RunOptions {
   only?: readonly string[];
   /** `--shard I/N`: of those stages, only every N-th starting at I (job arrays). */
   shard?: { index: number; count: number };
+  /** `--stage ID`: run exactly these stages, whose dependencies are complete (one cluster job). */
+  stages?: readonly string[];
+  /** `--part I/N` (with one --stage): row shard I of N of a shardable stage; `--merge N`: merge its N shards. */
+  part?: { index: number; count: number };
+  merge?: number;
+  /** `--executor slurm`: the stages run as Slurm jobs; the driver waits, then prints the table. */
+  slurm?: {
+    partition?: string | undefined;
+    sbatch?: readonly string[];
+    /** `--shards N`: shardable stages (embed) as N row-shard tasks and a merge. */
+    shards?: number;
+    /** The CLI's backend choice, passed on to the jobs. */
+    backend?: string | undefined;
+    /** squeue poll interval (ms). */
+    pollMs?: number;
+  };
 }
 
 /** What a run returns. */
@@ -40,6 +57,8 @@ export interface RunOutcome {
   table?: string;
   /** Stages that ran (not cached). */
   ran: string[];
+  /** `--executor slurm`: each task's outcome, and the sbatch commands (all a dry run does). */
+  slurm?: SlurmRunResult;
   /** The HTML report, where the run wrote one. */
   html?: string;
 }
@@ -78,29 +97,86 @@ function load(file: string, opts: RunOptions, extraSet: readonly string[] = []):
   return loadConfig(file, { set, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
 }
 
-async function execute(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string): Promise<RunOutcome> {
+/** The arguments after `node main.js` that rebuild `file`'s graph in a job (`--stage ID` follows). */
+function jobCliArgs(file: string, opts: RunOptions): string[] {
+  const cwd = opts.cwd ?? process.cwd();
+  return [
+    ...(opts.slurm?.backend ? ['--backend', opts.slurm.backend] : []),
+    'run',
+    path.resolve(cwd, file),
+    ...(opts.set ?? []).flatMap((s) => ['--set', s]),
+    ...(opts.seeds ? ['--seeds', opts.seeds.join(',')] : []),
+  ];
+}
+
+/** The slurm executor: submit the plan's uncached stages, wait, and fail with each failed job's log. */
+async function executeOnSlurm(file: string, runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], opts: RunOptions): Promise<SlurmRunResult> {
+  const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}) };
+  const { plan } = await runStages(runDir, roots, { dryRun: true, ...sel });
+  if (!opts.dryRun) await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
+  const r = await runOnSlurm(plan, {
+    runDir,
+    cwd: opts.cwd ?? process.cwd(),
+    cliArgs: jobCliArgs(file, opts),
+    resources: cfg.executor.slurm,
+    partition: opts.slurm?.partition,
+    sbatchArgs: opts.slurm?.sbatch ?? [],
+    ...(opts.slurm?.shards ? { shards: opts.slurm.shards } : {}),
+    ...(opts.dryRun ? { dryRun: true } : {}),
+    ...(opts.slurm?.pollMs ? { pollMs: opts.slurm.pollMs } : {}),
+  });
+  if (opts.dryRun) return r;
+  if (r.tasks.length) log.info(`slurm: ${r.tasks.length} task(s):\n${formatTasks(r.tasks)}`);
+  if (r.failed.length) {
+    const skipped = r.tasks.filter((t) => t.state !== 'COMPLETED' && !r.failed.includes(t)).length;
+    throw new ArtifactError(
+      `${r.failed.length} Slurm job(s) failed${skipped ? ` (${skipped} dependent job(s) not run)` : ''}:\n${r.failed.map((t) => `  ${t.task} ${t.stage}: ${t.state} (${t.reason}); log: ${t.log}`).join('\n')}\nfix the cause and rerun the same command: completed stages are kept, only the missing ones are submitted`,
+    );
+  }
+  return r;
+}
+
+async function execute(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string, file?: string): Promise<RunOutcome> {
+  let slurm: SlurmRunResult | undefined;
+  if (opts.slurm) {
+    if (!file) throw new ConfigError('--executor slurm: not supported here (dcd run only)');
+    if (opts.stages?.length) throw new ConfigError('--stage runs one stage in this process; drop --executor slurm');
+    slurm = await executeOnSlurm(file, runDir, cfg, roots, opts);
+    if (opts.dryRun) {
+      const r = await runStages(runDir, roots, { dryRun: true });
+      return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [], slurm };
+    }
+  }
+  const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}), ...(opts.stages?.length ? { ids: opts.stages } : {}), ...(opts.part ? { part: opts.part } : {}), ...(opts.merge ? { merge: opts.merge } : {}) };
+  if ((opts.part || opts.merge) && opts.stages?.length !== 1) throw new ConfigError('--part and --merge need exactly one --stage');
   if (opts.dryRun) {
-    const r = await runStages(runDir, roots, { dryRun: true, ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}) });
+    const r = await runStages(runDir, roots, { dryRun: true, ...sel });
     return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [] };
   }
-  await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
-  // once, when the config is valid and the run starts (not above a one-line config error)
-  const backend = backendSummary();
-  log.info(`run ${path.relative(opts.cwd ?? process.cwd(), runDir) || '.'}${backend ? `, ${backend}` : ''}`);
-  const partial = !!(opts.only?.length || opts.shard);
+  const partial = !!(opts.only?.length || opts.shard || opts.stages?.length);
+  // A cluster job (--stage) leaves the resolved config to its driver: many jobs would race on it.
+  if (!opts.stages?.length) await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
+  if (slurm) {
+    const left = (await runStages(runDir, roots, { dryRun: true, ...sel })).plan.filter((s) => !s.cached);
+    if (left.length) throw new ArtifactError(`after the Slurm jobs, ${left.length} stage(s) are still incomplete (${left.slice(0, 3).map((s) => `${s.spec.stage}/${s.spec.label}: ${s.reason}`).join('; ')}); rerun the same command`);
+  } else {
+    // once, when the config is valid and the run starts (not above a one-line config error)
+    const backend = backendSummary();
+    log.info(`run ${path.relative(opts.cwd ?? process.cwd(), runDir) || '.'}${backend ? `, ${backend}` : ''}`);
+  }
   const r = await runStages(runDir, roots, {
     onStatus: (s, i, n) => {
-      if (s.cached) log.info(`[${i + 1}/${n}] ${s.spec.stage}/${s.spec.label}: cached`);
+      if (s.cached && !opts.slurm && !opts.stages?.length) log.info(`[${i + 1}/${n}] ${s.spec.stage}/${s.spec.label}: cached`);
     },
-    ...(opts.only ? { only: opts.only } : {}),
-    ...(opts.shard ? { shard: opts.shard } : {}),
+    ...sel,
   });
-  if (partial) return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: r.ran.map((s) => `${s.stage}/${s.label}`) };
+  const ran = slurm ? slurm.tasks.filter((t) => t.state === 'COMPLETED').map((t) => t.stage) : r.ran.map((s) => `${s.stage}/${s.label}`);
+  if (partial) return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran, ...(slurm ? { slurm } : {}) };
   const table = readFileSync(path.join(reportDir(), 'report.md'), 'utf8');
   // The table also lands next to the run's resolved config.
   await atomicWriteFile(path.join(runDir, tableName), table);
   const html = path.join(reportDir(), 'html', 'report.html');
-  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran: r.ran.map((s) => `${s.stage}/${s.label}`), ...(existsSync(html) ? { html } : {}) };
+  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran, ...(slurm ? { slurm } : {}), ...(existsSync(html) ? { html } : {}) };
 }
 
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
@@ -109,7 +185,7 @@ export async function runExperiment(file: string, opts: RunOptions = {}): Promis
   if (!opts.dryRun) announcePrecision(cfg);
   const runDir = outDirOf(cfg, opts.cwd);
   const g = buildGraph(cfg);
-  return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md');
+  return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md', file);
 }
 
 /**

@@ -15,76 +15,16 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
 import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.js';
-import { log, progress as makeProgress, type Progress } from '../core/log.js';
+import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { canonicalJson } from '../core/config.js';
+import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
+import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 /** Version of the manifest layout itself. */
 export const MANIFEST_SCHEMA_VERSION = 1;
 
-/** What a stage returns: its files (relative to its folder), row counts, small JSON results. */
-export interface StageOutputs {
-  files: Record<string, string>;
-  counts?: Record<string, number>;
-  /** Small results other stages read without opening files (e.g. metrics). */
-  extra?: Record<string, unknown>;
-}
-
-/** A finished stage as downstream stages see it. */
-export interface StageResult {
-  dir: string;
-  manifest: StageManifest;
-  /** Absolute path of output `name`. */
-  file(name: string): string;
-}
-
-/** What a stage function receives. */
-export interface StageContext {
-  /** The stage's own folder (exists; may hold a previous attempt's resumable state). */
-  dir: string;
-  /** Results of the stage's dependencies, by the alias the stage gave them. */
-  inputs: Record<string, StageResult>;
-  /** A progress bar labelled with the stage, showing items done, rate and ETA. */
-  progress(total: number, unit?: string): Progress;
-  /** Logs a line prefixed with the stage. */
-  log(msg: string): void;
-}
-
-/** One node of the DAG. */
-export interface StageSpec {
-  /** Stage kind: failures, embed, filter, select, train, evaluate, report, ... */
-  stage: string;
-  /** Human-readable instance name (folder prefix), e.g. `dino_vits16-pool`. */
-  label: string;
-  /** Bump when the stage's outputs change meaning; part of the key. */
-  version: number;
-  /** The stage's own config slice (hashed; recorded in the manifest). */
-  config: unknown;
-  /** Dependencies by alias. */
-  deps: Record<string, StageSpec>;
-  /** Files or folders outside the run folder that the stage reads (fingerprinted). */
-  externals?: readonly string[];
-  run(ctx: StageContext): Promise<StageOutputs>;
-}
-
-/** The manifest.json of a completed stage. */
-export interface StageManifest {
-  schema_version: number;
-  dcd_version: string;
-  stage: string;
-  label: string;
-  key: string;
-  stage_version: number;
-  config_hash: string;
-  config: unknown;
-  inputs: Record<string, string>;
-  input_hash: string;
-  outputs: Record<string, { file: string; sha256: string; bytes: number }>;
-  outputs_hash: string;
-  counts: Record<string, number>;
-  extra: Record<string, unknown>;
-  timings: { started: string; finished: string; seconds: number };
-}
+export type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 const keyCache = new WeakMap<StageSpec, string>();
 
@@ -256,13 +196,37 @@ export interface RunStagesOptions {
    */
   only?: readonly string[];
   shard?: { index: number; count: number };
+  /**
+   * Run exactly these stages (ids as {@link stageId} prints them: `stage/label-key`);
+   * everything they depend on must already be complete. One job of a cluster executor
+   * runs one stage this way, after the jobs of its dependencies.
+   */
+  ids?: readonly string[];
+  /** With one id in `ids`: run only row shard `index` of `count` of it (see shards.ts); no manifest. */
+  part?: { index: number; count: number };
+  /** With one id in `ids`: merge its `merge` row shards into the stage's folder and manifest. */
+  merge?: number;
 }
 
 /** The stages `--only` / `--shard` keep: the chosen ones and everything they depend on. */
 function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<string> | undefined {
-  if (!opts.only?.length && !opts.shard) return undefined;
+  if (opts.ids?.length) {
+    const known = new Set(order.map(stageId));
+    const bad = opts.ids.filter((id) => !known.has(id));
+    if (bad.length) throw new ArtifactError(`--stage ${bad.join(', ')}: no such stage in this config's graph (the config or its --set/--seeds differ from the ones the id came from; \`dcd run CFG --dry-run --ids\` lists the ids)`);
+  }
+  if ((opts.part || opts.merge) && opts.ids?.length !== 1) throw new ArtifactError('--part and --merge need exactly one --stage');
+  if (opts.part || opts.merge) {
+    const spec = order.find((s) => stageId(s) === opts.ids![0])!;
+    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')}; the filter only when enabled)`);
+  }
+  if (!opts.only?.length && !opts.shard && !opts.ids?.length) return undefined;
+  if (opts.ids?.length && (opts.only?.length || opts.shard)) throw new ArtifactError('--stage cannot be combined with --only or --shard');
   const kinds = opts.only?.length ? new Set(opts.only) : undefined;
-  const chosen = order.filter((s) => !kinds || kinds.has(s.stage)).filter((_, i) => !opts.shard || i % opts.shard.count === opts.shard.index);
+  const ids = opts.ids?.length ? new Set(opts.ids) : undefined;
+  const chosen = ids
+    ? order.filter((s) => ids.has(stageId(s)))
+    : order.filter((s) => !kinds || kinds.has(s.stage)).filter((_, i) => !opts.shard || i % opts.shard.count === opts.shard.index);
   const keep = new Set<string>();
   const visit = (s: StageSpec) => {
     if (keep.has(stageId(s))) return;
@@ -304,7 +268,15 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
     }
     willRun.add(id);
     if (opts.dryRun) continue;
-    done.set(id, await runOne(runDir, spec, done, i, order.length));
+    if (opts.ids?.length && !opts.ids.includes(id))
+      throw new ArtifactError(`stage ${id} is not complete (${st.reason}), but --stage runs only ${opts.ids.join(', ')}: run its dependencies first (a cluster job starts after the jobs of its dependencies succeed)`);
+    if (opts.part) {
+      await runPartOf(runDir, spec, done, opts.part, i, order.length);
+      ran.push(spec);
+      continue;
+    }
+    const runSpec = opts.merge ? await mergeSpec(spec, done, opts.merge) : spec;
+    done.set(id, await runOne(runDir, runSpec, done, i, order.length));
     willRun.delete(id);
     ran.push(spec);
   }
@@ -318,6 +290,38 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
   };
   roots.forEach(visit);
   return { plan, results, ran };
+}
+
+function stageContext(dir: string, spec: StageSpec, done: Map<string, StageResult>, name: string): StageContext {
+  return {
+    dir,
+    inputs: Object.fromEntries(Object.entries(spec.deps).map(([a, d]) => [a, done.get(stageId(d))!])),
+    progress: (n, unit) => makeProgress(name, n, unit),
+    log: (msg) => log.info(`${name}: ${msg}`),
+  };
+}
+
+/** Row shard `part` of a shardable stage, into its parts folder (the stage stays incomplete). */
+async function runPartOf(runDir: string, spec: StageSpec, done: Map<string, StageResult>, part: { index: number; count: number }, index: number, total: number): Promise<void> {
+  const dir = stageDir(runDir, spec);
+  const name = `[${index + 1}/${total}] ${spec.stage}/${spec.label} (part ${part.index}/${part.count})`;
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
+  await ensureDir(dir);
+  log.info(`${name}: running`);
+  const t0 = Date.now();
+  await runPart(spec, stageContext(dir, spec, done, name), sha256(canonicalJson(inputs)), part.index, part.count);
+  log.info(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** `spec` whose run merges its `count` row shards. */
+async function mergeSpec(spec: StageSpec, done: Map<string, StageResult>, count: number): Promise<StageSpec> {
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${stageId(spec)}: an input stage has no result (internal ordering error)`);
+  const hash = sha256(canonicalJson(inputs));
+  const merged: StageSpec = { ...spec, run: (ctx) => mergeParts(spec, ctx, hash, count) };
+  keyCache.set(merged, stageKey(spec));
+  return merged;
 }
 
 async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageResult>, index: number, total: number): Promise<StageResult> {

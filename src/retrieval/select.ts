@@ -78,16 +78,23 @@ interface ClassState {
 }
 
 /**
- * Algorithm 1 over a streamed pool, per class: de-val V (kVal per seed) first, then
- * debug-train D (k per seed) from the pool minus V. One pass over the pool keeps, per
- * seed, its (kVal + k)·|S_y| nearest candidates (enough for both runs to be exact, see
- * {@link candidatesPerSeed}); the sweep then runs on those.
- *
- * Per class, candidates are the pool images whose weak label is the class; with
- * `anyLabel` they are all pool images. Classes are independent, as in the paper, so in
- * the `anyLabel` variant one image can be picked for two classes.
+ * What Algorithm 1's candidate search keeps: per seed its nearest candidates (enough for
+ * an exact sweep, see {@link candidatesPerSeed}), as global pool rows. Searches over
+ * disjoint shards of the pool merge ({@link mergeCandidates}) into exactly the search of
+ * the whole pool, so the search can run as a job array.
  */
-export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions): Promise<SelectResult> {
+export interface CandidateSet {
+  /** Per seed: candidate pool rows, sorted by (distance, row). */
+  indices: Int32Array[];
+  distances: Float32Array[];
+  /** Pool id of every row that appears in `indices`. */
+  ids: Map<number, string>;
+  /** Per class: pool images that were candidates. */
+  candidates: Map<number, number>;
+}
+
+/** Seeds grouped by class, checked against the options; the per-seed caps of the search. */
+function seedClasses(seeds: SeedSet, pool: { dim: number; hasLabel: boolean; files: readonly string[] }, opts: SelectOptions) {
   const k = opts.k;
   const kVal = opts.kVal ?? 0;
   if (!Number.isInteger(k) || k < 1) throw new ConfigError(`--k: expected an integer ≥ 1, received ${k}`);
@@ -111,6 +118,32 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
   // Global query index = seed index; caps per seed from its class size.
   const caps = new Int32Array(seeds.ids.length);
   for (const [, idx] of byClass) for (const i of idx) caps[i] = candidatesPerSeed(kVal + k, idx.length);
+  return { k, kVal, byClass, labels, caps };
+}
+
+/**
+ * Algorithm 1 over a streamed pool, per class: de-val V (kVal per seed) first, then
+ * debug-train D (k per seed) from the pool minus V. One pass over the pool keeps, per
+ * seed, its (kVal + k)·|S_y| nearest candidates (enough for both runs to be exact, see
+ * {@link candidatesPerSeed}); the sweep then runs on those.
+ *
+ * Per class, candidates are the pool images whose weak label is the class; with
+ * `anyLabel` they are all pool images. Classes are independent, as in the paper, so in
+ * the `anyLabel` variant one image can be picked for two classes.
+ */
+export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions): Promise<SelectResult> {
+  return sweepCandidates(seeds, await searchCandidates(seeds, pool, opts), opts);
+}
+
+/**
+ * The candidate search of {@link selectAlgorithm1}: one pass over `pool`.
+ * @param rowOf global pool row of the store's row `r` (default: `r`); a search over a
+ *   shard of the pool passes the shard rows' positions in the whole pool, so that ties
+ *   break as in a search of the whole pool
+ */
+export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions, rowOf?: (r: number) => number): Promise<CandidateSet> {
+  const { byClass, labels, caps } = seedClasses(seeds, pool, opts);
+  const g = rowOf ?? ((r: number) => r);
   const top = new RunningTopK(seeds.ids.length, caps);
   const states = new Map<number, ClassState>();
   const allSeeds = Int32Array.from({ length: seeds.ids.length }, (_, i) => i);
@@ -138,9 +171,9 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
       if (opts.anyLabel) {
         for (const st of states.values()) st.candidates += keep.length;
         const block = distanceBlock(gatherRows(ch.data, keep, ch.dim), keep.length, allHeld!);
-        const kept = top.pushBlock(block, keep.length, keep.map((a) => ch.start + a), allSeeds);
+        const kept = top.pushBlock(block, keep.length, keep.map((a) => g(ch.start + a)), allSeeds);
         releaseBlock(block);
-        kept.forEach((f, r) => f && idOf.set(ch.start + keep[r]!, ch.ids[keep[r]!]!));
+        kept.forEach((f, r) => f && idOf.set(g(ch.start + keep[r]!), ch.ids[keep[r]!]!));
         continue;
       }
       const groups = new Map<number, number[]>();
@@ -154,9 +187,9 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
         const st = states.get(y)!;
         st.candidates += rowsY.length;
         const block = distanceBlock(ch.data, rowsY.length, st.held, rowsY);
-        const kept = top.pushBlock(block, rowsY.length, rowsY.map((a) => ch.start + a), st.seedIdx);
+        const kept = top.pushBlock(block, rowsY.length, rowsY.map((a) => g(ch.start + a)), st.seedIdx);
         releaseBlock(block);
-        kept.forEach((f, r) => f && idOf.set(ch.start + rowsY[r]!, ch.ids[rowsY[r]!]!));
+        kept.forEach((f, r) => f && idOf.set(g(ch.start + rowsY[r]!), ch.ids[rowsY[r]!]!));
       }
     }
     if (eligibleTotal === 0) log.warn(`pool ${pool.files.join(', ')}: no candidate rows after --exclude/--only`);
@@ -164,10 +197,56 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
     for (const st of states.values()) st.held.dispose();
     allHeld?.dispose();
   }
+  const indices: Int32Array[] = [];
+  const distances: Float32Array[] = [];
+  for (let q = 0; q < seeds.ids.length; q++) {
+    const e = top.sorted(q);
+    indices.push(e.indices);
+    distances.push(e.distances);
+  }
+  const ids = new Map<number, string>();
+  for (const ix of indices) for (const j of ix) ids.set(j, idOf.get(j)!);
+  return { indices, distances, ids, candidates: new Map([...states].map(([y, st]) => [y, st.candidates])) };
+}
 
+/**
+ * The search of the whole pool from searches of disjoint shards of it (each with global
+ * rows): per seed, the nearest `caps` of the union by (distance, row), as one search
+ * keeps them; candidate counts add up.
+ */
+export function mergeCandidates(seeds: SeedSet, parts: readonly CandidateSet[], opts: SelectOptions): CandidateSet {
+  const { caps } = seedClasses(seeds, { dim: seeds.dim, hasLabel: true, files: ['<merged>'] }, opts);
+  const indices: Int32Array[] = [];
+  const distances: Float32Array[] = [];
+  const ids = new Map<number, string>();
+  for (let q = 0; q < seeds.ids.length; q++) {
+    const all: { d: number; j: number }[] = [];
+    for (const p of parts) p.indices[q]!.forEach((j, t) => all.push({ d: p.distances[q]![t]!, j }));
+    all.sort((a, b) => a.d - b.d || a.j - b.j);
+    for (let t = 1; t < all.length; t++) if (all[t]!.j === all[t - 1]!.j && all[t]!.d === all[t - 1]!.d) throw new ConfigError(`merge of candidate searches: pool row ${all[t]!.j} is in two shards; shards must be disjoint`);
+    const top = all.slice(0, caps[q]!);
+    indices.push(Int32Array.from(top, (e) => e.j));
+    distances.push(Float32Array.from(top, (e) => e.d));
+    for (const e of top) {
+      const id = parts.map((p) => p.ids.get(e.j)).find((x) => x !== undefined);
+      ids.set(e.j, id!);
+    }
+  }
+  const candidates = new Map<number, number>();
+  for (const p of parts) for (const [y, n] of p.candidates) candidates.set(y, (candidates.get(y) ?? 0) + n);
+  return { indices, distances, ids, candidates };
+}
+
+/** Algorithm 1's sweeps (de-val, then debug-train) on the candidates of a search. */
+export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOptions): SelectResult {
+  const { k, kVal, byClass, labels } = seedClasses(seeds, { dim: seeds.dim, hasLabel: true, files: ['<candidates>'] }, opts);
+  const states = new Map<number, { label: number; seedIdx: number[]; candidates: number }>();
+  for (const y of labels) states.set(y, { label: y, seedIdx: byClass.get(y)!, candidates: cs.candidates.get(y) ?? 0 });
+  const idOf = cs.ids;
+  const top = { sorted: (q: number) => ({ indices: cs.indices[q]!, distances: cs.distances[q]! }) };
   // Per class: entries from the retained candidates, then the sweeps.
-  const devalParts: { y: number; st: ClassState; picks: Picks }[] = [];
-  const trainParts: { y: number; st: ClassState; picks: Picks }[] = [];
+  const devalParts: { y: number; st: { seedIdx: number[]; candidates: number }; picks: Picks }[] = [];
+  const trainParts: { y: number; st: { seedIdx: number[]; candidates: number }; picks: Picks }[] = [];
   for (const y of labels) {
     const st = states.get(y)!;
     const ii: number[] = [];

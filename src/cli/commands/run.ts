@@ -1,5 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { initBackend } from '../../core/backend.js';
+import { ConfigError } from '../../core/errors.js';
+import { splitArgs } from '../../pipeline/executors/slurm.js';
 import { parseOnly, parseSeeds, parseShardArg, runExperiment, runSweep } from '../../pipeline/run.js';
 
 interface RunArgs {
@@ -11,6 +13,13 @@ interface RunArgs {
   precision?: string;
   only?: string;
   shard?: string;
+  stage?: string[];
+  executor?: string;
+  shards?: number;
+  partition?: string;
+  sbatch?: string;
+  part?: string;
+  merge?: number;
 }
 
 const common = {
@@ -39,9 +48,17 @@ const run: CommandModule<object, RunArgs> = {
       .options(common)
       .option('only', { type: 'string', describe: 'run only these stage kinds and what they need, e.g. --only embed (no table)' })
       .option('shard', { type: 'string', describe: 'I/N: of the --only stages, run every N-th from I (one job of a job array)' })
+      .option('stage', { type: 'string', array: true, describe: 'run exactly this stage (id stage/label-key, as --executor slurm --dry-run lists them); its dependencies must be complete' })
+      .option('executor', { type: 'string', choices: ['local', 'slurm'], default: 'local', describe: 'local: stages run in this process; slurm: stages run as Slurm jobs on the shared run folder, this process submits and waits' })
+      .option('part', { type: 'string', describe: 'I/N with one --stage: row shard I of N of that stage (embed, select, or the enabled leakage filter), into its parts/ folder' })
+      .option('merge', { type: 'number', describe: 'N with one --stage: merge its N row shards into the stage (writes its manifest)' })
+      .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed and select stage and the enabled leakage filter as N row-shard tasks (one array) and a merge task' })
+      .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
+      .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' })
       .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
       .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
       .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
+      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (On a cluster in the README); waits, prints the same table')
       .epilog(RESULTS_EPILOG) as any,
   handler: async (a) => {
     const opts = {
@@ -50,10 +67,19 @@ const run: CommandModule<object, RunArgs> = {
       dryRun: !!a['dry-run'],
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
+      ...(a.stage?.length ? { stages: a.stage.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) } : {}),
+      ...(a.part ? { part: parseShardArg(a.part) } : {}),
+      ...(a.merge !== undefined ? { merge: a.merge } : {}),
+      ...(a.executor === 'slurm' ? { slurm: { partition: a.partition, sbatch: a.sbatch ? splitArgs(a.sbatch) : [], backend: a.backend, ...(a.shards !== undefined ? { shards: a.shards } : {}) } } : {}),
     };
-    if (!opts.dryRun) await initBackend(a.backend, { quiet: true }); // named when the run starts
+    if (a.executor !== 'slurm' && (a.partition || a.sbatch || a.shards !== undefined)) throw new ConfigError('--partition, --sbatch and --shards need --executor slurm');
+    if (a.shards !== undefined && !(Number.isInteger(a.shards) && a.shards >= 1)) throw new ConfigError(`--shards: expected an integer ≥ 1, received ${a.shards}`);
+    if (a.merge !== undefined && !(Number.isInteger(a.merge) && a.merge >= 1)) throw new ConfigError(`--merge: expected an integer ≥ 1 (the number of shards), received ${a.merge}`);
+    // The slurm driver only plans, submits and waits; the jobs load the backend.
+    if (!opts.dryRun && !opts.slurm) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runExperiment(a.config, opts);
-    if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
+    if (opts.dryRun && r.slurm) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\nsbatch commands (${r.slurm.commands.length} job array(s); $NAME_I is task I of an earlier array's job id):\n${r.slurm.commands.join('\n')}\n`);
+    else if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
     else if (!r.table) process.stdout.write(`${r.planText}\nran ${r.ran.length} stage(s) into ${r.runDir}\n`);
     else process.stdout.write(`${r.table}\nresults: ${r.runDir}/report.md${r.html ? `, HTML report: ${r.html}` : ''} (stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);
   },

@@ -27,6 +27,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set, ...(cfg.compute.precision === 'bf16' ? { precision: 'bf16' } : {}) },
     deps,
     externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl' ? [b.weights] : [],
+    shardAlign: cfg.compute.embed_batch_size,
     async run(ctx) {
       const d = ctx.inputs.data!;
       const images = await readSet(d, set);

@@ -8,8 +8,9 @@ import { atomicWriteJson } from '../../core/fsutil.js';
 import { buildTable, writeArrowFile } from '../../core/arrow.js';
 import type { BackboneConfig, Config } from '../../core/config.js';
 import { EmbeddingStore } from '../../retrieval/store.js';
-import { selectAlgorithm1, type Selection } from '../../retrieval/select.js';
-import type { StageContext, StageSpec } from '../runner.js';
+import { mergeCandidates, searchCandidates, selectAlgorithm1, sweepCandidates, type CandidateSet, type SeedSet, type SelectOptions, type SelectResult, type Selection } from '../../retrieval/select.js';
+import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
+import { subsetEmbeddingRows } from '../shards.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { readSet } from './common.js';
 
@@ -40,32 +41,66 @@ async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection,
 /** Algorithm 1 with one backbone: de-val V, then debug-train D from W' \ V. */
 export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec, embMfreq: StageSpec, embPool: StageSpec, filter: StageSpec, suffix = ''): StageSpec {
   const s = cfg.select;
-  return {
+  const spec: StageSpec = {
     stage: 'select',
     label: (b.label ?? b.name) + suffix,
     version: 1,
     config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize },
     deps: { failures, embMfreq, embPool, filter },
     async run(ctx) {
-      const seedRows = await readSet(ctx.inputs.failures!, 'seed');
-      const subset = JSON.parse(readFileSync(ctx.inputs.failures!.file('subset'), 'utf8')) as number[];
-      const mf = await EmbeddingStore.open([ctx.inputs.embMfreq!.file('embeddings')], { role: 'mfreq', requireLabel: true, normalize: s.normalize });
-      const all = await mf.readAll();
-      const pos = new Map(all.ids.map((id, i) => [id, i]));
-      const keep = seedRows.rows.filter((r) => pos.has(r.id));
-      const data = new Float32Array(keep.length * all.dim);
-      keep.forEach((r, j) => data.set(all.data.subarray(pos.get(r.id)! * all.dim, (pos.get(r.id)! + 1) * all.dim), j * all.dim));
-      const pool = await EmbeddingStore.open([ctx.inputs.embPool!.file('embeddings')], { role: 'pool', requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
-      const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
-      const r = await selectAlgorithm1(
-        { ids: keep.map((x) => x.id), labels: Int32Array.from(keep, (x) => x.label), data, dim: all.dim, file: ctx.inputs.embMfreq!.file('embeddings') },
-        pool,
-        { k: s.k_train, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset },
-      );
-      const files = await writeSelection(ctx, filtered, r.train, 'debug_train');
-      if (r.deval) Object.assign(files, await writeSelection(ctx, filtered, r.deval, 'deval'));
-      await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null });
-      return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts: { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 } };
+      const x = await inputs(ctx);
+      const pool = await EmbeddingStore.open([x.poolFile], { role: 'pool', requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
+      return finish(ctx, x.filtered, await selectAlgorithm1(x.seeds, pool, x.opts));
+    },
+    // Row shards: part i searches the pool rows j with j mod n = i (global row j, so ties
+    // break as in one search); the merge keeps each seed's nearest of the union and sweeps.
+    shards: {
+      async part(ctx, dir, index, count) {
+        const x = await inputs(ctx);
+        const file = path.join(dir, 'pool-part.arrow');
+        await subsetEmbeddingRows(x.poolFile, (j) => j % count === index, file);
+        const pool = await EmbeddingStore.open([file], { role: `pool part ${index}/${count}`, requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
+        const cs = await searchCandidates(x.seeds, pool, x.opts, (r) => r * count + index);
+        await atomicWriteJson(path.join(dir, 'candidates.json'), {
+          indices: cs.indices.map((a) => Array.from(a)),
+          distances: cs.distances.map((a) => Array.from(a)),
+          ids: [...cs.ids],
+          candidates: [...cs.candidates],
+        });
+        return { candidates: 'candidates.json' };
+      },
+      async merge(ctx, partDirs) {
+        const x = await inputs(ctx);
+        const parts: CandidateSet[] = partDirs.map((d) => {
+          const j = JSON.parse(readFileSync(path.join(d, 'candidates.json'), 'utf8')) as { indices: number[][]; distances: number[][]; ids: [number, string][]; candidates: [number, number][] };
+          return { indices: j.indices.map((a) => Int32Array.from(a)), distances: j.distances.map((a) => Float32Array.from(a)), ids: new Map(j.ids), candidates: new Map(j.candidates) };
+        });
+        return finish(ctx, x.filtered, sweepCandidates(x.seeds, mergeCandidates(x.seeds, parts, x.opts), x.opts));
+      },
     },
   };
+  return spec;
+
+  /** The seed images' features, the pool file, the filtered pool and Algorithm 1's options. */
+  async function inputs(ctx: StageContext) {
+    const seedRows = await readSet(ctx.inputs.failures!, 'seed');
+    const subset = JSON.parse(readFileSync(ctx.inputs.failures!.file('subset'), 'utf8')) as number[];
+    const mf = await EmbeddingStore.open([ctx.inputs.embMfreq!.file('embeddings')], { role: 'mfreq', requireLabel: true, normalize: s.normalize });
+    const all = await mf.readAll();
+    const pos = new Map(all.ids.map((id, i) => [id, i]));
+    const keep = seedRows.rows.filter((r) => pos.has(r.id));
+    const data = new Float32Array(keep.length * all.dim);
+    keep.forEach((r, j) => data.set(all.data.subarray(pos.get(r.id)! * all.dim, (pos.get(r.id)! + 1) * all.dim), j * all.dim));
+    const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
+    const seeds: SeedSet = { ids: keep.map((x) => x.id), labels: Int32Array.from(keep, (x) => x.label), data, dim: all.dim, file: ctx.inputs.embMfreq!.file('embeddings') };
+    const opts: SelectOptions = { k: s.k_train, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset };
+    return { seeds, opts, filtered, poolFile: ctx.inputs.embPool!.file('embeddings') };
+  }
+
+  async function finish(ctx: StageContext, filtered: ImageSet, r: SelectResult): Promise<StageOutputs> {
+    const files = await writeSelection(ctx, filtered, r.train, 'debug_train');
+    if (r.deval) Object.assign(files, await writeSelection(ctx, filtered, r.deval, 'deval'));
+    await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null });
+    return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts: { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 } };
+  }
 }
