@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bf16.h"
+#include "guard.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 using dnnl::algorithm;
@@ -1255,20 +1256,9 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
                                            std::to_string(v->patch) + " (OpenMP, " + std::to_string(omp_get_max_threads()) + " threads)");
 }
 
-// Wraps an entry point so that oneDNN errors surface as JavaScript exceptions.
-template <Napi::Value (*F)(const Napi::CallbackInfo&)>
-Napi::Value Guard(const Napi::CallbackInfo& info) {
-  try {
-    return F(info);
-  } catch (const dnnl::error& e) {
-    Napi::Error::New(info.Env(), std::string("oneDNN: ") + e.what()).ThrowAsJavaScriptException();
-  } catch (const std::exception& e) {
-    Napi::Error::New(info.Env(), e.what()).ThrowAsJavaScriptException();
-  }
-  return info.Env().Undefined();
-}
-
 }  // namespace
+
+using dcd::Guard;
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, Guard<fn>, name))

@@ -12,6 +12,7 @@
 #pragma GCC optimize("fp-contract=off")
 
 #include "bf16.h"
+#include "guard.h"
 
 #include <omp.h>
 
@@ -464,18 +465,6 @@ Napi::Value KnnRows(const Napi::CallbackInfo& info) {
     std::vector<std::pair<double, int32_t>>().swap(cand[i]);
   }
   return Napi::Number::New(info.Env(), static_cast<double>(checked));
-}
-
-template <Napi::Value (*F)(const Napi::CallbackInfo&)>
-Napi::Value Guard(const Napi::CallbackInfo& info) {
-  try {
-    return F(info);
-  } catch (const dnnl::error& e) {
-    Napi::Error::New(info.Env(), std::string("oneDNN: ") + e.what()).ThrowAsJavaScriptException();
-  } catch (const std::exception& e) {
-    Napi::Error::New(info.Env(), e.what()).ThrowAsJavaScriptException();
-  }
-  return info.Env().Undefined();
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ export const NAMED_CONTEXTS: ContextStyle[] = [
   { name: 'night', rgb: [0.1, 0.1, 0.25], texture: 'checker' },
 ];
 
+/** A colour in [0,1]³ from hue, saturation, value. */
 export function hsv(h: number, s: number, v: number): [number, number, number] {
   const i = Math.floor(h * 6);
   const f = h * 6 - i;

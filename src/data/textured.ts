@@ -12,25 +12,16 @@
  *
  * Pure functions of an image's own RNG (`rand`), called by `render` in synthetic.ts.
  */
+import { hsv } from './synthetic-contexts.js';
 
 /** Context names of the textured variant, in context-index order. */
 export const TEXTURES = ['stripes', 'waves', 'tiles', 'dots', 'rings', 'blobs'] as const;
 export type TextureName = (typeof TEXTURES)[number];
 
-/** A colour in [0,1]³ from hue, saturation, value. */
-export function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
-  const i = Math.floor(h * 6);
-  const f = h * 6 - i;
-  const p = v * (1 - s);
-  const q = v * (1 - f * s);
-  const t = v * (1 - (1 - f) * s);
-  const m: [number, number, number][] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]];
-  return m[((i % 6) + 6) % 6]!;
-}
 
 /** The shared colour distribution of backgrounds and objects: any hue, moderate saturation and value. */
 export function drawColour(rand: () => number): [number, number, number] {
-  return hsvToRgb(rand(), 0.25 + 0.55 * rand(), 0.3 + 0.6 * rand());
+  return hsv(rand(), 0.25 + 0.55 * rand(), 0.3 + 0.6 * rand());
 }
 
 /** Luma (Rec. 601) of an RGB colour in [0,1]. */
@@ -168,7 +159,7 @@ export function paintTexture(context: number, out: Float32Array, size: number, r
 export function objectColour(bg: readonly number[], contrast: number, rand: () => number): [number, number, number] {
   let best = drawColour(rand);
   for (let k = 0; k < 20 && Math.abs(luma(best) - luma(bg)) <= contrast; k++) {
-    const c = hsvToRgb(rand(), 0.4 + 0.6 * rand(), rand() < 0.5 ? 0.05 + 0.25 * rand() : 0.75 + 0.25 * rand());
+    const c = hsv(rand(), 0.4 + 0.6 * rand(), rand() < 0.5 ? 0.05 + 0.25 * rand() : 0.75 + 0.25 * rand());
     if (Math.abs(luma(c) - luma(bg)) > Math.abs(luma(best) - luma(bg))) best = c;
   }
   return best;
