@@ -1,7 +1,7 @@
 /**
  * `dcd run --executor slurm` against a real single-node Slurm cluster that this file
  * starts (scripts/slurm/start.sh: munged, slurmctld, slurmd on this machine) and stops.
- * The demo config, shrunk with --set to one seed and few epochs, runs once locally and
+ * The flat demo config (configs/demo-flat.yaml), shrunk with --set to one seed and few epochs, runs once locally and
  * through Slurm with --shards 2: same report. A driver killed mid-run and rerun adopts
  * the queued and running jobs and submits each stage once. A job made to fail (a
  * corrupted input) is reported with its log, and the driver exits non-zero.
@@ -17,9 +17,10 @@ import path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
-const DEMO = path.join(ROOT, 'configs/demo.yaml');
-// The demo, shrunk: one seed, 2 + 1 epochs, a smaller pool, no Complete and Random rows (fewer jobs).
-const SHRINK = ['--seeds', '0', '--set', 'train.epochs=2', '--set', 'train.finetune.epochs=1', '--set', 'data.synthetic.pool.size=3000', '--set', 'methods=[original,dcd]'];
+// The flat demo (two backbones, no pretraining stage: the quickest full graph), shrunk: one seed,
+// 2 + 1 epochs, a smaller pool, no Complete and Random rows (fewer jobs); named demo.
+const DEMO = path.join(ROOT, 'configs/demo-flat.yaml');
+const SHRINK = ['--seeds', '0', '--set', 'experiment.name=demo', '--set', 'train.epochs=2', '--set', 'train.finetune.epochs=1', '--set', 'data.synthetic.pool.size=3000', '--set', 'methods=[original,dcd]'];
 
 function which(bin: string): boolean {
   return spawnSync('bash', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`], { encoding: 'utf8' }).status === 0;
