@@ -20,9 +20,9 @@ import type { ImageModel } from '../src/core/types.js';
 import type { KeyFamily } from '../src/models/registry.js';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { fromArrays } from '../src/train/dataset.js';
 import { assignWeights } from '../src/models/load.js';
-import { epochOrder, trainModel } from '../src/train/trainer.js';
+import { trainModel } from '../src/train/trainer.js';
+import { fixtureInTrainerOrder } from './train-fixture.js';
 
 const FIX = path.resolve('test/fixtures/parity');
 const NATIVE = registerNativeBackend().ok;
@@ -202,22 +202,12 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     const x = get('x').data as Float32Array;
     const y = get('y').data as Int32Array;
     const w = get('w').data as Float32Array;
-    const per = 32 * 32 * 3;
-    const order = epochOrder(8, 7, 0);
-    const images = new Float32Array(8 * per);
-    const labels = new Int32Array(8);
-    const weights = new Float32Array(8);
-    order.forEach((k, i) => {
-      images.set(x.subarray(i * per, (i + 1) * per), k * per);
-      labels[k] = y[i]!;
-      weights[k] = w[i]!;
-    });
     const run = async (precision: 'fp32' | 'bf16') => {
       const model = new ResNet('resnet_tiny', { block: 'basic', layers: [1, 1, 1, 1], widths: [8, 16, 32, 64] }, { numClasses: 5, seed: 0 });
       assignWeights(model, init, FIXTURE);
       const out = mkdtempSync(path.join(tmpdir(), 'dcd-train-bf16-'));
       const r = await trainModel({
-        model, train: fromArrays({ images, shape: [32, 32, 3], labels, weights }), epochs: 1, batchSize: 4, lr: 0.1, momentum: 0.9, nesterov: true,
+        model, train: fixtureInTrainerOrder(x, y, w), epochs: 1, batchSize: 4, lr: 0.1, momentum: 0.9, nesterov: true,
         weightDecay: 1e-4, schedule: { kind: 'constant' }, labelSmoothing: 0.1, seed: 7, augment: false, outDir: out, precision,
       });
       expect(r.steps).toBe(2);

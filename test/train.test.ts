@@ -16,7 +16,8 @@ import { initFromCheckpoint } from '../src/train/init.js';
 import { createModel } from '../src/models/registry.js';
 import { saveCheckpoint } from '../src/models/load.js';
 import { WeightsError } from '../src/core/errors.js';
-import { epochOrder, trainModel, trainStep } from '../src/train/trainer.js';
+import { trainModel, trainStep } from '../src/train/trainer.js';
+import { fixtureInTrainerOrder } from './train-fixture.js';
 import { Sgd } from '../src/train/optimizer.js';
 import type { ImageModel } from '../src/core/types.js';
 
@@ -198,16 +199,7 @@ describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend)
     assignWeights(model, init, FIXTURE);
 
     // the trainer, fed so that its seeded order visits the fixture's samples in order
-    const order = epochOrder(8, 7, 0);
-    const images = new Float32Array(8 * per);
-    const labels = new Int32Array(8);
-    const weights = new Float32Array(8);
-    order.forEach((k, i) => {
-      images.set(x.subarray(i * per, (i + 1) * per), k * per);
-      labels[k] = y[i]!;
-      weights[k] = w[i]!;
-    });
-    const ds = fromArrays({ images, shape: [32, 32, 3], labels, weights });
+    const ds = fixtureInTrainerOrder(x, y, w);
     const out = mkdtempSync(path.join(tmpdir(), 'dcd-train-'));
     const r = await trainModel({
       model, train: ds, epochs: 1, batchSize: 4, lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-4,

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bf16.h"
+#include "engine.h"
 #include "guard.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -29,14 +30,8 @@ using dt = dnnl::memory::data_type;
 
 namespace {
 
-dnnl::engine& eng() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-dnnl::stream& strm() {
-  static dnnl::stream s(eng());
-  return s;
-}
+dnnl::engine& eng() { return dcd::Engine(); }
+dnnl::stream& strm() { return dcd::Stream(); }
 
 float* F32(const Napi::Value& v) {
   return v.As<Napi::Float32Array>().Data();

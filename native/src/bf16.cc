@@ -12,6 +12,7 @@
 #pragma GCC optimize("fp-contract=off")
 
 #include "bf16.h"
+#include "engine.h"
 #include "guard.h"
 
 #include <omp.h>
@@ -37,15 +38,6 @@ using dt = dnnl::memory::data_type;
 bool g_bf16 = false;
 
 namespace {
-
-dnnl::engine& Eng() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-dnnl::stream& Strm() {
-  static dnnl::stream s(Eng());
-  return s;
-}
 
 constexpr int64_t kGrain = 1 << 18;
 
@@ -179,22 +171,22 @@ void DotBlock(const Screen& S, int64_t s0, int64_t m, const void* wdata, int64_t
   if (it == cache.end()) {
     if (cache.size() >= 64) cache.clear();
     memory::desc wany({k, n}, t, memory::format_tag::any);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(sd, wany, od), Eng());
-    dnnl::reorder pack(dnnl::reorder::primitive_desc(Eng(), wplain, Eng(), pd.weights_desc()));
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(sd, wany, od), Engine());
+    dnnl::reorder pack(dnnl::reorder::primitive_desc(Engine(), wplain, Engine(), pd.weights_desc()));
     it = cache.emplace(ks, DotPrim{pd, dnnl::matmul(pd), pack}).first;
   }
   DotPrim& e = it->second;
   if (pk.w != wdata || !(pk.desc == e.pd.weights_desc())) {
     pk.buf = Scratch(5, e.pd.weights_desc().get_size());
-    memory from(wplain, Eng(), const_cast<void*>(wdata)), to(e.pd.weights_desc(), Eng(), pk.buf);
-    e.pack.execute(Strm(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+    memory from(wplain, Engine(), const_cast<void*>(wdata)), to(e.pd.weights_desc(), Engine(), pk.buf);
+    e.pack.execute(Stream(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
     pk.w = wdata;
     pk.desc = e.pd.weights_desc();
   }
   const char* sp = static_cast<const char*>(S.data) + s0 * k * es;
-  memory sm(sd, Eng(), const_cast<char*>(sp)), wm(e.pd.weights_desc(), Eng(), pk.buf), om(od, Eng(), out);
-  e.prim.execute(Strm(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, om}});
-  Strm().wait();
+  memory sm(sd, Engine(), const_cast<char*>(sp)), wm(e.pd.weights_desc(), Engine(), pk.buf), om(od, Engine(), out);
+  e.prim.execute(Stream(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, om}});
+  Stream().wait();
 }
 
 constexpr int64_t kTileS = 1024, kTileW = 2048;
