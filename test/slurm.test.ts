@@ -77,6 +77,27 @@ interface State {
 const stateOf = (runDir: string): State => JSON.parse(readFileSync(path.join(runDir, 'slurm/state.json'), 'utf8'));
 
 let localTable = '';
+let localRunDir = '';
+
+/** Stage instances whose outputs differ between two run folders (outputs_hash of each manifest): says where a mismatch began. */
+function differingStages(a: string, b: string): string {
+  const hashes = (runDir: string): Map<string, string> => {
+    const out = new Map<string, string>();
+    for (const stage of readdirSync(runDir)) {
+      const d = path.join(runDir, stage);
+      if (stage === 'slurm' || !statSync(d).isDirectory()) continue;
+      for (const inst of readdirSync(d)) {
+        const m = path.join(d, inst, 'manifest.json');
+        if (existsSync(m)) out.set(`${stage}/${inst}`, JSON.parse(readFileSync(m, 'utf8')).outputs_hash);
+      }
+    }
+    return out;
+  };
+  const ha = hashes(a);
+  const hb = hashes(b);
+  const diff = [...ha].filter(([k, h]) => hb.has(k) && hb.get(k) !== h).map(([k]) => k);
+  return `stages whose outputs differ from the local run's (retention and report name the run folder, so they always do): ${diff.join(', ') || 'none'}`;
+}
 
 describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cluster', () => {
   beforeAll(async () => {
@@ -85,13 +106,16 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     if (r.status !== 0) throw new Error(`scripts/slurm/start.sh failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
     const conf = /export SLURM_CONF=(\S+)/.exec(r.stdout)?.[1];
     expect(conf).toBe(path.join(clusterDir, 'slurm.conf'));
-    ENV = { ...CLUSTER_ENV, SLURM_CONF: conf, DCD_LOG: 'info', DCD_SLURM_POLL_MS: '500' };
+    // One thread count for the local run and every job (sbatch exports the environment): oneDNN splits
+    // reductions by thread, so results are bit-identical only at equal thread counts.
+    ENV = { ...CLUSTER_ENV, SLURM_CONF: conf, DCD_LOG: 'info', DCD_SLURM_POLL_MS: '500', DCD_NATIVE_THREADS: '2' };
     // The cluster runs jobs: srun and sbatch --wrap both work before dcd uses it.
     const s = spawnSync('srun', ['hostname'], { env: ENV, encoding: 'utf8', timeout: 60_000 });
     expect(s.status, s.stderr).toBe(0);
     // The reference: the same shrunk demo, run locally.
     const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-local-'));
     const loc = await runCli(['run', DEMO, ...SHRINK], cwd);
+    localRunDir = path.join(cwd, 'runs/demo');
     expect(loc.code, loc.stderr.slice(-3000)).toBe(0);
     localTable = tableOf(loc.stdout);
     expect(localTable).toMatch(/^\| dcd-broad_cnn \|/m);
@@ -133,7 +157,7 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(firstJobs).toBeGreaterThan(3);
     const r = await runCli(args.slice(1), cwd);
     expect(r.code, r.stderr.slice(-4000)).toBe(0);
-    expect(tableOf(r.stdout)).toBe(localTable);
+    expect(tableOf(r.stdout), differingStages(localRunDir, runDir)).toBe(localTable);
     // Stages finished before the kill were neither resubmitted nor rerun.
     for (const [k, finished] of before) expect(manifests(runDir).get(k), k).toBe(finished);
     const st = stateOf(runDir);
@@ -150,6 +174,9 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(err).toMatch(/slurm: job \d+ dcd-demo-select-part-\d+: 4 task\(s\)/);
     expect(submitted.filter((k) => k.startsWith('embed/') && k.includes('#part=')).length).toBe(8);
     expect(submitted.filter((k) => k.startsWith('select/') && k.includes('#part=')).length).toBe(4);
+    // Each stage's manifest says where it computed (here: native, the 2 threads of ENV).
+    const m = JSON.parse(readFileSync(path.join(runDir, 'original', readdirSync(path.join(runDir, 'original'))[0]!, 'manifest.json'), 'utf8'));
+    expect(m.compute).toEqual({ backend: 'native', threads: 2 });
     // Every task exited 0 (the job script records it next to the log).
     for (const j of st.jobs) j.stages.forEach((_, i) => expect(readFileSync(path.join(runDir, 'slurm/logs', `${j.name}_${i}.rc`), 'utf8').trim()).toBe('0'));
     // A plain local rerun finds every stage cached.
@@ -187,7 +214,7 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     const jobsBefore = stateOf(runDir).jobs.length;
     const again = await runCli(['run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'], cwd);
     expect(again.code, again.stderr.slice(-3000)).toBe(0);
-    expect(tableOf(again.stdout)).toBe(localTable);
+    expect(tableOf(again.stdout), differingStages(localRunDir, runDir)).toBe(localTable);
     const resubmitted = stateOf(runDir).jobs.slice(jobsBefore).flatMap((j) => j.stages);
     for (const k of resubmitted) expect(doneBefore.has(k.replace(/#.*$/, '')), k).toBe(false);
     // Of the embeddings' row shards, exactly the failed ones ran again (the mfreq halves were kept).
@@ -203,6 +230,20 @@ describe('slurm executor pieces that need no cluster', () => {
     expect(() => splitArgs(`--comment='open`)).toThrow(/unbalanced '/);
     expect(shellQuote('--set')).toBe('--set');
     expect(shellQuote("methods=[a, b]'s")).toBe(`'methods=[a, b]'\\''s'`);
+  });
+
+  it('a job script gives native code the CPUs Slurm allotted (SLURM_CPUS_PER_TASK), unless DCD_NATIVE_THREADS is set', async () => {
+    const { jobScript } = await import('../src/pipeline/executors/slurm.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'slurm-script-'));
+    const unit = { key: 'embed/x', id: 'embed/x', mode: 'whole' as const, after: [], depth: 0, spec: {} as never };
+    // The "CLI" prints the thread count it would get.
+    const script = path.join(dir, 'job.sh');
+    writeFileSync(script, jobScript({ name: 'j', units: [unit], cwd: dir, cli: ['bash', '-c', 'echo "threads=${DCD_NATIVE_THREADS:-unset}"', 'cli'], rcDir: dir }));
+    const threads = (env: NodeJS.ProcessEnv) => spawnSync('bash', [script], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8' }).stdout.trim();
+    expect(threads({ SLURM_CPUS_PER_TASK: '3' })).toBe('threads=3');
+    expect(threads({ SLURM_CPUS_PER_TASK: '3', DCD_NATIVE_THREADS: '5' })).toBe('threads=5');
+    expect(threads({})).toBe('threads=unset');
+    expect(readFileSync(path.join(dir, 'j_0.rc'), 'utf8').trim()).toBe('0');
   });
 
   it('executor.slurm resources are validated with the config; a misspelt stage kind names the nearest one', async () => {

@@ -10,6 +10,7 @@
  * moment is simply not complete, and runs again (a train stage resumes from the
  * epoch checkpoint it keeps in its folder).
  */
+import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import { ArtifactError } from '../core/errors.js';
 import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.js';
 import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
+import { nativeAddon } from '../backends/addon.js';
 import { canonicalJson } from '../core/config.js';
 import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
 import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
@@ -376,11 +378,18 @@ async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageRe
     outputs_hash: sha256(canonicalJson(Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.sha256])))),
     counts: out.counts ?? {},
     extra: out.extra ?? {},
+    compute: computeRecord(),
     timings: { started: started.toISOString(), finished: finished.toISOString(), seconds: (finished.getTime() - started.getTime()) / 1000 },
   };
   await atomicWriteJson(path.join(dir, 'manifest.json'), manifest);
   log.info(`${name}: done in ${manifest.timings.seconds.toFixed(1)} s${Object.keys(manifest.counts).length ? ` (${Object.entries(manifest.counts).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
   return resultOf(dir, manifest);
+}
+
+/** The backend the stage ran on and, on `native`, its OpenMP thread count (see StageManifest.compute). */
+function computeRecord(): StageManifest['compute'] {
+  const backend = tf.getBackend() ?? 'none';
+  return backend === 'native' ? { backend, threads: nativeAddon().getNumThreads() } : { backend };
 }
 
 /** The plan as text lines: `run    embed/dino-pool   never ran`. */

@@ -81,5 +81,11 @@ export interface StageManifest {
   outputs_hash: string;
   counts: Record<string, number>;
   extra: Record<string, unknown>;
+  /**
+   * Where the stage computed: the tfjs backend and, on `native`, its thread count. Results are
+   * bit-identical only between runs with the same of both (oneDNN splits reductions by thread),
+   * so a Slurm job on a node with other CPUs gives results within float rounding, not identical.
+   */
+  compute?: { backend: string; threads?: number };
   timings: { started: string; finished: string; seconds: number };
 }

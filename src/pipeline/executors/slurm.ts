@@ -175,13 +175,16 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** The script of one job array: task i runs unit i through the CLI, then records its exit code. */
-function jobScript(o: { name: string; units: readonly Unit[]; cwd: string; cli: readonly string[]; rcDir: string }): string {
+export function jobScript(o: { name: string; units: readonly Unit[]; cwd: string; cli: readonly string[]; rcDir: string }): string {
   return [
     '#!/usr/bin/env bash',
     `# ${o.name}: written by dcd run --executor slurm; task i runs stage STAGES[i] (EXTRA[i]: its row shard or merge).`,
     `STAGES=(${o.units.map((u) => shellQuote(u.id)).join(' ')})`,
     `EXTRA=(${o.units.map((u) => shellQuote(u.mode === 'part' ? `--part ${u.part}/${u.count}` : u.mode === 'merge' ? `--merge ${u.count}` : '')).join(' ')})`,
     'i=${SLURM_ARRAY_TASK_ID:-0}',
+    '# native threads = the CPUs Slurm gave the task (executor.slurm.<stage>.cpus), unless set by hand:',
+    '# without task binding, every CPU of the node would look free.',
+    'if [ -n "${SLURM_CPUS_PER_TASK:-}" ] && [ -z "${DCD_NATIVE_THREADS:-}" ]; then export DCD_NATIVE_THREADS=$SLURM_CPUS_PER_TASK; fi',
     `cd ${shellQuote(o.cwd)} || exit 1`,
     'echo "dcd job $SLURM_JOB_ID (array ${SLURM_ARRAY_JOB_ID:-} task $i) on $(hostname): ${STAGES[$i]} ${EXTRA[$i]}" >&2',
     `${o.cli.map(shellQuote).join(' ')} --stage "\${STAGES[$i]}" \${EXTRA[$i]}`,
