@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { initBackend } from '../src/core/backend.js';
 import { registerNativeBackend } from '../src/backends/native.js';
-import { bf16Support, computePrecision, parsePrecision, setComputePrecision } from '../src/backends/precision.js';
+import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, setComputePrecision } from '../src/backends/precision.js';
+import { nativeAddon } from '../src/backends/native.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';
 import { ResNet, type ResNetConfig } from '../src/models/resnet.js';
@@ -55,6 +56,15 @@ describe('precision option', () => {
   it('parses fp32 and bf16 and names the key on anything else', () => {
     expect(parsePrecision('bf16', 'compute.precision')).toBe('bf16');
     expect(() => parsePrecision('fp16', 'compute.precision')).toThrow(/compute\.precision: expected fp32 or bf16, received "fp16"/);
+  });
+  it.runIf(NATIVE)('the built addon exports every bf16 function NativeAddon types, and nothing bf16 that it does not', () => {
+    expect(bf16Addon()).not.toBeNull();
+    const a = nativeAddon() as unknown as Record<string, unknown>;
+    for (const f of BF16_EXPORTS) expect(typeof a[f], f).toBe('function');
+    // the addon's own bf16.cc registrations (RegisterBf16) against the typed list
+    const src = readFileSync(path.resolve('native/src/bf16.cc'), 'utf8');
+    const registered = [...src.matchAll(/EXPORT\("(\w+)"/g)].map((m) => m[1]).sort();
+    expect(registered).toEqual([...BF16_EXPORTS].sort());
   });
   it('falls back to fp32 with a one-line notice on a backend other than native', async () => {
     await initBackend('cpu', { quiet: true });
