@@ -117,15 +117,22 @@ function overlap(f) {
 const bfRound = (x) => { const u = new Uint32Array(Float32Array.from(x).buffer); for (let i = 0; i < u.length; i++) u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16; return new Float32Array(u.buffer); };
 // how close the k-th and (k+1)-th fp32 neighbours are: the room a perturbation has before it swaps them
 const r2 = knn(a.f, a.d, a.f, k + 2);
-const margins = [];
+// and the k-th neighbour's distance against the feature's norm: rounding errors scale with the norm,
+// so where neighbours are close relative to it, a 2⁻⁹ error reorders them
+const margins = [], relKth = [];
 for (let i = 0; i < n; i++) {
   const nb = Array.from(r2.indices.subarray(i * (k + 2), (i + 1) * (k + 2))).filter((j) => j !== i);
   const dk = Math.sqrt(sqDist(i, nb[k - 1])), dk1 = Math.sqrt(sqDist(i, nb[k]));
   margins.push(dk > 0 ? dk1 / dk - 1 : 0);
+  let nrm = 0;
+  for (let c = 0; c < a.d; c++) nrm += a.f[i * a.d + c] ** 2;
+  relKth.push(nrm > 0 ? dk / Math.sqrt(nrm) : Infinity);
 }
 margins.sort((x, y) => x - y);
+relKth.sort((x, y) => x - y);
 console.log(JSON.stringify({
   ...what, pool: n, dim: a.d, k, minFeatureCosine: +minCos.toFixed(6),
   bf16: overlap(b.f), fp32FeaturesRoundedToBf16: overlap(bfRound(a.f)),
   kthMargin: { median: +margins[n >> 1].toExponential(2), p10: +margins[Math.floor(n / 10)].toExponential(2) },
+  kthDistanceOverNorm: { median: +relKth[n >> 1].toExponential(2), p10: +relKth[Math.floor(n / 10)].toExponential(2) },
 }));
