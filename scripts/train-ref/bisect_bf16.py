@@ -13,7 +13,7 @@ feeds a train-mode BatchNorm, which undoes the scale in fp32 (the fp32 gradients
 1.000), while the bf16 roundings of the weights and of everything downstream change: a fair
 comparison of rounding schemes where a single draw is not.
 
-  /usr/bin/python3 scripts/train-ref/bisect_bf16.py [--rescale N] [--layers]
+  /usr/bin/python3 scripts/train-ref/bisect_bf16.py [--rescale N] [--layers] [--flips]
   /usr/bin/python3 scripts/train-ref/bisect_bf16.py --write test/fixtures/train/step-bf16.safetensors
       writes the `dcd` mode's first-step gradients (grad.<param>) for test/bf16.test.ts
 """
@@ -130,6 +130,41 @@ def summary(cs):
     return v[0], v[len(v) // 2]
 
 
+def flips():
+    """Per ReLU / max-pool input of the forward pass: the dcd mode's relative error against fp32, and how
+    many ReLU inputs change sign / max-pool windows change their argmax."""
+    seen = []
+    relu, pool = F.relu, F.max_pool2d
+
+    def rec(kind, f):
+        def g(x, *a, **k):
+            seen.append((kind, x.detach().clone()))
+            return f(x, *a, **k)
+        return g
+    mf.F.relu, mf.F.max_pool2d = rec('relu', relu), rec('max-pool', pool)
+    try:
+        runs = []
+        for r in (None, Rounding()):
+            seen.clear()
+            model = mf.TinyResNet()
+            model.load_state_dict({k[5:]: torch.tensor(v) for k, v in fx.items() if k.startswith('init.')}, strict=False)
+            model.train()
+            if r:
+                patch(model, r)
+            model(torch.tensor(fx['x'][:mf.B]).permute(0, 3, 1, 2))
+            runs.append(list(seen))
+    finally:
+        mf.F.relu, mf.F.max_pool2d = relu, pool
+    for (kind, a), (_, b) in zip(*runs):
+        err = float((a - b).norm() / a.norm())
+        if kind == 'relu':
+            n = int(((a > 0) != (b > 0)).sum())
+        else:
+            n = int((pool(a, 3, 2, 1, return_indices=True)[1] != pool(b, 3, 2, 1, return_indices=True)[1]).sum())
+        print(f'{kind:8s} input {str(tuple(a.shape)):16s} relative error {err:.4f}  '
+              f'{"sign flips" if kind == "relu" else "argmax changes"} {n} of {a.numel() if kind == "relu" else a.numel() // 4}')
+
+
 MODES = {
     'fp32': dict(),
     'torch.autocast bf16': dict(autocast=True),
@@ -145,6 +180,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--rescale', type=int, default=0, help='redraws of the roundings to take statistics over')
     ap.add_argument('--layers', action='store_true', help='forward rounding at one convolution at a time')
+    ap.add_argument('--flips', action='store_true', help="the dcd mode's forward error and ReLU / max-pool flips")
     ap.add_argument('--write', help="write the dcd mode's gradients to this safetensors file")
     a = ap.parse_args()
     if a.write:
@@ -161,6 +197,8 @@ def main():
         convs = [n for n, m in mf.TinyResNet().named_modules() if isinstance(m, nn.Conv2d)]
         for c in convs:
             print(f'forward rounding at {c:22s} min / median %.4f / %.4f' % summary(cosines(first_step(Rounding(bwd=False, only={c})))))
+    if a.flips:
+        flips()
     if a.rescale:
         print(f'over {a.rescale} rescalings: min cosine [lowest, median, highest]; median cosine [lowest, median, highest]')
         for name, kw in MODES.items():
