@@ -18,7 +18,8 @@ const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const NATIVE = registerNativeBackend().ok;
 const BF16 = NATIVE && bf16Support('native').ok;
 const HIDE_BF16 = { ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' };
-const FALLBACK = /^dcd: warning: precision fp32 \(bf16 asked for, unavailable: this CPU has no bf16 dot-product units for oneDNN \(ISA avx512_core; needs avx512_core_bf16 or AMX\)\)$/m;
+// the ISA named is avx512_core where the CPU has AVX-512, else what the CPU has (avx2, …)
+const FALLBACK = /^dcd: warning: precision fp32 \(bf16 asked for, unavailable: this CPU has no bf16 dot-product units for oneDNN \(ISA \w+; needs avx512_core_bf16 or AMX\)\)$/m;
 
 async function dcd(args: string[], cwd: string, env: Record<string, string> = {}) {
   const r = await spawnAsync('node', [CLI, ...args], { cwd, env: { ...process.env, DCD_BACKEND: 'native', DCD_LOG: 'info', ...env }, timeout: 120_000 });
