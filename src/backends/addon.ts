@@ -23,6 +23,40 @@ export interface NativeAddon {
     packed: Float32Array, repack: boolean, residual: Float32Array | null,
   ): void;
   linearPackedSize(p: Int32Array, hasBias: boolean): number;
+  // bf16 compute and certified retrieval (native/src/bf16.cc). Precision codes: 0 fp32, 1 bf16;
+  // the retrieval functions throw on 1 where bf16Available() is false.
+  /** Sets the precision of convolutions, matmuls and linear layers; returns the one in effect (1 is refused, giving 0, where bf16 is unavailable). */
+  setPrecision(p: 0 | 1): 0 | 1;
+  getPrecision(): 0 | 1;
+  /** Whether oneDNN's effective ISA (as `ONEDNN_MAX_CPU_ISA` limits it) has bf16 dot products, and that ISA's name. */
+  bf16Available(): { available: boolean; isa: string };
+  /** `y[i]` = `x[i]` rounded to the nearest bf16 (ties to even); `y.length` ≥ `x.length`. */
+  toBf16(x: Float32Array, y: Uint16Array): void;
+  /**
+   * The screening form of held rows: `x` [n, dim] centred on `mu` [dim] (first set to the rows' mean
+   * when `computeMu`), in `out` (n·dim bf16 as Uint16Array, or fp32), float64 squared norms in `n2` [n].
+   */
+  prepareRows(
+    x: Float32Array, dim: number, precision: 0 | 1, mu: Float32Array, computeMu: boolean,
+    out: Uint16Array | Float32Array, n2: Float64Array,
+  ): void;
+  /**
+   * Certified nearest rows between `held` [nh, dim] (screening form from prepareRows) and `r` rows of
+   * `rows` [*, dim] (rows `which[i]`, or the first r without `which`): for each row its nearest held
+   * row, or with `perHeld` for each held row its nearest of the r rows; float64 distances, ties to the
+   * lower index, -1 / Infinity where empty. Returns how many pairs were computed exactly.
+   */
+  nearestRows(
+    held: Float32Array, heldScreen: Uint16Array | Float32Array, heldN2: Float64Array, mu: Float32Array, rows: Float32Array,
+    which: Int32Array | null, r: number, dim: number, precision: 0 | 1, perHeld: boolean, outIdx: Int32Array, outDist: Float64Array,
+  ): number;
+  /**
+   * Certified k-NN: for each query of `queries` [nq, dim], the k rows of `pool` [np, dim] nearest by
+   * float64 distance, ascending (ties: lower index), in `outIdx` / `outDist` [nq·k], padded with
+   * -1 / Infinity. Returns how many pairs were computed exactly.
+   */
+  knnRows(queries: Float32Array, pool: Float32Array, dim: number, k: number, precision: 0 | 1, outIdx: Int32Array, outDist: Float64Array): number;
+
   pool(x: Float32Array, out: Float32Array, p: Int32Array): void;
   poolBackward(x: Float32Array | null, dy: Float32Array, dx: Float32Array, p: Int32Array): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, p: Int32Array): void;
@@ -59,6 +93,7 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;
+
 }
 
 

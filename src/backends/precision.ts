@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
+import type { NativeAddon } from './addon.js';
 import { NATIVE_BACKEND, nativeAddon, registerNativeBackend } from './native.js';
 
 /**
@@ -11,25 +12,16 @@ import { NATIVE_BACKEND, nativeAddon, registerNativeBackend } from './native.js'
 export type Precision = 'fp32' | 'bf16';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
 
-/** The addon's bf16 exports (native/src/bf16.cc). */
-export interface Bf16Addon {
-  setPrecision(p: 0 | 1): 0 | 1;
-  getPrecision(): 0 | 1;
-  bf16Available(): { available: boolean; isa: string };
-  toBf16(x: Float32Array, y: Uint16Array): void;
-  prepareRows(x: Float32Array, dim: number, precision: 0 | 1, mu: Float32Array, computeMu: boolean, out: Uint16Array | Float32Array, n2: Float64Array): void;
-  nearestRows(
-    held: Float32Array, heldScreen: Uint16Array | Float32Array, heldN2: Float64Array, mu: Float32Array, rows: Float32Array,
-    which: Int32Array | null, r: number, dim: number, precision: 0 | 1, perHeld: boolean, outIdx: Int32Array, outDist: Float64Array,
-  ): number;
-  knnRows(queries: Float32Array, pool: Float32Array, dim: number, k: number, precision: 0 | 1, outIdx: Int32Array, outDist: Float64Array): number;
-}
+/** The addon's bf16 exports (native/src/bf16.cc's RegisterBf16), typed in {@link NativeAddon}. */
+export const BF16_EXPORTS = ['setPrecision', 'getPrecision', 'bf16Available', 'toBf16', 'prepareRows', 'nearestRows', 'knnRows'] as const;
+export type Bf16Addon = Pick<NativeAddon, (typeof BF16_EXPORTS)[number]>;
 
-/** The loaded addon's bf16 entry points, or null when the native addon is not loaded or predates them. */
+/** The loaded addon's bf16 entry points, or null when the native addon is not loaded or was built before them. */
 export function bf16Addon(): Bf16Addon | null {
   if (!registerNativeBackend().ok) return null;
-  const a = nativeAddon() as unknown as Partial<Bf16Addon>;
-  return typeof a.knnRows === 'function' ? (a as Bf16Addon) : null;
+  const a: Partial<NativeAddon> = nativeAddon();
+  // an addon built from an older checkout lacks them (the typings describe the current source)
+  return BF16_EXPORTS.every((f) => typeof a[f] === 'function') ? (a as Bf16Addon) : null;
 }
 
 /** Checks a precision value from a config file or flag. */
