@@ -96,7 +96,7 @@ async function child(): Promise<void> {
     const pool = await EmbeddingStore.open([arg('pool-file', '')], { role: 'pool', requireLabel: true });
     const t0 = performance.now();
     const s = await seedStore.readAll();
-    const r = await selectAlgorithm1({ ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim }, pool, { k: Number(arg('k', '46')), kVal: 0, memoryBudgetMiB: budget });
+    const r = await selectAlgorithm1({ ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim }, pool, { k: Number(arg('k', '46')), kVal: Number(arg('k-val', '0')), memoryBudgetMiB: budget });
     const seconds = (performance.now() - t0) / 1000;
     emit({ seconds, maxRssMiB: maxRssMiB(), selected: r.train.ids.length });
   } else if (what === 'filter') {
