@@ -14,7 +14,8 @@
  * `--precision`: the screening precisions of k-NN and the filter on the native backend, one row
  * each (the answers are the float64 ones in both: src/retrieval/certified.ts).
  *
- * `--alg1-pools 1000000 --alg1-configs 1031:160:46:0,1000:1000:4:1 --rounds 3`: Algorithm 1 whole
+ * `--rounds N`: repeats each k-NN measurement and each in-memory Algorithm 1 pair N times.
+ * `--alg1-pools 1000000 --alg1-configs 1031:160:46:0,1000:1000:4:1`: Algorithm 1 whole
  * (candidate search, de-val and debug-train sweeps) on the same data in memory on both sides
  * (raw float32 files written once, read before the clock starts), dcd and PyTorch
  * (retrieval_torch.py alg1: per-class squared distances and topk, then the greedy sweeps)
@@ -95,7 +96,8 @@ function readRaw(base: string, dim: number): { data: Float32Array; labels: Int32
   const b = readFileSync(`${base}.f32`);
   const l = readFileSync(`${base}.i32`);
   const labels = new Int32Array(l.buffer.slice(l.byteOffset, l.byteOffset + l.byteLength));
-  const data = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  // readFileSync gives a large file its own, aligned buffer: view it rather than copy 1.5 GB
+  const data = b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
   if (data.length !== labels.length * dim) throw new Error(`${base}: ${data.length} values for ${labels.length} labels × ${dim}`);
   return { data, labels, n: labels.length };
 }
@@ -221,7 +223,8 @@ async function orchestrate(): Promise<void> {
     say('');
     say('| pool N | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | dcd / PyTorch |');
     say('|---:|---|---:|---:|---:|---:|---:|---:|');
-    for (const n of knnPools) {
+    for (const n of knnPools)
+      for (let round = 1; round <= Number(arg('rounds', '1')); round++) {
       const t = runTorch(['knn', '--pool', String(n), '--dim', String(dim), '--queries', '1000', '--k', '50']);
       for (const prec of precisions) {
       const d = runChild(['--child', 'knn', '--pool', String(n), '--dim', String(dim), '--budget', budget, '--backend', backend, '--precision', prec]);

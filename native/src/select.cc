@@ -9,7 +9,7 @@
 // float64 distance computed and offered to the seed's heap. The heaps live in JS typed arrays, so
 // the state between chunks is plain data.
 //
-// No FMA contraction in this file: ExactSqDist must round exactly as JavaScript's loop in
+// No FMA contraction in this file: ExactSqDist4 must round exactly as JavaScript's loop in
 // src/retrieval/knn.ts (exactSqDist) does, so the distances agree with JS to the last bit.
 #pragma GCC optimize("fp-contract=off")
 
@@ -45,14 +45,19 @@ T* PtrOrNull(const Napi::Value& v) {
   return v.IsTypedArray() ? Ptr<T>(v) : nullptr;
 }
 
-// float64 squared distance of two fp32 rows, in the order of src/retrieval/knn.ts's exactSqDist.
-inline double ExactSqDist(const float* a, const float* b, int64_t dim) {
-  double s = 0;
+// float64 squared distances of four pairs of fp32 rows (a[p], b[p]), each summed in the order of
+// src/retrieval/knn.ts's exactSqDist (so bit-identical to it); four independent chains at once for
+// instruction-level parallelism.
+inline void ExactSqDist4(const float* const a[4], const float* const b[4], int64_t dim, double out[4]) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   for (int64_t c = 0; c < dim; c++) {
-    double d = static_cast<double>(a[c]) - static_cast<double>(b[c]);
-    s += d * d;
+    const double d0 = static_cast<double>(a[0][c]) - static_cast<double>(b[0][c]);
+    const double d1 = static_cast<double>(a[1][c]) - static_cast<double>(b[1][c]);
+    const double d2 = static_cast<double>(a[2][c]) - static_cast<double>(b[2][c]);
+    const double d3 = static_cast<double>(a[3][c]) - static_cast<double>(b[3][c]);
+    s0 += d0 * d0, s1 += d1 * d1, s2 += d2 * d2, s3 += d3 * d3;
   }
-  return s;
+  out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
 // float64 squared norm (any summation order: only the bound uses it).
@@ -66,13 +71,13 @@ inline double SqNorm(const float* a, int64_t dim) {
 }
 
 // |s̃ − d| for the screening distance s̃ = ‖x‖² + ‖y‖² − 2·dot32(x, y) (norms and combination in
-// float64, the dot product accumulated in fp32 in any order, FMA or not) against d = ExactSqDist(x, y),
+// float64, the dot product accumulated in fp32 in any order, FMA or not) against d = ExactSqDist4's float64 distance,
 // with nx = ‖x‖, ny = ‖y‖ and K = dim (the scheme of ScreenBound in bf16.cc, without bf16 rounding
 // or centring):
 //  - fp32 accumulation of K products in any order: ≤ γ(K+1)·Σ|xᵢyᵢ| ≤ γ(K+1)·nx·ny, γ(m) = m·2⁻²⁴/(1 − m·2⁻²⁴),
 //    twice for the factor 2;
 //  - flushed denormals (should the thread run with DAZ/FTZ): ≤ K·2⁻¹²⁰·(1 + nx + ny), twice;
-//  - float64: the norms, the combination and ExactSqDist's own rounding, each ≤ (K + 4)·2⁻⁵³·(nx + ny)²:
+//  - float64: the norms, the combination and ExactSqDist4's own rounding, each ≤ (K + 4)·2⁻⁵³·(nx + ny)²:
 //    (K + 8)·2⁻⁵¹·(nx + ny)² covers them together.
 // The sum, times 1 + 1e-6 for the rounding of this formula itself.
 struct SelectBound {
@@ -257,20 +262,36 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
       for (int i = 0; i < 4; i++) R[i] = rows + static_cast<int64_t>(rs[t + std::min(i, nb - 1)]) * dim;
       float dot[4][4];
       Dot4x4(R, S, dim, dot);
+      // The pairs of this 4 × 4 block that may enter their seed's heap (tested against the tops
+      // before any of the block's pushes: a superset, so nothing is lost), then their float64
+      // distances four at a time. A heap's final content does not depend on the push order.
+      int np = 0;
+      int pi[16], pj[16];
       for (int i = 0; i < nb; i++) {
-        const int32_t a = rs[t + i];
-        const double rn = rowNorm[a], rn2 = rn * rn;
+        const double rn = rowNorm[rs[t + i]], rn2 = rn * rn;
         for (int j = 0; j < ng; j++) {
           if (h[j].cap <= 0) continue;
           if (h[j].Full()) {
-            const double screen = rn2 + seedNorm[q[j]] * seedNorm[q[j]] - 2.0 * static_cast<double>(dot[i][j]);
+            const double sn = seedNorm[q[j]];
+            const double screen = rn2 + sn * sn - 2.0 * static_cast<double>(dot[i][j]);
             // d ≥ screen − E > the cap-th float64 distance: the pair cannot enter the heap
-            if (screen - E(rn, seedNorm[q[j]]) > h[j].Top()) continue;
+            if (screen - E(rn, sn) > h[j].Top()) continue;
           }
-          exact++;
-          h[j].Push(ExactSqDist(R[i], S[j], dim), rowIds[a]);
+          pi[np] = i, pj[np] = j, np++;
         }
       }
+      for (int u = 0; u < np; u += 4) {
+        const float* A[4];
+        const float* B[4];
+        for (int v = 0; v < 4; v++) {
+          const int w = u + std::min(v, np - 1 - u);
+          A[v] = R[pi[w]], B[v] = S[pj[w]];
+        }
+        double d[4];
+        ExactSqDist4(A, B, dim, d);
+        for (int v = 0; v < 4 && u + v < np; v++) h[pj[u + v]].Push(d[v], rowIds[rs[t + pi[u + v]]]);
+      }
+      exact += np;
     }
   }
   // Rows of this chunk still held: pool rows ≥ this chunk's first (earlier chunks' rows are lower).
