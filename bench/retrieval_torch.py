@@ -60,6 +60,8 @@ def alg1(a):
     plab = torch.from_numpy(np.fromfile(a.pool_raw + ".i32", dtype=np.int32).astype(np.int64))
     seeds = torch.from_numpy(np.fromfile(a.seed_raw + ".f32", dtype=np.float32).reshape(-1, dim))
     slab = torch.from_numpy(np.fromfile(a.seed_raw + ".i32", dtype=np.int32).astype(np.int64))
+    # touch every page before the clock starts (as bench/retrieval.ts does: first-touch faults on this VM)
+    assert float(pool.sum()) >= 0 and float(seeds.sum()) >= 0
     t0 = time.perf_counter()
     order = torch.argsort(plab, stable=True)
     bounds = torch.cumsum(torch.bincount(plab, minlength=a.classes), 0).tolist()
