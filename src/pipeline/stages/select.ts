@@ -44,7 +44,8 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
   const spec: StageSpec = {
     stage: 'select',
     label: (b.label ?? b.name) + suffix,
-    version: 1,
+    // 2: on the native backend, Algorithm 1 on float64 distances (select-native.ts)
+    version: 2,
     config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize },
     deps: { failures, embMfreq, embPool, filter },
     async run(ctx) {
