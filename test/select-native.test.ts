@@ -92,9 +92,9 @@ function nearTies(seed: number, nSeeds: number, perSeed: number, classes: number
       const r = Math.sqrt(1 + 1e-6 * Math.floor(rnd() * 8));
       rows.push(v.map((x, c) => sd[q * dim + c]! + (x / n) * r));
       labels.push(seeds.labels[q]!);
-      if (rnd() < 0.15) (rows.push([...rows.at(-1)!]), labels.push(seeds.labels[q]!)); // exact duplicate, higher row
+      if (rnd() < 0.15) (rows.push([...rows.at(-1)!]), labels.push(seeds.labels[q]!)); // an exact duplicate: a tie the lower pool row wins
     }
-  // shuffle rows (keeping duplicates apart or together at random)
+  // shuffle, so that classes and duplicates interleave in pool order
   const order = rows.map((_, j) => j);
   for (let j = order.length - 1; j > 0; j--) {
     const t = Math.floor(rnd() * (j + 1));
