@@ -14,6 +14,15 @@
  * `--precision`: the screening precisions of k-NN and the filter on the native backend, one row
  * each (the answers are the float64 ones in both: src/retrieval/certified.ts).
  *
+ * `--rounds N`: repeats each k-NN measurement and each in-memory Algorithm 1 pair N times.
+ * `--alg1-pools 1000000 --alg1-configs 1031:160:46:0,1000:1000:4:1`: Algorithm 1 whole
+ * (candidate search, de-val and debug-train sweeps) on the same data in memory on both sides
+ * (raw float32 files written once, read before the clock starts), dcd and PyTorch
+ * (retrieval_torch.py alg1: per-class squared distances and topk, then the greedy sweeps)
+ * alternating round by round; a config is seeds:classes:k_train:k_val. Both write their picks,
+ * and the table says how many are the same (dcd's are the float64 answer on native, PyTorch's
+ * its float32 one).
+ *
  * Each measurement runs in its own child process, so peak RSS is that of the step alone
  * (read from getrusage); the 1-minute load average at its start is printed beside it
  * (the machine is shared). The dcd side reads pools from Arrow files written in batches
@@ -24,7 +33,7 @@
  * which adds reading, not arithmetic).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +78,35 @@ async function writeSynthetic(file: string, n: number, dim: number, classes: num
   await sink!.close();
 }
 
+/**
+ * Raw data for the in-memory Algorithm 1 runs (both sides read the same bytes): `<base>.f32`
+ * (n × dim float32, uniform [0,1)) and `<base>.i32` (labels: `labelOf(i)`, else uniform over classes).
+ */
+function writeRaw(base: string, n: number, dim: number, classes: number, seed: number, labelOf?: (i: number) => number): void {
+  if (existsSync(`${base}.i32`)) return;
+  const rnd = mulberry32(seed);
+  const data = new Float32Array(n * dim);
+  for (let t = 0; t < data.length; t++) data[t] = rnd();
+  const labels = Int32Array.from({ length: n }, (_, i) => (labelOf ? labelOf(i) : Math.floor(rnd() * classes)));
+  writeFileSync(`${base}.f32`, data);
+  writeFileSync(`${base}.i32`, labels);
+}
+
+function readRaw(base: string, dim: number): { data: Float32Array; labels: Int32Array; n: number } {
+  const b = readFileSync(`${base}.f32`);
+  const l = readFileSync(`${base}.i32`);
+  const labels = new Int32Array(l.buffer.slice(l.byteOffset, l.byteOffset + l.byteLength));
+  // readFileSync gives a large file its own, aligned buffer: view it rather than copy 1.5 GB
+  const data = b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  if (data.length !== labels.length * dim) throw new Error(`${base}: ${data.length} values for ${labels.length} labels × ${dim}`);
+  // Touch every page before the clock starts: on this VM the first touch of a page read by
+  // readFileSync still faults (≈ 3 s for 1.5 GB), which would be timed as the first pass.
+  let s = 0;
+  for (let i = 0; i < data.length; i += 1024) s += data[i]!;
+  if (!(s >= 0)) throw new Error(`${base}: not finite`);
+  return { data, labels, n: labels.length };
+}
+
 function maxRssMiB(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
@@ -96,9 +134,22 @@ async function child(): Promise<void> {
     const pool = await EmbeddingStore.open([arg('pool-file', '')], { role: 'pool', requireLabel: true });
     const t0 = performance.now();
     const s = await seedStore.readAll();
-    const r = await selectAlgorithm1({ ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim }, pool, { k: Number(arg('k', '46')), kVal: 0, memoryBudgetMiB: budget });
+    const r = await selectAlgorithm1({ ids: s.ids, labels: s.labels!, data: s.data, dim: s.dim }, pool, { k: Number(arg('k', '46')), kVal: Number(arg('k-val', '0')), memoryBudgetMiB: budget });
     const seconds = (performance.now() - t0) / 1000;
     emit({ seconds, maxRssMiB: maxRssMiB(), selected: r.train.ids.length });
+  } else if (what === 'alg1') {
+    const dim = Number(arg('dim', '384'));
+    const p = readRaw(arg('pool-raw', ''), dim);
+    const sd = readRaw(arg('seed-raw', ''), dim);
+    const pool = EmbeddingStore.fromArrays('pool', { ids: Array.from({ length: p.n }, (_, j) => `p${j}`), labels: p.labels, data: p.data, dim });
+    const seeds = { ids: Array.from({ length: sd.n }, (_, i) => `s${i}`), labels: sd.labels, data: sd.data, dim };
+    const t0 = performance.now();
+    const r = await selectAlgorithm1(seeds, pool, { k: Number(arg('k', '46')), kVal: Number(arg('k-val', '0')), memoryBudgetMiB: budget });
+    const seconds = (performance.now() - t0) / 1000;
+    const picks = (sel: typeof r.train | null, set: string) =>
+      sel ? sel.ids.map((id, t) => `${set} ${sel.seedIds[t]!.slice(1)} ${id.slice(1)} ${sel.ranks[t]}`) : [];
+    writeFileSync(arg('picks-out', ''), [...picks(r.deval, 'V'), ...picks(r.train, 'D')].join('\n') + '\n');
+    emit({ seconds, maxRssMiB: maxRssMiB(), selected: r.train.ids.length + (r.deval?.ids.length ?? 0) });
   } else if (what === 'filter') {
     const pool = await EmbeddingStore.open([arg('pool-file', '')], { role: 'pool', requireLabel: true });
     const test = await EmbeddingStore.open([arg('test-file', '')], { role: 'test' });
@@ -177,7 +228,8 @@ async function orchestrate(): Promise<void> {
     say('');
     say('| pool N | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | dcd / PyTorch |');
     say('|---:|---|---:|---:|---:|---:|---:|---:|');
-    for (const n of knnPools) {
+    for (const n of knnPools)
+      for (let round = 1; round <= Number(arg('rounds', '1')); round++) {
       const t = runTorch(['knn', '--pool', String(n), '--dim', String(dim), '--queries', '1000', '--k', '50']);
       for (const prec of precisions) {
       const d = runChild(['--child', 'knn', '--pool', String(n), '--dim', String(dim), '--budget', budget, '--backend', backend, '--precision', prec]);
@@ -203,6 +255,35 @@ async function orchestrate(): Promise<void> {
       );
     }
     say('');
+  }
+  if (!skip.has('alg1')) {
+    const rounds = Number(arg('rounds', '3'));
+    for (const n of arg('alg1-pools', paper ? '1000000' : '100000').split(',').map(Number))
+      for (const cfg of arg('alg1-configs', '1031:160:46:0,1000:1000:4:1').split(',')) {
+        const [nSeeds, nClasses, kTrain, kVal] = cfg.split(':').map(Number) as [number, number, number, number];
+        say(`### Algorithm 1 in memory, side by side: ${nSeeds.toLocaleString('en')} seeds over ${nClasses.toLocaleString('en')} classes, pool ${n.toLocaleString('en')} × ${dim}, k_train = ${kTrain}, k_val = ${kVal}`);
+        say('');
+        say('| round | backend | dcd s | load | dcd peak RSS MiB | PyTorch s | load | PyTorch peak RSS MiB | PyTorch / dcd | picks | same picks |');
+        say('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+        const seedRaw = path.join(work, `raw-seed-${nSeeds}-${nClasses}-${dim}`);
+        const poolRaw = path.join(work, `raw-pool-${n}-${nClasses}-${dim}`);
+        writeRaw(seedRaw, nSeeds, dim, nClasses, 11, (i) => i % nClasses);
+        writeRaw(poolRaw, n, dim, nClasses, 12);
+        const common = ['--dim', String(dim), '--k', String(kTrain), '--k-val', String(kVal)];
+        for (let round = 1; round <= rounds; round++) {
+          const dPicks = path.join(work, 'alg1-picks-dcd.txt');
+          const tPicks = path.join(work, 'alg1-picks-torch.txt');
+          const d = runChild(['--child', 'alg1', '--seed-raw', seedRaw, '--pool-raw', poolRaw, '--picks-out', dPicks, '--budget', budget, '--backend', backend, ...common]);
+          const t = runTorch(['alg1', '--pool-raw', poolRaw, '--seed-raw', seedRaw, '--classes', String(nClasses), '--picks-out', tPicks, ...common]);
+          const dSet = readFileSync(dPicks, 'utf8').trim().split('\n');
+          const tSet = t ? new Set(readFileSync(tPicks, 'utf8').trim().split('\n')) : null;
+          const same = tSet ? dSet.filter((x) => tSet.has(x)).length : null;
+          say(
+            `| ${round} | ${d.backend} | ${d.seconds.toFixed(2)} | ${ld(d)} | ${d.maxRssMiB.toFixed(0)} | ${t ? t.seconds.toFixed(2) : '–'} | ${ld(t)} | ${t ? t.maxRssMiB.toFixed(0) : '–'} | ${t ? (t.seconds / d.seconds).toFixed(2) : '–'} | ${dSet.length.toLocaleString('en')} | ${same === null ? '–' : same.toLocaleString('en')} |`,
+          );
+        }
+        say('');
+      }
   }
   if (!skip.has('filter')) {
     say(`### Leakage filter: test union ${filterTest.toLocaleString('en')} × ${fdim} against a P × ${fdim} pool`);

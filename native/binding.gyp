@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "dcd_native",
-      "sources": ["src/addon.cc", "src/bf16.cc"],
+      "sources": ["src/addon.cc", "src/bf16.cc", "src/select.cc"],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")", "/usr/include"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

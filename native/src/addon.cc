@@ -21,6 +21,7 @@
 #include "bf16.h"
 #include "engine.h"
 #include "guard.h"
+#include "select.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 using dnnl::algorithm;
@@ -1287,6 +1288,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("version", Version);
 #undef EXPORT
   dcd::RegisterBf16(env, exports);
+  dcd::RegisterSelect(env, exports);
   return exports;
 }
 

@@ -90,6 +90,18 @@ export interface NativeAddon {
     x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
     dx: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number, y: Float32Array | null, dres: Float32Array | null,
   ): void;
+  /**
+   * Algorithm 1's candidate search, one streamed pool chunk (native/src/select.cc; layouts there):
+   * offers the chunk's rows to the float64 top-cap heaps of their class's seeds; returns the
+   * float64 distances computed.
+   */
+  alg1Chunk(
+    seeds: Float32Array, dim: number, slotOfLabel: Int32Array, slotStart: Int32Array, slotSeeds: Int32Array,
+    rows: Float32Array, labels: Int32Array | null, eligible: Uint8Array | null, rowIds: Int32Array,
+    heapBase: Int32Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array, counts: Float64Array, kept: Uint8Array,
+  ): number;
+  /** Sorts each seed's heap entries ascending by (distance, row), in place. */
+  alg1Sort(heapBase: Int32Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;

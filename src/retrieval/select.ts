@@ -3,6 +3,7 @@ import { log } from '../core/log.js';
 import { greedySweep, candidatesPerSeed, type Picks } from './algorithm1.js';
 import { distanceBlock, gatherRows, holdRows, releaseBlock, RunningTopK, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore } from './store.js';
+import { alg1Kernels, searchNative } from './select-native.js';
 
 /** Seed images: ids, labels and embeddings [n, dim]. */
 export interface SeedSet {
@@ -35,7 +36,10 @@ export interface Selection {
   labels: Int32Array;
   /** The seed image the pick went to. */
   seedIds: string[];
-  /** Squared L2 distance seed–pick (float32 kernel). */
+  /**
+   * Squared L2 distance seed–pick: the float64 distance rounded to float32 on the native
+   * backend, the float32 kernel's on the others.
+   */
   distances: Float32Array;
   /** 1 = that seed's closest pick. */
   ranks: Int32Array;
@@ -86,7 +90,8 @@ interface ClassState {
 export interface CandidateSet {
   /** Per seed: candidate pool rows, sorted by (distance, row). */
   indices: Int32Array[];
-  distances: Float32Array[];
+  /** Their distances: float64 on the native backend (exact), float32 values elsewhere. */
+  distances: Float64Array[];
   /** Pool id of every row that appears in `indices`. */
   ids: Map<number, string>;
   /** Per class: pool images that were candidates. */
@@ -137,13 +142,34 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
 
 /**
  * The candidate search of {@link selectAlgorithm1}: one pass over `pool`.
- * @param rowOf global pool row of the store's row `r` (default: `r`); a search over a
- *   shard of the pool passes the shard rows' positions in the whole pool, so that ties
- *   break as in a search of the whole pool
+ *
+ * On the native backend each seed keeps its nearest candidates by the float64 distance
+ * (./select-native.ts: screened in fp32, certified, so the picks are those of Algorithm 1 on
+ * float64 distances); elsewhere by the backend's float32 matMul, class by class.
+ * @param rowOf global pool row of the store's row `r` (default: `r`), increasing in `r`; a
+ *   search over a shard of the pool passes the shard rows' positions in the whole pool, so
+ *   that ties break as in a search of the whole pool
  */
 export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions, rowOf?: (r: number) => number): Promise<CandidateSet> {
   const { byClass, labels, caps } = seedClasses(seeds, pool, opts);
   const g = rowOf ?? ((r: number) => r);
+  const kern = alg1Kernels();
+  if (kern) {
+    const maxCols = opts.anyLabel ? seeds.ids.length : Math.max(1, ...labels.map((y) => byClass.get(y)!.length));
+    const r = await searchNative(kern, pool, {
+      seeds: { data: seeds.data, dim: seeds.dim, n: seeds.ids.length },
+      byClass,
+      labels,
+      caps,
+      anyLabel: opts.anyLabel ?? false,
+      exclude: opts.exclude,
+      only: opts.only,
+      chunkRows: chunkRowsFor(budgetBytes(opts.memoryBudgetMiB), pool.dim, maxCols),
+      rowOf: g,
+    });
+    if (r.eligible === 0) log.warn(`pool ${pool.files.join(', ')}: no candidate rows after --exclude/--only`);
+    return { indices: r.indices, distances: r.distances, ids: r.ids, candidates: r.candidates };
+  }
   const top = new RunningTopK(seeds.ids.length, caps);
   const states = new Map<number, ClassState>();
   const allSeeds = Int32Array.from({ length: seeds.ids.length }, (_, i) => i);
@@ -198,11 +224,11 @@ export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opt
     allHeld?.dispose();
   }
   const indices: Int32Array[] = [];
-  const distances: Float32Array[] = [];
+  const distances: Float64Array[] = [];
   for (let q = 0; q < seeds.ids.length; q++) {
     const e = top.sorted(q);
     indices.push(e.indices);
-    distances.push(e.distances);
+    distances.push(Float64Array.from(e.distances));
   }
   const ids = new Map<number, string>();
   for (const ix of indices) for (const j of ix) ids.set(j, idOf.get(j)!);
@@ -217,7 +243,7 @@ export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opt
 export function mergeCandidates(seeds: SeedSet, parts: readonly CandidateSet[], opts: SelectOptions): CandidateSet {
   const { caps } = seedClasses(seeds, { dim: seeds.dim, hasLabel: true, files: ['<merged>'] }, opts);
   const indices: Int32Array[] = [];
-  const distances: Float32Array[] = [];
+  const distances: Float64Array[] = [];
   const ids = new Map<number, string>();
   for (let q = 0; q < seeds.ids.length; q++) {
     const all: { d: number; j: number }[] = [];
@@ -226,7 +252,7 @@ export function mergeCandidates(seeds: SeedSet, parts: readonly CandidateSet[], 
     for (let t = 1; t < all.length; t++) if (all[t]!.j === all[t - 1]!.j && all[t]!.d === all[t - 1]!.d) throw new ConfigError(`merge of candidate searches: pool row ${all[t]!.j} is in two shards; shards must be disjoint`);
     const top = all.slice(0, caps[q]!);
     indices.push(Int32Array.from(top, (e) => e.j));
-    distances.push(Float32Array.from(top, (e) => e.d));
+    distances.push(Float64Array.from(top, (e) => e.d));
     for (const e of top) {
       const id = parts.map((p) => p.ids.get(e.j)).find((x) => x !== undefined);
       ids.set(e.j, id!);
@@ -260,13 +286,13 @@ export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOp
         dd.push(e.distances[t]!);
       }
     });
-    let entries = { i: Int32Array.from(ii), j: Int32Array.from(jj), d: Float32Array.from(dd) };
+    let entries = { i: Int32Array.from(ii), j: Int32Array.from(jj), d: Float64Array.from(dd) };
     if (kVal > 0) {
       const v = greedySweep(entries, st.seedIdx.length, kVal);
       devalParts.push({ y, st, picks: v });
       const taken = new Set(v.cand);
       const keep = [...entries.j.keys()].filter((t) => !taken.has(entries.j[t]!));
-      entries = { i: Int32Array.from(keep, (t) => entries.i[t]!), j: Int32Array.from(keep, (t) => entries.j[t]!), d: Float32Array.from(keep, (t) => entries.d[t]!) };
+      entries = { i: Int32Array.from(keep, (t) => entries.i[t]!), j: Int32Array.from(keep, (t) => entries.j[t]!), d: Float64Array.from(keep, (t) => entries.d[t]!) };
     }
     trainParts.push({ y, st, picks: greedySweep(entries, st.seedIdx.length, k) });
   }

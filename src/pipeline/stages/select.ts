@@ -44,7 +44,8 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
   const spec: StageSpec = {
     stage: 'select',
     label: (b.label ?? b.name) + suffix,
-    version: 1,
+    // 2: on the native backend, Algorithm 1 on float64 distances (select-native.ts)
+    version: 2,
     config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize },
     deps: { failures, embMfreq, embPool, filter },
     async run(ctx) {
@@ -73,7 +74,7 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
         const x = await inputs(ctx);
         const parts: CandidateSet[] = partDirs.map((d) => {
           const j = JSON.parse(readFileSync(path.join(d, 'candidates.json'), 'utf8')) as { indices: number[][]; distances: number[][]; ids: [number, string][]; candidates: [number, number][] };
-          return { indices: j.indices.map((a) => Int32Array.from(a)), distances: j.distances.map((a) => Float32Array.from(a)), ids: new Map(j.ids), candidates: new Map(j.candidates) };
+          return { indices: j.indices.map((a) => Int32Array.from(a)), distances: j.distances.map((a) => Float64Array.from(a)), ids: new Map(j.ids), candidates: new Map(j.candidates) };
         });
         return finish(ctx, x.filtered, sweepCandidates(x.seeds, mergeCandidates(x.seeds, parts, x.opts), x.opts));
       },
