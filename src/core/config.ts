@@ -119,9 +119,9 @@ const BackboneSchema = z.strictObject({
   pretrain: z
     .looseObject({
       data: z
-        .union([z.literal('pool'), pathField('an ImageFolder the backbone is trained on')])
+        .union([z.enum(['pool', 'broad']), pathField('an ImageFolder the backbone is trained on')])
         .optional()
-        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement); weights = ssl: "pool" (labels ignored) or a folder of images'),
+        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement); weights = ssl: "pool" (labels ignored), "broad" (synthetic/fashion-mnist: a seed-independent broad draw, labels ignored) or a folder of images'),
     })
     .optional()
     .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),

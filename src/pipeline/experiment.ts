@@ -80,7 +80,7 @@ export function checkConfig(cfg: Config): void {
       const { data } = S.sslPretrain(b, i);
       if (data === 'pool' && cfg.data.kind === 'imagenet')
         throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" is read into memory for pretraining, which needs synthetic or fashion-mnist data; give a folder of images`);
-      if (data !== 'pool') requireFile(data, `backbones[${i}].pretrain.data`);
+      if (data !== 'pool' && data !== 'broad') requireFile(data, `backbones[${i}].pretrain.data`);
     }
     if (b.weights === 'official' && cfg.data.kind !== 'imagenet' && !b.name.startsWith('small_cnn'))
       throw new ConfigError(

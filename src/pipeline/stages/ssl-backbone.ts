@@ -1,7 +1,10 @@
 /**
  * The `backbone` stage of a `weights: ssl` backbone: self-supervised pretraining (DINO, or
  * SimCLR) of a small CNN on unlabelled images — the run's weak pool (`pretrain.data: pool`,
- * labels ignored) or a folder of images — never a debug or test set. Resumable: the
+ * labels ignored), a broad synthetic draw (`pretrain.data: broad`, synthetic and Fashion-MNIST
+ * data: the draw the supervised demo backbone learns from, labels ignored, fixed by
+ * `pretrain.seed` so one pretraining serves every experiment seed, like a public checkpoint) or a
+ * folder of images — never a debug or test set. Resumable: the
  * pretraining checkpoint lives in the stage folder, and a killed run continues from it.
  * Outputs the backbone (teacher for DINO) as `backbone.safetensors` in small_cnn's key
  * names, the loss record `loss.jsonl`, and a loss-curve plot `loss.png`; the manifest's
@@ -18,11 +21,16 @@ import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossR
 import { readImageSet } from '../imagesets.js';
 import type { StageOutputs, StageSpec } from '../runner.js';
 import { saveCheckpoint } from '../../models/load.js';
+import { generateBroad } from '../../data/synthetic.js';
+import { DEFAULT_FASHION_CLASSES, fashionObjects } from '../../data/fashion-shift.js';
+import { fashionParts } from './common.js';
 
 /** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
 export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
-  /** `pool` (the run's weak pool, labels ignored) or a folder of images (searched recursively). */
+  /** `pool` (the run's weak pool, labels ignored), `broad` (a seed-independent synthetic draw) or a folder of images (searched recursively). */
   data?: string;
+  /** Images of the broad draw (`data: broad`); default 3000. */
+  broadSize?: number;
   crops?: Partial<DinoOptions['crops']>;
   head?: Partial<DinoOptions['head']>;
 }
@@ -31,18 +39,23 @@ export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | '
 const FORBIDDEN = ['train', 'test', 'mfreq', 'complement', 'seed', 'heldout', 'deval'];
 
 /** Splits and checks `pretrain` of backbone `i`: the data source and the training options. */
-export function sslPretrain(b: BackboneConfig, i: number): { data: string; options: DinoOptions } {
+export function sslPretrain(b: BackboneConfig, i: number): { data: string; broadSize: number; options: DinoOptions } {
   const where = `config.backbones[${i}].pretrain`;
   const p = { ...((b.pretrain ?? {}) as SslPretrainConfig) };
   const data = p.data ?? 'pool';
+  const broadSize = p.broadSize ?? 3000;
+  const broadGiven = p.broadSize !== undefined;
   delete p.data;
+  delete p.broadSize;
+  if (!Number.isInteger(broadSize) || broadSize < 1) throw new ConfigError(`${where}.broadSize: expected an integer ≥ 1; received ${JSON.stringify(broadSize)}`);
+  if (broadGiven && data !== 'broad') throw new ConfigError(`${where}.broadSize: only used with data: broad (data is ${JSON.stringify(data)})`);
   if (typeof data !== 'string' || !data) throw new ConfigError(`${where}.data: expected "pool" or a folder of images; received ${JSON.stringify(data)}`);
   // a config file's relative "mfreq" arrives resolved against its folder: judge the last path part too
   const named = FORBIDDEN.includes(data) ? data : FORBIDDEN.find((f) => path.isAbsolute(data) && path.basename(data) === f);
   if (named)
     throw new ConfigError(`${where}.data: "${data}" is a debug or test set (${named}); a backbone is pretrained on unlabelled images that are never evaluated on — use "pool" or a folder of other images`);
-  if (data !== 'pool' && !path.isAbsolute(data)) throw new ConfigError(`${where}.data: expected "pool" or a folder path; received ${JSON.stringify(data)}`);
-  return { data, options: dinoOptions(p as Parameters<typeof dinoOptions>[0], where) };
+  if (data !== 'pool' && data !== 'broad' && !path.isAbsolute(data)) throw new ConfigError(`${where}.data: expected "pool", "broad" or a folder path; received ${JSON.stringify(data)}`);
+  return { data, broadSize, options: dinoOptions(p as Parameters<typeof dinoOptions>[0], where) };
 }
 
 /** Reads every image under `dir` (png, jpg, jpeg, webp; recursive), resized to `size`×`size` RGB. */
@@ -103,18 +116,31 @@ export function lossSvg(recs: readonly LossRecord[], title: string): string {
  * @param data the run's data stage (for `pretrain.data: pool`; the stage then depends on the seed's draw)
  */
 export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data: StageSpec): StageSpec {
-  const { data: source, options } = sslPretrain(b, i);
+  const { data: source, broadSize, options } = sslPretrain(b, i);
   const fromPool = source === 'pool';
+  const fromBroad = source === 'broad';
+  if (fromBroad && cfg.data.kind !== 'synthetic' && cfg.data.kind !== 'fashion-mnist')
+    throw new ConfigError(`config.backbones[${i}].pretrain.data: "broad" is a synthetic draw (data.kind synthetic or fashion-mnist); for ${cfg.data.kind} data give "pool" or a folder of images`);
+  const fp = fromBroad && cfg.data.kind === 'fashion-mnist' ? fashionParts(cfg) : undefined;
+  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : (cfg.data.synthetic ?? {});
   return {
     stage: 'backbone',
     label: b.label ?? b.name,
     version: 1,
-    config: { name: b.name, weights: 'ssl', data: source, options },
+    config: fromBroad
+      ? { name: b.name, weights: 'ssl', data: source, broadSize, synthetic, kind: cfg.data.kind, fashion_dir: fp ? cfg.data.fashion_dir : null, options }
+      : { name: b.name, weights: 'ssl', data: source, options },
+    // from the pool: one pretraining per experiment seed (each seed draws its own pool); from the
+    // broad draw or a folder: one for all seeds (no dependency on the seed's data)
     deps: fromPool ? { data } : {},
-    externals: fromPool ? [] : [source],
+    externals: fromPool || fromBroad ? [] : [source],
     async run(ctx): Promise<StageOutputs> {
       let images: UnlabelledImages;
-      if (fromPool) {
+      if (fromBroad) {
+        const objects = fp ? fashionObjects({ dir: cfg.data.fashion_dir, ...(fp.classes ? { classes: fp.classes } : {}) }) : undefined;
+        const broad = generateBroad(synthetic as Parameters<typeof generateBroad>[0], broadSize, options.seed, objects);
+        images = { images: broad.images, size: broad.size, n: broad.n };
+      } else if (fromPool) {
         const pool = await readImageSet(ctx.inputs.data!.file('pool'));
         if (!pool.pixels) throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" needs an in-memory pool (synthetic or fashion-mnist data); for ImageNet give a folder of images`);
         const [h, w, c] = pool.pixels.shape;
@@ -136,7 +162,7 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
         r.backbone.dispose();
       }
       const recs = readLossRecord(r.lossFile);
-      const title = `${b.label ?? b.name}: ${options.method} loss on ${fromPool ? 'the weak pool' : source} (${images.n} images)`;
+      const title = `${b.label ?? b.name}: ${options.method} loss on ${fromPool ? 'the weak pool' : fromBroad ? 'a broad synthetic draw' : source} (${images.n} images)`;
       await atomicWriteFile(path.join(ctx.dir, 'loss.png'), await svgToPng(lossSvg(recs, title)));
       const at = (f: number) => recs[Math.min(recs.length - 1, Math.floor(f * (recs.length - 1)))];
       const mean = (a: number, z: number) => {
