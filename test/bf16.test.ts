@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { initBackend } from '../src/core/backend.js';
 import { registerNativeBackend } from '../src/backends/native.js';
-import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, setComputePrecision } from '../src/backends/precision.js';
+import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, requirePrecision, resolvePrecision, setComputePrecision } from '../src/backends/precision.js';
 import { nativeAddon } from '../src/backends/native.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';
@@ -73,6 +73,15 @@ describe('precision option', () => {
     expect(r.notice).toMatch(/^precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only/);
     expect(r.notice).not.toContain('\n');
     expect(computePrecision()).toBe('fp32');
+  });
+  it('stage keys: resolvePrecision names what computes; requirePrecision refuses bf16 work that would compute fp32', () => {
+    expect(resolvePrecision('bf16', 'cpu').precision).toBe('fp32');
+    expect(resolvePrecision('fp32', 'cpu')).toEqual({ precision: 'fp32' });
+    expect(() => requirePrecision('bf16', 'embed stage demo-pool', 'cpu')).toThrow(
+      /^embed stage demo-pool: planned in bf16, but here precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only.*set compute\.precision \/ train\.precision to fp32$/,
+    );
+    expect(() => requirePrecision('fp32', 'embed stage demo-pool', 'cpu')).not.toThrow();
+    if (BF16) expect(resolvePrecision('bf16', 'native').precision).toBe('bf16');
   });
   it.runIf(NATIVE)('falls back to fp32 where ONEDNN_MAX_CPU_ISA hides bf16 (child process)', async () => {
     // through dist/ (built by \`npm test\`), as the CLI tests do
