@@ -2,7 +2,8 @@
  * The start-up precision line through the real CLI (node dist/src/cli/main.js) on the native
  * backend: `dcd run --precision bf16` names the precision right before the run/backend line,
  * `dcd embed --precision bf16` prints it before embedding, and with `ONEDNN_MAX_CPU_ISA=AVX512_CORE`
- * hiding the bf16 units both print the one-line fallback and compute in fp32.
+ * hiding the bf16 units both print the one-line fallback and compute in fp32, and `dcd run` keys its
+ * stages as fp32 ones (an fp32 run's cached stages serve the fallback run).
  */
 import { describe, expect, it, beforeAll } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -57,15 +58,31 @@ describe.runIf(NATIVE)('precision at start-up (real CLI, native backend)', () =>
     for (const c of configs) expect(c.precision).toBe('bf16');
   });
 
-  it('dcd run under ONEDNN_MAX_CPU_ISA=AVX512_CORE: the one-line fallback, then the run/backend line; nothing without bf16 asked for', async () => {
+  it('dcd run under ONEDNN_MAX_CPU_ISA=AVX512_CORE: the one-line fallback, then the run/backend line; the stages keyed as fp32 ones (an fp32 run\'s cache serves it)', async () => {
+    // embed stages and the original model's training, all keyed by the precision they compute in
+    const args = [...DEMO_EMBED.map((a) => (a === 'embed' ? 'embed,original' : a)), '--set', 'train.batch_size=16', '--set', 'train.epochs=1'];
+    const bf16Args = [...args, '--precision', 'bf16', '--set', 'train.precision=bf16'];
     const cwd = mkdtempSync(path.join(tmpdir(), 'dcd-bf16-fallback-'));
-    const r = await dcd([...DEMO_EMBED, '--precision', 'bf16', '--set', 'train.precision=bf16'], cwd, HIDE_BF16);
+    const plain = await dcd(args, cwd);
+    expect(plain.stderr).not.toMatch(/precision/);
+    const stageDirs = () => ['embed', 'original'].flatMap((k) => readdirSync(path.join(cwd, 'runs/demo-flat', k)).map((d) => `${k}/${d}`)).sort();
+    const fp32Dirs = stageDirs();
+    expect(fp32Dirs).toHaveLength(3); // mfreq and pool embeddings, the original model
+    const r = await dcd(bf16Args, cwd, HIDE_BF16);
     expect(r.stderr).toMatch(FALLBACK);
     expect(r.stderr).toMatch(/\)\)\ndcd: run runs\/demo-flat, backend native/);
-    // the run-level line, and once more from each embed stage that fell back (2 stages)
-    expect(r.stderr.match(/bf16 asked for/g)).toHaveLength(3);
-    const plain = await dcd(DEMO_EMBED, mkdtempSync(path.join(tmpdir(), 'dcd-bf16-fp32-')));
-    expect(plain.stderr).not.toMatch(/precision/);
+    expect(r.stderr.match(/bf16 asked for/g)).toHaveLength(1); // the run-level line only: the stages are planned in fp32
+    // fp32 results under fp32 keys: the fp32 run's stages are reused, none is added
+    expect(r.stdout).toMatch(/^ran 0 stage\(s\)/m);
+    for (const d of fp32Dirs) expect(r.stdout).toContain(d.replace(/-[0-9a-f]+$/, ''));
+    expect(stageDirs()).toEqual(fp32Dirs);
+    if (!BF16) return;
+    // where bf16 runs, the same flags plan the embed and training stages anew (bf16 keys)
+    const plan = await dcd([...bf16Args, '--dry-run'], cwd);
+    expect(plan.stdout).toMatch(/^run +embed\/random_cnn-mfreq-s0 /m);
+    expect(plan.stdout).toMatch(/^run +embed\/random_cnn-pool-s0 /m);
+    expect(plan.stdout).toMatch(/^run +original\/train-s0 /m);
+    expect(plan.stdout).toMatch(/^cached +data\/synthetic-s0 /m);
   });
 
   it('dcd embed --precision bf16: the line before embedding; bf16 features differ from fp32, the fallback\'s equal them', async () => {

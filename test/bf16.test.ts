@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { initBackend } from '../src/core/backend.js';
 import { registerNativeBackend } from '../src/backends/native.js';
-import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, setComputePrecision } from '../src/backends/precision.js';
+import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, requirePrecision, resolvePrecision, setComputePrecision } from '../src/backends/precision.js';
 import { nativeAddon } from '../src/backends/native.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';
@@ -73,6 +73,15 @@ describe('precision option', () => {
     expect(r.notice).toMatch(/^precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only/);
     expect(r.notice).not.toContain('\n');
     expect(computePrecision()).toBe('fp32');
+  });
+  it('stage keys: resolvePrecision names what computes; requirePrecision refuses bf16 work that would compute fp32', () => {
+    expect(resolvePrecision('bf16', 'cpu').precision).toBe('fp32');
+    expect(resolvePrecision('fp32', 'cpu')).toEqual({ precision: 'fp32' });
+    expect(() => requirePrecision('bf16', 'embed stage demo-pool', 'cpu')).toThrow(
+      /^embed stage demo-pool: planned in bf16, but here precision fp32 \(bf16 asked for, unavailable: backend cpu computes in fp32 only.*set compute\.precision \/ train\.precision to fp32$/,
+    );
+    expect(() => requirePrecision('fp32', 'embed stage demo-pool', 'cpu')).not.toThrow();
+    if (BF16) expect(resolvePrecision('bf16', 'native').precision).toBe('bf16');
   });
   it.runIf(NATIVE)('falls back to fp32 where ONEDNN_MAX_CPU_ISA hides bf16 (child process)', async () => {
     // through dist/ (built by \`npm test\`), as the CLI tests do
@@ -146,6 +155,41 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
       expect(tf.memory().numTensors).toBe(before);
     });
   }
+
+  it('conv backprop-filter: bf16 on stride-1 convolutions with ≥ 28×28 outputs, fp32 (bit for bit) elsewhere (addon.cc BwdFilterBf16)', () => {
+    // x and dy rounded to bf16 (round to nearest even; no NaN here)
+    const bfRound = (a: Float32Array) => {
+      const u = new Uint32Array(Float32Array.from(a).buffer);
+      for (let i = 0; i < u.length; i++) u[i] = (u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) & 0xffff0000;
+      return new Float32Array(u.buffer);
+    };
+    const relErr = (a: Float32Array, b: Float32Array) => maxAbsDiff(a, b) / Math.max(...b.map(Math.abs));
+    const before = tf.memory().numTensors;
+    for (const [stride, bf16] of [[1, true], [2, false]] as const) {
+      const randn = (shape: number[], seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, 1, 'float32', seed).dataSync() as Float32Array);
+      const x = randn([2, 28, 28, 8], 1);
+      const w = tf.tidy(() => tf.randomNormal([3, 3, 8, 16], 0, 1, 'float32', 2));
+      const o = 28 / stride;
+      const dy = randn([2, o, o, 16], 3);
+      const dw = (xs: Float32Array, dys: Float32Array) =>
+        tf.tidy(() => tf.grad((f: tf.Tensor4D) => tf.conv2d(tf.tensor4d(xs, [2, 28, 28, 8]), f, stride, 'same'))(w, tf.tensor4d(dys, [2, o, o, 16])).dataSync() as Float32Array);
+      setComputePrecision('bf16');
+      const got = dw(x, dy);
+      setComputePrecision('fp32');
+      const f32 = dw(x, dy);
+      const rounded = dw(bfRound(x), bfRound(dy));
+      w.dispose();
+      if (bf16) {
+        // fp32 arithmetic on the rounded inputs, up to the kernels' summation order; far from unrounded fp32
+        expect(relErr(got, rounded)).toBeLessThan(1e-5);
+        expect(relErr(got, f32)).toBeGreaterThan(1e-4);
+      } else {
+        expect(Array.from(got)).toEqual(Array.from(f32));
+        expect(relErr(got, rounded)).toBeGreaterThan(1e-4);
+      }
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
 
   it('a model switched between fp32 and bf16 repacks its cached weights (results equal a fresh model in each precision)', async () => {
     const refs = (await readSafetensors(path.join(FIX, 'resnet_bottleneck_tiny.ref.safetensors'))).tensors;
@@ -251,7 +295,9 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     const fx = await readSafetensors(FIXTURE);
     // scripts/train-ref/bisect_bf16.py --write: PyTorch fp32 arithmetic with exactly the tensors
     // dcd's bf16 mode rounds rounded to bf16 (conv/linear inputs and weights forward, dy and the
-    // other operand in both backward passes; outputs, BatchNorm, ReLU, pooling, loss fp32)
+    // weights in backprop-input, x and dy in the linear layer's backward; outputs, BatchNorm, ReLU,
+    // pooling, loss fp32; conv backprop-filter fp32, as BwdFilterBf16 has it for all of this
+    // fixture's < 28×28 outputs: the test above covers its bf16 side)
     const emu = await readSafetensors(path.resolve('test/fixtures/train/step-bf16.safetensors'));
     const get = (k: string) => fx.tensors.get(k)!;
     const init = new Map([...fx.tensors].filter(([k]) => k.startsWith('init.')).map(([k, v]) => [k.slice(5), v]));
@@ -279,10 +325,11 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     const toFp32 = sorted((k) => get(`grad.${k}`).data as Float32Array);
     if (process.env.DCD_BF16_VERBOSE === '1')
       console.log(`bf16 gradient cosine: to PyTorch's bf16 emulation min 1 - ${(1 - toEmu[0]!).toExponential(1)}; to PyTorch fp32 min ${toFp32[0]!.toFixed(4)}, median ${toFp32[19]!.toFixed(4)}`);
-    // Measured 1 − cos < 1e-9 at 1–3 threads. Rounding one tensor more or less moves it far past
-    // the bound: not rounding dy/weights in the backward passes 1 − 4.5e-5 (an addon built with
-    // conv backprop-input in fp32: 1 − 5.4e-5), also rounding the conv outputs (as torch.autocast
-    // does) 0.76, fp32 0.78.
+    // Measured 1 − cos < 1e-9 at 1–3 threads (1 − 1.8e-13 after backprop-filter went fp32 here).
+    // Rounding one tensor more or less moves it far past the bound: not rounding dy/weights in the
+    // backward passes 1 − 4.5e-5 (an addon built with conv backprop-input in fp32: 1 − 5.4e-5), the
+    // previous emulation with conv backprop-filter's x and dy rounded 1 − 2.5e-5, also rounding the
+    // conv outputs (as torch.autocast does) 0.76, fp32 0.78.
     expect(toEmu[0]).toBeGreaterThan(0.99999);
     // Against fp32 the fixture (BatchNorm over batch 4, down to 1×1) amplifies any 2⁻⁹ rounding
     // ~15× by the last block and flips a few ReLUs / a max-pool argmax: dcd's own scheme gives min

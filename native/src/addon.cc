@@ -109,8 +109,8 @@ bool PackFits(size_t lenFloats, size_t bytes) { return lenFloats >= 1 && (lenFlo
 
 // x (a dense plain fp32 array) as the primitive's source: itself in fp32 mode, else converted
 // to bf16 into scratch `slot`.
-memory Src(const memory::desc& f32desc, float* x, int slot) {
-  if (!dcd::g_bf16) return memory(f32desc, eng(), x);
+memory Src(const memory::desc& f32desc, float* x, int slot, bool bf16 = dcd::g_bf16) {
+  if (!bf16) return memory(f32desc, eng(), x);
   const int64_t n = static_cast<int64_t>(f32desc.get_size() / 4);
   auto* p = static_cast<uint16_t*>(dcd::Scratch(slot, static_cast<size_t>(n) * 2));
   dcd::ToBf16(x, p, n);
@@ -118,9 +118,9 @@ memory Src(const memory::desc& f32desc, float* x, int slot) {
 }
 
 dnnl::convolution_forward::primitive_desc ConvFwdPd(const ConvP& c, bool bias, const dnnl::primitive_attr& attr,
-                                                    dnnl::prop_kind prop) {
-  memory::desc src(c.src(), In(), tag::nhwc), dst(c.dst(), dt::f32, tag::nhwc);
-  memory::desc wei(c.wei(), In(), tag::any);
+                                                    dnnl::prop_kind prop, dt in = In()) {
+  memory::desc src(c.src(), in, tag::nhwc), dst(c.dst(), dt::f32, tag::nhwc);
+  memory::desc wei(c.wei(), in, tag::any);
   if (bias) {
     memory::desc b({c.oc}, dt::f32, tag::x);
     dnnl::convolution_forward::desc d(prop, algorithm::convolution_direct, src, wei, b, dst, c.strides(), c.dil(),
@@ -321,12 +321,27 @@ struct ConvBwdWeights {
 };
 std::unordered_map<std::string, ConvBwdWeights> conv_bwd_w_cache;
 
+// Whether backprop-filter runs in bf16 in bf16 mode (else fp32, x and dy as they are). Without AMX,
+// oneDNN 2.6 computes bf16 backward weights with jit_bf16(_1x1):avx512_core_bf16, which on this
+// Zen 5 (ResNet-50, batch 8, ONEDNN_VERBOSE=1; native/README.md) beat fp32's jit(_1x1):avx512_core only
+// on stride-1 convolutions with ≥ 28×28 outputs (1.5-2.8× faster: 56×56 and 28×28 1×1 and 3×3) and
+// lost elsewhere, up to 40× on 7×7 outputs (512→512 3×3: 26 ms fp32, 850-1020 ms bf16) and 2-3× on
+// strided ones: bf16 backward weights took 2.9-4.1 s of a step against fp32's 1.1 s. With AMX
+// (brgemm kernels) bf16 throughout.
+bool BwdFilterBf16(const ConvP& c) {
+  if (!dcd::g_bf16) return false;
+  static const bool amx = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
+  return amx || (c.sh == 1 && c.sw == 1 && c.oh * c.ow >= 28 * 28);
+}
+
 // conv2dBackpropFilter(x, dy, dw, params)
 Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
   ConvP c(I32(info[3]));
-  ConvBwdWeights& e = Cached<ConvBwdWeights>(conv_bwd_w_cache, Key(I32(info[3]), 18, 0.f, dcd::g_bf16 ? 4 : 0), [&] {
-    auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training);
-    memory::desc src(c.src(), In(), tag::nhwc), ddst(c.dst(), In(), tag::nhwc);
+  const bool bf = BwdFilterBf16(c);
+  ConvBwdWeights& e = Cached<ConvBwdWeights>(conv_bwd_w_cache, Key(I32(info[3]), 18, 0.f, bf ? 4 : 0), [&] {
+    const dt in = bf ? dt::bf16 : dt::f32;
+    auto hint = ConvFwdPd(c, false, dnnl::primitive_attr(), dnnl::prop_kind::forward_training, in);
+    memory::desc src(c.src(), in, tag::nhwc), ddst(c.dst(), in, tag::nhwc);
     memory::desc wany(c.wei(), dt::f32, tag::any);
     dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, src, wany, ddst, c.strides(), c.dil(),
                                                c.padl(), c.padr());
@@ -334,8 +349,8 @@ Napi::Value Conv2dBwdFilter(const Napi::CallbackInfo& info) {
     return ConvBwdWeights{pd, dnnl::convolution_backward_weights(pd),
                           Reorder(pd.diff_weights_desc(), {c.wei(), dt::f32, tag::hwio})};
   });
-  memory x = Src({c.src(), dt::f32, tag::nhwc}, F32(info[0]), 3);
-  memory dy = Src({c.dst(), dt::f32, tag::nhwc}, F32(info[1]), 4);
+  memory x = Src({c.src(), dt::f32, tag::nhwc}, F32(info[0]), 3, bf);
+  memory dy = Src({c.dst(), dt::f32, tag::nhwc}, F32(info[1]), 4, bf);
   memory dw({c.wei(), dt::f32, tag::hwio}, eng(), F32(info[2]));
   memory dwp = e.wr.needed ? memory(e.pd.diff_weights_desc(), eng()) : dw;
   e.prim.execute(strm(), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dwp}});

@@ -5,7 +5,9 @@ Runs the first step of test/fixtures/train/step.safetensors in PyTorch 1.13 (CPU
 convolutions and the linear layer replaced by functions that round chosen tensors to bf16 (round
 to nearest even) and compute in fp32. `dcd` is the emulation of dcd's bf16 mode
 (native/src/addon.cc): inputs and weights rounded forward, dy and weights for backprop-input, x and
-dy for backprop-filter, every output fp32, everything else (BatchNorm, ReLU, max-pool, loss) fp32.
+dy for backprop-filter where dcd runs it in bf16 (without AMX: stride 1 and ≥ 28×28 outputs, see
+BwdFilterBf16; none of this fixture's 32 px convolutions, so their filter gradients are fp32), every
+output fp32, everything else (BatchNorm, ReLU, max-pool, loss) fp32.
 Prints each mode's min / median gradient cosine to the fixture's fp32 gradients (over the 38
 parameters), then, with --rescale N, the spread of those two numbers over N redraws of the
 roundings: each convolution's weights multiplied by 2^u, u uniform in [0, 1). Every convolution
@@ -43,6 +45,11 @@ class Rounding:
         self.fwd, self.out, self.bwd, self.gout, self.only = fwd, out, bwd, gout, only
 
 
+def filter_bf16(stride, dy):
+    """Whether dcd computes this convolution's backprop-filter in bf16 (addon.cc BwdFilterBf16, no AMX)."""
+    return tuple(stride) == (1, 1) and dy.shape[2] * dy.shape[3] >= 28 * 28
+
+
 def conv_fn(r):
     class Conv(torch.autograd.Function):
         @staticmethod
@@ -59,7 +66,8 @@ def conv_fn(r):
             stride, padding = ctx.conf
             f = bf if r.bwd else ident
             dx = torch.nn.grad.conv2d_input(x.shape, f(w), f(dy), stride, padding)
-            dw = torch.nn.grad.conv2d_weight(f(x), w.shape, f(dy), stride, padding)
+            fw = f if filter_bf16(stride, dy) else ident
+            dw = torch.nn.grad.conv2d_weight(fw(x), w.shape, fw(dy), stride, padding)
             g = bf if r.gout else ident
             return g(dx), g(dw), None, None
     return Conv.apply

@@ -69,12 +69,25 @@ export function computePrecision(backend: string = tf.getBackend()): Precision {
 }
 
 /**
- * The precision retrieval screens distances in: `bf16` where {@link bf16Support} allows it,
- * else fp32, with the notice to print. Retrieval answers are exact either way (see
- * src/retrieval/certified.ts); the precision only changes the speed.
+ * The precision `want` computes in on `backend`: `bf16` where {@link bf16Support} allows it, else
+ * fp32 with the notice to print. A stage's cache key names this precision, not the one asked for,
+ * so that fp32 results computed where bf16 falls back share fp32's key (and never sit under a bf16
+ * key another machine would trust). Retrieval answers are exact either way (see
+ * src/retrieval/certified.ts); there the precision only changes the speed.
  */
-export function retrievalPrecision(want: Precision, backend: string = tf.getBackend()): { precision: Precision; notice?: string } {
+export function resolvePrecision(want: Precision, backend: string = tf.getBackend()): { precision: Precision; notice?: string } {
   if (want === 'fp32') return { precision: 'fp32' };
   const s = bf16Support(backend);
   return s.ok ? { precision: 'bf16' } : { precision: 'fp32', notice: `precision fp32 (bf16 asked for, unavailable: ${s.why})` };
+}
+
+/**
+ * Checks that `want` can compute here, for work whose result is recorded as computed in `want` (a
+ * stage keyed by its precision): throws where {@link setComputePrecision} would fall back.
+ * @param where names the work in the error (e.g. the stage)
+ */
+export function requirePrecision(want: Precision, where: string, backend: string = tf.getBackend()): void {
+  const r = resolvePrecision(want, backend);
+  if (r.notice)
+    throw new ConfigError(`${where}: planned in bf16, but here ${r.notice}; run it where bf16 is available (a Slurm job: a node with avx512_bf16 or AMX) or set compute.precision / train.precision to fp32`);
 }

@@ -14,7 +14,7 @@ import { buildGraph } from './experiment.js';
 import type { RowRef } from './stages/report.js';
 import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
 import { reportStage } from './stages/report.js';
-import { bf16Support } from '../backends/precision.js';
+import { bf16Support, resolvePrecision } from '../backends/precision.js';
 import { formatTasks, runOnSlurm, type SlurmRunResult } from './executors/slurm.js';
 
 /** Options shared by run and sweep. */
@@ -182,19 +182,39 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
 export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const cfg = load(file, opts);
-  if (!opts.dryRun) announcePrecision(cfg);
+  if (!opts.dryRun) announcePrecision(cfg, opts);
   const runDir = outDirOf(cfg, opts.cwd);
-  const g = buildGraph(cfg);
+  const g = buildGraph(plannedConfig(cfg, opts));
   return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md', file);
 }
 
 /**
- * Prints the precision line at start-up (beside the backend's): what `compute.precision` and
- * `train.precision` will run as here, or why bf16 falls back to fp32.
+ * `cfg` with compute.precision and train.precision as they will compute, for the stage graph: the
+ * stages put the precision into their keys, and a key must name what its results were computed in
+ * (fp32 results where bf16 falls back share fp32's keys). In this process: bf16 only where
+ * {@link bf16Support} allows it. The Slurm driver and its jobs (`--stage`) keep the precision asked
+ * for: the nodes compute it, and the driver cannot see their CPUs; a job on a node without bf16 fails
+ * its stage rather than file fp32 results under a bf16 key. config.resolved.yaml keeps what was asked.
  */
-function announcePrecision(cfg: Config): void {
+function plannedConfig(cfg: Config, opts: RunOptions): Config {
+  if (opts.slurm || opts.stages?.length) return cfg;
+  const compute = resolvePrecision(cfg.compute.precision).precision;
+  const train = resolvePrecision(cfg.train.precision).precision;
+  if (compute === cfg.compute.precision && train === cfg.train.precision) return cfg;
+  return { ...cfg, compute: { ...cfg.compute, precision: compute }, train: { ...cfg.train, precision: train } };
+}
+
+/**
+ * Prints the precision line at start-up (beside the backend's): what `compute.precision` and
+ * `train.precision` will run as here, or why bf16 falls back to fp32 (see {@link plannedConfig}).
+ */
+function announcePrecision(cfg: Config, opts: RunOptions): void {
   const want = [cfg.compute.precision, cfg.train.precision];
   if (!want.includes('bf16')) return;
+  if (opts.slurm) {
+    log.info(`precision: embedding/retrieval ${cfg.compute.precision}, training ${cfg.train.precision}, as asked: the Slurm jobs compute it (a node without bf16 fails its bf16 stages)`);
+    return;
+  }
   const s = bf16Support();
   if (s.ok) log.info(`precision: embedding/retrieval ${cfg.compute.precision}, training ${cfg.train.precision} (bf16 on ${s.isa}: bf16 inputs, fp32 accumulation)`);
   else log.warn(`precision fp32 (bf16 asked for, unavailable: ${s.why})`);
@@ -223,7 +243,7 @@ export function parseGrid(expr: string): { key: string; values: string[] } {
  */
 export async function runSweep(file: string, opts: SweepOptions): Promise<RunOutcome & { variants: string[] }> {
   const base = load(file, opts);
-  if (!opts.dryRun) announcePrecision(base);
+  if (!opts.dryRun) announcePrecision(base, opts);
   const axes: { name: string; sets: string[] }[][] = [];
   if (opts.backbones?.length) {
     axes.push(
@@ -246,7 +266,7 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<RunOut
   for (const v of variants) {
     const cfg = load(file, opts, v.sets);
     if (outDirOf(cfg, opts.cwd) !== runDir) throw new ConfigError(`--grid: a variant changes experiment.name or experiment.out; sweep variants share one run folder`);
-    rows.push(...buildGraph(cfg, v.name).rows);
+    rows.push(...buildGraph(plannedConfig(cfg, opts), v.name).rows);
   }
   const report = reportStage(base, rows, { label: 'sweep' });
   const out = await execute(runDir, base, [report], () => stageDir(runDir, report), opts, 'sweep-report.md');

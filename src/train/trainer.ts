@@ -12,7 +12,7 @@ import { sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
 import { hashSeed, mulberry32 } from '../core/rng.js';
 import type { Dataset } from './dataset.js';
-import { computePrecision, setComputePrecision, type Precision } from '../backends/precision.js';
+import { computePrecision, resolvePrecision, setComputePrecision, type Precision } from '../backends/precision.js';
 import { weightedCrossEntropy } from './loss.js';
 import { Sgd } from './optimizer.js';
 import { learningRate, type Schedule } from './schedule.js';
@@ -307,7 +307,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const totalSteps = Math.min(stepsPerEpoch * opts.epochs, opts.maxSteps ?? Infinity);
   // metrics.jsonl is itself a hook; callers add theirs after it
   const hooks = [metricsJsonlHook(path.join(opts.outDir, 'metrics.jsonl')), ...(opts.hooks ?? [])];
-  const hash = configHash(opts, train.size);
+  // the hash names the precision the steps compute in (fp32 where bf16 falls back), not the one asked for
+  const hash = configHash({ ...opts, precision: resolvePrecision(opts.precision ?? 'fp32').precision }, train.size);
   const opt = new Sgd({
     momentum: opts.momentum ?? 0.9,
     nesterov: opts.nesterov ?? true,

@@ -75,8 +75,9 @@ const run: CommandModule<object, RunArgs> = {
     if (a.executor !== 'slurm' && (a.partition || a.sbatch || a.shards !== undefined)) throw new ConfigError('--partition, --sbatch and --shards need --executor slurm');
     if (a.shards !== undefined && !(Number.isInteger(a.shards) && a.shards >= 1)) throw new ConfigError(`--shards: expected an integer ≥ 1, received ${a.shards}`);
     if (a.merge !== undefined && !(Number.isInteger(a.merge) && a.merge >= 1)) throw new ConfigError(`--merge: expected an integer ≥ 1 (the number of shards), received ${a.merge}`);
-    // The slurm driver only plans, submits and waits; the jobs load the backend.
-    if (!opts.dryRun && !opts.slurm) await initBackend(a.backend, { quiet: true }); // named when the run starts
+    // The slurm driver only plans, submits and waits; the jobs load the backend. A dry run loads it
+    // too: where bf16 falls back to fp32, the stage keys name fp32 (src/pipeline/run.ts plannedConfig).
+    if (!opts.slurm) await initBackend(a.backend, { quiet: true }); // named when the run starts
     const r = await runExperiment(a.config, opts);
     if (opts.dryRun && r.slurm) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\nsbatch commands (${r.slurm.commands.length} job array(s); $NAME_I is task I of an earlier array's job id):\n${r.slurm.commands.join('\n')}\n`);
     else if (opts.dryRun) process.stdout.write(`plan for ${r.runDir}:\n${r.planText}\n`);
@@ -107,7 +108,7 @@ const sweep: CommandModule<object, SweepArgs> = {
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
       grid: a.grid ?? [],
     };
-    if (!opts.dryRun) await initBackend(a.backend, { quiet: true }); // named when the run starts
+    await initBackend(a.backend, { quiet: true }); // named when the run starts (a dry run's keys depend on it too)
     const r = await runSweep(a.config, opts);
     if (opts.dryRun) process.stdout.write(`sweep over ${r.variants.length} variants (${r.variants.join('; ')}), plan for ${r.runDir}:\n${r.planText}\n`);
     else process.stdout.write(`${r.table}\nresults: ${r.runDir}/sweep-report.md (${r.variants.length} variants; stages ran: ${r.ran.length}, cached: ${r.plan.length - r.ran.length})\n`);

@@ -8,7 +8,7 @@ import type { BackboneConfig, Config } from '../../core/config.js';
 import { createModel, getModelSpec } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
 import { writeEmbeddings } from '../../infer/embedding-writer.js';
-import { setComputePrecision } from '../../backends/precision.js';
+import { requirePrecision, setComputePrecision } from '../../backends/precision.js';
 import type { StageSpec } from '../runner.js';
 import { imageItems } from '../imagesets.js';
 import { classesOf, modelNameOf, preFor, readSet, weightsOf } from './common.js';
@@ -23,7 +23,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     stage: 'embed',
     label: `${b.label ?? b.name}-${set}${suffix}`,
     version: 2,
-    // compute.precision: in the key only when bf16 (fp32 stages keep their keys)
+    // compute.precision as it computes (src/pipeline/run.ts plannedConfig): in the key only when bf16 (fp32 stages keep their keys)
     config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set, ...(cfg.compute.precision === 'bf16' ? { precision: 'bf16' } : {}) },
     deps,
     externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl' ? [b.weights] : [],
@@ -54,8 +54,8 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
         if (b.weights !== 'random') weights = b.weights;
       }
       // the model is created after the precision is set, so its packed weights are in it
-      const prec = setComputePrecision(cfg.compute.precision);
-      if (prec.notice) ctx.log(prec.notice);
+      requirePrecision(cfg.compute.precision, `embed stage ${b.label ?? b.name}-${set}`);
+      setComputePrecision(cfg.compute.precision);
       const model = createModel(modelName, { numClasses, seed: 0 });
       try {
         if (weights) await loadAnyCheckpoint(model, weights);

@@ -7,6 +7,7 @@ import type { Config } from '../../core/config.js';
 import { createModel } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
 import { trainModel } from '../../train/trainer.js';
+import { requirePrecision } from '../../backends/precision.js';
 import { concatDatasets } from '../../train/dataset.js';
 import type { Schedule } from '../../train/schedule.js';
 import type { StageContext } from '../runner.js';
@@ -35,7 +36,7 @@ export function trainSettings(cfg: Config, init: 'scratch' | 'finetune', over: {
     label_smoothing: t.label_smoothing,
     augment: t.augment,
     init,
-    // (only when bf16: fp32 stages keep their keys)
+    // as it computes (src/pipeline/run.ts plannedConfig); only when bf16: fp32 stages keep their keys
     ...(t.precision === 'bf16' ? { precision: 'bf16' as const } : {}),
   };
 }
@@ -51,6 +52,8 @@ export async function runTraining(
   init?: string,
   checkpointEvery = 0,
 ): Promise<{ weights: string; steps: number; resumedFrom: number }> {
+  // a stage keyed bf16 never trains in fp32 (a Slurm job on a node without bf16 fails here)
+  if ('precision' in s && s.precision) requirePrecision(s.precision, `${path.basename(path.dirname(ctx.dir))}/${path.basename(ctx.dir)} (train.precision)`);
   const model = createModel(s.model, { numClasses, seed });
   try {
     if (init) await loadAnyCheckpoint(model, init);
