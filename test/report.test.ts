@@ -44,6 +44,15 @@ describe('report table', () => {
     expect(formatCell(meanStd([0.6289]))).toBe('62.89');
     expect(linearFit([0, 1, 2], [1, 3, 5])).toEqual({ a: 1, b: 2 });
     expect(() => reportTable([{ ...RUNS[0]!, seedAcc: 30 }])).toThrow(/accuracy 30; expected fractions/);
+    expect(() => reportTable([{ ...RUNS[0]!, seedAcc: Infinity }])).toThrow(/accuracy Infinity; expected fractions/);
+  });
+
+  it('shows a set the runs did not evaluate (NaN: eval.sets left it out) as "–", and leaves its CSV cells empty', async () => {
+    const { tableCsv } = await import('../src/eval/report.js');
+    const t = reportTable(RUNS.map((r) => ({ ...r, heldoutAcc: NaN })));
+    expect(t.rows.every((r) => formatCell(r.cells[1]!) === '–')).toBe(true);
+    expect(formatCell(t.rows[0]!.cells[0]!)).not.toBe('–');
+    expect(tableCsv(t).split('\n')[1]).toMatch(/^original,1,[0-9.]+,[0-9.]+,,,/);
   });
 });
 

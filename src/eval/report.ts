@@ -140,7 +140,8 @@ export function reportTable(runs: readonly MethodRun[]): ReportTable {
   if (runs.length === 0) throw new ConfigError('report: no runs given');
   const by = new Map<string, MethodRun[]>();
   for (const r of runs) {
-    for (const v of values(r)) if (!Number.isFinite(v) || v < 0 || v > 1) throw new ConfigError(`report: run ${r.method} (seed ${r.seed ?? '-'}) has accuracy ${v}; expected fractions in [0, 1]`);
+    // NaN: a set the run did not evaluate (eval.sets leaves it out); shown as "–"
+    for (const v of values(r)) if (!Number.isNaN(v) && (!Number.isFinite(v) || v < 0 || v > 1)) throw new ConfigError(`report: run ${r.method} (seed ${r.seed ?? '-'}) has accuracy ${v}; expected fractions in [0, 1]`);
     const l = by.get(r.method);
     if (l) l.push(r);
     else by.set(r.method, [r]);
@@ -166,6 +167,7 @@ export function meanStd(xs: readonly number[]): Cell {
 
 /** A cell as a percentage: `62.89` or `62.89 ± 0.41`. */
 export function formatCell(c: Cell): string {
+  if (Number.isNaN(c.mean)) return '–';
   const m = (100 * c.mean).toFixed(2);
   return c.n > 1 ? `${m} ± ${(100 * c.std).toFixed(2)}` : m;
 }
@@ -188,7 +190,7 @@ export function tableMarkdown(t: ReportTable): string {
 export function tableCsv(t: ReportTable): string {
   const key = (c: string) => c.toLowerCase().replace(/[^a-z]+/g, '_').replace(/^_|_$/g, '');
   const head = ['method', 'n', ...t.columns.flatMap((c) => [`${key(c)}_mean`, `${key(c)}_std`])];
-  const rows = t.rows.map((r) => [r.method, String(r.n), ...r.cells.flatMap((c) => [(100 * c.mean).toFixed(4), (100 * c.std).toFixed(4)])].join(','));
+  const rows = t.rows.map((r) => [r.method, String(r.n), ...r.cells.flatMap((c) => (Number.isNaN(c.mean) ? ['', ''] : [(100 * c.mean).toFixed(4), (100 * c.std).toFixed(4)]))].join(','));
   return [head.join(','), ...rows].join('\n') + '\n';
 }
 
