@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
-import { copyFixedListValues } from '../core/arrow.js';
+import { copyFixedListValues, fixedListValuesView } from '../core/arrow.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { l2NormalizeRows } from './knn.js';
@@ -20,7 +20,11 @@ export interface EmbeddingChunk {
   ids: string[];
   /** Int32 [rows], or null when the store has no `label` column. */
   labels: Int32Array | null;
-  /** Row-major float32 [rows, dim] (L2-normalised when the store was opened so). */
+  /**
+   * Row-major float32 [rows, dim] (L2-normalised when the store was opened so). Read-only, and
+   * valid until the next chunk is requested from the same stream unless the stream was opened
+   * with `retain` (see {@link EmbeddingStore.chunks}); copy what must outlive the chunk.
+   */
   data: Float32Array;
   dim: number;
   /** The same rows as Arrow, every column (null for in-memory stores). */
@@ -37,6 +41,12 @@ export interface StoreOptions {
   normalize?: boolean;
   /** Embedding column name (default `embedding`). */
   column?: string;
+}
+
+/** The copy buffer of one stream of {@link EmbeddingStore.chunks} (reused unless `retain`). */
+interface Scratch {
+  buf: Float32Array | null;
+  retain: boolean;
 }
 
 interface FileInfo {
@@ -133,10 +143,22 @@ export class EmbeddingStore {
 
   /**
    * Streams the rows in chunks of at most `maxRows` rows.
+   *
+   * Lifetime of `data`: valid until the next chunk is requested. Where the file's layout
+   * allows (one contiguous Float32 child buffer, no null rows, no normalisation) `data` is a
+   * view of the record batch's own buffer (no copy; read-only: writing to it would change
+   * `batch`), else the rows are copied into one buffer that the stream reuses for every
+   * chunk. A consumer that keeps `data` (or a subarray of it) past the next `next()` either
+   * copies it or passes `retain: true`, which gives each chunk an array of its own.
+   * Values are checked either way: a NaN/±Inf or a short child buffer is an ArtifactError
+   * naming the file, the column and the row in the file.
+   *
    * @param opts.embeddings false to skip building `data` (id/label only; `data` is empty)
+   * @param opts.retain true when chunks' `data` must stay valid after the next chunk is read
    */
-  async *chunks(maxRows: number, opts: { embeddings?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+  async *chunks(maxRows: number, opts: { embeddings?: boolean; retain?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
     const wantEmb = opts.embeddings ?? true;
+    const scratch: Scratch = { buf: null, retain: opts.retain ?? false };
     maxRows = Math.max(1, Math.floor(maxRows));
     if (this.memory) {
       const m = this.memory;
@@ -161,6 +183,7 @@ export class EmbeddingStore {
       try {
         const reader = await RecordBatchReader.from(fh);
         await reader.open();
+        let fileRow = 0;
         for await (const batch of reader as AsyncIterable<RecordBatch>) {
           const bytes = batch.numRows * this.dim * 4;
           if (batch.numRows > maxRows * 4 && bytes > 256 * 2 ** 20)
@@ -168,8 +191,9 @@ export class EmbeddingStore {
           for (let s = 0; s < batch.numRows; s += maxRows) {
             const r = Math.min(maxRows, batch.numRows - s);
             const b = s === 0 && r === batch.numRows ? batch : batch.slice(s, s + r);
-            yield this.chunkOf(info, b, global, wantEmb);
+            yield this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
             global += r;
+            fileRow += r;
           }
         }
       } catch (e) {
@@ -186,7 +210,7 @@ export class EmbeddingStore {
     const ids: string[] = [];
     const labels: number[] = [];
     const parts: Float32Array[] = [];
-    for await (const c of this.chunks(1 << 16, opts)) {
+    for await (const c of this.chunks(1 << 16, { ...opts, retain: true })) {
       for (const id of c.ids) ids.push(id);
       if (c.labels) for (const y of c.labels) labels.push(y);
       parts.push(c.data);
@@ -200,15 +224,27 @@ export class EmbeddingStore {
     return { ids, labels: this.hasLabel ? Int32Array.from(labels) : null, data, dim: this.dim };
   }
 
-  private chunkOf(info: FileInfo, b: RecordBatch, start: number, wantEmb: boolean): EmbeddingChunk {
+  /** The chunk of batch `b` (global row `start`, file row `fileRow`); `scratch` null: no embeddings. */
+  private chunkOf(info: FileInfo, b: RecordBatch, start: number, fileRow: number, scratch: Scratch | null): EmbeddingChunk {
     const ids = b.getChild('id')!.toArray() as string[];
     const labelVec = info.hasLabel ? b.getChild('label') : null;
     const labels = labelVec ? Int32Array.from(labelVec.toArray() as ArrayLike<number>) : null;
-    let data = new Float32Array(0);
-    if (wantEmb) {
-      data = new Float32Array(b.numRows * this.dim);
-      copyFixedListValues(b.getChild(this.column)!, this.dim, data, 0, { file: info.file, column: this.column });
-      if (this.normalize) l2NormalizeRows(data, this.dim);
+    let data: Float32Array = new Float32Array(0);
+    if (scratch) {
+      const v = b.getChild(this.column)!;
+      const where = { file: info.file, column: this.column, firstRow: fileRow };
+      const view = this.normalize ? null : fixedListValuesView(v, this.dim, where);
+      if (view) data = view;
+      else {
+        const n = b.numRows * this.dim;
+        if (scratch.retain) data = new Float32Array(n);
+        else {
+          if (!scratch.buf || scratch.buf.length < n) scratch.buf = new Float32Array(n);
+          data = scratch.buf.subarray(0, n);
+        }
+        copyFixedListValues(v, this.dim, data, 0, where);
+        if (this.normalize) l2NormalizeRows(data, this.dim);
+      }
     }
     return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };
   }
