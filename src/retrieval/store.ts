@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
-import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
+import { DataType, Precision, RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
 import { copyFixedListValues, fixedListValuesView } from '../core/arrow.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
@@ -153,10 +153,18 @@ export class EmbeddingStore {
    * Values are checked either way: a NaN/±Inf or a short child buffer is an ArtifactError
    * naming the file, the column and the row in the file.
    *
+   * `transient: true` goes further for consumers that use each chunk only until they ask for
+   * the next (Algorithm 1's search): the file's record batches are read into one buffer that
+   * is reused for every batch, so `data` and `batch` are both valid only until the next
+   * chunk, and a stream touches no fresh memory after its first batch (on this project's VM,
+   * first-touch page faults on fresh buffers cost as much as the search itself).
+   *
    * @param opts.embeddings false to skip building `data` (id/label only; `data` is empty)
    * @param opts.retain true when chunks' `data` must stay valid after the next chunk is read
+   * @param opts.transient true to read every record batch into one reused buffer (`data` and `batch` valid until the next chunk)
    */
-  async *chunks(maxRows: number, opts: { embeddings?: boolean; retain?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+  async *chunks(maxRows: number, opts: { embeddings?: boolean; retain?: boolean; transient?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+    if (opts.transient && opts.retain) throw new ConfigError(`${this.role}: EmbeddingStore.chunks: retain and transient exclude each other`);
     const wantEmb = opts.embeddings ?? true;
     const scratch: Scratch = { buf: null, retain: opts.retain ?? false };
     maxRows = Math.max(1, Math.floor(maxRows));
@@ -181,10 +189,8 @@ export class EmbeddingStore {
     for (const info of this.infos) {
       const fh = await openFile(info.file);
       try {
-        const reader = await RecordBatchReader.from(fh);
-        await reader.open();
         let fileRow = 0;
-        for await (const batch of reader as AsyncIterable<RecordBatch>) {
+        for await (const batch of opts.transient ? reusedBatches(fh, info.file) : freshBatches(fh)) {
           const bytes = batch.numRows * this.dim * 4;
           if (batch.numRows > maxRows * 4 && bytes > 256 * 2 ** 20)
             log.warn(`${info.file}: a record batch of ${batch.numRows} rows (${(bytes / 2 ** 20).toFixed(0)} MiB) is read whole; re-write the file in smaller batches to stay within the memory budget`);
@@ -247,6 +253,56 @@ export class EmbeddingStore {
       }
     }
     return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };
+  }
+}
+
+/** The record batches of an Arrow file, each in a fresh buffer (arrow-js's reader). */
+async function* freshBatches(fh: FileHandle): AsyncGenerator<RecordBatch> {
+  const reader = await RecordBatchReader.from(fh);
+  await reader.open();
+  yield* reader as AsyncIterable<RecordBatch>;
+}
+
+/**
+ * The record batches of the Arrow IPC file `fh`, each read into one buffer that is reused
+ * for the next: a batch's vectors view that buffer, so a batch is valid until the next one
+ * is requested. The buffer holds the file's schema message followed by one batch's message
+ * (metadata and body, as the footer's block gives them), which arrow-js decodes as a
+ * one-batch stream without copying. Files with dictionaries, and IPC streams (no footer),
+ * are read by arrow-js's reader instead.
+ */
+async function* reusedBatches(fh: FileHandle, file: string): AsyncGenerator<RecordBatch> {
+  const reader = await RecordBatchReader.from(fh);
+  await reader.open();
+  const footer = reader.footer;
+  if (!footer || footer.numDictionaries > 0) {
+    yield* reader as AsyncIterable<RecordBatch>;
+    return;
+  }
+  const blocks = [...footer.recordBatches()].map((b) => ({ offset: Number(b.offset), length: b.metaDataLength + Number(b.bodyLength) }));
+  if (!blocks.length) return;
+  // The schema message, from the schema (arrow-js's file writer puts it in the footer only),
+  // without the end-of-stream marker of the empty stream it is written as.
+  let schemaMsg = RecordBatchStreamWriter.writeAll(new Table(reader.schema)).toUint8Array(true);
+  if (schemaMsg.length >= 8 && new DataView(schemaMsg.buffer, schemaMsg.byteOffset + schemaMsg.length - 8).getUint32(4, true) === 0) schemaMsg = schemaMsg.subarray(0, schemaMsg.length - 8);
+  const schemaLen = schemaMsg.length;
+  const buf = new Uint8Array(schemaLen + Math.max(...blocks.map((b) => b.length)));
+  buf.set(schemaMsg);
+  for (const [i, b] of blocks.entries()) {
+    await readFully(fh, file, buf, schemaLen, b.length, b.offset);
+    const one = RecordBatchReader.from(buf.subarray(0, schemaLen + b.length));
+    const next = one.next();
+    if (next.done) throw new ArtifactError(`${file}: record batch ${i} (at byte ${b.offset}) did not decode; re-create the file`);
+    yield next.value;
+  }
+}
+
+/** Reads exactly `length` bytes at file position `position` into `buf` from `offset`. */
+async function readFully(fh: FileHandle, file: string, buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await fh.read(buf, offset + done, length - done, position + done);
+    if (bytesRead === 0) throw new ArtifactError(`${file}: ends at byte ${position + done}, inside a record batch the footer places at ${position}..${position + length}; the file is truncated — re-create it`);
+    done += bytesRead;
   }
 }
 
