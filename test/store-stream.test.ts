@@ -108,6 +108,9 @@ describe('EmbeddingStore.chunks: views, reused buffers and retain', () => {
     const fresh = await drain(store.chunks(4, { retain: true }), dim);
     expect(fresh.rows).toEqual(wantUnit);
     expect(fresh.distinctBuffers).toBe(fresh.chunks);
+    // readAll keeps every chunk: it must not be handed the reused buffer
+    const all = await store.readAll();
+    expect(Array.from(all.data)).toEqual(Array.from(unit));
     // the batches (written out by `dcd filter`) keep the file's values
     for await (const ch of store.chunks(4)) {
       const raw = ch.batch!.getChild('embedding')!.get(0)!.toArray() as Float32Array;
