@@ -126,6 +126,14 @@ export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'
   return { data: out, dim, rows: t.numRows };
 }
 
+/** Where a FixedSizeList column comes from, for messages: file, column, and the file row of the vector's first row. */
+export interface ListSource {
+  file: string;
+  column: string;
+  /** File row of the vector's first row (default 0), so that a bad value is named by its row in the file. */
+  firstRow?: number;
+}
+
 /**
  * Copies the values of a FixedSizeList<Float32 | Int32> vector of list size `dim` (any number
  * of Data chunks, sliced or not) into `out` from element `off`; returns the offset after them.
@@ -134,31 +142,66 @@ export function embeddingMatrix(t: Table, column = 'embedding', file = '<table>'
  * with empty values reads as zeros otherwise: every distance 0, arbitrary picks), a zero
  * width, or a NaN/±Inf value is refused with an {@link ArtifactError} naming `where`.
  */
-export function copyFixedListValues(v: Vector, dim: number, out: Float32Array | Int32Array, off = 0, where: { file: string; column: string } = { file: '<table>', column: '<column>' }): number {
-  const name = `${where.file}: column ${where.column}`;
-  if (dim <= 0 && v.length > 0) throw new ArtifactError(`${name}: list width ${dim}; an embedding needs at least one value per row — re-create the file`);
-  let row = 0;
+export function copyFixedListValues(v: Vector, dim: number, out: Float32Array | Int32Array, off = 0, where: ListSource = { file: '<table>', column: '<column>' }): number {
+  checkWidth(v, dim, where);
+  let row = where.firstRow ?? 0;
   for (const d of v.data) {
-    // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
-    // Data's first row, and `offset` only positions the validity bitmap.
-    const child = d.children[0];
-    const all = child?.values as Float32Array | Int32Array | undefined;
-    const need = d.length * dim;
-    const have = Math.min(all?.length ?? 0, (child?.length ?? 0));
-    if (have < need)
-      throw new ArtifactError(
-        `${name}: ${have} child values for ${d.length} rows × width ${dim} (${need} needed) at rows ${row}..${row + d.length - 1}; the file is truncated or was written with empty values — re-create it (e.g. rerun \`dcd embed\`)`,
-      );
-    const vals = all!.subarray(0, need);
-    if (vals instanceof Float32Array)
-      for (let i = 0; i < vals.length; i++)
-        if (!Number.isFinite(vals[i]!))
-          throw new ArtifactError(`${name}: value ${vals[i]} in row ${row + Math.floor(i / dim)} (element ${i % dim}); embeddings must be finite — re-create the file from a model whose outputs are finite`);
+    const vals = checkedValues(d, dim, where, row);
     out.set(vals, off);
     off += vals.length;
     row += d.length;
   }
   return off;
+}
+
+/**
+ * The values of a FixedSizeList<Float32> vector of list size `dim`, row-major [rows, dim],
+ * as a view of the vector's own buffer (no copy), with the checks of
+ * {@link copyFixedListValues}; null when the layout does not allow a view (more than one
+ * Data chunk, null rows, or non-Float32 values), in which case the caller copies.
+ *
+ * The view aliases the Arrow buffer: writing to it changes the vector (and any batch or
+ * file written from it).
+ */
+export function fixedListValuesView(v: Vector, dim: number, where: ListSource): Float32Array | null {
+  checkWidth(v, dim, where);
+  if (v.data.length !== 1) return null;
+  const d = v.data[0]!;
+  const child = d.children[0];
+  if (d.nullCount > 0 || !child || child.nullCount > 0 || !(child.values instanceof Float32Array)) return null;
+  return checkedValues(d, dim, where, where.firstRow ?? 0) as Float32Array;
+}
+
+function checkWidth(v: Vector, dim: number, where: ListSource): void {
+  if (dim <= 0 && v.length > 0) throw new ArtifactError(`${where.file}: column ${where.column}: list width ${dim}; an embedding needs at least one value per row — re-create the file`);
+}
+
+/** The first rows × dim child values of one FixedSizeList Data, after the length and (Float32) finiteness checks. */
+function checkedValues(d: Vector['data'][number], dim: number, where: ListSource, row: number): Float32Array | Int32Array {
+  const name = `${where.file}: column ${where.column}`;
+  // arrow-js slices the value buffers themselves (Data.slice): `values` starts at this
+  // Data's first row, and `offset` only positions the validity bitmap.
+  const child = d.children[0];
+  const all = child?.values as Float32Array | Int32Array | undefined;
+  const need = d.length * dim;
+  const have = Math.min(all?.length ?? 0, child?.length ?? 0);
+  if (have < need)
+    throw new ArtifactError(
+      `${name}: ${have} child values for ${d.length} rows × width ${dim} (${need} needed) at rows ${row}..${row + d.length - 1}; the file is truncated or was written with empty values — re-create it (e.g. rerun \`dcd embed\`)`,
+    );
+  const vals = all!.subarray(0, need);
+  if (vals instanceof Float32Array) {
+    const i = firstNonFinite(vals);
+    if (i >= 0)
+      throw new ArtifactError(`${name}: value ${vals[i]} in row ${row + Math.floor(i / dim)} (element ${i % dim}); embeddings must be finite — re-create the file from a model whose outputs are finite`);
+  }
+  return vals;
+}
+
+/** Index of the first NaN or ±Inf in `v`, or −1. */
+function firstNonFinite(v: Float32Array): number {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i]!)) return i;
+  return -1;
 }
 
 /** A Utf8 column as strings. */

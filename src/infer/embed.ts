@@ -175,7 +175,8 @@ export async function mergeEmbeddings(files: string[], out: string, opts: { reco
   const withLabel = stores.every((st) => st.hasLabel);
   // one cursor per shard: its current chunk and row
   const CHUNK = 4096;
-  const cursors = stores.map((st) => ({ it: st.chunks(CHUNK)[Symbol.asyncIterator](), chunk: undefined as EmbeddingChunk | undefined, row: 0, last: undefined as string | undefined }));
+  // retain: EmbeddingWriter.add keeps views of the rows it is given until it flushes a batch
+  const cursors = stores.map((st) => ({ it: st.chunks(CHUNK, { retain: true })[Symbol.asyncIterator](), chunk: undefined as EmbeddingChunk | undefined, row: 0, last: undefined as string | undefined }));
   // every row passes the loop below, which checks each shard's order
   const advance = async (c: (typeof cursors)[number]): Promise<void> => {
     if (c.chunk && ++c.row < c.chunk.rows) return;

@@ -78,7 +78,8 @@ export async function searchNative(kern: Pick<NativeAddon, 'alg1Chunk' | 'alg1So
   const idOf = new Map<number, string>();
   let eligible = 0;
   let exact = 0;
-  for await (const ch of pool.chunks(x.chunkRows)) {
+  // transient: each chunk is used only until the next is read (ids of kept rows are copied out as strings)
+  for await (const ch of pool.chunks(x.chunkRows, { transient: true })) {
     let mask: Uint8Array | null = null;
     if (x.exclude || x.only) {
       mask = new Uint8Array(ch.rows);

@@ -184,7 +184,8 @@ export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opt
     const maxCols = opts.anyLabel ? seeds.ids.length : Math.max(1, ...labels.map((y) => byClass.get(y)!.length));
     const rows = chunkRowsFor(budgetBytes(opts.memoryBudgetMiB), pool.dim, maxCols);
     let eligibleTotal = 0;
-    for await (const ch of pool.chunks(rows)) {
+    // transient: each chunk is used only until the next is read (distance blocks, ids copied out)
+    for await (const ch of pool.chunks(rows, { transient: true })) {
       // Rows that may be candidates at all.
       const keep: number[] = [];
       for (let a = 0; a < ch.rows; a++) {

@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
-import { DataType, Precision, RecordBatchReader, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
-import { copyFixedListValues } from '../core/arrow.js';
+import { DataType, Precision, RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema, type FixedSizeList, type Float32 } from 'apache-arrow';
+import { copyFixedListValues, fixedListValuesView } from '../core/arrow.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { l2NormalizeRows } from './knn.js';
@@ -20,7 +20,11 @@ export interface EmbeddingChunk {
   ids: string[];
   /** Int32 [rows], or null when the store has no `label` column. */
   labels: Int32Array | null;
-  /** Row-major float32 [rows, dim] (L2-normalised when the store was opened so). */
+  /**
+   * Row-major float32 [rows, dim] (L2-normalised when the store was opened so). Read-only, and
+   * valid until the next chunk is requested from the same stream unless the stream was opened
+   * with `retain` (see {@link EmbeddingStore.chunks}); copy what must outlive the chunk.
+   */
   data: Float32Array;
   dim: number;
   /** The same rows as Arrow, every column (null for in-memory stores). */
@@ -37,6 +41,12 @@ export interface StoreOptions {
   normalize?: boolean;
   /** Embedding column name (default `embedding`). */
   column?: string;
+}
+
+/** The copy buffer of one stream of {@link EmbeddingStore.chunks} (reused unless `retain`). */
+interface Scratch {
+  buf: Float32Array | null;
+  retain: boolean;
 }
 
 interface FileInfo {
@@ -133,10 +143,30 @@ export class EmbeddingStore {
 
   /**
    * Streams the rows in chunks of at most `maxRows` rows.
+   *
+   * Lifetime of `data`: valid until the next chunk is requested. Where the file's layout
+   * allows (one contiguous Float32 child buffer, no null rows, no normalisation) `data` is a
+   * view of the record batch's own buffer (no copy; read-only: writing to it would change
+   * `batch`), else the rows are copied into one buffer that the stream reuses for every
+   * chunk. A consumer that keeps `data` (or a subarray of it) past the next `next()` either
+   * copies it or passes `retain: true`, which gives each chunk an array of its own.
+   * Values are checked either way: a NaN/±Inf or a short child buffer is an ArtifactError
+   * naming the file, the column and the row in the file.
+   *
+   * `transient: true` goes further for consumers that use each chunk only until they ask for
+   * the next (Algorithm 1's search): the file's record batches are read into one buffer that
+   * is reused for every batch, so `data` and `batch` are both valid only until the next
+   * chunk, and a stream touches no fresh memory after its first batch (on this project's VM,
+   * first-touch page faults on fresh buffers cost as much as the search itself).
+   *
    * @param opts.embeddings false to skip building `data` (id/label only; `data` is empty)
+   * @param opts.retain true when chunks' `data` must stay valid after the next chunk is read
+   * @param opts.transient true to read every record batch into one reused buffer (`data` and `batch` valid until the next chunk)
    */
-  async *chunks(maxRows: number, opts: { embeddings?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+  async *chunks(maxRows: number, opts: { embeddings?: boolean; retain?: boolean; transient?: boolean } = {}): AsyncGenerator<EmbeddingChunk> {
+    if (opts.transient && opts.retain) throw new ConfigError(`${this.role}: EmbeddingStore.chunks: retain and transient exclude each other`);
     const wantEmb = opts.embeddings ?? true;
+    const scratch: Scratch = { buf: null, retain: opts.retain ?? false };
     maxRows = Math.max(1, Math.floor(maxRows));
     if (this.memory) {
       const m = this.memory;
@@ -159,17 +189,17 @@ export class EmbeddingStore {
     for (const info of this.infos) {
       const fh = await openFile(info.file);
       try {
-        const reader = await RecordBatchReader.from(fh);
-        await reader.open();
-        for await (const batch of reader as AsyncIterable<RecordBatch>) {
+        let fileRow = 0;
+        for await (const batch of opts.transient ? reusedBatches(fh, info.file) : freshBatches(fh)) {
           const bytes = batch.numRows * this.dim * 4;
           if (batch.numRows > maxRows * 4 && bytes > 256 * 2 ** 20)
             log.warn(`${info.file}: a record batch of ${batch.numRows} rows (${(bytes / 2 ** 20).toFixed(0)} MiB) is read whole; re-write the file in smaller batches to stay within the memory budget`);
           for (let s = 0; s < batch.numRows; s += maxRows) {
             const r = Math.min(maxRows, batch.numRows - s);
             const b = s === 0 && r === batch.numRows ? batch : batch.slice(s, s + r);
-            yield this.chunkOf(info, b, global, wantEmb);
+            yield this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
             global += r;
+            fileRow += r;
           }
         }
       } catch (e) {
@@ -186,7 +216,7 @@ export class EmbeddingStore {
     const ids: string[] = [];
     const labels: number[] = [];
     const parts: Float32Array[] = [];
-    for await (const c of this.chunks(1 << 16, opts)) {
+    for await (const c of this.chunks(1 << 16, { ...opts, retain: true })) {
       for (const id of c.ids) ids.push(id);
       if (c.labels) for (const y of c.labels) labels.push(y);
       parts.push(c.data);
@@ -200,17 +230,79 @@ export class EmbeddingStore {
     return { ids, labels: this.hasLabel ? Int32Array.from(labels) : null, data, dim: this.dim };
   }
 
-  private chunkOf(info: FileInfo, b: RecordBatch, start: number, wantEmb: boolean): EmbeddingChunk {
+  /** The chunk of batch `b` (global row `start`, file row `fileRow`); `scratch` null: no embeddings. */
+  private chunkOf(info: FileInfo, b: RecordBatch, start: number, fileRow: number, scratch: Scratch | null): EmbeddingChunk {
     const ids = b.getChild('id')!.toArray() as string[];
     const labelVec = info.hasLabel ? b.getChild('label') : null;
     const labels = labelVec ? Int32Array.from(labelVec.toArray() as ArrayLike<number>) : null;
-    let data = new Float32Array(0);
-    if (wantEmb) {
-      data = new Float32Array(b.numRows * this.dim);
-      copyFixedListValues(b.getChild(this.column)!, this.dim, data, 0, { file: info.file, column: this.column });
-      if (this.normalize) l2NormalizeRows(data, this.dim);
+    let data: Float32Array = new Float32Array(0);
+    if (scratch) {
+      const v = b.getChild(this.column)!;
+      const where = { file: info.file, column: this.column, firstRow: fileRow };
+      const view = this.normalize ? null : fixedListValuesView(v, this.dim, where);
+      if (view) data = view;
+      else {
+        const n = b.numRows * this.dim;
+        if (scratch.retain) data = new Float32Array(n);
+        else {
+          if (!scratch.buf || scratch.buf.length < n) scratch.buf = new Float32Array(n);
+          data = scratch.buf.subarray(0, n);
+        }
+        copyFixedListValues(v, this.dim, data, 0, where);
+        if (this.normalize) l2NormalizeRows(data, this.dim);
+      }
     }
     return { file: info.file, start, rows: b.numRows, ids, labels, data, dim: this.dim, batch: b };
+  }
+}
+
+/** The record batches of an Arrow file, each in a fresh buffer (arrow-js's reader). */
+async function* freshBatches(fh: FileHandle): AsyncGenerator<RecordBatch> {
+  const reader = await RecordBatchReader.from(fh);
+  await reader.open();
+  yield* reader as AsyncIterable<RecordBatch>;
+}
+
+/**
+ * The record batches of the Arrow IPC file `fh`, each read into one buffer that is reused
+ * for the next: a batch's vectors view that buffer, so a batch is valid until the next one
+ * is requested. The buffer holds the file's schema message followed by one batch's message
+ * (metadata and body, as the footer's block gives them), which arrow-js decodes as a
+ * one-batch stream without copying. Files with dictionaries, and IPC streams (no footer),
+ * are read by arrow-js's reader instead.
+ */
+async function* reusedBatches(fh: FileHandle, file: string): AsyncGenerator<RecordBatch> {
+  const reader = await RecordBatchReader.from(fh);
+  await reader.open();
+  const footer = reader.footer;
+  if (!footer || footer.numDictionaries > 0) {
+    yield* reader as AsyncIterable<RecordBatch>;
+    return;
+  }
+  const blocks = [...footer.recordBatches()].map((b) => ({ offset: Number(b.offset), length: b.metaDataLength + Number(b.bodyLength) }));
+  if (!blocks.length) return;
+  // The schema message, from the schema (arrow-js's file writer puts it in the footer only),
+  // without the end-of-stream marker of the empty stream it is written as.
+  let schemaMsg = RecordBatchStreamWriter.writeAll(new Table(reader.schema)).toUint8Array(true);
+  if (schemaMsg.length >= 8 && new DataView(schemaMsg.buffer, schemaMsg.byteOffset + schemaMsg.length - 8).getUint32(4, true) === 0) schemaMsg = schemaMsg.subarray(0, schemaMsg.length - 8);
+  const schemaLen = schemaMsg.length;
+  const buf = new Uint8Array(schemaLen + Math.max(...blocks.map((b) => b.length)));
+  buf.set(schemaMsg);
+  for (const [i, b] of blocks.entries()) {
+    await readFully(fh, file, buf, schemaLen, b.length, b.offset);
+    const one = RecordBatchReader.from(buf.subarray(0, schemaLen + b.length));
+    const next = one.next();
+    if (next.done) throw new ArtifactError(`${file}: record batch ${i} (at byte ${b.offset}) did not decode; re-create the file`);
+    yield next.value;
+  }
+}
+
+/** Reads exactly `length` bytes at file position `position` into `buf` from `offset`. */
+async function readFully(fh: FileHandle, file: string, buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await fh.read(buf, offset + done, length - done, position + done);
+    if (bytesRead === 0) throw new ArtifactError(`${file}: ends at byte ${position + done}, inside a record batch the footer places at ${position}..${position + length}; the file is truncated — re-create it`);
+    done += bytesRead;
   }
 }
 
