@@ -215,7 +215,7 @@ function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<
   if (opts.ids?.length) {
     const known = new Set(order.map(stageId));
     const bad = opts.ids.filter((id) => !known.has(id));
-    if (bad.length) throw new ArtifactError(`--stage ${bad.join(', ')}: no such stage in this config's graph (the config or its --set/--seeds differ from the ones the id came from; \`dcd run CFG --dry-run --ids\` lists the ids)`);
+    if (bad.length) throw new ArtifactError(`--stage ${bad.join(', ')}: no such stage in this config's graph (the config or its --set/--seeds differ from the ones the id came from; \`dcd run CFG --executor slurm --dry-run\` lists them, one per task)`);
   }
   if ((opts.part || opts.merge) && opts.ids?.length !== 1) throw new ArtifactError('--part and --merge need exactly one --stage');
   if (opts.part || opts.merge) {
