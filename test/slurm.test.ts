@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -186,6 +186,40 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     expect(tableOf(local.stdout)).toBe(localTable);
   }, 1_200_000);
 
+  it('a driver killed mid-run whose state file is then lost finds its jobs by name on rerun and submits no stage twice', async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-lost-'));
+    const runDir = path.join(cwd, 'runs/demo');
+    const args = [CLI, 'run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'];
+    const child = spawn('node', args, { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const t0 = Date.now();
+    while (manifests(runDir).size < 2) {
+      if (Date.now() - t0 > 240_000) throw new Error(`no stage finished within 240 s:\n${err.slice(-3000)}`);
+      if (child.exitCode !== null) throw new Error(`driver exited early (${child.exitCode}):\n${err.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const before = stateOf(runDir).jobs;
+    rmSync(path.join(runDir, 'slurm/state.json'));
+    const r = await runCli(args.slice(1), cwd);
+    expect(r.code, r.stderr.slice(-4000)).toBe(0);
+    expect(r.stderr).toMatch(/state\.json is missing; found \d+ job\(s\) of this run still queued or running by name/);
+    expect(r.stderr).toMatch(/still queued or running from an earlier driver run; not resubmitted/);
+    expect(tableOf(r.stdout), differingStages(localRunDir, runDir)).toBe(localTable);
+    // The recovered jobs are the killed driver's (same ids), and no stage was submitted twice.
+    const st = stateOf(runDir);
+    const recovered = st.jobs.filter((j) => j.submitted === 'recovered');
+    expect(recovered.length).toBeGreaterThan(0);
+    for (const j of recovered) expect(before.find((b) => b.job_id === j.job_id)?.stages, j.name).toEqual(j.stages);
+    const submitted = st.jobs.flatMap((j) => j.stages);
+    expect(new Set(submitted).size, `a stage was submitted twice: ${submitted.join(' ')}`).toBe(submitted.length);
+    // New jobs got new names (the old scripts and logs are kept).
+    const names = st.jobs.map((j) => j.name);
+    expect(new Set(names).size).toBe(names.length);
+  }, 1_200_000);
+
   it('a failing job (corrupted input) is reported with its log; the driver exits non-zero; a rerun resubmits only the failed stages', async () => {
     const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-fail-'));
     const runDir = path.join(cwd, 'runs/demo');
@@ -230,6 +264,14 @@ describe('slurm executor pieces that need no cluster', () => {
     expect(() => splitArgs(`--comment='open`)).toThrow(/unbalanced '/);
     expect(shellQuote('--set')).toBe('--set');
     expect(shellQuote("methods=[a, b]'s")).toBe(`'methods=[a, b]'\\''s'`);
+  });
+
+  it('a job script names its tasks: the unit keys read back from STAGES and EXTRA', async () => {
+    const { jobScript, scriptKeys } = await import('../src/pipeline/executors/slurm.js');
+    const u = (id: string, mode: 'whole' | 'part' | 'merge', part?: number) => ({ key: '', id, mode, part, count: 2, after: [], depth: 0, spec: {} as never });
+    const text = jobScript({ name: 'j', units: [u("embed/a b's-1", 'part', 1), u('embed/x-2', 'merge'), u('train/dcd-y-s0-3', 'whole')], cwd: '/w', cli: ['node', 'main.js'], rcDir: '/r' });
+    expect(scriptKeys(text, 'j.sh')).toEqual(["embed/a b's-1#part=1/2", 'embed/x-2#merge=2', 'train/dcd-y-s0-3']);
+    expect(() => scriptKeys('#!/bin/bash\necho hi\n', 'x.sh')).toThrow(/x\.sh: no STAGES=\(\.\.\.\) line/);
   });
 
   it('a job script gives native code the CPUs Slurm allotted (SLURM_CPUS_PER_TASK), unless DCD_NATIVE_THREADS is set', async () => {

@@ -15,7 +15,7 @@
  * code the job script writes next to its log.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArtifactError, ConfigError } from '../../core/errors.js';
@@ -165,6 +165,52 @@ function readState(file: string): SlurmState {
   }
 }
 
+/** Unit keys of a job script's tasks, from its STAGES and EXTRA arrays (as {@link jobScript} writes them). */
+export function scriptKeys(text: string, file: string): string[] {
+  const arr = (name: string): string[] => {
+    const m = new RegExp(`^${name}=\\((.*)\\)$`, 'm').exec(text);
+    if (!m) throw new ArtifactError(`${file}: no ${name}=(...) line; not a job script written by dcd run --executor slurm`);
+    return splitArgs(m[1]!);
+  };
+  const stages = arr('STAGES');
+  const extra = arr('EXTRA');
+  if (extra.length !== stages.length) throw new ArtifactError(`${file}: ${stages.length} STAGES but ${extra.length} EXTRA entries`);
+  return stages.map((id, i) => {
+    const part = /^--part (\d+)\/(\d+)$/.exec(extra[i]!);
+    const merge = /^--merge (\d+)$/.exec(extra[i]!);
+    return part ? `${id}#part=${part[1]}/${part[2]}` : merge ? `${id}#merge=${merge[1]}` : id;
+  });
+}
+
+/**
+ * The state of a run whose `slurm/state.json` is gone (deleted, or the run folder restored without
+ * it): its jobs that Slurm still queues or runs, found by name (`dcd-<run>-...`, one job script each
+ * in `slurm/jobs/`), so that a rerun adopts them instead of submitting their stages a second time.
+ */
+function recoverState(runDir: string, jobDir: string): SlurmState {
+  const state: SlurmState = { version: 1, seq: 0, jobs: [] };
+  if (!existsSync(jobDir)) return state;
+  const scripts = readdirSync(jobDir).filter((f) => f.endsWith('.sh'));
+  if (!scripts.length) return state;
+  const prefix = jobName(runDir, '', 0).replace(/-0$/, '');
+  const user = process.env.USER ?? spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
+  const active = new Map<string, string>(); // job name → array job id, of jobs with a task still queued or running
+  for (const line of slurmCmd('squeue', ['--noheader', '--array', '--states=all', `--user=${user}`, '--format=%F|%j|%T']).split('\n')) {
+    const [id, name, st] = line.trim().split('|');
+    if (id && name && st && ACTIVE.has(st) && name.startsWith(prefix)) active.set(name, id);
+  }
+  for (const f of scripts.sort()) {
+    const name = f.slice(0, -3);
+    state.seq = Math.max(state.seq, Number(/-(\d+)$/.exec(name)?.[1] ?? -1) + 1);
+    const id = active.get(name);
+    if (!id) continue;
+    const script = path.join(jobDir, f);
+    const kind = name.slice(prefix.length).replace(/-\d+$/, '');
+    state.jobs.push({ name, job_id: id, stages: scriptKeys(readFileSync(script, 'utf8'), script), kind, script, submitted: 'recovered', sbatch: [] });
+  }
+  return state;
+}
+
 /** A job name without characters Slurm or file names mind. */
 function jobName(runDir: string, kind: string, seq: number): string {
   return `dcd-${path.basename(runDir).replace(/[^A-Za-z0-9._-]+/g, '_')}-${kind}-${seq}`;
@@ -232,7 +278,13 @@ export async function runOnSlurm(plan: readonly StageStatus[], o: SlurmRunOption
   const stateFile = path.join(slurmDir, 'state.json');
   const logDir = path.join(slurmDir, 'logs');
   const jobDir = path.join(slurmDir, 'jobs');
-  const state = readState(stateFile);
+  let state = readState(stateFile);
+  if (!existsSync(stateFile) && !o.dryRun) {
+    state = recoverState(o.runDir, jobDir);
+    if (state.jobs.length) print(`slurm: ${stateFile} is missing; found ${state.jobs.length} job(s) of this run still queued or running by name (job scripts in ${jobDir})`);
+    // written back at once: a driver killed again before it submits anything still finds them
+    if (state.seq > 0) await atomicWriteJson(stateFile, state);
+  }
   const todo = plan.filter((s) => !s.cached);
   const specOf = new Map(todo.map((s) => [stageId(s.spec), s.spec]));
   const shards = o.shards ?? 1;
