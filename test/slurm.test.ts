@@ -76,6 +76,22 @@ interface State {
 }
 const stateOf = (runDir: string): State => JSON.parse(readFileSync(path.join(runDir, 'slurm/state.json'), 'utf8'));
 
+/** Starts the driver (`node args...`) and kills it (SIGKILL: no clean-up) once `stages` stages have finished in jobs; returns its stderr. */
+async function driverKilledAfter(args: string[], cwd: string, runDir: string, stages: number): Promise<string> {
+  const child = spawn('node', args, { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const t0 = Date.now();
+  while (manifests(runDir).size < stages) {
+    if (Date.now() - t0 > 240_000) throw new Error(`no stage finished within 240 s:\n${err.slice(-3000)}`);
+    if (child.exitCode !== null) throw new Error(`driver exited early (${child.exitCode}):\n${err.slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  return err;
+}
+
 let localTable = '';
 let localRunDir = '';
 
@@ -140,18 +156,7 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-kill-'));
     const runDir = path.join(cwd, 'runs/demo');
     const args = [CLI, 'run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'];
-    const child = spawn('node', args, { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    // Kill the driver (SIGKILL: no clean-up) once some stage has finished in a job.
-    const t0 = Date.now();
-    while (manifests(runDir).size < 3) {
-      if (Date.now() - t0 > 240_000) throw new Error(`no stage finished within 240 s:\n${err.slice(-3000)}`);
-      if (child.exitCode !== null) throw new Error(`driver exited early (${child.exitCode}):\n${err.slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    const err = await driverKilledAfter(args, cwd, runDir, 3);
     const before = manifests(runDir);
     const firstJobs = stateOf(runDir).jobs.length;
     expect(firstJobs).toBeGreaterThan(3);
@@ -190,17 +195,7 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     const cwd = mkdtempSync(path.join(tmpdir(), 'slurm-lost-'));
     const runDir = path.join(cwd, 'runs/demo');
     const args = [CLI, 'run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'];
-    const child = spawn('node', args, { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    const t0 = Date.now();
-    while (manifests(runDir).size < 2) {
-      if (Date.now() - t0 > 240_000) throw new Error(`no stage finished within 240 s:\n${err.slice(-3000)}`);
-      if (child.exitCode !== null) throw new Error(`driver exited early (${child.exitCode}):\n${err.slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await driverKilledAfter(args, cwd, runDir, 2);
     const before = stateOf(runDir).jobs;
     rmSync(path.join(runDir, 'slurm/state.json'));
     const r = await runCli(args.slice(1), cwd);
