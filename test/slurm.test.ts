@@ -56,8 +56,8 @@ function tableOf(stdout: string): string {
   return i < 0 ? stdout : stdout.slice(0, i);
 }
 
-/** Completed stage folders of a run → the manifest's finish time. */
-function manifests(runDir: string): Map<string, string> {
+/** Completed stage folders of a run → `pick` of its manifest (default: the finish time). */
+function manifests(runDir: string, pick: (m: { timings: { finished: string }; outputs_hash: string }) => string = (m) => m.timings.finished): Map<string, string> {
   const out = new Map<string, string>();
   if (!existsSync(runDir)) return out;
   for (const stage of readdirSync(runDir)) {
@@ -65,7 +65,7 @@ function manifests(runDir: string): Map<string, string> {
     if (stage === 'slurm' || !statSync(d).isDirectory()) continue;
     for (const inst of readdirSync(d)) {
       const m = path.join(d, inst, 'manifest.json');
-      if (existsSync(m)) out.set(`${stage}/${inst}`, JSON.parse(readFileSync(m, 'utf8')).timings.finished);
+      if (existsSync(m)) out.set(`${stage}/${inst}`, pick(JSON.parse(readFileSync(m, 'utf8'))));
     }
   }
   return out;
@@ -97,20 +97,8 @@ let localRunDir = '';
 
 /** Stage instances whose outputs differ between two run folders (outputs_hash of each manifest): says where a mismatch began. */
 function differingStages(a: string, b: string): string {
-  const hashes = (runDir: string): Map<string, string> => {
-    const out = new Map<string, string>();
-    for (const stage of readdirSync(runDir)) {
-      const d = path.join(runDir, stage);
-      if (stage === 'slurm' || !statSync(d).isDirectory()) continue;
-      for (const inst of readdirSync(d)) {
-        const m = path.join(d, inst, 'manifest.json');
-        if (existsSync(m)) out.set(`${stage}/${inst}`, JSON.parse(readFileSync(m, 'utf8')).outputs_hash);
-      }
-    }
-    return out;
-  };
-  const ha = hashes(a);
-  const hb = hashes(b);
+  const ha = manifests(a, (m) => m.outputs_hash);
+  const hb = manifests(b, (m) => m.outputs_hash);
   const diff = [...ha].filter(([k, h]) => hb.has(k) && hb.get(k) !== h).map(([k]) => k);
   return `stages whose outputs differ from the local run's (retention and report name the run folder, so they always do): ${diff.join(', ') || 'none'}`;
 }

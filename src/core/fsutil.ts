@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile, open } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -39,6 +39,19 @@ export async function atomicWriteFile(finalPath: string, data: string | Uint8Arr
 /** Writes JSON (2-space indent, trailing newline) atomically. */
 export async function atomicWriteJson(finalPath: string, value: unknown): Promise<void> {
   await atomicWriteFile(finalPath, JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * The JSON of a marker file written last (a stage's manifest, a shard's part record), or
+ * undefined when it is missing or unreadable: either way the work it marks is not complete.
+ */
+export function readJsonIfComplete<T>(file: string): T | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Hex sha256 of a file, streamed. */

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
-import { atomicWriteJson, ensureDir, sha256, sha256File } from '../core/fsutil.js';
+import { atomicWriteJson, ensureDir, readJsonIfComplete, sha256, sha256File } from '../core/fsutil.js';
 import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { nativeAddon } from '../backends/addon.js';
@@ -79,14 +79,9 @@ export async function fingerprint(p: string): Promise<string> {
   return `stat:${st.size}:${Math.floor(st.mtimeMs)}`;
 }
 
+/** A stage folder's manifest; missing or unreadable: not complete, the stage reruns. */
 function readManifest(dir: string): StageManifest | undefined {
-  const f = path.join(dir, 'manifest.json');
-  if (!existsSync(f)) return undefined;
-  try {
-    return JSON.parse(readFileSync(f, 'utf8')) as StageManifest;
-  } catch {
-    return undefined; // unreadable: treated as not complete, the stage reruns
-  }
+  return readJsonIfComplete<StageManifest>(path.join(dir, 'manifest.json'));
 }
 
 /** Why a stage will run, or that it is cached. */

@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
 import { buildTable } from '../core/arrow.js';
-import { atomicWriteFile, atomicWriteJson, ensureDir, sha256 } from '../core/fsutil.js';
+import { atomicWriteFile, atomicWriteJson, ensureDir, readJsonIfComplete, sha256 } from '../core/fsutil.js';
 import { canonicalJson } from '../core/config.js';
 import { EmbeddingStore, type EmbeddingChunk } from '../retrieval/store.js';
 import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
@@ -68,13 +68,7 @@ interface PartRecord {
 }
 
 function readPart(dir: string): PartRecord | undefined {
-  const f = path.join(dir, 'part.json');
-  if (!existsSync(f)) return undefined;
-  try {
-    return JSON.parse(readFileSync(f, 'utf8')) as PartRecord;
-  } catch {
-    return undefined;
-  }
+  return readJsonIfComplete<PartRecord>(path.join(dir, 'part.json'));
 }
 
 /** `r` with output `name` replaced by `file` (a subset written elsewhere). */

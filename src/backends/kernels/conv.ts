@@ -74,44 +74,37 @@ export function registerConvKernels(k: KernelTable): void {
   };
   conv(CONV_ADD_KERNEL, true);
 
-  {
-    const fallback = cpuKernel('Conv2DBackpropInput');
-    k.Conv2DBackpropInput = (args) => {
-      const { dy, filter } = args.inputs as Record<string, TensorInfo>;
-      const at = args.attrs as unknown as {
-        strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-        dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
-        inputShape: [number, number, number, number];
-      };
-      if (!allF32(dy, filter) || at.dataFormat === 'NCHW') return fallback(args);
-      const c = bu.computeConv2DInfo(
-        at.inputShape, filter.shape as [number, number, number, number], at.strides, 1, at.pad,
-        at.dimRoundingMode, false, 'channelsLast',
-      );
-      const out = alloc(size(c.inShape));
-      nativeAddon().conv2dBackpropInput(f32(args.backend, dy), f32(args.backend, filter), out, convParams(c));
-      return args.backend.makeTensorInfo(c.inShape, 'float32', out);
+  type Shape4 = [number, number, number, number];
+  type ConvGradAttrs = {
+    strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+    dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+    inputShape?: Shape4; filterShape?: Shape4;
+  };
+  /**
+   * A convolution gradient from the kernel's two inputs `a`, `b`: `shapes` gives the forward
+   * convolution's input and filter shapes, `outOf` the gradient's shape, `run` the addon call.
+   */
+  const convGrad = (
+    name: string, [a, b]: [string, string],
+    shapes: (inputs: Record<string, TensorInfo>, at: ConvGradAttrs) => [Shape4, Shape4],
+    outOf: (c: tf.backend_util.Conv2DInfo) => number[],
+    run: (a: Float32Array, b: Float32Array, out: Float32Array, p: Int32Array) => void,
+  ) => {
+    const fallback = cpuKernel(name);
+    k[name] = (args) => {
+      const inputs = args.inputs as Record<string, TensorInfo>;
+      const at = args.attrs as unknown as ConvGradAttrs;
+      if (!allF32(inputs[a]!, inputs[b]!) || at.dataFormat === 'NCHW') return fallback(args);
+      const [xShape, filterShape] = shapes(inputs, at);
+      const c = bu.computeConv2DInfo(xShape, filterShape, at.strides, 1, at.pad, at.dimRoundingMode, false, 'channelsLast');
+      const shape = outOf(c);
+      const out = alloc(size(shape));
+      run(f32(args.backend, inputs[a]!), f32(args.backend, inputs[b]!), out, convParams(c));
+      return args.backend.makeTensorInfo(shape, 'float32', out);
     };
-  }
-  {
-    const fallback = cpuKernel('Conv2DBackpropFilter');
-    k.Conv2DBackpropFilter = (args) => {
-      const { x, dy } = args.inputs as Record<string, TensorInfo>;
-      const at = args.attrs as unknown as {
-        strides: [number, number] | number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-        dataFormat: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil';
-        filterShape: [number, number, number, number];
-      };
-      if (!allF32(x, dy) || at.dataFormat === 'NCHW') return fallback(args);
-      const c = bu.computeConv2DInfo(
-        x.shape as [number, number, number, number], at.filterShape, at.strides, 1, at.pad, at.dimRoundingMode,
-        false, 'channelsLast',
-      );
-      const out = alloc(size(c.filterShape));
-      nativeAddon().conv2dBackpropFilter(f32(args.backend, x), f32(args.backend, dy), out, convParams(c));
-      return args.backend.makeTensorInfo(c.filterShape, 'float32', out);
-    };
-  }
+  };
+  convGrad('Conv2DBackpropInput', ['dy', 'filter'], (i, at) => [at.inputShape!, i.filter!.shape as Shape4], (c) => c.inShape, (dy, w, dx, p) => nativeAddon().conv2dBackpropInput(dy, w, dx, p));
+  convGrad('Conv2DBackpropFilter', ['x', 'dy'], (i, at) => [i.x!.shape as Shape4, at.filterShape!], (c) => c.filterShape, (x, dy, dw, p) => nativeAddon().conv2dBackpropFilter(x, dy, dw, p));
 
   type PoolAttrs = {
     filterSize: [number, number] | number; strides: [number, number] | number;

@@ -141,12 +141,16 @@ function slurmCmd(cmd: string, args: readonly string[], opts: { input?: string }
   return r.stdout;
 }
 
+/** `squeue` of this user's jobs and array tasks in every state, one line each in `format`. */
+function squeueAll(format: string): string[] {
+  const user = process.env.USER ?? spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
+  return slurmCmd('squeue', ['--noheader', '--array', '--states=all', `--user=${user}`, `--format=${format}`]).split('\n');
+}
+
 /** Task states Slurm knows, by `<array job id>_<task id>`. */
 function queueStates(): Map<string, { state: string; reason: string }> {
   const out = new Map<string, { state: string; reason: string }>();
-  const user = process.env.USER ?? spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
-  const text = slurmCmd('squeue', ['--noheader', '--array', '--states=all', `--user=${user}`, '--format=%F|%K|%T|%r']);
-  for (const line of text.split('\n')) {
+  for (const line of squeueAll('%F|%K|%T|%r')) {
     const [arr, task, state, reason] = line.trim().split('|');
     if (!arr || !task || !state) continue;
     out.set(`${arr}_${task}`, { state, reason: reason ?? '' });
@@ -193,9 +197,8 @@ function recoverState(runDir: string, jobDir: string): SlurmState {
   const scripts = readdirSync(jobDir).filter((f) => f.endsWith('.sh'));
   if (!scripts.length) return state;
   const prefix = jobName(runDir, '', 0).replace(/-0$/, '');
-  const user = process.env.USER ?? spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
   const active = new Map<string, string>(); // job name → array job id, of jobs with a task still queued or running
-  for (const line of slurmCmd('squeue', ['--noheader', '--array', '--states=all', `--user=${user}`, '--format=%F|%j|%T']).split('\n')) {
+  for (const line of squeueAll('%F|%j|%T')) {
     const [id, name, st] = line.trim().split('|');
     if (id && name && st && ACTIVE.has(st) && name.startsWith(prefix)) active.set(name, id);
   }

@@ -11,6 +11,8 @@ import { loadAnyCheckpoint } from '../../models/load.js';
 import { predictDataset } from '../../infer/predict.js';
 import type { StageContext, StageResult } from '../runner.js';
 import { readImageSet, toDataset, type ImageSet } from '../imagesets.js';
+import { DEFAULT_FASHION_CLASSES, fashionObjects } from '../../data/fashion-shift.js';
+import type { ObjectSource } from '../../data/synthetic.js';
 
 /** The image sets every run materialises. */
 export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
@@ -38,6 +40,19 @@ export function fashionParts(cfg: Config): { synthetic: Record<string, unknown>;
   if (classes !== undefined && !(Array.isArray(classes) && classes.every((c) => Number.isInteger(c) && c >= 0 && c <= 9)))
     throw new ConfigError(`config.data.fashion.classes: expected a list of Fashion-MNIST labels 0-9, received ${JSON.stringify(classes)}`);
   return { synthetic, ...(classes ? { classes: classes as number[] } : {}) };
+}
+
+/**
+ * What the run's broad draws are drawn from (the demo backbones' training images, and
+ * `pretrain.data: broad`): the synthetic benchmark's options, or for Fashion-MNIST data its
+ * options with the garments' class count and the garment images as objects. `key` is what
+ * a stage's config slice records of it.
+ */
+export function broadDrawSource(cfg: Config): { synthetic: Record<string, unknown>; objects: () => ObjectSource | undefined; key: { synthetic: Record<string, unknown>; kind: string; fashion_dir: string | null } } {
+  const fp = cfg.data.kind === 'fashion-mnist' ? fashionParts(cfg) : undefined;
+  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : ((cfg.data.synthetic ?? {}) as Record<string, unknown>);
+  const objects = () => (fp ? fashionObjects({ dir: cfg.data.fashion_dir, ...(fp.classes ? { classes: fp.classes } : {}) }) : undefined);
+  return { synthetic, objects, key: { synthetic, kind: cfg.data.kind, fashion_dir: fp ? cfg.data.fashion_dir : null } };
 }
 
 /** Absolute weights file of a model stage (trained or given). */

@@ -22,8 +22,7 @@ import { readImageSet } from '../imagesets.js';
 import type { StageOutputs, StageSpec } from '../runner.js';
 import { saveCheckpoint } from '../../models/load.js';
 import { generateBroad } from '../../data/synthetic.js';
-import { DEFAULT_FASHION_CLASSES, fashionObjects } from '../../data/fashion-shift.js';
-import { fashionParts } from './common.js';
+import { broadDrawSource } from './common.js';
 
 /** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
 export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
@@ -121,25 +120,21 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
   const fromBroad = source === 'broad';
   if (fromBroad && cfg.data.kind !== 'synthetic' && cfg.data.kind !== 'fashion-mnist')
     throw new ConfigError(`config.backbones[${i}].pretrain.data: "broad" is a synthetic draw (data.kind synthetic or fashion-mnist); for ${cfg.data.kind} data give "pool" or a folder of images`);
-  const fp = fromBroad && cfg.data.kind === 'fashion-mnist' ? fashionParts(cfg) : undefined;
-  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : (cfg.data.synthetic ?? {});
+  const broad = fromBroad ? broadDrawSource(cfg) : undefined;
   return {
     stage: 'backbone',
     label: b.label ?? b.name,
     version: 1,
-    config: fromBroad
-      ? { name: b.name, weights: 'ssl', data: source, broadSize, synthetic, kind: cfg.data.kind, fashion_dir: fp ? cfg.data.fashion_dir : null, options }
-      : { name: b.name, weights: 'ssl', data: source, options },
+    config: broad ? { name: b.name, weights: 'ssl', data: source, broadSize, ...broad.key, options } : { name: b.name, weights: 'ssl', data: source, options },
     // from the pool: one pretraining per experiment seed (each seed draws its own pool); from the
     // broad draw or a folder: one for all seeds (no dependency on the seed's data)
     deps: fromPool ? { data } : {},
     externals: fromPool || fromBroad ? [] : [source],
     async run(ctx): Promise<StageOutputs> {
       let images: UnlabelledImages;
-      if (fromBroad) {
-        const objects = fp ? fashionObjects({ dir: cfg.data.fashion_dir, ...(fp.classes ? { classes: fp.classes } : {}) }) : undefined;
-        const broad = generateBroad(synthetic as Parameters<typeof generateBroad>[0], broadSize, options.seed, objects);
-        images = { images: broad.images, size: broad.size, n: broad.n };
+      if (broad) {
+        const draw = generateBroad(broad.synthetic as Parameters<typeof generateBroad>[0], broadSize, options.seed, broad.objects());
+        images = { images: draw.images, size: draw.size, n: draw.n };
       } else if (fromPool) {
         const pool = await readImageSet(ctx.inputs.data!.file('pool'));
         if (!pool.pixels) throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" needs an in-memory pool (synthetic or fashion-mnist data); for ImageNet give a folder of images`);
