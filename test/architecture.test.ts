@@ -94,6 +94,9 @@ describe('the dcd command', () => {
   }, 60_000);
 
   it.runIf(existsSync(CLI))('prints its help through `npx dcd` in the checkout', () => {
+    // npx runs the bin file itself, and only sets its mode when it (re)links the checkout into its
+    // cache: a second build in the same path must leave it executable (`npm run build` does).
+    expect((statSync(CLI).mode & 0o111).toString(8), `${CLI} is not executable`).not.toBe('0');
     const out = execFileSync('npx', ['--no-install', 'dcd', '--help'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
     expect(out).toMatch(/^dcd <command>/);
     expect(out).toContain('dcd run <config>');
