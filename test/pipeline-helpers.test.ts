@@ -8,7 +8,7 @@ import { featuresOf } from '../src/infer/features.js';
 import { predictDataset } from '../src/infer/predict.js';
 import { createModel, getModelSpec } from '../src/models/registry.js';
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from '../src/pipeline/imagesets.js';
-import { aggregate, markdownTable } from '../src/pipeline/table.js';
+import { aggregate, markdownTable, pairedGaps, pairedMarkdown } from '../src/pipeline/table.js';
 
 function tinySet(n: number, size = 8): ImageSet {
   const data = new Uint8Array(n * size * size * 3);
@@ -70,5 +70,40 @@ describe('pipeline image sets and model helpers', () => {
     expect(h.mean).toBe(35);
     expect(h.std).toBeCloseTo(Math.SQRT2 * 5, 10);
     expect(markdownTable(rows)).toMatch(/\| dcd-b \| – \| 35\.00 ± 7\.07 \|/);
+  });
+
+  it('pairs rows per seed: each DCD row against Random and the DCD rows against each other, on shared seeds only', () => {
+    const r = (method: string, seed: number, heldout: number, variant = '') => ({ method, seed, variant, metrics: { heldout, seed: heldout + 1 } });
+    // a spread shared by every row of a seed (seed 2 is hard): unpaired stds large, paired small
+    const results = [
+      r('random', 0, 40), r('random', 1, 47), r('random', 2, 30),
+      r('dcd-a', 0, 50), r('dcd-a', 1, 56), r('dcd-a', 2, 41),
+      r('dcd-b', 0, 45), r('dcd-b', 1, 49), r('dcd-b', 2, 36), r('dcd-b', 3, 99),
+      r('original', 0, 0), r('original', 1, 0), r('original', 2, 0),
+    ];
+    const g = pairedGaps(results);
+    expect(g.map((x) => `${x.a}-${x.b}`)).toEqual(['dcd-a-random', 'dcd-b-random', 'dcd-a-dcd-b']);
+    const ab = g[2]!;
+    expect(ab.seeds).toEqual([0, 1, 2]); // seed 3 only dcd-b ran
+    const d = [5, 7, 5];
+    const mean = 17 / 3;
+    const std = Math.sqrt(d.reduce((a, x) => a + (x - mean) ** 2, 0) / 2);
+    expect(ab.cells.heldout!.mean).toBeCloseTo(mean, 12);
+    expect(ab.cells.heldout!.std).toBeCloseTo(std, 12);
+    expect(ab.cells.heldout!.t).toBeCloseTo(mean / (std / Math.sqrt(3)), 12);
+    expect(ab.cells.heldout!.wins).toBe(3);
+    expect(ab.cells.test_all).toBeNull(); // not evaluated
+    expect(g[0]!.cells.heldout!.mean).toBeCloseTo(10, 12);
+    expect(g[1]!.cells.heldout!.wins).toBe(3);
+    const md = pairedMarkdown(g);
+    expect(md).toContain('| dcd-a − dcd-b | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | – |');
+    // one seed: nothing to pair
+    expect(pairedGaps(results.filter((x) => x.seed === 0))).toEqual([]);
+    expect(pairedMarkdown([])).toBe('');
+    // a sweep pairs rows within a variant, never across
+    const sweep = [r('random', 0, 1, 'k=2'), r('random', 1, 2, 'k=2'), r('dcd-a', 0, 3, 'k=2'), r('dcd-a', 1, 5, 'k=2'), r('random', 0, 9, 'k=4'), r('random', 1, 9, 'k=4'), r('dcd-a', 0, 4, 'k=4'), r('dcd-a', 1, 6, 'k=4')];
+    const sg = pairedGaps(sweep);
+    expect(sg.map((x) => `${x.a} − ${x.b}`)).toEqual(['dcd-a [k=2] − random [k=2]', 'dcd-a [k=4] − random [k=4]']);
+    expect(sg[1]!.cells.heldout!.mean).toBeCloseTo(-4, 12);
   });
 });

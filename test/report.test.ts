@@ -168,6 +168,12 @@ describe('writeReport', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dcd-report-ret-'));
     const files = await writeReport({ runs: RUNS }, path.join(dir, 'a'));
     expect(readFileSync(files.html, 'utf8')).not.toContain('retention');
+    expect(readFileSync(files.html, 'utf8')).not.toContain('Paired differences');
+    // the paired table, when given, goes under the accuracy table in both the page and report.md
+    const paired = { columns: ['Seed', 'Heldout'], rows: [{ name: 'dcd-a − random', cells: ['+5.67 ± 1.15 (t 8.5; 3/3 > 0)', '–'] }], note: 'Paired per seed.' };
+    const pf = await writeReport({ runs: RUNS, paired }, path.join(dir, 'p'));
+    expect(readFileSync(pf.html, 'utf8')).toContain('<tr><td>dcd-a − random</td><td>+5.67 ± 1.15 (t 8.5; 3/3 &gt; 0)</td><td>–</td></tr>');
+    expect(readFileSync(pf.markdown, 'utf8')).toContain('| dcd-a − random | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | – |');
     const missing = path.join(dir, 'nope.png');
     await expect(writeReport({ runs: RUNS, retention: { rows: RETENTION, plot: missing } }, path.join(dir, 'b'))).rejects.toThrow(/cannot copy the retention plot .*nope\.png/);
   });

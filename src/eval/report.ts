@@ -98,10 +98,28 @@ export interface RetentionSection {
   plot?: string;
 }
 
+/** Paired per-seed differences between rows, already formatted (src/pipeline/table.ts computes them). */
+export interface PairedTable {
+  /** Column headers after the first (e.g. `Seed`, `Heldout`, `INet (all)`). */
+  columns: string[];
+  rows: { name: string; cells: string[] }[];
+  /** What the cells mean (printed under the table). */
+  note: string;
+}
+
+/** The paired table as Markdown, with its heading and note. */
+export function pairedTableMarkdown(t: PairedTable): string {
+  const head = ['difference', ...t.columns];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...t.rows.map((r) => `| ${[r.name, ...r.cells].join(' | ')} |`)];
+  return ['### Paired differences per seed', '', lines.join('\n'), '', t.note, ''].join('\n');
+}
+
 /** Everything the report shows. */
 export interface ReportInput {
   title?: string;
   runs: MethodRun[];
+  /** Paired per-seed differences (shown under the table). */
+  paired?: PairedTable;
   retrieval?: RetrievalExamples;
   retention?: RetentionSection;
 }
@@ -414,6 +432,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
   const ret = input.retention?.rows.length ? input.retention : undefined;
   const md =
     `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.\n\n${tableMarkdown(table)}` +
+    (input.paired ? `\n${pairedTableMarkdown(input.paired)}` : '') +
     (ret ? `\n## ${retentionHeading(ret)}\n\n${retentionTableMarkdown(ret)}` : '');
   const files: ReportFiles = {
     markdown: path.join(outDir, 'report.md'),
@@ -512,6 +531,13 @@ figure{margin:0;text-align:center;font-size:11px}figure.missing div{width:${size
 <tr><th>Method</th><th>n</th>${table.columns.map((c) => `<th>${esc(c.replace(/ \((subset|all)\)/, ''))}</th>`).join('')}</tr>
 ${table.rows.map((r) => `<tr><td>${esc(r.method)}</td><td>${r.n}</td>${r.cells.map((c) => `<td>${esc(formatCell(c))}</td>`).join('')}</tr>`).join('\n')}
 </table>
+${
+  input.paired
+    ? `<h3>Paired differences per seed</h3><table class="acc"><tr><th>difference</th>${input.paired.columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>
+${input.paired.rows.map((r) => `<tr><td>${esc(r.name)}</td>${r.cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('\n')}
+</table><p>${esc(input.paired.note)}</p>`
+    : ''
+}
 ${plots.length ? `<h2>Per-class analysis (Figure 10)</h2><div class="plots">${plots.map((p) => `<figure><img src="images/${p.name}.png" width="480" height="400" alt="${esc(p.name)}"><figcaption>${esc(p.caption)} (<a href="images/${p.name}.svg">SVG</a>)</figcaption></figure>`).join('')}</div>` : ''}
 ${retentionHtml}
 ${retrievalHtml.join('\n')}
@@ -527,6 +553,7 @@ const Img = z.object({ id: z.string(), path: z.string(), distance: z.number().op
 /** Run-time schema of {@link ReportInput} (the `dcd report --results` JSON file). */
 export const ReportInputSchema = z.object({
   title: z.string().optional(),
+  paired: z.object({ columns: z.array(z.string()), rows: z.array(z.object({ name: z.string(), cells: z.array(z.string()) })), note: z.string() }).optional(),
   runs: z
     .array(
       z.object({

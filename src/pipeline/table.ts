@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { writeReport, type MethodRun, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
+import { pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -120,6 +120,90 @@ export function csvTable(rows: readonly TableRow[]): string {
   return out.join('\n') + '\n';
 }
 
+/** Paired differences of two rows over the seeds both ran: mean ± sample std, t, and how many seeds favour the first. */
+export interface PairedGap {
+  /** `a − b`, e.g. `dcd-ssl − random`. */
+  a: string;
+  b: string;
+  /** The seeds both rows ran (the pairing). */
+  seeds: number[];
+  cells: Record<string, { mean: number; std: number; n: number; t: number | null; wins: number } | null>;
+}
+
+/** Columns of the paired table: the debug sets and the full test set. */
+export const PAIRED_COLUMNS: readonly ColumnKey[] = ['seed', 'heldout', 'test_all'];
+
+/** `name [variant]` → `[variant]` (sweeps pair rows within one variant only), `''` otherwise. */
+const variantOf = (name: string) => /( \[.*\])$/.exec(name)?.[1] ?? '';
+const baseOf = (name: string) => name.slice(0, name.length - variantOf(name).length);
+
+/**
+ * Per-seed paired differences (Heldout etc. of row a minus row b on the same seed): each DCD row
+ * against Random, and each pair of DCD rows in table order. Rows of one seed share its data draw
+ * and original model, so their unpaired stds include a spread that every row shares; the paired
+ * std does not. Empty when fewer than two seeds are shared.
+ */
+export function pairedGaps(results: readonly RowResult[]): PairedGap[] {
+  const rows = aggregate(results);
+  const names = rowNames(results);
+  const bySeed = new Map<string, Map<number, RowMetrics>>();
+  results.forEach((r, i) => {
+    const n = names[i];
+    if (n === null || n === undefined) return;
+    if (!bySeed.has(n)) bySeed.set(n, new Map());
+    bySeed.get(n)!.set(r.seed, r.metrics);
+  });
+  const pairs: [string, string][] = [];
+  const variants = [...new Set(rows.map((r) => variantOf(r.name)))];
+  for (const v of variants) {
+    const dcd = rows.map((r) => r.name).filter((n) => variantOf(n) === v && baseOf(n).startsWith('dcd-'));
+    const random = rows.map((r) => r.name).find((n) => variantOf(n) === v && baseOf(n) === 'random') ?? rows.map((r) => r.name).find((n) => n === 'random');
+    if (random) for (const a of dcd) pairs.push([a, random]);
+    for (let i = 0; i < dcd.length; i++) for (let j = i + 1; j < dcd.length; j++) pairs.push([dcd[i]!, dcd[j]!]);
+  }
+  const out: PairedGap[] = [];
+  for (const [a, b] of pairs) {
+    const ma = bySeed.get(a)!;
+    const mb = bySeed.get(b)!;
+    const seeds = [...ma.keys()].filter((s) => mb.has(s)).sort((x, y) => x - y);
+    if (seeds.length < 2) continue;
+    const cells: PairedGap['cells'] = {};
+    for (const c of PAIRED_COLUMNS) {
+      const d = seeds.map((s) => [ma.get(s)![c], mb.get(s)![c]]).filter((x): x is [number, number] => typeof x[0] === 'number' && typeof x[1] === 'number').map(([x, y]) => x - y);
+      if (d.length < 2) {
+        cells[c] = null;
+        continue;
+      }
+      const mean = d.reduce((x, y) => x + y, 0) / d.length;
+      const std = Math.sqrt(d.reduce((x, y) => x + (y - mean) ** 2, 0) / (d.length - 1));
+      cells[c] = { mean, std, n: d.length, t: std > 0 ? mean / (std / Math.sqrt(d.length)) : null, wins: d.filter((x) => x > 0).length };
+    }
+    out.push({ a, b, seeds, cells });
+  }
+  return out;
+}
+
+/** The paired table, formatted (cells as text): what report.md and the HTML report show. */
+export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined {
+  if (!gaps.length) return undefined;
+  const fmt = (x: PairedGap['cells'][string]) =>
+    x ? `${x.mean >= 0 ? '+' : ''}${x.mean.toFixed(2)} ± ${x.std.toFixed(2)} (t ${x.t === null ? '–' : x.t.toFixed(1)}; ${x.wins}/${x.n} > 0)` : '–';
+  const n = Math.max(...gaps.map((g) => g.seeds.length));
+  return {
+    columns: PAIRED_COLUMNS.map((c) => HEADERS[c]),
+    rows: gaps.map((g) => ({ name: `${g.a} − ${g.b}`, cells: PAIRED_COLUMNS.map((c) => fmt(g.cells[c]!)) })),
+    note:
+      `Paired per seed (points): mean ± sample std over the ${n} seeds of (row a − row b) on the same seed, whose data draw and original model both rows share; ` +
+      `t = mean / (std / √n), n − 1 degrees of freedom (|t| > 4.30 is the two-sided 5% level for n = 3, 2.78 for n = 5); how many seeds favour row a.`,
+  };
+}
+
+/** The paired table as Markdown (empty string when there is nothing to pair). */
+export function pairedMarkdown(gaps: readonly PairedGap[]): string {
+  const t = pairedTable(gaps);
+  return t ? pairedTableMarkdown(t) : '';
+}
+
 /** Writes report.md, report.csv, report.json (per-seed results too) into `dir`; returns the files. */
 export async function writeTables(
   dir: string,
@@ -128,13 +212,15 @@ export async function writeTables(
 ): Promise<Record<string, string>> {
   const rows = aggregate(results);
   const files: Record<string, string> = {};
-  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title));
+  const paired = pairedGaps(results);
+  const pairedMd = pairedMarkdown(paired);
+  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title) + (pairedMd ? `\n${pairedMd}` : ''));
   files.markdown = 'report.md';
   if (opts.formats.includes('csv')) {
     await atomicWriteFile(path.join(dir, 'report.csv'), csvTable(rows));
     files.csv = 'report.csv';
   }
-  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, columns: COLUMNS, rows, results });
+  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, columns: COLUMNS, rows, paired, results });
   files.json = 'report.json';
   if (opts.formats.includes('html')) {
     // The HTML report (plots, offline page) is the evaluation area's; it reads fractions.
@@ -155,7 +241,11 @@ export async function writeTables(
             },
           ],
     );
-    await writeReport({ title: opts.title, runs, ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) }, path.join(dir, 'html'));
+    const pt = pairedTable(paired);
+    await writeReport(
+      { title: opts.title, runs, ...(pt ? { paired: pt } : {}), ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) },
+      path.join(dir, 'html'),
+    );
     files.html = 'html/report.html';
   }
   return files;

@@ -30,7 +30,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 5,
+    version: 6,
     config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
