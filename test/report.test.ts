@@ -184,6 +184,11 @@ describe('writeReport', () => {
     writeFileSync(good, JSON.stringify({ runs: RUNS.slice(0, 3) }));
     expect(await main(['report', '--results', good, '--out', path.join(dir, 'r')])).toBe(0);
     expect(existsSync(path.join(dir, 'r', 'report.md'))).toBe(true);
+    expect(readFileSync(path.join(dir, 'r', 'report.md'), 'utf8')).not.toContain('Paired differences'); // one seed
+    // two seeds: the paired table, as `dcd run` writes it (heldout 28 − 19 and 30 − 21 points)
+    writeFileSync(good, JSON.stringify({ runs: RUNS }));
+    expect(await main(['report', '--results', good, '--out', path.join(dir, 'r3')])).toBe(0);
+    expect(readFileSync(path.join(dir, 'r3', 'report.md'), 'utf8')).toMatch(/\| dcd-dino_vits16 − random \| \+10\.00 ± 0\.00 \(t –; 2\/2 > 0\) \| \+9\.00 ± 0\.00 \(t –; 2\/2 > 0\) \| \+1\.00 ± 0\.00 \(t –; 2\/2 > 0\) \|/);
     const bad = path.join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ runs: [{ method: 'x', seedAcc: '0.3' }] }));
     await expect(readReportInput(bad)).rejects.toThrow(/bad\.json: not a valid report input:\n {2}runs\.0\.seedAcc/);

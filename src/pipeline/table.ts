@@ -176,7 +176,7 @@ export function pairedGaps(results: readonly RowResult[]): PairedGap[] {
       }
       const mean = d.reduce((x, y) => x + y, 0) / d.length;
       const std = Math.sqrt(d.reduce((x, y) => x + (y - mean) ** 2, 0) / (d.length - 1));
-      cells[c] = { mean, std, n: d.length, t: std > 0 ? mean / (std / Math.sqrt(d.length)) : null, wins: d.filter((x) => x > 0).length };
+      cells[c] = { mean, std, n: d.length, t: std > 1e-9 ? mean / (std / Math.sqrt(d.length)) : null /* identical differences (up to rounding): no t */, wins: d.filter((x) => x > 0).length };
     }
     out.push({ a, b, seeds, cells });
   }

@@ -3,6 +3,7 @@ import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { evalFromFiles, failuresFromFiles } from '../../eval/from-files.js';
 import { readReportInput, writeReport } from '../../eval/report.js';
+import { pairedGaps, pairedTable } from '../../pipeline/table.js';
 
 const pct = (v: number) => (Number.isNaN(v) ? 'n/a' : `${(100 * v).toFixed(2)}%`);
 
@@ -76,6 +77,15 @@ const report: CommandModule<object, any> = {
       .example('$0 report --results runs/demo/results.json --out runs/demo/report', ''),
   handler: async (a) => {
     const input = await readReportInput(a.results);
+    // runs of several seeds: the paired per-seed differences, as `dcd run` reports them
+    if (!input.paired) {
+      const pct = (v: number) => 100 * v;
+      const rows = input.runs
+        .filter((r) => r.seed !== undefined)
+        .map((r) => ({ method: r.method, seed: r.seed!, variant: '', metrics: { seed: pct(r.seedAcc), heldout: pct(r.heldoutAcc), test_all: pct(r.all.inet) } }));
+      const pt = pairedTable(pairedGaps(rows));
+      if (pt) input.paired = pt;
+    }
     const files = await writeReport(input, a.out);
     process.stdout.write(files.text);
     log.info(`report → ${files.markdown}, ${files.csv}, ${files.json}, ${files.html}`);
