@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -255,6 +255,39 @@ describe('slurm executor pieces that need no cluster', () => {
     const text = jobScript({ name: 'j', units: [u("embed/a b's-1", 'part', 1), u('embed/x-2', 'merge'), u('train/dcd-y-s0-3', 'whole')], cwd: '/w', cli: ['node', 'main.js'], rcDir: '/r' });
     expect(scriptKeys(text, 'j.sh')).toEqual(["embed/a b's-1#part=1/2", 'embed/x-2#merge=2', 'train/dcd-y-s0-3']);
     expect(() => scriptKeys('#!/bin/bash\necho hi\n', 'x.sh')).toThrow(/x\.sh: no STAGES=\(\.\.\.\) line/);
+  });
+
+  it('reads the queue before it makes the plan: a task of an earlier driver that ends in between is not submitted again', async () => {
+    const { runOnSlurm } = await import('../src/pipeline/executors/slurm.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'slurm-race-'));
+    const bin = path.join(dir, 'bin');
+    const runDir = path.join(dir, 'runs/demo');
+    const calls = path.join(dir, 'calls.log');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(path.join(runDir, 'slurm'), { recursive: true });
+    // Fake Slurm: the earlier driver's data task is RUNNING at the first squeue and gone after it.
+    writeFileSync(path.join(bin, 'squeue'), `#!/bin/sh\necho squeue >> '${calls}'\nif [ ! -e '${dir}/seen' ]; then touch '${dir}/seen'; echo '100|0|RUNNING|None'; fi\n`, { mode: 0o755 });
+    writeFileSync(path.join(bin, 'sbatch'), `#!/bin/sh\necho sbatch >> '${calls}'\necho 200\n`, { mode: 0o755 });
+    const key = 'data/synthetic-s0-abc';
+    writeFileSync(path.join(runDir, 'slurm/state.json'), JSON.stringify({ version: 1, seq: 1, jobs: [{ name: 'dcd-demo-data-0', job_id: '100', stages: [key], kind: 'data', script: '', submitted: 't', sbatch: [] }] }));
+    const spec = { stage: 'data', label: 'synthetic-s0', version: 1, config: {}, deps: {}, run: async () => ({}) } as never;
+    // The stage is complete once its task has ended, i.e. once the queue has been read: a plan made
+    // before that (the old order) would not find it cached, and the task, no longer active, would be resubmitted.
+    const plan = async () => {
+      const ended = existsSync(calls) && readFileSync(calls, 'utf8').includes('squeue');
+      writeFileSync(calls, 'plan\n', { flag: 'a' });
+      return [{ spec, dir: path.join(runDir, 'data', 'synthetic-s0-abc'), cached: ended, reason: ended ? 'cached' : 'never ran' }];
+    };
+    const oldPath = process.env.PATH;
+    process.env.PATH = `${bin}:${oldPath}`;
+    try {
+      const r = await runOnSlurm(plan, { runDir, cwd: dir, cliArgs: [], pollMs: 1, print: () => {} });
+      expect(r.submittedJobs).toEqual([]);
+      expect(r.tasks).toEqual([]);
+    } finally {
+      process.env.PATH = oldPath;
+    }
+    expect(readFileSync(calls, 'utf8').trim().split('\n')).toEqual(['squeue', 'plan']);
   });
 
   it('a job script gives native code the CPUs Slurm allotted (SLURM_CPUS_PER_TASK), unless DCD_NATIVE_THREADS is set', async () => {

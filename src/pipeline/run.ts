@@ -112,8 +112,9 @@ function jobCliArgs(file: string, opts: RunOptions): string[] {
 /** The slurm executor: submit the plan's uncached stages, wait, and fail with each failed job's log. */
 async function executeOnSlurm(file: string, runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], opts: RunOptions): Promise<SlurmRunResult> {
   const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}) };
-  const { plan } = await runStages(runDir, roots, { dryRun: true, ...sel });
   if (!opts.dryRun) await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
+  // the executor makes the plan itself, after it has read the queue (see runOnSlurm)
+  const plan = async () => (await runStages(runDir, roots, { dryRun: true, ...sel })).plan;
   const r = await runOnSlurm(plan, {
     runDir,
     cwd: opts.cwd ?? process.cwd(),
