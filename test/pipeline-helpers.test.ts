@@ -8,7 +8,8 @@ import { featuresOf } from '../src/infer/features.js';
 import { predictDataset } from '../src/infer/predict.js';
 import { createModel, getModelSpec } from '../src/models/registry.js';
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from '../src/pipeline/imagesets.js';
-import { aggregate, markdownTable, pairedGaps, pairedMarkdown } from '../src/pipeline/table.js';
+import { aggregate, markdownTable, pairedGaps, pairedTable } from '../src/pipeline/table.js';
+import { pairedTableMarkdown } from '../src/eval/report.js';
 
 function tinySet(n: number, size = 8): ImageSet {
   const data = new Uint8Array(n * size * size * 3);
@@ -95,11 +96,11 @@ describe('pipeline image sets and model helpers', () => {
     expect(ab.cells.test_all).toBeNull(); // not evaluated
     expect(g[0]!.cells.heldout!.mean).toBeCloseTo(10, 12);
     expect(g[1]!.cells.heldout!.wins).toBe(3);
-    const md = pairedMarkdown(g);
+    const md = pairedTableMarkdown(pairedTable(g)!);
     expect(md).toContain('| dcd-a − dcd-b | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | – |');
     // one seed: nothing to pair
     expect(pairedGaps(results.filter((x) => x.seed === 0))).toEqual([]);
-    expect(pairedMarkdown([])).toBe('');
+    expect(pairedTable([])).toBeUndefined();
     // a sweep pairs rows within a variant, never across
     const sweep = [r('random', 0, 1, 'k=2'), r('random', 1, 2, 'k=2'), r('dcd-a', 0, 3, 'k=2'), r('dcd-a', 1, 5, 'k=2'), r('random', 0, 9, 'k=4'), r('random', 1, 9, 'k=4'), r('dcd-a', 0, 4, 'k=4'), r('dcd-a', 1, 6, 'k=4')];
     const sg = pairedGaps(sweep);

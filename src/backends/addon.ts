@@ -105,7 +105,6 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;
-
 }
 
 

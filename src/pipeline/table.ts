@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
+import { meanStd, pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -84,9 +84,7 @@ export function aggregate(results: readonly RowResult[]): TableRow[] {
         cells[c] = null;
         continue;
       }
-      const mean = v.reduce((a, b) => a + b, 0) / v.length;
-      const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : 0;
-      cells[c] = { mean, std, n: v.length };
+      cells[c] = meanStd(v);
     }
     rows.push({ name, n: rs.length, seeds: rs.map((r) => r.seed), cells });
   }
@@ -141,10 +139,10 @@ const baseOf = (name: string) => name.slice(0, name.length - variantOf(name).len
  * Per-seed paired differences (Heldout etc. of row a minus row b on the same seed): each DCD row
  * against Random, and each pair of DCD rows in table order. Rows of one seed share its data draw
  * and original model, so their unpaired stds include a spread that every row shares; the paired
- * std does not. Empty when fewer than two seeds are shared.
+ * std does not. Empty when fewer than two seeds are shared. `rows`: the table of `results`
+ * (its row order), when the caller has it.
  */
-export function pairedGaps(results: readonly RowResult[]): PairedGap[] {
-  const rows = aggregate(results);
+export function pairedGaps(results: readonly RowResult[], rows: readonly TableRow[] = aggregate(results)): PairedGap[] {
   const names = rowNames(results);
   const bySeed = new Map<string, Map<number, RowMetrics>>();
   results.forEach((r, i) => {
@@ -154,10 +152,11 @@ export function pairedGaps(results: readonly RowResult[]): PairedGap[] {
     bySeed.get(n)!.set(r.seed, r.metrics);
   });
   const pairs: [string, string][] = [];
-  const variants = [...new Set(rows.map((r) => variantOf(r.name)))];
-  for (const v of variants) {
-    const dcd = rows.map((r) => r.name).filter((n) => variantOf(n) === v && baseOf(n).startsWith('dcd-'));
-    const random = rows.map((r) => r.name).find((n) => variantOf(n) === v && baseOf(n) === 'random') ?? rows.map((r) => r.name).find((n) => n === 'random');
+  const order = rows.map((r) => r.name);
+  for (const v of new Set(order.map(variantOf))) {
+    const dcd = order.filter((n) => variantOf(n) === v && baseOf(n).startsWith('dcd-'));
+    // a Random row that every variant shares carries no variant
+    const random = order.find((n) => variantOf(n) === v && baseOf(n) === 'random') ?? order.find((n) => n === 'random');
     if (random) for (const a of dcd) pairs.push([a, random]);
     for (let i = 0; i < dcd.length; i++) for (let j = i + 1; j < dcd.length; j++) pairs.push([dcd[i]!, dcd[j]!]);
   }
@@ -174,9 +173,8 @@ export function pairedGaps(results: readonly RowResult[]): PairedGap[] {
         cells[c] = null;
         continue;
       }
-      const mean = d.reduce((x, y) => x + y, 0) / d.length;
-      const std = Math.sqrt(d.reduce((x, y) => x + (y - mean) ** 2, 0) / (d.length - 1));
-      cells[c] = { mean, std, n: d.length, t: std > 1e-9 ? mean / (std / Math.sqrt(d.length)) : null /* identical differences (up to rounding): no t */, wins: d.filter((x) => x > 0).length };
+      const { mean, std, n } = meanStd(d);
+      cells[c] = { mean, std, n, t: std > 1e-9 ? mean / (std / Math.sqrt(n)) : null /* identical differences (up to rounding): no t */, wins: d.filter((x) => x > 0).length };
     }
     out.push({ a, b, seeds, cells });
   }
@@ -198,12 +196,6 @@ export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined
   };
 }
 
-/** The paired table as Markdown (empty string when there is nothing to pair). */
-export function pairedMarkdown(gaps: readonly PairedGap[]): string {
-  const t = pairedTable(gaps);
-  return t ? pairedTableMarkdown(t) : '';
-}
-
 /** Writes report.md, report.csv, report.json (per-seed results too) into `dir`; returns the files. */
 export async function writeTables(
   dir: string,
@@ -212,9 +204,9 @@ export async function writeTables(
 ): Promise<Record<string, string>> {
   const rows = aggregate(results);
   const files: Record<string, string> = {};
-  const paired = pairedGaps(results);
-  const pairedMd = pairedMarkdown(paired);
-  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title) + (pairedMd ? `\n${pairedMd}` : ''));
+  const paired = pairedGaps(results, rows);
+  const pt = pairedTable(paired);
+  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title) + (pt ? `\n${pairedTableMarkdown(pt)}` : ''));
   files.markdown = 'report.md';
   if (opts.formats.includes('csv')) {
     await atomicWriteFile(path.join(dir, 'report.csv'), csvTable(rows));
@@ -241,7 +233,6 @@ export async function writeTables(
             },
           ],
     );
-    const pt = pairedTable(paired);
     await writeReport(
       { title: opts.title, runs, ...(pt ? { paired: pt } : {}), ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) },
       path.join(dir, 'html'),

@@ -79,10 +79,10 @@ const report: CommandModule<object, any> = {
     const input = await readReportInput(a.results);
     // runs of several seeds: the paired per-seed differences, as `dcd run` reports them
     if (!input.paired) {
-      const pct = (v: number) => 100 * v;
+      const points = (v: number) => 100 * v;
       const rows = input.runs
         .filter((r) => r.seed !== undefined)
-        .map((r) => ({ method: r.method, seed: r.seed!, variant: '', metrics: { seed: pct(r.seedAcc), heldout: pct(r.heldoutAcc), test_all: pct(r.all.inet) } }));
+        .map((r) => ({ method: r.method, seed: r.seed!, variant: '', metrics: { seed: points(r.seedAcc), heldout: points(r.heldoutAcc), test_all: points(r.all.inet) } }));
       const pt = pairedTable(pairedGaps(rows));
       if (pt) input.paired = pt;
     }

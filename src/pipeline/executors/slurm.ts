@@ -271,12 +271,12 @@ function labelOfKey(key: string): string {
 /**
  * Submits the stages of the plan that are not cached as Slurm job arrays (dependencies
  * by afterok), adopting the still-active tasks of an earlier driver run, and waits for
- * all of them. Given a function, it makes the plan after reading the queue (the driver
- * does: see the comment at `q0`); given a plan, it uses that one. With `shards` > 1,
+ * all of them. It makes the plan with `makePlan` after reading the queue (see the comment
+ * at `queue`). With `shards` > 1,
  * shardable stages (embed) run as that many row-shard tasks and a merge task. Returns
  * every task's outcome; the caller turns failures into an error.
  */
-export async function runOnSlurm(planOrMake: readonly StageStatus[] | (() => Promise<readonly StageStatus[]>), o: SlurmRunOptions): Promise<SlurmRunResult> {
+export async function runOnSlurm(makePlan: () => Promise<readonly StageStatus[]>, o: SlurmRunOptions): Promise<SlurmRunResult> {
   const print = o.print ?? ((l: string) => log.info(l));
   const slurmDir = path.join(o.runDir, 'slurm');
   const stateFile = path.join(slurmDir, 'state.json');
@@ -292,8 +292,8 @@ export async function runOnSlurm(planOrMake: readonly StageStatus[] | (() => Pro
   // The queue is read before the plan is made. A task of an earlier driver run that ends in between
   // has written its outputs before squeue stops listing it, so the plan then finds its stage cached;
   // with the plan made first, such a stage was neither cached nor active, and was submitted again.
-  const q0 = state.jobs.length && !o.dryRun ? queueStates() : undefined;
-  const plan = typeof planOrMake === 'function' ? await planOrMake() : planOrMake;
+  const queue = state.jobs.length && !o.dryRun ? queueStates() : undefined;
+  const plan = await makePlan();
   const todo = plan.filter((s) => !s.cached);
   const specOf = new Map(todo.map((s) => [stageId(s.spec), s.spec]));
   const shards = o.shards ?? 1;
@@ -330,12 +330,11 @@ export async function runOnSlurm(planOrMake: readonly StageStatus[] | (() => Pro
   const taskOf = new Map<string, string>(); // unit key → task ref (array_task), for dependencies
   const logOf = new Map<string, string>();
   const adopted = new Set<string>();
-  if (q0) {
-    const q = q0;
+  if (queue) {
     for (const j of state.jobs)
       j.stages.forEach((key, i) => {
         const t = `${j.job_id}_${i}`;
-        const s = q.get(t);
+        const s = queue.get(t);
         // A task waiting on a failed one is about to be cancelled: submit its stage anew instead.
         if (s && ACTIVE.has(s.state) && !/DependencyNeverSatisfied/.test(s.reason) && units.has(key)) {
           adopted.add(key);
