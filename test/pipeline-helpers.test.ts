@@ -71,6 +71,8 @@ describe('pipeline image sets and model helpers', () => {
     expect(h.mean).toBe(35);
     expect(h.std).toBeCloseTo(Math.SQRT2 * 5, 10);
     expect(markdownTable(rows)).toMatch(/\| dcd-b \| – \| 35\.00 ± 7\.07 \|/);
+    expect(markdownTable(rows)).toMatch(/all classes\.\n/);
+    expect(markdownTable(rows, 't', 'One world for every seed.')).toMatch(/all classes\. One world for every seed\.\n/);
   });
 
   it('pairs rows per seed: each DCD row against Random and the DCD rows against each other, on shared seeds only', () => {

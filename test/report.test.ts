@@ -174,6 +174,12 @@ describe('writeReport', () => {
     const pf = await writeReport({ runs: RUNS, paired }, path.join(dir, 'p'));
     expect(readFileSync(pf.html, 'utf8')).toContain('<tr><td>dcd-a − random</td><td>+5.67 ± 1.15 (t 8.5; 3/3 &gt; 0)</td><td>–</td></tr>');
     expect(readFileSync(pf.markdown, 'utf8')).toContain('| dcd-a − random | +5.67 ± 1.15 (t 8.5; 3/3 > 0) | – |');
+    // what the seeds vary (world_seed), under the caption of both; absent without it
+    const note = "One world for every seed (world_seed 0): the seeds vary only the Random draw and the methods' training.";
+    const wf = await writeReport({ runs: RUNS, seedNote: note }, path.join(dir, 'w'));
+    expect(readFileSync(wf.markdown, 'utf8')).toContain(`mean ± std over n seeds. ${note}`);
+    expect(readFileSync(wf.html, 'utf8')).toContain('(world_seed 0): the seeds vary only the Random draw and the methods\' training.</p>');
+    expect(readFileSync(pf.markdown, 'utf8')).not.toContain('world_seed');
     const missing = path.join(dir, 'nope.png');
     await expect(writeReport({ runs: RUNS, retention: { rows: RETENTION, plot: missing } }, path.join(dir, 'b'))).rejects.toThrow(/cannot copy the retention plot .*nope\.png/);
   });

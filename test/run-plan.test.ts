@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runExperiment, runSweep, type SweepOptions } from '../src/pipeline/run.js';
 import { DcdError } from '../src/core/errors.js';
+import { loadConfig } from '../src/core/config.js';
+import { buildGraph } from '../src/pipeline/experiment.js';
+import { stageId, topoOrder } from '../src/pipeline/runner.js';
+import { worldNote } from '../src/pipeline/stages/report.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
@@ -163,5 +167,41 @@ describe('dcd sweep --dry-run', () => {
     const cfg = path.join(ROOT, 'configs/imagenet-single-model.yaml');
     expect((await dryRun('sweep', cfg, root, sets)).stderr).toMatch(/give --backbones/);
     expect((await runCli(['sweep', cfg, '--dry-run', '--grid', 'select.k_train', ...sets], root)).stderr).toMatch(/expected KEY=V1,V2/);
+  });
+});
+
+describe('world_seed: one world for every seed', () => {
+  const ids = (set: string[]) => {
+    const g = buildGraph(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set }));
+    return { g, ids: topoOrder(g.roots).map((s) => stageId(s)) }; // stage/label-key
+  };
+  const kind = (xs: string[], k: string) => xs.filter((x) => x.startsWith(`${k}/`));
+
+  it('shares the world (data, original, failures, backbones, selections) and varies the training per seed', () => {
+    const per = ids([]).ids;
+    const { g, ids: one } = ids(['world_seed=0']);
+    expect(kind(per, 'data')).toHaveLength(3);
+    expect(kind(one, 'data')).toHaveLength(1);
+    for (const k of ['original', 'failures', 'baseline/complete']) expect(one.filter((x) => x.startsWith(`${k}`))).toHaveLength(1);
+    expect(kind(one, 'select')).toHaveLength(3); // one per backbone, not per seed
+    expect(kind(per, 'select')).toHaveLength(9);
+    // the methods' randomness stays per seed: Random draws and fine-tunes (complete, random, 3 × dcd)
+    expect(one.filter((x) => x.startsWith('baseline/random-'))).toHaveLength(3);
+    expect(kind(one, 'train')).toHaveLength(15);
+    expect(g.rows.map((r) => r.seed).filter((s, i, a) => a.indexOf(s) === i)).toEqual([0, 1, 2]);
+    // world 0's stages are the per-seed run's seed-0 stages (same keys: one cache), and its
+    // seed-1 fine-tunes are new stages (same labels, other inputs)
+    for (const x of one.filter((x) => !/-s[12]-[0-9a-f]+$/.test(x) && !x.startsWith('report/'))) expect(per).toContain(x);
+    const s1 = one.find((x) => x.startsWith('train/dcd-ssl-s1-'))!;
+    expect(per.find((x) => x.startsWith('train/dcd-ssl-s1-'))).not.toBe(s1);
+    // another world: world 1's data draw, and the caption says what the seeds vary
+    expect(kind(ids(['world_seed=1']).ids, 'data')[0]).toMatch(/^data\/synthetic-s1-/);
+    expect(worldNote(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=2'] }))).toMatch(/world_seed 2\).*vary only the Random draw and the methods' training/);
+    expect(worldNote(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: [] }))).toBeUndefined();
+  });
+
+  it('rejects a world_seed that is not a non-negative integer, naming the key', () => {
+    expect(() => loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=-1'] })).toThrow(/world_seed/);
+    expect(() => loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=0.5'] })).toThrow(/world_seed/);
   });
 });

@@ -237,6 +237,14 @@ export const ConfigSchema = z.strictObject({
   compute: ComputeSchema.prefault({}),
   executor: ExecutorSchema.prefault({}),
   seeds: z.array(z.number().int().nonnegative()).min(1).default([0]).describe('repeats of the random parts'),
+  world_seed: z
+    .number()
+    .int()
+    .nonnegative()
+    .optional()
+    .describe(
+      'one world for every seed: the data draw, the original model, failure sets, backbones and selections come from this seed, and `seeds` vary only what the methods draw and train (the Random draw, the fine-tunes); absent: each seed redraws everything',
+    ),
 });
 
 /** A validated config with defaults filled in and every path absolute. */

@@ -118,6 +118,8 @@ export function pairedTableMarkdown(t: PairedTable): string {
 export interface ReportInput {
   title?: string;
   runs: MethodRun[];
+  /** What the seeds vary (one sentence, shown under the table's caption), e.g. only training over one fixed world. */
+  seedNote?: string;
   /** Paired per-seed differences (shown under the table). */
   paired?: PairedTable;
   retrieval?: RetrievalExamples;
@@ -431,7 +433,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
   await mkdir(imgDir, { recursive: true });
   const ret = input.retention?.rows.length ? input.retention : undefined;
   const md =
-    `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.\n\n${tableMarkdown(table)}` +
+    `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.${input.seedNote ? ` ${input.seedNote}` : ''}\n\n${tableMarkdown(table)}` +
     (input.paired ? `\n${pairedTableMarkdown(input.paired)}` : '') +
     (ret ? `\n## ${retentionHeading(ret)}\n\n${retentionTableMarkdown(ret)}` : '');
   const files: ReportFiles = {
@@ -525,7 +527,7 @@ figure{margin:0;text-align:center;font-size:11px}figure.missing div{width:${size
 .plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.plots figure{font-size:13px;max-width:480px}.plots figure.wide{max-width:720px}
 </style></head><body>
 <h1>${esc(title)}</h1>
-<p>Accuracy (%)${table.rows.some((r) => r.n > 1) ? '; mean ± std over n seeds' : ''}. “Incorrectly classified”: the debug-seed and debug-heldout sets.</p>
+<p>Accuracy (%)${table.rows.some((r) => r.n > 1) ? '; mean ± std over n seeds' : ''}. “Incorrectly classified”: the debug-seed and debug-heldout sets.${input.seedNote ? ` ${esc(input.seedNote)}` : ''}</p>
 <table class="acc">
 <tr><th></th><th></th><th colspan="2">incorrectly classified</th><th colspan="3">subset classes</th><th colspan="3">all classes</th></tr>
 <tr><th>Method</th><th>n</th>${table.columns.map((c) => `<th>${esc(c.replace(/ \((subset|all)\)/, ''))}</th>`).join('')}</tr>
@@ -553,6 +555,7 @@ const Img = z.object({ id: z.string(), path: z.string(), distance: z.number().op
 /** Run-time schema of {@link ReportInput} (the `dcd report --results` JSON file). */
 export const ReportInputSchema = z.object({
   title: z.string().optional(),
+  seedNote: z.string().optional(),
   paired: z.object({ columns: z.array(z.string()), rows: z.array(z.object({ name: z.string(), cells: z.array(z.string()) })), note: z.string() }).optional(),
   runs: z
     .array(

@@ -5,7 +5,9 @@
  *          → random / complete baselines → train (per method × seed) → evaluate → report
  *
  * Each stage's config slice holds exactly what changes its output, so equal stages of
- * different seeds or sweep variants have equal keys and run once.
+ * different seeds or sweep variants have equal keys and run once. With `world_seed` set, every
+ * seed shares that seed's world (data draw, original, failures, backbones, filter, selections)
+ * and the seeds vary only the Random draw and the methods' training.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -119,6 +121,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   // Labels carry the seed where the stage depends on it (a seeded data draw, or an original trained per seed).
   const dataTag = (seed: number) => (dataSeed(cfg, seed) !== undefined ? `-s${seed}` : '');
   const tag = (seed: number) => (dataSeed(cfg, seed) !== undefined || !cfg.original.checkpoint ? `-s${seed}` : '');
+  const world = (seed: number) => cfg.world_seed ?? seed;
   const original = (seed: number) => (cfg.original.checkpoint ? S.originalCheckpoint(cfg) : S.trainOriginal(cfg, data(seed), seed));
   const memo = new Map<string, StageSpec>();
   const once = (k: string, f: () => StageSpec) => memo.get(k) ?? (memo.set(k, f()), memo.get(k)!);
@@ -137,41 +140,44 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
 
   let gallery: StageSpec | undefined;
   for (const seed of cfg.seeds) {
-    const orig = once(`orig:${seed}`, () => original(seed));
-    const failures = once(`fail:${seed}`, () => S.failuresStage(cfg, data(seed), orig, tag(seed)));
-    const filterEmbeds = cfg.filter.enabled ? Object.fromEntries(IMAGE_SETS.map((s) => [s, embed(cfg.filter.backbone, s, seed)])) : {};
-    const filter = once(`filter:${seed}`, () => S.filterStage(cfg, data(seed), filterEmbeds, dataTag(seed)));
+    // `w` draws the world (data, original model, failure sets, backbones, filter, selections); `seed`
+    // only what each method draws and trains (the Random draw, the fine-tunes). They differ under world_seed.
+    const w = world(seed);
+    const orig = once(`orig:${w}`, () => original(w));
+    const failures = once(`fail:${w}`, () => S.failuresStage(cfg, data(w), orig, tag(w)));
+    const filterEmbeds = cfg.filter.enabled ? Object.fromEntries(IMAGE_SETS.map((s) => [s, embed(cfg.filter.backbone, s, w)])) : {};
+    const filter = once(`filter:${w}`, () => S.filterStage(cfg, data(w), filterEmbeds, dataTag(w)));
     const selects = cfg.backbones.map((b) =>
-      once(`select:${backboneLabel(b)}:${seed}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', seed), embed(b, 'pool', seed), filter, tag(seed))),
+      once(`select:${backboneLabel(b)}:${w}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', w), embed(b, 'pool', w), filter, tag(w))),
     );
     const addRow = (method: string, model: StageSpec, added?: StageSpec) =>
-      rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(seed), failures, added) });
+      rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(w), failures, added) });
     for (const m of cfg.methods as Method[]) {
       if (m === 'original') addRow('original', orig);
       else if (m === 'complete') {
-        const added = S.completeStage(cfg, data(seed), filter, dataTag(seed));
-        addRow('complete', S.trainStage(cfg, 'complete', seed, data(seed), added, orig), added);
+        const added = once(`complete:${w}`, () => S.completeStage(cfg, data(w), filter, dataTag(w)));
+        addRow('complete', S.trainStage(cfg, 'complete', seed, data(w), added, orig), added);
       } else if (m === 'random') {
-        const added = S.randomStage(cfg, seed, data(seed), filter, selects[0]!);
-        addRow('random', S.trainStage(cfg, 'random', seed, data(seed), added, orig), added);
+        const added = S.randomStage(cfg, seed, data(w), filter, selects[0]!);
+        addRow('random', S.trainStage(cfg, 'random', seed, data(w), added, orig), added);
       } else
         cfg.backbones.forEach((b, i) => {
           const name = `dcd-${backboneLabel(b)}`;
-          addRow(name, S.trainStage(cfg, name, seed, data(seed), selects[i]!, orig), selects[i]!);
+          addRow(name, S.trainStage(cfg, name, seed, data(w), selects[i]!, orig), selects[i]!);
         });
     }
     if (seed === cfg.seeds[0] && cfg.methods.includes('dcd') && cfg.backbones.length)
-      gallery = S.galleryStage(cfg, data(seed), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(seed));
+      gallery = S.galleryStage(cfg, data(w), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(w));
   }
   // Retention (paper Fig. 7) of the backbones on the first seed's draw, from the embeddings the run computes.
-  const s0 = cfg.seeds[0]!;
+  const s0 = world(cfg.seeds[0]!);
   const retention =
     cfg.report.retention.enabled && cfg.backbones.length && cfg.data.kind !== 'imagenet' && cfg.methods.includes('dcd')
       ? S.retentionStage(cfg, data(s0), cfg.backbones.map((b) => ({ backbone: b, embed: embed(b, cfg.report.retention.set, s0) })), dataTag(s0))
       : undefined;
   // Pretraining runs of ssl backbones (one per seed where they read the seed's pool): loss table and curves in the report.
   const pretraining = cfg.methods.includes('dcd')
-    ? cfg.backbones.flatMap((b, i) => (b.weights !== 'ssl' ? [] : (S.sslPretrain(b, i).data === 'pool' ? cfg.seeds : [s0]).map((seed) => backboneStage(b, seed)!)))
+    ? cfg.backbones.flatMap((b, i) => (b.weights !== 'ssl' ? [] : (S.sslPretrain(b, i).data === 'pool' ? [...new Set(cfg.seeds.map(world))] : [s0]).map((seed) => backboneStage(b, seed)!)))
     : [];
   const report = S.reportStage(cfg, rows, { retention, gallery, pretraining });
   return { rows, report, roots: [report] };

@@ -99,12 +99,12 @@ function cell(c: TableRow['cells'][string], withStd: boolean): string {
 }
 
 /** The table as Markdown (also what `dcd run` prints). */
-export function markdownTable(rows: readonly TableRow[], title?: string): string {
+export function markdownTable(rows: readonly TableRow[], title?: string, seedNote?: string): string {
   const n = Math.max(0, ...rows.map((r) => r.n));
   const head = ['method', ...COLUMNS.map((c) => HEADERS[c])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`];
   for (const r of rows) lines.push(`| ${[r.name, ...COLUMNS.map((c) => cell(r.cells[c]!, true))].join(' | ')} |`);
-  const note = `Accuracy (%)${n > 1 ? `, mean ± std over ${n} seeds` : ''}. Seed/Heldout: images the original model gets wrong; (sub): classes of the debug subset; (all): all classes.`;
+  const note = `Accuracy (%)${n > 1 ? `, mean ± std over ${n} seeds` : ''}. Seed/Heldout: images the original model gets wrong; (sub): classes of the debug subset; (all): all classes.${seedNote ? ` ${seedNote}` : ''}`;
   return [title ? `## ${title}\n` : '', lines.join('\n'), '', note, ''].join('\n');
 }
 
@@ -200,19 +200,19 @@ export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined
 export async function writeTables(
   dir: string,
   results: readonly RowResult[],
-  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples; retention?: RetentionSection },
+  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples; retention?: RetentionSection; seedNote?: string },
 ): Promise<Record<string, string>> {
   const rows = aggregate(results);
   const files: Record<string, string> = {};
   const paired = pairedGaps(results, rows);
   const pt = pairedTable(paired);
-  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title) + (pt ? `\n${pairedTableMarkdown(pt)}` : ''));
+  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title, opts.seedNote) + (pt ? `\n${pairedTableMarkdown(pt)}` : ''));
   files.markdown = 'report.md';
   if (opts.formats.includes('csv')) {
     await atomicWriteFile(path.join(dir, 'report.csv'), csvTable(rows));
     files.csv = 'report.csv';
   }
-  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, columns: COLUMNS, rows, paired, results });
+  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, ...(opts.seedNote ? { seedNote: opts.seedNote } : {}), columns: COLUMNS, rows, paired, results });
   files.json = 'report.json';
   if (opts.formats.includes('html')) {
     // The HTML report (plots, offline page) is the evaluation area's; it reads fractions.
@@ -234,7 +234,7 @@ export async function writeTables(
           ],
     );
     await writeReport(
-      { title: opts.title, runs, ...(pt ? { paired: pt } : {}), ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) },
+      { title: opts.title, runs, ...(opts.seedNote ? { seedNote: opts.seedNote } : {}), ...(pt ? { paired: pt } : {}), ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) },
       path.join(dir, 'html'),
     );
     files.html = 'html/report.html';

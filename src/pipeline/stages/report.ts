@@ -30,8 +30,8 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
-    version: 6,
-    config: { formats: cfg.report.formats, title: cfg.report.title ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
+    version: 7,
+    config: { formats: cfg.report.formats, title: cfg.report.title ?? null, world_seed: cfg.world_seed ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
       const results = rows.map((r, i) => ({
@@ -57,12 +57,13 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
       // the HTML report shows the same retention table and plot
       const rj = ret && md ? (JSON.parse(readFileSync(ret.file('json'), 'utf8')) as Pick<RetentionSection, 'rule' | 'rows'>) : undefined;
       const retention: RetentionSection | undefined = rj && { set, rule: rj.rule, rows: rj.rows, plot: ret!.file('png') };
-      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
+      const seedNote = worldNote(cfg);
+      const files = await writeTables(ctx.dir, results, { title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`, formats: cfg.report.formats, ...(seedNote ? { seedNote } : {}), ...(retrieval ? { retrieval } : {}), ...(retention ? { retention } : {}) });
       const quality = g ? (JSON.parse(readFileSync(g.file('gallery'), 'utf8')) as { quality?: SelectionQuality[] }).quality : undefined;
       if (quality && existsSync(path.join(ctx.dir, 'report.md')))
         await atomicWriteFile(
           path.join(ctx.dir, 'report.md'),
-          `${readFileSync(path.join(ctx.dir, 'report.md'), 'utf8').trimEnd()}\n\n### Selections: noise rate and context of the debug-train picks (seed ${rows[0]?.seed ?? 0}; from the pool's true_label and context)\n\n${selectionQualityMarkdown(quality)}\n`,
+          `${readFileSync(path.join(ctx.dir, 'report.md'), 'utf8').trimEnd()}\n\n### Selections: noise rate and context of the debug-train picks (${cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}` : `seed ${rows[0]?.seed ?? 0}`}; from the pool's true_label and context)\n\n${selectionQualityMarkdown(quality)}\n`,
         );
       if (ret && md) {
         const table = readFileSync(path.join(ctx.dir, 'report.md'), 'utf8');
@@ -78,6 +79,12 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
       return { files, counts: { rows: results.length, columns: COLUMNS.length } };
     },
   };
+}
+
+/** The caption's sentence on what the seeds vary, under `world_seed` (none otherwise: each seed redraws everything). */
+export function worldNote(cfg: Config): string | undefined {
+  if (cfg.world_seed === undefined) return undefined;
+  return `One world for every seed (world_seed ${cfg.world_seed}): the data draw, the original model, the failure sets, the backbones and the selections are seed ${cfg.world_seed}'s; the seeds vary only the Random draw and the methods' training.`;
 }
 
 /** Appends the ssl backbones' pretraining table (one row per run) and their loss-curve paths to report.md. */
