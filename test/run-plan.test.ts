@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnAsync } from './spawn-async.js';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runExperiment, runSweep, type SweepOptions } from '../src/pipeline/run.js';
@@ -171,8 +171,11 @@ describe('dcd sweep --dry-run', () => {
 });
 
 describe('world_seed: one world for every seed', () => {
+  // configs/demo.yaml without its world_seed line: each seed redraws everything
+  const perSeed = path.join(mkdtempSync(path.join(tmpdir(), 'dcd-world-')), 'demo.yaml');
+  writeFileSync(perSeed, readFileSync(path.join(ROOT, 'configs/demo.yaml'), 'utf8').replace(/^world_seed: 0\n/m, ''));
   const ids = (set: string[]) => {
-    const g = buildGraph(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set }));
+    const g = buildGraph(loadConfig(perSeed, { set }));
     return { g, ids: topoOrder(g.roots).map((s) => stageId(s)) }; // stage/label-key
   };
   const kind = (xs: string[], k: string) => xs.filter((x) => x.startsWith(`${k}/`));
@@ -197,7 +200,8 @@ describe('world_seed: one world for every seed', () => {
     // another world: world 1's data draw, and the caption says what the seeds vary
     expect(kind(ids(['world_seed=1']).ids, 'data')[0]).toMatch(/^data\/synthetic-s1-/);
     expect(worldNote(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=2'] }))).toMatch(/world_seed 2\).*vary only the Random draw and the methods' training/);
-    expect(worldNote(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: [] }))).toBeUndefined();
+    expect(worldNote(loadConfig(perSeed, { set: [] }))).toBeUndefined();
+    expect(readFileSync(perSeed, 'utf8')).not.toMatch(/^world_seed/m);
   });
 
   it('rejects a world_seed that is not a non-negative integer, naming the key', () => {
