@@ -202,6 +202,11 @@ describe('world_seed: one world for every seed', () => {
     expect(worldNote(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=2'] }))).toMatch(/world_seed 2\).*vary only the Random draw and the methods' training/);
     expect(worldNote(loadConfig(perSeed, { set: [] }))).toBeUndefined();
     expect(readFileSync(perSeed, 'utf8')).not.toMatch(/^world_seed/m);
+    // configs/demo.yaml sets world_seed: 0; `--set world_seed=null` (README) redraws per seed again
+    const shipped = buildGraph(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: [] }));
+    expect(kind(topoOrder(shipped.roots).map(stageId), 'data')).toHaveLength(1);
+    const unset = buildGraph(loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=null'] }));
+    expect(topoOrder(unset.roots).map(stageId).sort()).toEqual([...per].sort());
   });
 
   it('rejects a world_seed that is not a non-negative integer, naming the key', () => {
