@@ -209,6 +209,18 @@ describe('world_seed: one world for every seed', () => {
     expect(topoOrder(unset.roots).map(stageId).sort()).toEqual([...per].sort());
   });
 
+  it('on ImageNet data (no seeded draw): one original model for every seed, or nothing to say when the original is a checkpoint', () => {
+    const { root, sets } = fakeTree();
+    const set = sets.filter((_, i) => i % 2 === 1);
+    const cfg = path.join(ROOT, 'configs/imagenet-single-model.yaml');
+    expect(worldNote(loadConfig(cfg, { set: [...set, 'world_seed=0'], cwd: root }))).toBeUndefined();
+    const trained = loadConfig(cfg, { set: [...set, 'world_seed=3', 'original.checkpoint=null', 'seeds=[0,1]'], cwd: root });
+    expect(worldNote(trained)).toMatch(/^One original model for every seed \(world_seed 3\): the original model is trained once with seed 3/);
+    const stages = topoOrder(buildGraph(trained).roots).map(stageId);
+    expect(stages.filter((x) => x.startsWith('original/'))).toEqual([expect.stringMatching(/^original\/train-s3-/)]);
+    expect(stages.filter((x) => x.startsWith('train/random-'))).toHaveLength(2);
+  });
+
   it('rejects a world_seed that is not a non-negative integer, naming the key', () => {
     expect(() => loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=-1'] })).toThrow(/world_seed/);
     expect(() => loadConfig(path.join(ROOT, 'configs/demo.yaml'), { set: ['world_seed=0.5'] })).toThrow(/world_seed/);

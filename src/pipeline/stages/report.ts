@@ -81,10 +81,18 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
   };
 }
 
-/** The caption's sentence on what the seeds vary, under `world_seed` (none otherwise: each seed redraws everything). */
+/**
+ * The caption's sentence on what the seeds vary under `world_seed`. None without it (each seed
+ * redraws everything), and none where it changes nothing (data no seed draws, a given original).
+ */
 export function worldNote(cfg: Config): string | undefined {
-  if (cfg.world_seed === undefined) return undefined;
-  return `One world for every seed (world_seed ${cfg.world_seed}): the data draw, the original model, the failure sets, the backbones and the selections are seed ${cfg.world_seed}'s; the seeds vary only the Random draw and the methods' training.`;
+  const w = cfg.world_seed;
+  if (w === undefined) return undefined;
+  const vary = "the seeds vary only the Random draw and the methods' training.";
+  if (cfg.data.kind !== 'imagenet' && cfg.data.kind !== 'folders')
+    return `One world for every seed (world_seed ${w}): the data draw, the original model, the failure sets, the backbones and the selections are seed ${w}'s; ${vary}`;
+  if (cfg.original.checkpoint) return undefined;
+  return `One original model for every seed (world_seed ${w}): the original model is trained once with seed ${w}, and its failure sets and the selections are shared; ${vary}`;
 }
 
 /** Appends the ssl backbones' pretraining table (one row per run) and their loss-curve paths to report.md. */
