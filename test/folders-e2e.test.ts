@@ -58,6 +58,11 @@ describe('folder dataset through the CLI', () => {
     expect(cfg.data.image_size).toBe(16);
     expect(cfg.data.folders!.pool).toBe(path.join(data, 'pool.csv'));
     expect(cfg.failures.subset).toBe(path.join(data, 'subset.txt'));
+    expect(cfg.world_seed).toBeUndefined();
+    // the commented world_seed line, uncommented, gives one original model for every seed
+    const one = path.join(work, 'init-one.yaml');
+    writeFileSync(one, readFileSync(path.join(work, 'init.yaml'), 'utf8').replace(/^# world_seed: 0$/m, 'world_seed: 0'));
+    expect(loadConfig(one).world_seed).toBe(0);
     const plan = await cli(['run', path.join(work, 'init.yaml'), '--dry-run'], work);
     expect(plan.code, plan.stderr.slice(-2000)).toBe(0);
     expect(plan.stdout + plan.stderr).toMatch(/data\/folders/);

@@ -118,6 +118,8 @@ export function initConfigYaml(layout: FolderLayout, ins: FolderInspection, s: I
     `  finetune: { epochs: ${s.finetuneEpochs}, lr: 0.01, schedule: cosine }`,
     `# repeats of the random parts (the table shows mean ± std over more than one)`,
     `seeds: [${s.seeds.join(', ')}]`,
+    `# one original model for every seed: uncomment, and the seeds vary only the Random draw and the fine-tunes`,
+    `# world_seed: ${s.seeds[0] ?? 0}`,
     '',
   ];
   return lines.join('\n');
