@@ -107,11 +107,15 @@ export interface PairedTable {
   note: string;
 }
 
+/** A Markdown table whose first column is left-aligned and the others right-aligned (numbers). */
+export function markdownGrid(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
 /** The paired table as Markdown, with its heading and note. */
 export function pairedTableMarkdown(t: PairedTable): string {
-  const head = ['difference', ...t.columns];
-  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...t.rows.map((r) => `| ${[r.name, ...r.cells].join(' | ')} |`)];
-  return ['### Paired differences per seed', '', lines.join('\n'), '', t.note, ''].join('\n');
+  const grid = markdownGrid(['difference', ...t.columns], t.rows.map((r) => [r.name, ...r.cells]));
+  return ['### Paired differences per seed', '', grid, '', t.note, ''].join('\n');
 }
 
 /** Everything the report shows. */

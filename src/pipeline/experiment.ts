@@ -17,7 +17,7 @@ import type { StageSpec } from './runner.js';
 import { getModelSpec } from '../models/registry.js';
 import { isDevkitPath } from '../data/devkit.js';
 import * as S from './stages/index.js';
-import { IMAGE_SETS } from './stages/common.js';
+import { drawsPerSeed, IMAGE_SETS } from './stages/common.js';
 import type { RowRef } from './stages/report.js';
 import { checkFoldersConfig, folderDemoBackbone } from './stages/folders.js';
 
@@ -111,7 +111,7 @@ export function checkConfig(cfg: Config): void {
 
 /** Seed-dependence of each random part. */
 function dataSeed(cfg: Config, seed: number): number | undefined {
-  return cfg.data.kind === 'imagenet' || cfg.data.kind === 'folders' ? undefined : seed;
+  return drawsPerSeed(cfg) ? seed : undefined;
 }
 
 /** Builds the stage graph of `cfg`; `variant` tags the rows (sweeps). */

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { meanStd, pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
+import { markdownGrid, meanStd, pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -101,11 +101,9 @@ function cell(c: TableRow['cells'][string], withStd: boolean): string {
 /** The table as Markdown (also what `dcd run` prints). */
 export function markdownTable(rows: readonly TableRow[], title?: string, seedNote?: string): string {
   const n = Math.max(0, ...rows.map((r) => r.n));
-  const head = ['method', ...COLUMNS.map((c) => HEADERS[c])];
-  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`];
-  for (const r of rows) lines.push(`| ${[r.name, ...COLUMNS.map((c) => cell(r.cells[c]!, true))].join(' | ')} |`);
+  const grid = markdownGrid(['method', ...COLUMNS.map((c) => HEADERS[c])], rows.map((r) => [r.name, ...COLUMNS.map((c) => cell(r.cells[c]!, true))]));
   const note = `Accuracy (%)${n > 1 ? `, mean ± std over ${n} seeds` : ''}. Seed/Heldout: images the original model gets wrong; (sub): classes of the debug subset; (all): all classes.${seedNote ? ` ${seedNote}` : ''}`;
-  return [title ? `## ${title}\n` : '', lines.join('\n'), '', note, ''].join('\n');
+  return [title ? `## ${title}\n` : '', grid, '', note, ''].join('\n');
 }
 
 /** CSV: one line per (row, column) with mean, std and n. */

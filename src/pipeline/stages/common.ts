@@ -17,6 +17,11 @@ import type { ObjectSource } from '../../data/synthetic.js';
 /** The image sets every run materialises. */
 export const IMAGE_SETS = ['train', 'test', 'mfreq', 'complement', 'pool'] as const;
 
+/** Whether each seed draws the data anew (synthetic, Fashion-MNIST); ImageNet and a user's folders are fixed sets. */
+export function drawsPerSeed(cfg: Config): boolean {
+  return cfg.data.kind !== 'imagenet' && cfg.data.kind !== 'folders';
+}
+
 /** The class names (and Y_sub, where the data defines it) recorded by the data stage. */
 export function classesOf(data: StageResult): { names: string[]; subset: number[] | null } {
   return JSON.parse(readFileSync(data.file('classes'), 'utf8')) as { names: string[]; subset: number[] | null };

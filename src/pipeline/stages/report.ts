@@ -9,6 +9,7 @@ import type { StageResult, StageSpec } from '../runner.js';
 import { COLUMNS, writeTables, type RowMetrics, type RowResult } from '../table.js';
 import type { RetentionSection, RetrievalExamples } from '../../eval/report.js';
 import { selectionQualityMarkdown, type SelectionQuality } from '../../eval/selection-quality.js';
+import { drawsPerSeed } from './common.js';
 
 /** One row of the result table: a method's evaluation for one seed. */
 export interface RowRef {
@@ -89,7 +90,7 @@ export function worldNote(cfg: Config): string | undefined {
   const w = cfg.world_seed;
   if (w === undefined) return undefined;
   const vary = "the seeds vary only the Random draw and the methods' training.";
-  if (cfg.data.kind !== 'imagenet' && cfg.data.kind !== 'folders')
+  if (drawsPerSeed(cfg))
     return `One world for every seed (world_seed ${w}): the data draw, the original model, the failure sets, the backbones and the selections are seed ${w}'s; ${vary}`;
   if (cfg.original.checkpoint) return undefined;
   return `One original model for every seed (world_seed ${w}): the original model is trained once with seed ${w}, and its failure sets and the selections are shared; ${vary}`;
