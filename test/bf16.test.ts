@@ -28,6 +28,8 @@ import { fixtureInTrainerOrder } from './train-fixture.js';
 const FIX = path.resolve('test/fixtures/parity');
 const NATIVE = registerNativeBackend().ok;
 const BF16 = NATIVE && bf16Support('native').ok;
+/** oneDNN's effective ISA has AMX: addon.cc's BwdFilterBf16 then runs every conv backprop-filter in bf16 (brgemm kernels). */
+const AMX = BF16 && bf16Addon()?.bf16Available().isa === 'avx512_core_amx';
 
 /** Smallest per-row cosine between two [rows, d] arrays. */
 function minCosine(a: Float32Array, b: Float32Array, rows: number): number {
@@ -156,7 +158,7 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     });
   }
 
-  it('conv backprop-filter: bf16 on stride-1 convolutions with ≥ 28×28 outputs, fp32 (bit for bit) elsewhere (addon.cc BwdFilterBf16)', () => {
+  it('conv backprop-filter: without AMX bf16 on stride-1 convolutions with ≥ 28×28 outputs, fp32 (bit for bit) elsewhere; with AMX bf16 throughout (addon.cc BwdFilterBf16)', () => {
     // x and dy rounded to bf16 (round to nearest even; no NaN here)
     const bfRound = (a: Float32Array) => {
       const u = new Uint32Array(Float32Array.from(a).buffer);
@@ -165,7 +167,7 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     };
     const relErr = (a: Float32Array, b: Float32Array) => maxAbsDiff(a, b) / Math.max(...b.map(Math.abs));
     const before = tf.memory().numTensors;
-    for (const [stride, bf16] of [[1, true], [2, false]] as const) {
+    for (const [stride, bf16] of [[1, true], [2, AMX]] as const) {
       const randn = (shape: number[], seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, 1, 'float32', seed).dataSync() as Float32Array);
       const x = randn([2, 28, 28, 8], 1);
       const w = tf.tidy(() => tf.randomNormal([3, 3, 8, 16], 0, 1, 'float32', 2));
@@ -330,7 +332,10 @@ describe.runIf(BF16)('bf16 on the native backend', () => {
     // backward passes 1 − 4.5e-5 (an addon built with conv backprop-input in fp32: 1 − 5.4e-5), the
     // previous emulation with conv backprop-filter's x and dy rounded 1 − 2.5e-5, also rounding the
     // conv outputs (as torch.autocast does) 0.76, fp32 0.78.
-    expect(toEmu[0]).toBeGreaterThan(0.99999);
+    // With AMX, BwdFilterBf16 rounds x and dy of every backprop-filter too, which this fixture's
+    // emulation does not: that is the 'previous emulation' case above (measured 1 − 2.5e-5 on an AMX
+    // Xeon, 2026-12-07), so only the looser bound holds there; the exact one holds without AMX.
+    expect(toEmu[0]).toBeGreaterThan(AMX ? 0.9999 : 0.99999);
     // Against fp32 the fixture (BatchNorm over batch 4, down to 1×1) amplifies any 2⁻⁹ rounding
     // ~15× by the last block and flips a few ReLUs / a max-pool argmax: dcd's own scheme gives min
     // 0.78 / median 0.94 here, and 0.78–0.99 / 0.93–1.00 when each conv's weights are rescaled by a
