@@ -69,7 +69,7 @@ export function pca2(data: Float32Array, dim: number, opts: { maxIter?: number; 
   const xv = new Float64Array(n);
   const W = new Float64Array(2 * dim);
   const maxIter = opts.maxIter ?? 1000;
-  const tol = opts.tol ?? 1e-12;
+  const tol = opts.tol ?? 1e-10;
   for (let it = 0; it < maxIter; it++) {
     W.fill(0);
     for (let a = 0; a < m; a++) {
@@ -80,7 +80,11 @@ export function pca2(data: Float32Array, dim: number, opts: { maxIter?: number; 
     V.set(W);
     orthonormalise();
     let change = 0;
-    for (let a = 0; a < m; a++) change = Math.max(change, 1 - Math.abs(dot(V, a * dim, prev, a * dim, dim)));
+    // largest change of any weight, the sign flip of a component aside
+    for (let a = 0; a < m; a++) {
+      const sg = dot(V, a * dim, prev, a * dim, dim) < 0 ? -1 : 1;
+      for (let c = 0; c < dim; c++) change = Math.max(change, Math.abs(V[a * dim + c]! - sg * prev[a * dim + c]!));
+    }
     if (change < tol) break;
   }
   for (let a = 0; a < m; a++) {
