@@ -204,7 +204,9 @@ export interface Slice {
   classMix: Share<number>[];
   /** Most frequent context among members that have one (ties: alphabetical); null when none has one. */
   context: Share<string> | null;
-  /** The `central` members nearest their centroid, nearest first (ties: lower index). */
+  /** Every member, nearest its centroid first (ties: lower index). */
+  byCentre: number[];
+  /** The first `central` of `byCentre`: the images that show the slice. */
   central: number[];
   /** Mean squared distance of the members to the centroid (in the normalised space). */
   spread: number;
@@ -303,12 +305,14 @@ export function failureSlices(seeds: { data: Float32Array; dim: number; labels: 
   const slices: Slice[] = order.map((c, index) => {
     const members = groups[c]!;
     const ctx = seeds.contexts ? members.map((i) => seeds.contexts![i]).filter((v): v is string => v !== null && v !== undefined && v !== '') : [];
+    const byCentre = [...members].sort((a, b) => distance[a]! - distance[b]! || a - b);
     return {
       index,
       members,
+      byCentre,
       classMix: shares(members.map((i) => seeds.labels[i]!), (a, b) => a - b),
       context: ctx.length ? shares(ctx, (a, b) => (a < b ? -1 : a > b ? 1 : 0))[0]! : null,
-      central: [...members].sort((a, b) => distance[a]! - distance[b]! || a - b).slice(0, centralN),
+      central: byCentre.slice(0, centralN),
       spread: members.reduce((s, i) => s + distance[i]!, 0) / members.length,
     };
   });
