@@ -224,6 +224,8 @@ export interface FailureSlices {
   slices: Slice[];
   /** Slice of every seed row. */
   assign: Int32Array;
+  /** Squared distance of every seed row to its slice's centroid (normalised space). */
+  distance: Float64Array;
   /** Centroids [slices, dim] in the (normalised) space, in slice order. */
   centroids: Float32Array;
   dim: number;
@@ -320,7 +322,7 @@ export function failureSlices(seeds: { data: Float32Array; dim: number; labels: 
   order.forEach((c, index) => (rank[c] = index));
   const centroids = new Float32Array(k * dim);
   order.forEach((c, index) => centroids.set(res.centroids.subarray(c * dim, (c + 1) * dim), index * dim));
-  return { slices, assign: Int32Array.from(res.assign, (c) => rank[c]!), centroids, dim, normalize, criterion, seed };
+  return { slices, assign: Int32Array.from(res.assign, (c) => rank[c]!), distance, centroids, dim, normalize, criterion, seed };
 }
 
 /**

@@ -63,8 +63,8 @@ export function neighbourLabels(queries: Float32Array, dim: number, pool: Float3
   const np = pool.length / dim;
   const nq = queries.length / dim;
   if (poolLabels.length !== np) throw new DataError(`label check: ${poolLabels.length} pool labels for ${np} pool rows`);
-  if (!Number.isInteger(k) || k < 1) throw new ConfigError(`select.clean_k: expected an integer ≥ 1, received ${k}`);
-  if (k > np - 1) throw new ConfigError(`select.clean_k: ${k} neighbours asked, but the pool has ${np} image(s) (at most ${np - 1} neighbours besides an image itself); lower clean_k`);
+  if (!Number.isInteger(k) || k < 1) throw new ConfigError(`select.clean_k (--clean-k): expected an integer ≥ 1, received ${k}`);
+  if (k > np - 1) throw new ConfigError(`select.clean_k (--clean-k): ${k} neighbours asked, but the pool has ${np} image(s) (at most ${np - 1} neighbours besides an image itself); lower clean_k`);
   if (self && self.length !== nq) throw new DataError(`label check: ${self.length} self rows for ${nq} queries`);
   const out = new Int32Array(nq * k);
   if (nq === 0) return out;
@@ -121,11 +121,11 @@ export function scoreLabels(nb: Int32Array, labels: Int32Array, k: number, rule:
   const flagged = new Uint8Array(n);
   if (rule === 'agreement') {
     const m = opts.minAgreement ?? CLEAN_DEFAULTS.minAgreement;
-    if (!(m >= 0 && m <= 1)) throw new ConfigError(`select.clean_min_agreement: expected a number in [0, 1], received ${m}`);
+    if (!(m >= 0 && m <= 1)) throw new ConfigError(`select.clean_min_agreement (--clean-min-agreement): expected a number in [0, 1], received ${m}`);
     agreement.forEach((a, q) => (flagged[q] = a < m ? 1 : 0));
     return { agreement, flagged };
   }
-  if (rule !== 'confident') throw new ConfigError(`select.clean_rule: expected "agreement" or "confident", received ${JSON.stringify(rule)}`);
+  if (rule !== 'confident') throw new ConfigError(`select.clean_rule (--clean-rule): expected "agreement" or "confident", received ${JSON.stringify(rule)}`);
   const t = opts.thresholds;
   if (!t) throw new ConfigError('label check: rule "confident" needs per-class thresholds');
   const suggested = new Int32Array(n).fill(-1);
@@ -176,7 +176,7 @@ export class KnnLabelCheck {
     if (pool.labels.length !== pool.ids.length || pool.data.length !== pool.ids.length * pool.dim)
       throw new DataError(`label check: pool has ${pool.ids.length} ids, ${pool.labels.length} labels and ${pool.data.length} values of width ${pool.dim}`);
     if (!Number.isInteger(this.k) || this.k < 1 || this.k > pool.ids.length - 1)
-      throw new ConfigError(`select.clean_k: expected an integer in [1, ${pool.ids.length - 1}] (the pool has ${pool.ids.length} images), received ${this.k}`);
+      throw new ConfigError(`select.clean_k (--clean-k): expected an integer in [1, ${pool.ids.length - 1}] (the pool has ${pool.ids.length} images), received ${this.k}`);
     this.rowOf = new Map(pool.ids.map((id, r) => [id, r]));
   }
 
@@ -260,7 +260,7 @@ export interface CleanSelectResult extends SelectResult {
 export async function cleanSelect(seeds: SeedSet, pool: EmbeddingStore, labelled: LabelledPool, opts: SelectOptions, clean: CleanOptions = {}): Promise<CleanSelectResult> {
   const check = new KnnLabelCheck(labelled, clean);
   const maxRounds = clean.maxRounds ?? CLEAN_DEFAULTS.maxRounds;
-  if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new ConfigError(`select.clean_max_rounds: expected an integer ≥ 1, received ${maxRounds}`);
+  if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new ConfigError(`select.clean_max_rounds (--clean-max-rounds): expected an integer ≥ 1, received ${maxRounds}`);
   const withDeval = clean.deval ?? true;
   const exclude = new Set(opts.exclude ?? []);
   const dropped: DroppedPick[] = [];
