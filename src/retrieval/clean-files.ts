@@ -10,9 +10,9 @@ import { DataError } from '../core/errors.js';
 import { readManifest } from '../data/manifest.js';
 import { rowFacts } from '../eval/selection-quality.js';
 import { CLEAN_DEFAULTS, cleanSelect, noiseRate, type CleanOptions } from './clean.js';
-import { readIdSet, writeSelection, type SelectFilesArgs } from './files.js';
+import { openSelectInputs, writeSelectResult, type SelectFilesArgs } from './files.js';
 import { sidecarPath, toCsv } from './output.js';
-import { openSeedAndPool, type Selection } from './select.js';
+import type { Selection } from './select.js';
 
 /** Arguments of {@link selectCleanFiles}. */
 export interface SelectCleanFilesArgs extends SelectFilesArgs {
@@ -36,28 +36,12 @@ async function truthById(files: readonly string[]): Promise<Map<string, number>>
 export async function selectCleanFiles(a: SelectCleanFilesArgs) {
   // read first: a bad --truth file fails before the selection runs
   const truth = a.truth?.length ? await truthById(a.truth) : null;
-  const { seeds, pool } = await openSeedAndPool(a.seed, a.pool, { normalize: a.normalize, anyLabel: a.anyLabel });
+  const { seeds, pool, opts } = await openSelectInputs(a);
   if (!pool.hasLabel) throw new DataError(`${a.pool.join(', ')} (pool): --clean knn votes with the pool's weak labels, but the pool has no label column`);
-  const exclude = a.exclude?.length ? await readIdSet(a.exclude, 'exclude') : undefined;
-  const only = a.only?.length ? await readIdSet(a.only, 'only') : undefined;
   const all = await pool.readAll();
-  const labelled = { ids: all.ids, labels: all.labels!, data: all.data, dim: all.dim };
-  const r = await cleanSelect(seeds, pool, labelled, { k: a.k, kVal: a.kVal, anyLabel: a.anyLabel, exclude, only, classes: a.classes, memoryBudgetMiB: a.memoryBudgetMiB }, a.clean);
+  const r = await cleanSelect(seeds, pool, { ids: all.ids, labels: all.labels!, data: all.data, dim: all.dim }, opts, a.clean);
   const c = { ...CLEAN_DEFAULTS, ...a.clean };
-  const meta = {
-    'dcd.backbone': pool.metadata['dcd.backbone'] ?? '',
-    'dcd.seed_files': a.seed.join(','),
-    'dcd.pool_files': a.pool.join(','),
-    'dcd.any_label': String(!!a.anyLabel),
-    'dcd.normalize': String(!!a.normalize),
-    'dcd.clean': 'knn',
-    'dcd.clean.k': String(c.k),
-    'dcd.clean.rule': c.rule,
-    'dcd.clean.min_agreement': String(c.minAgreement),
-  };
-  const files: string[] = [];
-  if (r.deval) files.push(...(await writeSelection(a.devalOut ?? sidecarPath(a.out, '.deval.arrow'), r.deval, { 'dcd.method': 'dcd-deval', 'dcd.k': String(r.deval.k), ...meta })));
-  files.push(...(await writeSelection(a.out, r.train, { 'dcd.method': 'dcd', 'dcd.k': String(r.train.k), ...meta, 'dcd.k_val': String(a.kVal ?? 0) })));
+  const files = await writeSelectResult(a, r, pool.metadata, { 'dcd.clean': 'knn', 'dcd.clean.k': String(c.k), 'dcd.clean.rule': c.rule, 'dcd.clean.min_agreement': String(c.minAgreement) });
   const dropped = sidecarPath(a.out, '.dropped.csv');
   await atomicWriteFile(dropped, toCsv(['id', 'label', 'seed_id', 'set', 'agreement', 'round'], r.dropped.map((d) => [d.id, d.label, d.seedId, d.set, d.agreement, d.round])));
   const noise = (s: Selection | null) => (truth && s ? noiseRate(s.ids, s.labels, (id) => truth.get(id)) : null);
