@@ -56,11 +56,15 @@ export function mapFragment(map: MapData, opts: { title?: string; classNames?: r
     }
   for (const p of pts) if (p.set === 'seed') body.push(`<g class="hov">${(picksOf.get(p.id) ?? []).map((q) => line(p, q)).join('')}${circle(p)}</g>`);
   const present = (Object.keys(MAP_STYLE) as MapSet[]).filter((s) => map.counts[s]);
+  // entries side by side, each as wide as its text (≈ 7 px a character at 12 px sans-serif)
+  let lx = pad;
   const legend = present
-    .map((s, i) => {
+    .map((s) => {
       const c = map.counts[s]!;
-      const n = c.shown === c.total ? `${c.total}` : `${c.shown} of ${c.total}`;
-      return `<g transform="translate(${pad + i * 140},14)"><circle r="4" fill="${MAP_STYLE[s].color}"/><text x="8" y="4">${esc(MAP_STYLE[s].name)} (${n})</text></g>`;
+      const text = `${MAP_STYLE[s].name} (${c.shown === c.total ? `${c.total}` : `${c.shown} of ${c.total}`})`;
+      const g = `<g transform="translate(${lx},14)"><circle r="4" fill="${MAP_STYLE[s].color}"/><text x="8" y="4">${esc(text)}</text></g>`;
+      lx += 8 + 7 * text.length + 16;
+      return g;
     })
     .join('');
   const caption = `${opts.title ? esc(opts.title) + ': ' : ''}first two principal components (${(100 * map.explained[0]).toFixed(1)}% and ${(100 * map.explained[1]).toFixed(1)}% of the variance). Hover a pick or a seed image to see which seed each pick went to.`;
