@@ -69,6 +69,14 @@ describe('neighbour labels through the k-NN search', () => {
     expect(Array.from(nb)).toEqual([0, 0, 1, 0, 1, 1]);
     expect(tf.memory().numTensors).toBe(before);
   });
+  it('gives the same answer for more queries than one search chunk (1,024)', () => {
+    const n = 1100;
+    const rows = Int32Array.from({ length: n }, (_, i) => i % 5);
+    const q = Float32Array.from(Array.from(rows).flatMap((r) => [pool[r * 2]!, 0]));
+    const nb = neighbourLabels(q, 2, pool, lab, 2, rows);
+    const one = neighbourLabels(pool, 2, pool, lab, 2, I([0, 1, 2, 3, 4]));
+    for (let i = 0; i < n; i++) expect([nb[i * 2], nb[i * 2 + 1]]).toEqual([one[rows[i]! * 2], one[rows[i]! * 2 + 1]]);
+  });
   it('drops the farthest when duplicates push the image itself out', () => {
     const dup = Float32Array.from([0, 0, 0, 0, 0, 0]);
     expect(Array.from(neighbourLabels(Float32Array.from([0, 0]), 2, dup, I([0, 1, 2]), 1, I([2])))).toEqual([0]);

@@ -46,7 +46,11 @@ export function mapFragment(map: MapData, opts: { title?: string; classNames?: r
   const seedAt = new Map(pts.filter((p) => p.set === 'seed').map((p) => [p.id, p]));
   const line = (a: MapPoint, b: MapPoint) => `<line class="link" x1="${f(sx(a.x))}" y1="${f(sy(a.y))}" x2="${f(sx(b.x))}" y2="${f(sy(b.y))}"/>`;
   const picksOf = new Map<string, MapPoint[]>();
-  for (const p of pts) if (p.set === 'pick' && p.seedId && seedAt.has(p.seedId)) picksOf.set(p.seedId, [...(picksOf.get(p.seedId) ?? []), p]);
+  for (const p of pts) {
+    if (p.set !== 'pick' || !p.seedId || !seedAt.has(p.seedId)) continue;
+    if (!picksOf.has(p.seedId)) picksOf.set(p.seedId, []);
+    picksOf.get(p.seedId)!.push(p);
+  }
   const body: string[] = [];
   for (const set of ['train', 'pool', 'heldout'] as const) for (const p of pts) if (p.set === set) body.push(circle(p));
   for (const p of pts)

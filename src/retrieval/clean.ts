@@ -68,14 +68,19 @@ export function neighbourLabels(queries: Float32Array, dim: number, pool: Float3
   if (self && self.length !== nq) throw new DataError(`label check: ${self.length} self rows for ${nq} queries`);
   const out = new Int32Array(nq * k);
   if (nq === 0) return out;
-  const r = knn(queries, dim, pool, k + 1, opts);
-  for (let q = 0; q < nq; q++) {
-    const row = r.indices.subarray(q * (k + 1), (q + 1) * (k + 1));
+  // queries in chunks: the search holds them on the device beside a [chunk rows, queries] block
+  const chunk = 1024;
+  for (let q0 = 0; q0 < nq; q0 += chunk) {
+    const q1 = Math.min(nq, q0 + chunk);
+    const r = knn(queries.subarray(q0 * dim, q1 * dim), dim, pool, k + 1, opts);
+    for (let q = q0; q < q1; q++) {
+      const row = r.indices.subarray((q - q0) * (k + 1), (q - q0 + 1) * (k + 1));
     // drop the query's own row; if duplicates pushed it out of the k + 1, drop the farthest
-    let skip = row.indexOf(self?.[q] ?? -1);
-    if (skip < 0) skip = k;
-    let w = 0;
-    for (let t = 0; t <= k; t++) if (t !== skip) out[q * k + w++] = poolLabels[row[t]!]!;
+      let skip = row.indexOf(self?.[q] ?? -1);
+      if (skip < 0) skip = k;
+      let w = 0;
+      for (let t = 0; t <= k; t++) if (t !== skip) out[q * k + w++] = poolLabels[row[t]!]!;
+    }
   }
   return out;
 }
@@ -185,7 +190,10 @@ export class KnnLabelCheck {
     const per = this.opts.thresholdSample ?? CLEAN_DEFAULTS.thresholdSample;
     if (!Number.isInteger(per) || per < 1) throw new ConfigError(`select.clean_threshold_sample: expected an integer ≥ 1, received ${per}`);
     const byClass = new Map<number, number[]>();
-    this.pool.labels.forEach((y, r) => byClass.set(y, [...(byClass.get(y) ?? []), r]));
+    this.pool.labels.forEach((y, r) => {
+      if (!byClass.has(y)) byClass.set(y, []);
+      byClass.get(y)!.push(r);
+    });
     const rows: number[] = [];
     for (const y of [...byClass.keys()].sort((a, b) => a - b)) {
       const all = byClass.get(y)!;
