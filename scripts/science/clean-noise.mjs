@@ -29,7 +29,7 @@ const one = (stage, re) => {
 };
 await initBackend(undefined, { quiet: true });
 const seedRows = (await readManifest(path.join(one('failures', /-s0-/), 'seed.arrow'))).rows;
-const poolRows = (await readManifest(path.join(one('data', /-s0-/), 'pool.arrow'))).rows;
+const poolRows = (await readManifest(path.join(one('data', /^[a-z-]+?(-s0)?-[0-9a-f]{10}$/), 'pool.arrow'))).rows;
 const poolById = new Map(poolRows.map((r) => [r.id, r]));
 const seedById = new Map(seedRows.map((r) => [r.id, r]));
 const backbones = readdirSync(path.join(run, 'select')).map((d) => /^(.*)-s0-[0-9a-f]+$/.exec(d)?.[1]).filter(Boolean);
@@ -43,7 +43,7 @@ const q = (sel) => selectionQuality('', sel.ids.map((id, i) => ({ id, label: sel
 console.log('| backbone | cleaning | debug-train picks | noise (%) | same context (%) | de-val noise (%) | dropped | rounds | still flagged |');
 console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const b of backbones) {
-  const m = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${b}-mfreq-s0-`)), 'mfreq.arrow')], { role: 'mfreq', requireLabel: true })).readAll();
+  const m = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${b}-mfreq(-s0)?-[0-9a-f]{10}$`)), 'mfreq.arrow')], { role: 'mfreq', requireLabel: true })).readAll();
   const want = new Set(seedRows.map((r) => r.id));
   const rows = m.ids.map((id, i) => (want.has(id) ? i : -1)).filter((i) => i >= 0);
   const seeds = {
@@ -52,7 +52,7 @@ for (const b of backbones) {
     data: Float32Array.from(rows.flatMap((i) => Array.from(m.data.subarray(i * m.dim, (i + 1) * m.dim)))),
     dim: m.dim,
   };
-  const pool = await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${b}-pool-s0-`)), 'pool.arrow')], { role: 'pool', requireLabel: true });
+  const pool = await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${b}-pool(-s0)?-[0-9a-f]{10}$`)), 'pool.arrow')], { role: 'pool', requireLabel: true });
   const all = await pool.readAll();
   const cfg = (await import(path.resolve(one('select', new RegExp(`^${b}-s0-`)), 'manifest.json'), { with: { type: 'json' } })).default.config;
   const opts = { k: cfg.k_train, kVal: cfg.k_val, anyLabel: cfg.candidates === 'any_label' };

@@ -31,7 +31,7 @@ const one = (stage, re) => {
 const failures = one('failures', /-s0-/);
 const seedMan = await readManifest(path.join(failures, 'seed.arrow'));
 const rowAt = new Map(seedMan.rows.map((r, i) => [r.id, i]));
-const m = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${backbone}-mfreq-s0-`)), 'mfreq.arrow')], { role: 'mfreq', requireLabel: true })).readAll();
+const m = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${backbone}-mfreq(-s0)?-[0-9a-f]{10}$`)), 'mfreq.arrow')], { role: 'mfreq', requireLabel: true })).readAll();
 const rows = m.ids.map((id, i) => (rowAt.has(id) ? i : -1)).filter((i) => i >= 0);
 const take = (d, idx, dim) => {
   const o = new Float32Array(idx.length * dim);
@@ -45,7 +45,7 @@ const slices = failureSlices(
   { data: seedData, dim: m.dim, labels: seedLabels, contexts: seedIds.map((id) => rowFacts(seedMan.rows[rowAt.get(id)]).context ?? null) },
   { k: kArg === 'auto' ? 'auto' : Number(kArg) },
 );
-const pool = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${backbone}-pool-s0-`)), 'pool.arrow')], { role: 'pool', requireLabel: true })).readAll();
+const pool = await (await EmbeddingStore.open([path.join(one('embed', new RegExp(`^${backbone}-pool(-s0)?-[0-9a-f]{10}$`)), 'pool.arrow')], { role: 'pool', requireLabel: true })).readAll();
 const picksFile = path.join(one('select', new RegExp(`^${backbone}-s0-`)), 'debug_train-picks.arrow');
 const picks = await readArrowFile(picksFile);
 const pickIds = stringColumn(picks, 'id', picksFile);
@@ -63,7 +63,7 @@ mkdirSync(path.join(out, 'images'), { recursive: true });
 const shape = JSON.parse(seedMan.meta['dcd.pixels']).shape;
 const px = readFileSync(path.join(failures, JSON.parse(seedMan.meta['dcd.pixels']).file));
 const per = shape[0] * shape[1] * shape[2];
-const classNames = JSON.parse(readFileSync(path.join(one('data', /-s0-/), 'classes.json'), 'utf8'));
+const classNames = JSON.parse(readFileSync(path.join(one('data', /^[a-z-]+?(-s0)?-[0-9a-f]{10}$/), 'classes.json'), 'utf8'));
 const names = Array.isArray(classNames) ? classNames : classNames.names;
 const gallery = await sliceGalleryFragment({
   slices,

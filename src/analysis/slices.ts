@@ -278,10 +278,10 @@ export function failureSlices(seeds: { data: Float32Array; dim: number; labels: 
   const want = opts.k ?? 'auto';
   if (want === 'auto') {
     const [lo, hi] = opts.range ?? [2, 8];
-    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 2 || hi < lo) throw new ConfigError(`slices.range: expected integers 2 ≤ min ≤ max, received [${lo}, ${hi}]`);
-    if (n < 3) throw new ConfigError(`slices.k: auto needs at least 3 seed images (silhouette compares ≥ 2 slices of ≥ 2 images), the seed set has ${n}; set slices.k to 1 or ${n}`);
+    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 2 || hi < lo) throw new ConfigError(`slices.k_range (--k-range): expected integers 2 ≤ min ≤ max, received [${lo}, ${hi}]`);
+    if (n < 3) throw new ConfigError(`slices.k (--k): auto needs at least 3 seed images (silhouette compares ≥ 2 slices of ≥ 2 images), the seed set has ${n}; set slices.k to 1 or ${n}`);
     const top = Math.min(hi, n - 1);
-    if (lo > top) throw new ConfigError(`slices.range: [${lo}, ${hi}] tries more slices than the ${n} seed images allow (at most ${n - 1}); lower the range`);
+    if (lo > top) throw new ConfigError(`slices.k_range (--k-range): [${lo}, ${hi}] tries more slices than the ${n} seed images allow (at most ${n - 1}); lower the range`);
     const scores: { k: number; silhouette: number }[] = [];
     let bestScore = -Infinity;
     res = null as unknown as KMeansResult;
@@ -293,8 +293,8 @@ export function failureSlices(seeds: { data: Float32Array; dim: number; labels: 
     }
     criterion = { kind: 'silhouette', scores };
   } else {
-    if (!Number.isInteger(want) || want < 1) throw new ConfigError(`slices.k: expected an integer ≥ 1 or "auto", received ${want}`);
-    if (want > n) throw new ConfigError(`slices.k: ${want} slices for ${n} seed image(s); there cannot be more slices than seed images — lower slices.k or use "auto"`);
+    if (!Number.isInteger(want) || want < 1) throw new ConfigError(`slices.k (--k): expected an integer ≥ 1 or "auto", received ${want}`);
+    if (want > n) throw new ConfigError(`slices.k (--k): ${want} slices for ${n} seed image(s); there cannot be more slices than seed images — lower slices.k or use "auto"`);
     res = kmeans(x, dim, want, km);
     criterion = { kind: 'given' };
   }
