@@ -136,7 +136,7 @@ export async function slicesFiles(a: SlicesFilesArgs): Promise<SlicesFilesResult
   const json = sidecarPath(a.out, '.json');
   await atomicWriteJson(json, {
     backbone: meta['dcd.backbone'],
-    method: 'k-means++ (seeded), L2-normalised features' + (slices.normalize ? '' : ' off'),
+    method: `k-means++ (seeded) over ${slices.normalize ? 'L2-normalised' : 'raw'} features`,
     criterion: slices.criterion,
     seed: slices.seed,
     slices: slices.slices.map((x) => ({

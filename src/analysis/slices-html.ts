@@ -105,7 +105,7 @@ export async function sliceGalleryFragment(g: SliceGalleryInput): Promise<string
     crit.kind === 'silhouette'
       ? `the number of slices (${g.slices.slices.length}) has the highest mean silhouette over ${crit.scores!.map((s) => `k=${s.k}: ${s.silhouette.toFixed(3)}`).join(', ')}`
       : `the number of slices (${g.slices.slices.length}) was set in the config`;
-  parts.push(`<p>Debug-seed failures clustered by seeded k-means over L2-normalised features (seed ${g.slices.seed}); ${esc(how)}. Each heldout image counts in its nearest slice.</p>`);
+  parts.push(`<p>Debug-seed failures clustered by seeded k-means over ${g.slices.normalize ? 'L2-normalised' : 'raw'} features (seed ${g.slices.seed}); ${esc(how)}. Each heldout image counts in its nearest slice.</p>`);
   for (const s of g.slices.slices) {
     const mix = s.classMix.map((c) => `${esc(name(c.value))} ${c.count}`).join(', ');
     const ctx = s.context ? `; context ${esc(s.context.value)} (${(100 * s.context.share).toFixed(0)}%)` : '';
