@@ -6,7 +6,7 @@ import { log } from '../core/log.js';
 import { completeBaseline, labelCounts, randomBaseline } from './baselines.js';
 import { classThresholds, leakageFilter, type FilterResult, type Threshold } from './filter.js';
 import { openArrowSink, sidecarPath, takeRows, toCsv, writeTableWithCsv, type ArrowSink } from './output.js';
-import { openSeedAndPool, selectAlgorithm1, type Selection } from './select.js';
+import { openSeedAndPool, selectAlgorithm1, type SeedSet, type Selection, type SelectOptions, type SelectResult } from './select.js';
 import { EmbeddingStore, readIdsAndLabels } from './store.js';
 
 /** Ids of one or more Arrow files (column `id`), e.g. earlier selections for `--exclude`; streamed. */
@@ -72,16 +72,31 @@ export interface SelectFilesArgs {
  * kVal > 0, the de-val set (`devalOut`, default `<out>.deval.arrow`) selected first.
  */
 export async function selectFiles(a: SelectFilesArgs): Promise<{ files: string[]; train: Selection; deval: Selection | null }> {
+  const { seeds, pool, opts } = await openSelectInputs(a);
+  const r = await selectAlgorithm1(seeds, pool, opts);
+  return { files: await writeSelectResult(a, r, pool.metadata), ...r };
+}
+
+/** Seeds, pool and Algorithm 1's options of a `dcd select` call. */
+export async function openSelectInputs(a: SelectFilesArgs): Promise<{ seeds: SeedSet; pool: EmbeddingStore; opts: SelectOptions }> {
   const { seeds, pool } = await openSeedAndPool(a.seed, a.pool, { normalize: a.normalize, anyLabel: a.anyLabel });
   const exclude = a.exclude?.length ? await readIdSet(a.exclude, 'exclude') : undefined;
   const only = a.only?.length ? await readIdSet(a.only, 'only') : undefined;
-  const r = await selectAlgorithm1(seeds, pool, { k: a.k, kVal: a.kVal, anyLabel: a.anyLabel, exclude, only, classes: a.classes, memoryBudgetMiB: a.memoryBudgetMiB });
+  return { seeds, pool, opts: { k: a.k, kVal: a.kVal, anyLabel: a.anyLabel, exclude, only, classes: a.classes, memoryBudgetMiB: a.memoryBudgetMiB } };
+}
+
+/**
+ * Writes the selections of a `dcd select` call: de-val (when there is one) and debug-train,
+ * with the call's metadata plus `extra`.
+ */
+export async function writeSelectResult(a: SelectFilesArgs, r: SelectResult, poolMeta: Record<string, string>, extra: Record<string, string> = {}): Promise<string[]> {
   const meta = {
-    'dcd.backbone': pool.metadata['dcd.backbone'] ?? '',
+    'dcd.backbone': poolMeta['dcd.backbone'] ?? '',
     'dcd.seed_files': a.seed.join(','),
     'dcd.pool_files': a.pool.join(','),
     'dcd.any_label': String(!!a.anyLabel),
     'dcd.normalize': String(!!a.normalize),
+    ...extra,
   };
   const files: string[] = [];
   if (r.deval) {
@@ -89,7 +104,7 @@ export async function selectFiles(a: SelectFilesArgs): Promise<{ files: string[]
     files.push(...(await writeSelection(devalOut, r.deval, selectionMeta(r.deval, 'dcd-deval', meta))));
   }
   files.push(...(await writeSelection(a.out, r.train, selectionMeta(r.train, 'dcd', { ...meta, 'dcd.k_val': String(a.kVal ?? 0) }))));
-  return { files, ...r };
+  return files;
 }
 
 /** Arguments of {@link filterFiles} (the `dcd filter` command). */

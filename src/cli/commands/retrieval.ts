@@ -2,6 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { completeBaselineFiles, filterFiles, parseClassList, randomBaselineFiles, selectFiles } from '../../retrieval/files.js';
 import { DEFAULT_MEMORY_BUDGET_MIB } from '../../retrieval/store.js';
+import { CLEAN_DEFAULTS } from '../../retrieval/clean.js';
+import { selectCleanFiles } from '../../retrieval/clean-files.js';
 
 const budgetOpt = {
   type: 'number',
@@ -52,11 +54,21 @@ const select: CommandModule<object, any> = {
       .option('classes', { type: 'string', describe: 'allowed classes: comma list or file of integers' })
       .option('normalize', normOpt)
       .option('memory-budget', budgetOpt)
-      .option('out', { type: 'string', demandOption: true, describe: 'selection (Arrow: id, label, seed_id, distance, rank); also .csv and .summary.csv' })
-      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow', ''),
+      .option('clean', { choices: ['none', 'knn'] as const, default: 'none' as const, describe: 'knn: drop picks whose k nearest pool images mostly carry another weak label, refill (config select.clean; docs/slices-and-cleaning.md)' })
+      .option('clean-k', { type: 'number', default: CLEAN_DEFAULTS.k, describe: 'pool neighbours per pick' })
+      .option('clean-rule', { choices: ['agreement', 'confident'] as const, default: CLEAN_DEFAULTS.rule, describe: 'agreement: share ≥ --clean-min-agreement; confident: per-class thresholds' })
+      .option('clean-min-agreement', { type: 'number', default: CLEAN_DEFAULTS.minAgreement, describe: 'share of neighbours that must share the pick\'s label' })
+      .option('clean-max-rounds', { type: 'number', default: CLEAN_DEFAULTS.maxRounds, describe: 'selection rounds at most' })
+      .option('truth', { type: 'string', array: true, describe: '--clean knn: pool manifests recording true_label, for the noise rate before/after' })
+      .option('out', { type: 'string', demandOption: true, describe: 'selection (Arrow: id, label, seed_id, distance, rank); also .csv and .summary.csv (--clean knn: .dropped.csv, .clean.json)' })
+      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow', '')
+      .check((a) => {
+        if (a.truth && a.clean !== 'knn') throw new Error('--truth reports the noise rate before/after cleaning: it needs --clean knn');
+        return true;
+      }),
   handler: async (a) => {
     await useBackend(a.backend);
-    const r = await selectFiles({
+    const args = {
       seed: a.seed,
       pool: a.pool,
       k: a.kTrain,
@@ -69,8 +81,11 @@ const select: CommandModule<object, any> = {
       classes: await parseClassList(a.classes),
       memoryBudgetMiB: a.memoryBudget,
       out: a.out,
-    });
+    };
+    const cleaned = a.clean === 'knn' ? await selectCleanFiles({ ...args, clean: { k: a.cleanK, rule: a.cleanRule, minAgreement: a.cleanMinAgreement, maxRounds: a.cleanMaxRounds }, truth: a.truth }) : null;
+    const r = cleaned ?? (await selectFiles(args));
     process.stderr.write(`dcd: selected ${r.train.ids.length} debug-train${r.deval ? ` and ${r.deval.ids.length} de-val` : ''} image(s)\n`);
+    if (cleaned) process.stderr.write(`dcd: --clean knn dropped ${cleaned.result.dropped.length} pick(s) over ${cleaned.report.rounds} selection round(s) and refilled them\n`);
     printFiles(r.files);
   },
 };
