@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
-import { evalFromFiles, failuresFromFiles } from '../../eval/from-files.js';
+import { evalFromFiles, failuresFromFiles } from '../../eval/jobs.js';
 import { readReportInput, writeReport } from '../../eval/report.js';
 import { pairedGaps, pairedTable } from '../../pipeline/table.js';
 
