@@ -20,7 +20,7 @@ import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { nativeAddon } from '../backends/addon.js';
 import { canonicalJson } from '../core/config.js';
-import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
+import { isShardable, mergeParts, runPart } from './shards.js';
 import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 /** Version of the manifest layout itself. */
@@ -215,7 +215,7 @@ function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<
   if ((opts.part || opts.merge) && opts.ids?.length !== 1) throw new ArtifactError('--part and --merge need exactly one --stage');
   if (opts.part || opts.merge) {
     const spec = order.find((s) => stageId(s) === opts.ids![0])!;
-    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')}; the filter only when enabled)`);
+    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards; this one does not (it has no shards hook)`);
   }
   if (!opts.only?.length && !opts.shard && !opts.ids?.length) return undefined;
   if (opts.ids?.length && (opts.only?.length || opts.shard)) throw new ArtifactError('--stage cannot be combined with --only or --shard');
