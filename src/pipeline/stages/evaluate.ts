@@ -9,7 +9,7 @@ import type { Config } from '../../core/config.js';
 import { accuracy, argmaxPredictions, percent, type Predictions } from '../../eval/evaluate.js';
 import type { StageSpec } from '../runner.js';
 import { readImageSet } from '../imagesets.js';
-import { type RowMetrics } from '../table.js';
+import { type RowMetrics } from '../../eval/table.js';
 import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
 
 /** Accuracy of one model on every evaluation set: Seed, Heldout, then MFreq/Compl./INet on Y_sub and on all classes. */
