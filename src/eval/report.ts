@@ -291,7 +291,7 @@ export interface ReportFiles {
   json: string;
   csv?: string;
   html?: string;
-  /** The plots and thumbnails' folder's plots (SVG + PNG, the retention plot). */
+  /** The plots in the HTML page's images/ folder (Figure 10 as SVG + PNG, the retention plot). */
   plots: string[];
 }
 

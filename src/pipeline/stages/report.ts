@@ -73,8 +73,9 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         ctx.dir,
         { formats: cfg.report.formats, htmlDir: path.join(ctx.dir, 'html') },
       );
-      const { plots: _plots, ...out } = files;
-      return { files: { ...out, ...(retention ? { retention: path.relative(ctx.dir, ret!.file('png')) } : {}) } as Record<string, string>, counts: { rows: results.length, columns: COLUMNS.length } };
+      const out: Record<string, string> = { markdown: files.markdown, ...(files.csv ? { csv: files.csv } : {}), json: files.json, ...(files.html ? { html: files.html } : {}) };
+      if (retention) out.retention = path.relative(ctx.dir, ret!.file('png'));
+      return { files: out, counts: { rows: results.length, columns: COLUMNS.length } };
     },
   };
 }
