@@ -114,9 +114,11 @@ export function failureSets(inp: FailureInputs): FailureSets {
   for (const r of inp.complement) if (sub.has(r.label)) Object.assign(entry(r), { wnid: r.wnid, class_name: r.class_name }).complement++;
   for (const r of seed) entry(r).seed++;
   for (const r of heldout) entry(r).heldout++;
-  const overlap = new Set(seed.map((r) => r.id));
-  const dup = heldout.find((r) => overlap.has(r.id));
-  if (dup) throw new DataError(`failure sets: image ${dup.id} is in both MFreq and Complement; Complement must exclude MFreq images`);
+  // One image is one id at one path: folder datasets name images relative to their set's folder,
+  // so the same id in both sets can be two images.
+  const overlap = new Set(seed.map((r) => `${r.id}\0${r.path}`));
+  const dup = heldout.find((r) => overlap.has(`${r.id}\0${r.path}`));
+  if (dup) throw new DataError(`failure sets: image ${dup.id} (${dup.path}) is in both MFreq and Complement; Complement must exclude MFreq images`);
   return { classes, seed, heldout, seedIndex, heldoutIndex, perClass: [...info.values()].sort((a, b) => a.label - b.label), missing: [...mf.missing, ...co.missing], models: inp.predsMfreq.length };
 }
 
