@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import YAML from 'yaml';
 import { initBackend } from '../src/core/backend.js';
-import { checkCriterion, formatTable, runDemoExperiment, type DemoExperimentConfig } from '../src/backbones-demo/experiment.js';
+import { spawnAsync } from './spawn-async.js';
 import { createSmallCnn, conv3x3 } from '../src/backbones-demo/small-cnn.js';
 import { trainDemoBackbone } from '../src/backbones-demo/backbones.js';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 
 describe('small CNN (im2col conv)', () => {
   it('conv3x3 equals tf.conv2d with the same weights', async () => {
@@ -40,41 +47,46 @@ describe('small CNN (im2col conv)', () => {
   });
 });
 
-describe('demo experiment (tiny)', () => {
-  it('runs every method on every seed, with consistent sizes and no leaked tensor', async () => {
-    await initBackend('wasm', { quiet: true });
-    const cfg: DemoExperimentConfig = {
-      synthetic: {
-        train: { size: 240, homeRate: 0.75 },
-        test: { size: 60 },
-        shifted: { size: 120, rareRate: 0.8 },
-        pool: { size: 400, homeRate: 0.4, wrongLabelRate: 0.15, objectlessRate: 0.15 },
-      },
-      seeds: [0, 1],
-      model: { widths: [4, 8], steps: 10, lr: 3e-3, batchSize: 32 },
-      finetune: { steps: 3, lr: 1e-3, batchSize: 32 },
-      selection: { kVal: 1, kTrain: 2 },
-      backbones: [
-        { name: 'broad', kind: 'broad_cnn', widths: [4, 8], broadSize: 72, steps: 3 },
-        { name: 'self', kind: 'self' },
-      ],
+/**
+ * What the in-memory demo experiment (removed) checked, now through `dcd run` on the tiny
+ * config with two seeds and two demo backbones (one trained on a broad draw, one the debugged
+ * model itself): every method on every seed, and selection sizes that agree with each other.
+ */
+describe('demo experiment through dcd run (tiny, two seeds)', () => {
+  it('runs every method on every seed, with consistent sizes', async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'dcd-demo-'));
+    const cfg = YAML.parse(readFileSync(path.join(ROOT, 'test/fixtures/pipeline/tiny.yaml'), 'utf8'));
+    cfg.seeds = [0, 1];
+    cfg.backbones = [
+      { name: 'broad_cnn', label: 'broad', weights: 'demo', pretrain: { kind: 'broad_cnn', widths: [4, 8], broadSize: 72, steps: 3, seed: 1000 } },
+      { name: 'self', label: 'self', weights: 'demo', pretrain: { kind: 'self' } },
+    ];
+    cfg.filter = { enabled: false };
+    const file = path.join(cwd, 'demo-tiny.yaml');
+    writeFileSync(file, YAML.stringify(cfg));
+    const r = await spawnAsync('node', [CLI, 'run', file], { cwd, env: { ...process.env, DCD_BACKEND: 'wasm' }, timeout: 600_000 });
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const runDir = path.join(cwd, 'runs/tiny');
+    const report = JSON.parse(readFileSync(path.join(runDir, 'report', readdirSync(path.join(runDir, 'report'))[0]!, 'report.json'), 'utf8')) as {
+      rows: { name: string; n: number }[];
+      results: { method: string; seed: number; metrics: Record<string, number | null> }[];
     };
-    const before = tf.memory().numTensors;
-    const res = await runDemoExperiment(cfg, () => undefined);
-    expect(tf.memory().numTensors).toBe(before);
-    expect(res.methods).toEqual(['original', 'random', 'complete', 'dcd-broad', 'dcd-self']);
-    expect(res.results).toHaveLength(10);
-    for (const f of res.failures) {
-      const orig = res.results.find((r) => r.seed === f.seed && r.method === 'original')!;
-      expect(orig.acc.seed).toBe(f.seedSize ? 0 : NaN); // the original gets every seed image wrong
-      const dcd = res.results.find((r) => r.seed === f.seed && r.method === 'dcd-broad')!;
-      const rnd = res.results.find((r) => r.seed === f.seed && r.method === 'random')!;
-      expect(dcd.added).toBeLessThanOrEqual(2 * f.seedSize);
-      expect(rnd.added).toBe(dcd.added); // Random takes as many per class as DCD
-      const complete = res.results.find((r) => r.seed === f.seed && r.method === 'complete')!;
-      expect(complete.added).toBe(400);
+    expect(report.rows.map((x) => [x.name, x.n])).toEqual([['original', 2], ['complete', 2], ['random', 2], ['dcd-broad', 2], ['dcd-self', 2]]);
+    expect(report.results).toHaveLength(10);
+    expect(r.stdout).toMatch(/^\| dcd-broad \| \d+\.\d\d ± \d+\.\d\d \| /m);
+    // per stage kind and seed, the counts its manifest recorded
+    const counts = (stage: string, label: string) => JSON.parse(readFileSync(path.join(runDir, stage, readdirSync(path.join(runDir, stage)).find((d) => d.startsWith(`${label}-`))!, 'manifest.json'), 'utf8')).counts as Record<string, number>;
+    for (const seed of [0, 1]) {
+      // the original model gets every seed image wrong: that is what makes it the seed set
+      expect(report.results.find((x) => x.seed === seed && x.method === 'original')!.metrics.seed).toBe(0);
+      const failures = counts('failures', `single-s${seed}`);
+      expect(failures.seed).toBeGreaterThan(0);
+      const dcd = counts('select', `broad-s${seed}`).debug_train!;
+      expect(dcd).toBeGreaterThan(0);
+      expect(dcd).toBeLessThanOrEqual(2 * failures.seed!); // k_train = 2 picks per seed image at most
+      // Random takes as many per class as the first backbone's DCD; Complete adds the whole (unfiltered) pool
+      expect(counts('baseline', `random-s${seed}`).added).toBe(dcd);
+      expect(counts('baseline', `complete-s${seed}`).added).toBe(240);
     }
-    expect(formatTable(res)).toMatch(/\| dcd-broad \| \d+ \| /);
-    expect(checkCriterion(res)).toHaveLength(2);
-  }, 180_000);
+  }, 600_000);
 });

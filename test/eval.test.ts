@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { initBackend } from '../src/core/backend.js';
-import { accuracy, evaluate, readPredictions, writePredictions, type Predictions } from '../src/eval/evaluate.js';
+import { accuracy, argmaxPredictions, evaluate, percent, readPredictions, writePredictions, type Predictions } from '../src/eval/evaluate.js';
 import { failureSets } from '../src/eval/failures.js';
 import { readManifest, writeManifest, type ManifestRow } from '../src/data/manifest.js';
 import { createModel } from '../src/models/registry.js';
@@ -81,6 +81,30 @@ describe('failure sets', () => {
     expect(ids(d.heldout)).toEqual(['c3']);
     expect(() => failureSets({ mfreq, complement: compl, predsMfreq: [A, B], predsComplement: [Ac] })).toThrow(/2 MFreq prediction files but 1 Complement/);
     expect(() => failureSets({ mfreq, complement: compl, predsMfreq: [A], predsComplement: [Ac] })).toThrow(/discovery threshold/);
+  });
+  it('positions of S and H in their sets; an image in both sets is refused, a shared id at two paths is not', () => {
+    const f = failureSets({ mfreq, complement: compl, predsMfreq: [A], predsComplement: [Ac], classes: [0, 2] });
+    expect(f.seedIndex).toEqual([0, 1, 4, 5, 6]);
+    expect(f.heldoutIndex).toEqual([0, 2]);
+    // Complement's c1 is MFreq's m1 (same id, same file): wrong in both sets
+    const same = compl.map((r) => (r.id === 'c1' ? { ...r, id: 'm1', path: '/x/m1' } : r));
+    const Ps = preds(ids(same), [0, 1, 2, 2], [2, 1, 0, 2]);
+    expect(() => failureSets({ mfreq, complement: same, predsMfreq: [A], predsComplement: [Ps], classes: [0] })).toThrow(/image m1 \(\/x\/m1\) is in both MFreq and Complement/);
+    // a folder dataset names images relative to their set's folder: the same id, another file
+    const other = same.map((r) => (r.id === 'm1' ? { ...r, path: '/complement/m1' } : r));
+    expect(ids(failureSets({ mfreq, complement: other, predsMfreq: [A], predsComplement: [Ps], classes: [0] }).heldout)).toEqual(['m1']);
+  });
+  it('arg-max predictions leave undecodable images (-1) out of accuracy and failure sets', () => {
+    const p = argmaxPredictions(mfreq.slice(0, 3), Int32Array.from([1, -1, 1]));
+    expect(p.ids).toEqual(['m1', 'm3']);
+    expect(p.skipped).toEqual([{ id: 'm2', reason: 'not decodable' }]);
+    const a = accuracy(p);
+    expect([a.n, a.correct, percent(a)]).toEqual([2, 1, 50]);
+    expect(percent(accuracy(p, [5]))).toBeNull();
+    const f = failureSets({ mfreq: mfreq.slice(0, 3), complement: [], predsMfreq: [p], predsComplement: [argmaxPredictions([], new Int32Array(0))], classes: [0, 1] });
+    expect(ids(f.seed)).toEqual(['m1']); // m2 has no prediction: not counted as wrong
+    expect(f.missing).toEqual(['m2']);
+    expect(() => argmaxPredictions(mfreq.slice(0, 2), new Int32Array(3))).toThrow(/3 classes for 2 images/);
   });
   it('dcd failures writes the manifests and the per-class summary', async () => {
     const mf = path.join(dir, 'mfreq.arrow');

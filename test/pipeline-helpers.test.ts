@@ -8,8 +8,7 @@ import { featuresOf } from '../src/infer/features.js';
 import { predictDataset } from '../src/infer/predict.js';
 import { createModel, getModelSpec } from '../src/models/registry.js';
 import { imageItems, readImageSet, subsetImageSet, toDataset, writeImageSet, type ImageSet } from '../src/pipeline/imagesets.js';
-import { aggregate, markdownTable, pairedGaps, pairedTable } from '../src/pipeline/table.js';
-import { pairedTableMarkdown } from '../src/eval/report.js';
+import { aggregate, markdownTable, pairedGaps, pairedTable, pairedTableMarkdown } from '../src/eval/table.js';
 
 function tinySet(n: number, size = 8): ImageSet {
   const data = new Uint8Array(n * size * size * 3);

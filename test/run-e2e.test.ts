@@ -6,7 +6,7 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { spawnAsync } from './spawn-async.js';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -71,6 +71,10 @@ describe('dcd run (end to end, real CLI)', () => {
     const ms = manifests(runDir);
     expect(ms.size).toBe(25);
     const rep = [...ms.keys()].find((k) => k.startsWith('report/'))!;
+    // one report.md, written by the report stage; the run folder's is a link to it
+    const reports = readdirSync(runDir, { recursive: true, withFileTypes: true }).filter((e) => e.name === 'report.md' && e.isFile());
+    expect(reports.map((e) => path.relative(runDir, path.join(e.parentPath, e.name)))).toEqual([path.join(rep, 'report.md')]);
+    expect(realpathSync(path.join(runDir, 'report.md'))).toBe(realpathSync(path.join(runDir, rep, 'report.md')));
     const html = readFileSync(path.join(runDir, rep, 'html/report.html'), 'utf8');
     expect(html).toMatch(/dcd-random_cnn/);
     // Figure 10 plots from per-class heldout accuracy, and the retrieval grid with thumbnails

@@ -9,7 +9,11 @@ import { generateBroad, generateSynthetic, summarizeSet, writeSyntheticPngs, typ
 import { mulberry32 as rng } from '../src/core/rng.js';
 import { createSmallCnn } from '../src/backbones-demo/small-cnn.js';
 import { fitClassifier, predictLabels } from '../src/backbones-demo/fit.js';
-import { greedySelect, randomSelect } from '../src/backbones-demo/select.js';
+import { algorithm1 } from '../src/retrieval/algorithm1.js';
+import { randomBaseline } from '../src/retrieval/baselines.js';
+
+/** Algorithm 1's picks (candidate positions, in selection order) on a [nSeeds, nCand] distance matrix. */
+const greedySelect = (d: Float64Array, ns: number, nc: number, k: number) => Array.from(algorithm1(d, ns, nc, k).cand);
 
 const SMALL = {
   imageSize: 16,
@@ -128,7 +132,7 @@ describe('generateSynthetic', () => {
   });
 });
 
-describe('demo selection helpers', () => {
+describe('selection on a distance matrix (Algorithm 1) and the Random baseline', () => {
   it('Algorithm 1 serves the globally closest pair first and never reuses a candidate', () => {
     // 2 seeds × 3 candidates; seed 0 and 1 both want candidate 0
     const d = Float64Array.from([0.1, 0.5, 0.9, 0.2, 0.3, 0.8]);
@@ -157,7 +161,7 @@ describe('demo selection helpers', () => {
   });
   it('Random draws per class without replacement', () => {
     const weak = Int32Array.from([0, 0, 0, 1, 1, 1, 1]);
-    const r = randomSelect(weak, new Map([[0, 2], [1, 4]]), 0);
+    const r = Array.from(randomBaseline(weak, new Map([[0, 2], [1, 4]]), 0).indices);
     expect(r).toHaveLength(6);
     expect(new Set(r).size).toBe(6);
     expect(r.filter((j) => weak[j] === 0)).toHaveLength(2);

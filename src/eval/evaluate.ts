@@ -68,15 +68,36 @@ export async function evaluate(model: ImageModel, dataset: Dataset, opts: Evalua
   };
 }
 
+/**
+ * Predictions of arg-max classes (k = 1, no scores), one per row of an image set; rows
+ * whose class is -1 (the image could not be decoded) are left out, as {@link evaluate} does.
+ * @param pred Int32Array [rows.length]: the arg-max class per row, -1 = not decodable
+ */
+export function argmaxPredictions(rows: readonly { id: string; label: number }[], pred: Int32Array): Predictions {
+  if (pred.length !== rows.length) throw new ArtifactError(`predictions: ${pred.length} classes for ${rows.length} images`);
+  const keep = rows.flatMap((_, i) => (pred[i] === -1 ? [] : [i]));
+  return {
+    ids: keep.map((i) => rows[i]!.id),
+    labels: Int32Array.from(keep, (i) => rows[i]!.label),
+    k: 1,
+    topk: Int32Array.from(keep, (i) => pred[i]!),
+    scores: new Float32Array(keep.length).fill(NaN),
+    skipped: rows.flatMap((r, i) => (pred[i] === -1 ? [{ id: r.id, reason: 'not decodable' }] : [])),
+    meta: {},
+  };
+}
+
 /** Top-1 class per image. */
 export function top1(p: Predictions): Int32Array {
   return Int32Array.from({ length: p.ids.length }, (_, i) => p.topk[i * p.k]!);
 }
 
-/** Accuracy summary of a prediction set. */
+/** Accuracy summary of a prediction set (fractions; {@link percent} for the result table). */
 export interface Accuracy {
   /** Labelled images counted. */
   n: number;
+  /** Of those, images whose top-1 class is the label. */
+  correct: number;
   top1: number;
   top5: number;
   /** Per class (label → images, top-1 correct). */
@@ -109,7 +130,12 @@ export function accuracy(p: Predictions, classes?: Iterable<number>): Accuracy {
     perClass.set(y, e);
   }
   for (const e of perClass.values()) e.acc = e.correct / e.n;
-  return { n, top1: n ? c1 / n : NaN, top5: n ? c5 / n : NaN, perClass };
+  return { n, correct: c1, top1: n ? c1 / n : NaN, top5: n ? c5 / n : NaN, perClass };
+}
+
+/** Top-1 accuracy in percent, as the result table shows it; null where no image was counted. */
+export function percent(a: Accuracy): number | null {
+  return a.n ? (100 * a.correct) / a.n : null;
 }
 
 function int32ListColumn(values: Int32Array, k: number) {

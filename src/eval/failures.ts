@@ -68,6 +68,9 @@ export interface FailureSets {
   classes: number[];
   seed: ManifestRow[];
   heldout: ManifestRow[];
+  /** Positions of the seed rows in `mfreq` and of the heldout rows in `complement` (in that order). */
+  seedIndex: number[];
+  heldoutIndex: number[];
   perClass: FailureClassSummary[];
   /** Images absent from some model's predictions (not counted). */
   missing: string[];
@@ -95,8 +98,11 @@ export function failureSets(inp: FailureInputs): FailureSets {
     classes = [...count].filter(([, c]) => c >= t).map(([y]) => y).sort((a, b) => a - b);
   }
   const sub = new Set(classes);
-  const seed = inp.mfreq.filter((r) => sub.has(r.label) && mf.wrong.has(r.id)).map((r) => ({ ...r, set: 'seed' }));
-  const heldout = inp.complement.filter((r) => sub.has(r.label) && co.wrong.has(r.id)).map((r) => ({ ...r, set: 'heldout' }));
+  const pick = (rows: readonly ManifestRow[], wrong: Set<string>) => rows.flatMap((r, i) => (sub.has(r.label) && wrong.has(r.id) ? [i] : []));
+  const seedIndex = pick(inp.mfreq, mf.wrong);
+  const heldoutIndex = pick(inp.complement, co.wrong);
+  const seed = seedIndex.map((i) => ({ ...inp.mfreq[i]!, set: 'seed' }));
+  const heldout = heldoutIndex.map((i) => ({ ...inp.complement[i]!, set: 'heldout' }));
   const info = new Map<number, FailureClassSummary>();
   const entry = (r: ManifestRow) => {
     let e = info.get(r.label);
@@ -108,10 +114,12 @@ export function failureSets(inp: FailureInputs): FailureSets {
   for (const r of inp.complement) if (sub.has(r.label)) Object.assign(entry(r), { wnid: r.wnid, class_name: r.class_name }).complement++;
   for (const r of seed) entry(r).seed++;
   for (const r of heldout) entry(r).heldout++;
-  const overlap = new Set(seed.map((r) => r.id));
-  const dup = heldout.find((r) => overlap.has(r.id));
-  if (dup) throw new DataError(`failure sets: image ${dup.id} is in both MFreq and Complement; Complement must exclude MFreq images`);
-  return { classes, seed, heldout, perClass: [...info.values()].sort((a, b) => a.label - b.label), missing: [...mf.missing, ...co.missing], models: inp.predsMfreq.length };
+  // One image is one id at one path: folder datasets name images relative to their set's folder,
+  // so the same id in both sets can be two images.
+  const overlap = new Set(seed.map((r) => `${r.id}\0${r.path}`));
+  const dup = heldout.find((r) => overlap.has(`${r.id}\0${r.path}`));
+  if (dup) throw new DataError(`failure sets: image ${dup.id} (${dup.path}) is in both MFreq and Complement; Complement must exclude MFreq images`);
+  return { classes, seed, heldout, seedIndex, heldoutIndex, perClass: [...info.values()].sort((a, b) => a.label - b.label), missing: [...mf.missing, ...co.missing], models: inp.predsMfreq.length };
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
- * The paper-layout report (Tables 1, 4, 5 and Figure 10): a table of accuracies per
- * method (mean ± std over seeds), written as Markdown, CSV, JSON and a terminal table;
- * SVG + PNG plots; and a static offline HTML page with the table, the plots, the backbones'
- * retention table and plot (Figure 7), the retrieved neighbours of each seed image per
- * backbone, and each DCD row's wrongly labelled picks.
+ * The report of a run: the result table (src/eval/table.ts, computed once) written once each
+ * to report.md (with the paired table and the run's sections: selection quality, the
+ * backbones' retention, self-supervised pretraining), report.csv, report.json, and a static
+ * offline HTML page with the same table, the Figure-10 plots (SVG + PNG), the retention table
+ * and plot (Figure 7), the retrieved neighbours of each seed image per backbone, and each DCD
+ * row's wrongly labelled picks.
  */
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
@@ -11,13 +12,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-
-/** Accuracies (fractions in [0, 1]) on the three evaluation sets. */
-export interface SetAccuracies {
-  mfreq: number;
-  compl: number;
-  inet: number;
-}
+import { selectionQualityMarkdown, type SelectionQuality } from './selection-quality.js';
+import { aggregate, COLUMNS, csvTable, formatCell, HEADERS, markdownTable, meanStd, pairedGaps, pairedTable, pairedTableMarkdown, rowNames, type RowResult } from './table.js';
 
 /** Per-class result of one run (Figure 10). */
 export interface ClassResult {
@@ -29,19 +25,9 @@ export interface ClassResult {
   selected: number;
 }
 
-/** One trained model: a method and a seed. */
-export interface MethodRun {
-  /** `original`, `complete`, `random`, `dcd-<backbone>`. */
+/** A run's per-class results under its row name (what the Figure-10 plots read). */
+export interface PerClassRun {
   method: string;
-  /** Seed of the run (several seeds → mean ± std). */
-  seed?: number;
-  /** Accuracy on the debug-seed set S and debug-heldout set H. */
-  seedAcc: number;
-  heldoutAcc: number;
-  /** MFreq / Compl. / INet restricted to the class subset. */
-  subset: SetAccuracies;
-  /** The same on all classes. */
-  all: SetAccuracies;
   perClass?: ClassResult[];
 }
 
@@ -96,144 +82,38 @@ export interface RetentionSection {
   rows: RetentionRow[];
   /** PNG of the plot (copied into the report's images/ folder). */
   plot?: string;
+  /** How report.md names the plot (e.g. a path relative to the run folder); none: not named. */
+  plotRef?: string;
 }
 
-/** Paired per-seed differences between rows, already formatted (src/pipeline/table.ts computes them). */
-export interface PairedTable {
-  /** Column headers after the first (e.g. `Seed`, `Heldout`, `INet (all)`). */
-  columns: string[];
-  rows: { name: string; cells: string[] }[];
-  /** What the cells mean (printed under the table). */
-  note: string;
-}
-
-/** A Markdown table whose first column is left-aligned and the others right-aligned (numbers). */
-export function markdownGrid(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
-}
-
-/** The paired table as Markdown, with its heading and note. */
-export function pairedTableMarkdown(t: PairedTable): string {
-  const grid = markdownGrid(['difference', ...t.columns], t.rows.map((r) => [r.name, ...r.cells]));
-  return ['### Paired differences per seed', '', grid, '', t.note, ''].join('\n');
+/** One self-supervised pretraining run of a backbone (the report's pretraining table). */
+export interface PretrainingRow {
+  backbone: string;
+  method: string;
+  data: string;
+  images: number;
+  steps: number;
+  /** Mean loss over the first and the last 10% of the steps (null: not finite, as JSON keeps NaN). */
+  lossFirst: number | null;
+  lossLast: number | null;
+  /** DINO only: the teacher's entropy at the last step. */
+  teacherEntropy?: number | null;
+  resumedFrom: number;
 }
 
 /** Everything the report shows. */
 export interface ReportInput {
   title?: string;
-  runs: MethodRun[];
+  /** One evaluated model per entry: a method and a seed (accuracies in percent). */
+  results: RowResult[];
   /** What the seeds vary (one sentence, shown under the table's caption), e.g. only training over one fixed world. */
   seedNote?: string;
-  /** Paired per-seed differences (shown under the table). */
-  paired?: PairedTable;
   retrieval?: RetrievalExamples;
   retention?: RetentionSection;
-}
-
-/** A cell: mean and sample std over seeds (std 0 when n = 1). */
-export interface Cell {
-  mean: number;
-  std: number;
-  n: number;
-}
-
-/** The aggregated table: one row per method, in the paper's order. */
-export interface ReportTable {
-  columns: string[];
-  rows: { method: string; n: number; cells: Cell[] }[];
-}
-
-/** Column names, in the paper's order. */
-export const REPORT_COLUMNS = ['Seed', 'Heldout', 'MFreq (subset)', 'Compl. (subset)', 'INet (subset)', 'MFreq (all)', 'Compl. (all)', 'INet (all)'];
-
-function values(r: MethodRun): number[] {
-  return [r.seedAcc, r.heldoutAcc, r.subset.mfreq, r.subset.compl, r.subset.inet, r.all.mfreq, r.all.compl, r.all.inet];
-}
-
-/** Method order: original, complete, random, then dcd-* in first-seen order, then others. */
-function methodRank(m: string): number {
-  if (m === 'original') return 0;
-  if (m === 'complete') return 1;
-  if (m === 'random') return 2;
-  if (m.startsWith('dcd-')) return 3;
-  return 4;
-}
-
-/** Aggregates runs into the table (mean ± sample std over the runs of each method). */
-export function reportTable(runs: readonly MethodRun[]): ReportTable {
-  if (runs.length === 0) throw new ConfigError('report: no runs given');
-  const by = new Map<string, MethodRun[]>();
-  for (const r of runs) {
-    // NaN: a set the run did not evaluate (eval.sets leaves it out); shown as "–"
-    for (const v of values(r)) if (!Number.isNaN(v) && (!Number.isFinite(v) || v < 0 || v > 1)) throw new ConfigError(`report: run ${r.method} (seed ${r.seed ?? '-'}) has accuracy ${v}; expected fractions in [0, 1]`);
-    const l = by.get(r.method);
-    if (l) l.push(r);
-    else by.set(r.method, [r]);
-  }
-  const methods = [...by.keys()].map((m, i) => ({ m, i })).sort((a, b) => methodRank(a.m) - methodRank(b.m) || a.i - b.i).map((x) => x.m);
-  return {
-    columns: REPORT_COLUMNS,
-    rows: methods.map((m) => {
-      const rs = by.get(m)!;
-      const cols = REPORT_COLUMNS.map((_, c) => rs.map((r) => values(r)[c]!));
-      return { method: m, n: rs.length, cells: cols.map((xs) => meanStd(xs)) };
-    }),
-  };
-}
-
-/** Mean and sample (n − 1) standard deviation. */
-export function meanStd(xs: readonly number[]): Cell {
-  const n = xs.length;
-  const mean = xs.reduce((a, b) => a + b, 0) / n;
-  const std = n > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
-  return { mean, std, n };
-}
-
-/** A cell as a percentage: `62.89` or `62.89 ± 0.41`. */
-export function formatCell(c: Cell): string {
-  if (Number.isNaN(c.mean)) return '–';
-  const m = (100 * c.mean).toFixed(2);
-  return c.n > 1 ? `${m} ± ${(100 * c.std).toFixed(2)}` : m;
-}
-
-/** Markdown table with the paper's two-level header. */
-export function tableMarkdown(t: ReportTable): string {
-  const multi = t.rows.some((r) => r.n > 1);
-  const head = ['Method', ...(multi ? ['n'] : []), ...t.columns];
-  const group = ['', ...(multi ? [''] : []), 'incorrectly classified', '', 'subset classes', '', '', 'all classes', '', ''];
-  const lines = [
-    `| ${group.join(' | ')} |`,
-    `| ${head.map(() => '---').join(' | ')} |`,
-    `| ${head.map((h) => `**${h}**`).join(' | ')} |`,
-    ...t.rows.map((r) => `| ${[r.method, ...(multi ? [String(r.n)] : []), ...r.cells.map(formatCell)].join(' | ')} |`),
-  ];
-  return lines.join('\n') + '\n';
-}
-
-/** CSV: one row per method, mean and std columns per set (percent), plus n. */
-export function tableCsv(t: ReportTable): string {
-  const key = (c: string) => c.toLowerCase().replace(/[^a-z]+/g, '_').replace(/^_|_$/g, '');
-  const head = ['method', 'n', ...t.columns.flatMap((c) => [`${key(c)}_mean`, `${key(c)}_std`])];
-  const rows = t.rows.map((r) => [r.method, String(r.n), ...r.cells.flatMap((c) => (Number.isNaN(c.mean) ? ['', ''] : [(100 * c.mean).toFixed(4), (100 * c.std).toFixed(4)]))].join(','));
-  return [head.join(','), ...rows].join('\n') + '\n';
-}
-
-/** Fixed-width table for the terminal. */
-export function tableText(t: ReportTable): string {
-  const head = ['method', 'n', ...t.columns];
-  const rows = t.rows.map((r) => [r.method, String(r.n), ...r.cells.map(formatCell)]);
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  // widen the columns under a group label so that the label fits above them
-  const groups: [string, number[]][] = [['incorrectly classified', [2, 3]], ['subset classes', [4, 5, 6]], ['all classes', [7, 8, 9]]];
-  for (const [label, cols] of groups) {
-    const span = cols.reduce((a, c) => a + w[c]!, 0) + 2 * (cols.length - 1);
-    if (span < label.length) w[cols[cols.length - 1]!] += label.length - span;
-  }
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
-  const groupLine =
-    ' '.repeat(w[0]! + w[1]! + 4) +
-    groups.map(([label, cols]) => label.padStart(cols.reduce((a, c) => a + w[c]!, 0) + 2 * (cols.length - 1))).join('  ');
-  return [groupLine.trimEnd(), fmt(head), fmt(head.map((_, i) => '-'.repeat(w[i]!))), ...rows.map(fmt)].join('\n') + '\n';
+  /** Noise rate and context of the selections; `scope` ends the heading (e.g. `seed 0`). */
+  quality?: { scope: string; rows: SelectionQuality[] };
+  /** The ssl backbones' pretraining runs; `plots` are how report.md names their loss curves. */
+  pretraining?: { rows: PretrainingRow[]; plots: string[] };
 }
 
 // ---------------------------------------------------------------- plots (SVG)
@@ -282,7 +162,7 @@ function ticks(lo: number, hi: number, n = 5): number[] {
 }
 
 /** Mean per class of `perClass` over the runs of `method`. */
-export function perClassMean(runs: readonly MethodRun[], method: string): Map<number, { acc: number; selected: number; name?: string }> {
+export function perClassMean(runs: readonly PerClassRun[], method: string): Map<number, { acc: number; selected: number; name?: string }> {
   const acc = new Map<number, { acc: number[]; sel: number[]; name?: string }>();
   for (const r of runs)
     if (r.method === method)
@@ -314,7 +194,7 @@ export function linearFit(xs: readonly number[], ys: readonly number[]): { a: nu
  * Figure 10 (left): per-class accuracy of `dcd` (y) against `random` (x), the y = x
  * line, marker area proportional to the class's selected count under `dcd`.
  */
-export function plotDcdVsRandom(runs: readonly MethodRun[], dcd: string, random = 'random'): string | undefined {
+export function plotDcdVsRandom(runs: readonly PerClassRun[], dcd: string, random = 'random'): string | undefined {
   const a = perClassMean(runs, dcd);
   const b = perClassMean(runs, random);
   const labels = [...a.keys()].filter((k) => b.has(k)).sort((x, y) => x - y);
@@ -355,7 +235,7 @@ export function clipFit(a: number, b: number, x0: number, x1: number): { x0: num
  * whose points share one x (Complete adds the same pool to every class) has no slope to fit:
  * its line is left out and its legend entry says so.
  */
-export function plotAccVsSelected(runs: readonly MethodRun[], methods: readonly string[]): string | undefined {
+export function plotAccVsSelected(runs: readonly PerClassRun[], methods: readonly string[]): string | undefined {
   const series = methods.map((m) => ({ m, pts: [...perClassMean(runs, m).values()] })).filter((s) => s.pts.length > 0);
   if (!series.length) return undefined;
   const maxSel = Math.max(1, ...series.flatMap((s) => s.pts.map((p) => p.selected)));
@@ -405,15 +285,14 @@ function wrongCount(w: WrongPicks): string {
   return `${n} wrongly labelled${of}${shown}`;
 }
 
-/** Files written by {@link writeReport}. */
+/** Files written by {@link writeReport}, relative to its `outDir`. */
 export interface ReportFiles {
   markdown: string;
-  csv: string;
   json: string;
-  html: string;
+  csv?: string;
+  html?: string;
+  /** The plots in the HTML page's images/ folder (Figure 10 as SVG + PNG, the retention plot). */
   plots: string[];
-  /** The terminal table. */
-  text: string;
 }
 
 async function thumbnail(src: string, dst: string, size: number): Promise<boolean> {
@@ -425,47 +304,83 @@ async function thumbnail(src: string, dst: string, size: number): Promise<boolea
   }
 }
 
+/** `### heading` and its text, after what comes before (one blank line between). */
+const section = (before: string, heading: string, body: string) => `${before.trimEnd()}\n\n### ${heading}\n\n${body}`;
+
+/** report.md: the result table, the paired table, then the run's sections. */
+export function reportMarkdown(input: ReportInput, rows: ReturnType<typeof aggregate>, paired: ReturnType<typeof pairedTable>): string {
+  let md = markdownTable(rows, input.title, input.seedNote) + (paired ? `\n${pairedTableMarkdown(paired)}` : '');
+  if (input.quality)
+    md = section(md, `Selections: noise rate and context of the debug-train picks (${input.quality.scope}; from the pool's true_label and context)`, `${selectionQualityMarkdown(input.quality.rows)}\n`);
+  const ret = input.retention;
+  if (ret) md = section(md, retentionHeading(ret), `${retentionTableMarkdown(ret)}${ret.plotRef ? `\nPlot: \`${ret.plotRef}\` (in the run folder).\n` : ''}`);
+  const pre = input.pretraining;
+  if (pre?.rows.length)
+    md = section(
+      md,
+      'Self-supervised pretraining of the ssl backbones (loss per step: loss.jsonl beside each plot)',
+      `${pretrainingMarkdown(pre.rows)}\n${pre.plots.length ? `\nLoss curves: ${pre.plots.map((p) => `\`${p}\``).join(', ')} (in the run folder).\n` : ''}`,
+    );
+  return md;
+}
+
+/** The pretraining table as Markdown (one row per ssl backbone). */
+export function pretrainingMarkdown(rows: readonly PretrainingRow[]): string {
+  // a loss that was not finite reads back from JSON as null
+  const f3 = (x: number | null) => (x === null ? 'NaN' : x.toFixed(3));
+  return [
+    '| backbone | method | data | images | steps | loss, first 10% | loss, last 10% | teacher entropy at end | resumed from step |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.backbone} | ${r.method} | ${r.data} | ${r.images} | ${r.steps} | ${f3(r.lossFirst)} | ${f3(r.lossLast)} | ${r.teacherEntropy === undefined ? '–' : f3(r.teacherEntropy)} | ${r.resumedFrom} |`,
+    ),
+  ].join('\n');
+}
+
 /**
- * Writes `report.md`, `report.csv`, `report.json`, `report.html` and `images/` (plots
- * as SVG + PNG, thumbnails) into `outDir`. The HTML refers only to files in `images/`,
- * so the folder can be copied and viewed offline.
+ * Writes the report into `outDir`, each file once: `report.md` and `report.json` always,
+ * `report.csv` and the HTML page (`report.html` and `images/`: plots as SVG + PNG,
+ * thumbnails; in `htmlDir`, default `outDir`) where `formats` asks for them. The HTML refers
+ * only to files in `images/`, so its folder can be copied and viewed offline.
  */
-export async function writeReport(input: ReportInput, outDir: string, opts: { thumbSize?: number } = {}): Promise<ReportFiles> {
-  const table = reportTable(input.runs);
+export async function writeReport(input: ReportInput, outDir: string, opts: { formats?: readonly string[]; htmlDir?: string; thumbSize?: number } = {}): Promise<ReportFiles> {
+  if (input.results.length === 0) throw new ConfigError('report: no results given');
+  const formats = opts.formats ?? ['md', 'csv', 'json', 'html'];
+  const rows = aggregate(input.results);
+  const gaps = pairedGaps(input.results, rows);
+  const paired = pairedTable(gaps);
+  await mkdir(outDir, { recursive: true });
+  const files: ReportFiles = { markdown: 'report.md', json: 'report.json', plots: [] };
+  await atomicWriteFile(path.join(outDir, files.markdown), reportMarkdown(input, rows, paired));
+  if (formats.includes('csv')) {
+    files.csv = 'report.csv';
+    await atomicWriteFile(path.join(outDir, files.csv), csvTable(rows));
+  }
+  await atomicWriteJson(path.join(outDir, files.json), { title: input.title, ...(input.seedNote ? { seedNote: input.seedNote } : {}), columns: COLUMNS, rows, paired: gaps, results: input.results });
+  if (!formats.includes('html')) return files;
+
+  const htmlDir = opts.htmlDir ?? outDir;
   const title = input.title ?? 'dcd report';
-  const imgDir = path.join(outDir, 'images');
+  const imgDir = path.join(htmlDir, 'images');
   await mkdir(imgDir, { recursive: true });
   const ret = input.retention?.rows.length ? input.retention : undefined;
-  const md =
-    `# ${title}\n\nAccuracy (%)${table.rows.some((r) => r.n > 1) ? ', mean ± std over n seeds' : ''}.${input.seedNote ? ` ${input.seedNote}` : ''}\n\n${tableMarkdown(table)}` +
-    (input.paired ? `\n${pairedTableMarkdown(input.paired)}` : '') +
-    (ret ? `\n## ${retentionHeading(ret)}\n\n${retentionTableMarkdown(ret)}` : '');
-  const files: ReportFiles = {
-    markdown: path.join(outDir, 'report.md'),
-    csv: path.join(outDir, 'report.csv'),
-    json: path.join(outDir, 'report.json'),
-    html: path.join(outDir, 'report.html'),
-    plots: [],
-    text: tableText(table),
-  };
-  await atomicWriteFile(files.markdown, md);
-  await atomicWriteFile(files.csv, tableCsv(table));
-  await atomicWriteJson(files.json, { title, columns: table.columns, rows: table.rows, runs: input.runs });
-
-  const methods = table.rows.map((r) => r.method);
+  const names = rowNames(input.results);
+  const runs: PerClassRun[] = input.results.flatMap((r, i) => (names[i] === null ? [] : [{ method: names[i]!, ...(r.perClass?.length ? { perClass: r.perClass } : {}) }]));
+  const methods = rows.map((r) => r.name);
   const dcds = methods.filter((m) => m.startsWith('dcd-'));
   const plots: { name: string; svg: string; caption: string }[] = [];
   for (const d of dcds) {
-    const svg = plotDcdVsRandom(input.runs, d);
+    const svg = plotDcdVsRandom(runs, d);
     if (svg) plots.push({ name: `fig10-${d}-vs-random`, svg, caption: `Per-class accuracy, ${d} against random; marker area ∝ images selected for the class.` });
   }
-  const sel = plotAccVsSelected(input.runs, methods.filter((m) => m !== 'original'));
+  const sel = plotAccVsSelected(runs, methods.filter((m) => m !== 'original'));
   if (sel) plots.push({ name: 'fig10-acc-vs-selected', svg: sel, caption: 'Per-class accuracy against the number of selected images, with a least-squares line per method.' });
   for (const p of plots) {
     const svgFile = path.join(imgDir, `${p.name}.svg`);
     await atomicWriteFile(svgFile, p.svg);
     await atomicWriteFile(path.join(imgDir, `${p.name}.png`), await sharp(Buffer.from(p.svg)).png().toBuffer());
-    files.plots.push(svgFile, path.join(imgDir, `${p.name}.png`));
+    files.plots.push(path.relative(outDir, svgFile), path.relative(outDir, path.join(imgDir, `${p.name}.png`)));
   }
 
   // thumbnails
@@ -512,7 +427,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
       } catch (e) {
         throw new DataError(`report: cannot copy the retention plot ${ret.plot} (${(e as Error).message}); rerun the retention stage, or leave out retention.plot`);
       }
-      files.plots.push(path.join(imgDir, 'retention.png'));
+      files.plots.push(path.relative(outDir, path.join(imgDir, 'retention.png')));
       plot = `<figure class="wide"><img src="images/retention.png" width="720" height="520" alt="retention plot"><figcaption>Class retention against context retention, one point per k.</figcaption></figure>`;
     }
     retentionHtml = `<h2>${esc(retentionHeading(ret))}</h2><div class="plots"><table class="acc"><tr><th>backbone</th><th>k</th><th>class retention (%)</th><th>context retention (%${ret.rule ? `, ${esc(ret.rule)}` : ''})</th><th>images with class</th><th>images with context</th></tr>
@@ -531,17 +446,17 @@ figure{margin:0;text-align:center;font-size:11px}figure.missing div{width:${size
 .plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.plots figure{font-size:13px;max-width:480px}.plots figure.wide{max-width:720px}
 </style></head><body>
 <h1>${esc(title)}</h1>
-<p>Accuracy (%)${table.rows.some((r) => r.n > 1) ? '; mean ± std over n seeds' : ''}. “Incorrectly classified”: the debug-seed and debug-heldout sets.${input.seedNote ? ` ${esc(input.seedNote)}` : ''}</p>
+<p>Accuracy (%)${rows.some((r) => r.n > 1) ? '; mean ± std over n seeds' : ''}. “Incorrectly classified”: the debug-seed and debug-heldout sets.${input.seedNote ? ` ${esc(input.seedNote)}` : ''}</p>
 <table class="acc">
 <tr><th></th><th></th><th colspan="2">incorrectly classified</th><th colspan="3">subset classes</th><th colspan="3">all classes</th></tr>
-<tr><th>Method</th><th>n</th>${table.columns.map((c) => `<th>${esc(c.replace(/ \((subset|all)\)/, ''))}</th>`).join('')}</tr>
-${table.rows.map((r) => `<tr><td>${esc(r.method)}</td><td>${r.n}</td>${r.cells.map((c) => `<td>${esc(formatCell(c))}</td>`).join('')}</tr>`).join('\n')}
+<tr><th>method</th><th>n</th>${COLUMNS.map((c) => `<th>${esc(HEADERS[c])}</th>`).join('')}</tr>
+${rows.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.n}</td>${COLUMNS.map((c) => `<td>${esc(formatCell(r.cells[c]!))}</td>`).join('')}</tr>`).join('\n')}
 </table>
 ${
-  input.paired
-    ? `<h3>Paired differences per seed</h3><table class="acc"><tr><th>difference</th>${input.paired.columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>
-${input.paired.rows.map((r) => `<tr><td>${esc(r.name)}</td>${r.cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('\n')}
-</table><p>${esc(input.paired.note)}</p>`
+  paired
+    ? `<h3>Paired differences per seed</h3><table class="acc"><tr><th>difference</th>${paired.columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>
+${paired.rows.map((r) => `<tr><td>${esc(r.name)}</td>${r.cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('\n')}
+</table><p>${esc(paired.note)}</p>`
     : ''
 }
 ${plots.length ? `<h2>Per-class analysis (Figure 10)</h2><div class="plots">${plots.map((p) => `<figure><img src="images/${p.name}.png" width="480" height="400" alt="${esc(p.name)}"><figcaption>${esc(p.caption)} (<a href="images/${p.name}.svg">SVG</a>)</figcaption></figure>`).join('')}</div>` : ''}
@@ -549,18 +464,22 @@ ${retentionHtml}
 ${retrievalHtml.join('\n')}
 </body></html>
 `;
-  await atomicWriteFile(files.html, html);
+  files.html = path.relative(outDir, path.join(htmlDir, 'report.html'));
+  await atomicWriteFile(path.join(outDir, files.html), html);
   return files;
 }
 
 const Acc = z.number().min(0).max(1);
 const SetAcc = z.object({ mfreq: Acc, compl: Acc, inet: Acc });
 const Img = z.object({ id: z.string(), path: z.string(), distance: z.number().optional(), label: z.string().optional() });
-/** Run-time schema of {@link ReportInput} (the `dcd report --results` JSON file). */
+/**
+ * Run-time schema of the `dcd report --results` JSON file: runs with accuracies as fractions
+ * (`seedAcc`, `heldoutAcc`, `subset` and `all` on MFreq / Compl. / INet), the rest as
+ * {@link ReportInput}. {@link readReportInput} turns it into a ReportInput (percent).
+ */
 export const ReportInputSchema = z.object({
   title: z.string().optional(),
   seedNote: z.string().optional(),
-  paired: z.object({ columns: z.array(z.string()), rows: z.array(z.object({ name: z.string(), cells: z.array(z.string()) })), note: z.string() }).optional(),
   runs: z
     .array(
       z.object({
@@ -614,7 +533,29 @@ export async function readReportInput(file: string): Promise<ReportInput> {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).slice(0, 10);
     throw new ConfigError(`${file}: not a valid report input:\n  ${issues.join('\n  ')}\nExpected {runs: [{method, seedAcc, heldoutAcc, subset: {mfreq, compl, inet}, all: {...}}], ...} with accuracies as fractions.`);
   }
-  const input = r.data as ReportInput;
+  const { runs, ...rest } = r.data;
+  const pc = (v: number) => 100 * v;
+  // a run without a seed counts as the next seed of its method (0, 1, … in file order)
+  const unseeded = new Map<string, number>();
+  const input: ReportInput = {
+    ...rest,
+    results: runs.map((x) => ({
+      method: x.method,
+      seed: x.seed ?? unseeded.set(x.method, (unseeded.get(x.method) ?? -1) + 1).get(x.method)!,
+      variant: '',
+      metrics: {
+        seed: pc(x.seedAcc),
+        heldout: pc(x.heldoutAcc),
+        mfreq_sub: pc(x.subset.mfreq),
+        compl_sub: pc(x.subset.compl),
+        test_sub: pc(x.subset.inet),
+        mfreq_all: pc(x.all.mfreq),
+        compl_all: pc(x.all.compl),
+        test_all: pc(x.all.inet),
+      },
+      ...(x.perClass ? { perClass: x.perClass } : {}),
+    })),
+  };
   // relative image paths are relative to the results file
   const base = path.dirname(path.resolve(file));
   const fix = (im: RetrievedImage) => (im.path = path.resolve(base, im.path));

@@ -2,7 +2,7 @@
  * `dcd run` and `dcd sweep` as library functions: load the config, build the stage
  * graph, print the plan or run it, and return the result table.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ArtifactError, ConfigError } from '../core/errors.js';
@@ -173,11 +173,20 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
   });
   const ran = slurm ? slurm.tasks.filter((t) => t.state === 'COMPLETED').map((t) => t.stage) : r.ran.map((s) => `${s.stage}/${s.label}`);
   if (partial) return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran, ...(slurm ? { slurm } : {}) };
-  const table = readFileSync(path.join(reportDir(), 'report.md'), 'utf8');
-  // The table also lands next to the run's resolved config.
-  await atomicWriteFile(path.join(runDir, tableName), table);
+  const report = path.join(reportDir(), 'report.md');
+  const table = readFileSync(report, 'utf8');
+  // The report stage writes report.md once; the run folder links to it, next to the resolved config.
+  linkFile(path.join(runDir, tableName), report);
   const html = path.join(reportDir(), 'html', 'report.html');
   return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran, ...(slurm ? { slurm } : {}), ...(existsSync(html) ? { html } : {}) };
+}
+
+/** Points `link` at `target` (a relative symlink), replacing what was there in one rename. */
+function linkFile(link: string, target: string): void {
+  const tmp = `${link}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  symlinkSync(path.relative(path.dirname(link), target), tmp);
+  renameSync(tmp, link);
 }
 
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */

@@ -20,7 +20,7 @@ import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { nativeAddon } from '../backends/addon.js';
 import { canonicalJson } from '../core/config.js';
-import { isShardable, mergeParts, runPart, SHARDABLE_STAGES } from './shards.js';
+import { isShardable, mergeParts, runPart } from './shards.js';
 import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
 /** Version of the manifest layout itself. */
@@ -80,7 +80,7 @@ export async function fingerprint(p: string): Promise<string> {
 }
 
 /** A stage folder's manifest; missing or unreadable: not complete, the stage reruns. */
-function readManifest(dir: string): StageManifest | undefined {
+function readStageManifest(dir: string): StageManifest | undefined {
   return readJsonIfComplete<StageManifest>(path.join(dir, 'manifest.json'));
 }
 
@@ -137,7 +137,7 @@ function diffKeys(a: Record<string, string>, b: Record<string, string>): string[
 /** Status of `spec` given the results of its dependencies (undefined = dependency not done yet). */
 async function statusOf(runDir: string, spec: StageSpec, done: Map<string, StageResult>, willRun: Set<string>): Promise<StageStatus> {
   const dir = stageDir(runDir, spec);
-  const m = readManifest(dir);
+  const m = readStageManifest(dir);
   const pending = Object.entries(spec.deps).filter(([, d]) => willRun.has(stageId(d)));
   if (!m) {
     const partial = existsSync(path.join(dir, 'started.json'));
@@ -170,7 +170,7 @@ function neverRan(runDir: string, spec: StageSpec): string {
   for (const d of readdirSync(parent)) {
     const lab = safeLabel(spec.label);
     if (!d.startsWith(`${lab}-`) || d.slice(lab.length + 1).includes('-')) continue;
-    const m = readManifest(path.join(parent, d));
+    const m = readStageManifest(path.join(parent, d));
     if (!m) continue;
     const a = flatten(m.config);
     const b = flatten(spec.config ?? null);
@@ -215,7 +215,7 @@ function selectStages(order: readonly StageSpec[], opts: RunStagesOptions): Set<
   if ((opts.part || opts.merge) && opts.ids?.length !== 1) throw new ArtifactError('--part and --merge need exactly one --stage');
   if (opts.part || opts.merge) {
     const spec = order.find((s) => stageId(s) === opts.ids![0])!;
-    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards (${SHARDABLE_STAGES.join(', ')}; the filter only when enabled)`);
+    if (!isShardable(spec)) throw new ArtifactError(`${opts.ids![0]}: --part/--merge need a stage that splits into row shards; this one does not (it has no shards hook)`);
   }
   if (!opts.only?.length && !opts.shard && !opts.ids?.length) return undefined;
   if (opts.ids?.length && (opts.only?.length || opts.shard)) throw new ArtifactError('--stage cannot be combined with --only or --shard');
@@ -260,7 +260,7 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
     plan.push(st);
     opts.onStatus?.(st, i, order.length);
     if (st.cached) {
-      done.set(id, resultOf(st.dir, readManifest(st.dir)!));
+      done.set(id, resultOf(st.dir, readStageManifest(st.dir)!));
       continue;
     }
     willRun.add(id);

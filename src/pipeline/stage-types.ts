@@ -56,12 +56,13 @@ export interface StageSpec {
   run(ctx: StageContext): Promise<StageOutputs>;
   /**
    * Optional: the stage's work split into row shards for cluster job arrays (see
-   * shards.ts). `part` writes shard `index` of `count` into `dir` and returns its files;
-   * `merge` turns the parts' folders into the stage's outputs, identical to `run`'s.
+   * shards.ts). `part` writes shard `index` of `count` into `dir` and returns its files
+   * (none: the part had no rows); `merge` turns the parts (in index order: folder and files)
+   * into the stage's outputs, identical to `run`'s.
    */
   shards?: {
     part(ctx: StageContext, dir: string, index: number, count: number): Promise<Record<string, string>>;
-    merge(ctx: StageContext, partDirs: readonly string[]): Promise<StageOutputs>;
+    merge(ctx: StageContext, parts: readonly { dir: string; outputs: Record<string, string> }[]): Promise<StageOutputs>;
   };
 }
 

@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
-import { evalFromFiles, failuresFromFiles } from '../../eval/from-files.js';
+import { evalFromFiles, failuresFromFiles } from '../../eval/jobs.js';
 import { readReportInput, writeReport } from '../../eval/report.js';
-import { pairedGaps, pairedTable } from '../../pipeline/table.js';
 
 const pct = (v: number) => (Number.isNaN(v) ? 'n/a' : `${(100 * v).toFixed(2)}%`);
 
@@ -72,23 +73,14 @@ const report: CommandModule<object, any> = {
   describe: 'Paper-layout report (Markdown, CSV, JSON, HTML, Figure-10 plots) from a results JSON file',
   builder: (y) =>
     y
-      .option('results', { type: 'string', demandOption: true, describe: 'JSON: {title?, runs: [{method, seed?, seedAcc, heldoutAcc, subset, all, perClass?}], retrieval?}' })
+      .option('results', { type: 'string', demandOption: true, describe: 'JSON: {title?, runs: [{method, seed?, seedAcc, heldoutAcc, subset, all, perClass?}], retrieval?, retention?} (accuracies as fractions)' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder' })
       .example('$0 report --results runs/demo/results.json --out runs/demo/report', ''),
   handler: async (a) => {
-    const input = await readReportInput(a.results);
-    // runs of several seeds: the paired per-seed differences, as `dcd run` reports them
-    if (!input.paired) {
-      const points = (v: number) => 100 * v;
-      const rows = input.runs
-        .filter((r) => r.seed !== undefined)
-        .map((r) => ({ method: r.method, seed: r.seed!, variant: '', metrics: { seed: points(r.seedAcc), heldout: points(r.heldoutAcc), test_all: points(r.all.inet) } }));
-      const pt = pairedTable(pairedGaps(rows));
-      if (pt) input.paired = pt;
-    }
-    const files = await writeReport(input, a.out);
-    process.stdout.write(files.text);
-    log.info(`report → ${files.markdown}, ${files.csv}, ${files.json}, ${files.html}`);
+    const files = await writeReport(await readReportInput(a.results), a.out);
+    // the same table `dcd run` prints (runs of several seeds: with their paired differences)
+    process.stdout.write(readFileSync(path.join(a.out, files.markdown), 'utf8'));
+    log.info(`report → ${[files.markdown, files.csv, files.json, files.html].filter(Boolean).map((f) => path.join(a.out, f!)).join(', ')}`);
   },
 };
 

@@ -1,16 +1,21 @@
 /**
  * Embed stage: features of one image set under one backbone.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../../core/errors.js';
+import { ArtifactError, ConfigError } from '../../core/errors.js';
+import { buildTable } from '../../core/arrow.js';
+import { EmbeddingStore, type EmbeddingChunk } from '../../retrieval/store.js';
+import { openArrowSink, type ArrowSink } from '../../retrieval/output.js';
+import { EMBEDDING_BATCH_ROWS, partOfRow, setRowShards, type PartOutputs } from '../shards.js';
 import { atomicWriteFile, sha256File } from '../../core/fsutil.js';
 import type { BackboneConfig, Config } from '../../core/config.js';
 import { createModel, getModelSpec } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
 import { writeEmbeddings } from '../../infer/embedding-writer.js';
 import { requirePrecision, setComputePrecision } from '../../backends/precision.js';
-import type { StageSpec } from '../runner.js';
-import { imageItems } from '../imagesets.js';
+import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
+import { imageItems, readImageSet } from '../imagesets.js';
 import { classesOf, modelNameOf, preFor, readSet, weightsOf } from './common.js';
 
 /** Features of one image set under one backbone: `<set>.arrow` with id, embedding, label. */
@@ -19,7 +24,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
   const deps: Record<string, StageSpec> = { data };
   if (backbone) deps.backbone = backbone;
   if (isSelf && original) deps.original = original;
-  return {
+  const spec: StageSpec = {
     stage: 'embed',
     label: `${b.label ?? b.name}-${set}${suffix}`,
     version: 2,
@@ -82,4 +87,79 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
       }
     },
   };
+  // Row shards: each image's features depend on that image alone, so the merged file holds the
+  // same rows, ids, labels and features as an unsharded run's.
+  spec.shards = setRowShards({ set, shardAlign: spec.shardAlign, run: spec.run, merge: (ctx, parts) => mergeEmbed(spec, set, ctx, parts) });
+  return spec;
 }
+
+/** Embed parts → the embedding file with the rows in the set's order (rows a part skipped stay out, listed in skipped.tsv). */
+async function mergeEmbed(spec: StageSpec, set: string, ctx: StageContext, parts: readonly PartOutputs[]): Promise<StageOutputs> {
+  const count = parts.length;
+  const full = await readImageSet(ctx.inputs.data!.file(set));
+  const partOf = partOfRow(spec, full.rows.length, count);
+  const stores = await Promise.all(parts.map((p, i) => (p.outputs.embeddings ? EmbeddingStore.open([path.join(p.dir, p.outputs.embeddings)], { role: `${set} part ${i}/${count}` }) : undefined)));
+  const first = stores.find((st) => st !== undefined);
+  if (!first) throw new ArtifactError(`${spec.stage}/${spec.label}: no part has rows`);
+  const dim = first.dim;
+  const meta = Object.fromEntries(Object.entries(first.metadata).filter(([k]) => k.startsWith('dcd.') && k !== 'dcd.version' && k !== 'dcd.schema_version'));
+  for (const [i, st] of stores.entries())
+    if (st) for (const k of ['dcd.backbone', 'dcd.weights_sha256', 'dcd.preprocess'])
+      if (st.metadata[k] !== meta[k]) throw new ArtifactError(`${spec.stage}/${spec.label}: part ${i} has ${k} ${st.metadata[k]}, part 0 ${meta[k]}; delete the parts folder and rerun`);
+  const skipped: string[] = [];
+  for (const p of parts) {
+    const f = path.join(p.dir, 'skipped.tsv');
+    if (existsSync(f)) skipped.push(...readFileSync(f, 'utf8').split('\n').slice(1).filter(Boolean));
+  }
+  const skippedIds = new Set(skipped.map((l) => l.split('\t')[0]!));
+  const cursors = stores.map((st) => ({ it: st ? st.chunks(4096)[Symbol.asyncIterator]() : undefined, chunk: undefined as EmbeddingChunk | undefined, row: 0 }));
+  const advance = async (c: (typeof cursors)[number]): Promise<void> => {
+    if (!c.it) return;
+    if (c.chunk && ++c.row < c.chunk.rows) return;
+    const n = await c.it!.next();
+    c.chunk = n.done ? undefined : n.value;
+    c.row = 0;
+    if (c.chunk && c.chunk.rows === 0) return advance(c);
+  };
+  for (const c of cursors) await advance(c);
+  const file = path.join(ctx.dir, `${set}.arrow`);
+  let sink: ArrowSink | undefined;
+  let pend = { ids: [] as string[], feats: new Float32Array(EMBEDDING_BATCH_ROWS * dim), labels: [] as number[] };
+  let rows = 0;
+  const flush = async () => {
+    if (!pend.ids.length && sink) return;
+    const t = buildTable(
+      { id: { kind: 'utf8', values: pend.ids }, embedding: { kind: 'embedding', values: pend.feats.slice(0, pend.ids.length * dim), dim }, label: { kind: 'int32', values: Int32Array.from(pend.labels) } },
+      meta,
+    );
+    sink ??= await openArrowSink(file, t.schema, meta);
+    for (const b of t.batches) sink.write(b);
+    rows += pend.ids.length;
+    pend = { ids: [], feats: pend.feats, labels: [] };
+  };
+  try {
+    for (let j = 0; j < full.rows.length; j++) {
+      const id = full.rows[j]!.id;
+      const c = cursors[partOf(j)]!;
+      const ch = c.chunk;
+      if (!ch || ch.ids[c.row] !== id) {
+        if (skippedIds.has(id)) continue;
+        throw new ArtifactError(`${spec.stage}/${spec.label}: part ${partOf(j)}/${count} has ${ch ? `id ${ch.ids[c.row]}` : 'no more rows'} where the set has ${id}; delete the parts folder and rerun`);
+      }
+      pend.feats.set(ch.data.subarray(c.row * dim, (c.row + 1) * dim), pend.ids.length * dim);
+      pend.ids.push(id);
+      pend.labels.push(ch.labels ? ch.labels[c.row]! : -1);
+      await advance(c);
+      if (pend.ids.length >= EMBEDDING_BATCH_ROWS) await flush();
+    }
+    for (const [i, c] of cursors.entries()) if (c.chunk) throw new ArtifactError(`${spec.stage}/${spec.label}: part ${i}/${count} has rows the set does not (${c.chunk.ids[c.row]}); delete the parts folder and rerun`);
+    await flush();
+    await sink!.close();
+  } catch (e) {
+    await sink?.abort();
+    throw e;
+  }
+  if (skipped.length) await atomicWriteFile(path.join(ctx.dir, 'skipped.tsv'), ['id\treason', ...skipped].join('\n') + '\n');
+  return { files: { embeddings: `${set}.arrow` }, counts: { rows, skipped: skipped.length } };
+}
+

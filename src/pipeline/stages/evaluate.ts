@@ -6,10 +6,10 @@ import path from 'node:path';
 import { atomicWriteJson } from '../../core/fsutil.js';
 import { buildTable, writeArrowFile } from '../../core/arrow.js';
 import type { Config } from '../../core/config.js';
-import type { ManifestRow } from '../../data/manifest.js';
+import { accuracy, argmaxPredictions, percent, type Predictions } from '../../eval/evaluate.js';
 import type { StageSpec } from '../runner.js';
 import { readImageSet } from '../imagesets.js';
-import { type RowMetrics } from '../table.js';
+import { type RowMetrics } from '../../eval/table.js';
 import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
 
 /** Accuracy of one model on every evaluation set: Seed, Heldout, then MFreq/Compl./INet on Y_sub and on all classes. */
@@ -32,28 +32,19 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
       const sets: string[] = [];
       const labels: number[] = [];
       const preds: number[] = [];
-      let heldoutPred: { rows: ManifestRow[]; pred: Int32Array } | undefined;
-      const acc = (rows: ManifestRow[], pred: Int32Array, keep: (r: ManifestRow) => boolean) => {
-        let n = 0;
-        let ok = 0;
-        rows.forEach((r, i) => {
-          if (!keep(r) || pred[i] === -1) return;
-          n++;
-          if (pred[i] === r.label) ok++;
-        });
-        return n ? (100 * ok) / n : null;
-      };
+      let heldoutPred: Predictions | undefined;
       for (const s of cfg.eval.sets) {
         if (s === 'deval') continue;
         const set = s === 'seed' || s === 'heldout' ? await readSet(f, s) : await readSet(d, s);
         const pred = await predictSet(name, weights, K, set, cfg.eval.batch_size, ctx);
         set.rows.forEach((r, i) => (ids.push(r.id), sets.push(s), labels.push(r.label), preds.push(pred[i]!)));
-        if (s === 'heldout') heldoutPred = { rows: set.rows, pred };
-        if (s === 'seed' || s === 'heldout') metrics[s] = acc(set.rows, pred, () => true);
+        const p = argmaxPredictions(set.rows, pred);
+        if (s === 'heldout') heldoutPred = p;
+        if (s === 'seed' || s === 'heldout') metrics[s] = percent(accuracy(p));
         else {
           const col = s === 'complement' ? 'compl' : s;
-          metrics[`${col}_sub`] = acc(set.rows, pred, (r) => subset.has(r.label));
-          metrics[`${col}_all`] = acc(set.rows, pred, () => true);
+          metrics[`${col}_sub`] = percent(accuracy(p, subset));
+          metrics[`${col}_all`] = percent(accuracy(p));
         }
       }
       await writeArrowFile(
@@ -65,9 +56,10 @@ export function evaluateStage(cfg: Config, method: string, model: StageSpec, dat
       const selected = new Map<number, number>();
       if (ctx.inputs.added) for (const r of (await readImageSet(ctx.inputs.added.file('added'))).rows) selected.set(r.label, (selected.get(r.label) ?? 0) + 1);
       const names = classesOf(d).names;
+      const heldoutPerClass = heldoutPred ? accuracy(heldoutPred, subset).perClass : new Map<number, { acc: number }>();
       const perClass = [...subset].sort((a, b) => a - b).flatMap((label) => {
-        const a = heldoutPred ? acc(heldoutPred.rows, heldoutPred.pred, (r) => r.label === label) : null;
-        return a === null ? [] : [{ label, name: names[label] ?? String(label), acc: a / 100, selected: selected.get(label) ?? 0 }];
+        const a = heldoutPerClass.get(label);
+        return a ? [{ label, name: names[label] ?? String(label), acc: a.acc, selected: selected.get(label) ?? 0 }] : [];
       });
       return { files: { predictions: 'predictions.arrow', metrics: 'metrics.json' }, counts: { images: ids.length }, extra: { metrics, perClass } };
     },

@@ -10,6 +10,8 @@ import type { StageResult, StageSpec } from '../runner.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { classesOf, modelNameOf, predictSet, readSet, weightsOf } from './common.js';
 import { folderSubset } from './folders.js';
+import { argmaxPredictions, type Predictions } from '../../eval/evaluate.js';
+import { failureSets } from '../../eval/failures.js';
 
 /** Y_sub of the config. */
 function subsetClasses(cfg: Config, data: StageResult, pool: ImageSet): number[] | 'discover' {
@@ -46,29 +48,25 @@ export function failuresStage(cfg: Config, data: StageSpec, original: StageSpec,
               return { name: m.name, weights: m.checkpoint };
             })
           : [{ name: modelNameOf(ctx.inputs.original!, cfg.train.model), weights: weightsOf(ctx.inputs.original!) }];
-      const wrongEverywhere = async (set: ImageSet) => {
-        const wrong = new Uint8Array(set.rows.length).fill(1);
-        for (const m of models) {
-          const pred = await predictSet(m.name, m.weights, K, set, cfg.eval.batch_size, ctx);
-          set.rows.forEach((r, i) => {
-            if (pred[i] === r.label || pred[i] === -1) wrong[i] = 0;
-          });
-        }
-        return wrong;
+      const predict = async (set: ImageSet) => {
+        const out: Predictions[] = [];
+        for (const m of models) out.push(argmaxPredictions(set.rows, await predictSet(m.name, m.weights, K, set, cfg.eval.batch_size, ctx)));
+        return out;
       };
-      const wrongM = await wrongEverywhere(mfreq);
-      const wrongC = await wrongEverywhere(compl);
-      let subset = subsetClasses(cfg, d, pool);
-      if (subset === 'discover') {
-        const perClass = new Map<number, number>();
-        mfreq.rows.forEach((r, i) => wrongM[i] && perClass.set(r.label, (perClass.get(r.label) ?? 0) + 1));
-        subset = [...perClass].filter(([, n]) => n >= cfg.failures.min_failures).map(([y]) => y).sort((a, b) => a - b);
-        ctx.log(`discovered ${subset.length} classes with ≥ ${cfg.failures.min_failures} failures`);
-      }
-      const inSub = new Set(subset);
-      const pick = (set: ImageSet, wrong: Uint8Array) => set.rows.flatMap((r, i) => (wrong[i] && inSub.has(r.label) ? [i] : []));
-      const seedSet = subsetImageSet(mfreq, pick(mfreq, wrongM), 'seed');
-      const heldout = subsetImageSet(compl, pick(compl, wrongC), 'heldout');
+      const predsMfreq = await predict(mfreq);
+      const predsComplement = await predict(compl);
+      const classes = subsetClasses(cfg, d, pool);
+      const f = failureSets({
+        mfreq: mfreq.rows,
+        complement: compl.rows,
+        predsMfreq,
+        predsComplement,
+        ...(classes === 'discover' ? { discoverThreshold: cfg.failures.min_failures } : { classes }),
+      });
+      const subset = f.classes;
+      if (classes === 'discover') ctx.log(`discovered ${subset.length} classes with ≥ ${cfg.failures.min_failures} failures`);
+      const seedSet = subsetImageSet(mfreq, f.seedIndex, 'seed');
+      const heldout = subsetImageSet(compl, f.heldoutIndex, 'heldout');
       if (seedSet.rows.length === 0) throw new DataError(`failures: the original model gets every MFreq image of the subset classes right; there is nothing to debug (check failures.subset)`);
       const files = { ...(await writeImageSet(ctx.dir, seedSet)), ...(await writeImageSet(ctx.dir, heldout)) };
       await atomicWriteJson(path.join(ctx.dir, 'subset.json'), subset);

@@ -8,7 +8,7 @@ import { createModel } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
 import type { StageSpec } from '../runner.js';
 import { classesOf, readSet } from './common.js';
-import { runTraining, trainSettings } from './training.js';
+import { runTraining, trainSettings } from './common-training.js';
 
 /** The original model trained by the run on Train. */
 export function trainOriginal(cfg: Config, data: StageSpec, seed: number): StageSpec {

@@ -70,13 +70,13 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
         });
         return { candidates: 'candidates.json' };
       },
-      async merge(ctx, partDirs) {
+      async merge(ctx, parts) {
         const x = await inputs(ctx);
-        const parts: CandidateSet[] = partDirs.map((d) => {
+        const sets: CandidateSet[] = parts.map(({ dir: d }) => {
           const j = JSON.parse(readFileSync(path.join(d, 'candidates.json'), 'utf8')) as { indices: number[][]; distances: number[][]; ids: [number, string][]; candidates: [number, number][] };
           return { indices: j.indices.map((a) => Int32Array.from(a)), distances: j.distances.map((a) => Float64Array.from(a)), ids: new Map(j.ids), candidates: new Map(j.candidates) };
         });
-        return finish(ctx, x.filtered, sweepCandidates(x.seeds, mergeCandidates(x.seeds, parts, x.opts), x.opts));
+        return finish(ctx, x.filtered, sweepCandidates(x.seeds, mergeCandidates(x.seeds, sets, x.opts), x.opts));
       },
     },
   };

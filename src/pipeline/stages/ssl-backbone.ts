@@ -8,7 +8,7 @@
  * pretraining checkpoint lives in the stage folder, and a killed run continues from it.
  * Outputs the backbone (teacher for DINO) as `backbone.safetensors` in small_cnn's key
  * names, the loss record `loss.jsonl`, and a loss-curve plot `loss.png`; the manifest's
- * `extra.markdown` is the report's pretraining section.
+ * `extra.pretraining` is its row of the report's pretraining table.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +23,7 @@ import type { StageOutputs, StageSpec } from '../runner.js';
 import { saveCheckpoint } from '../../models/load.js';
 import { generateBroad } from '../../data/synthetic.js';
 import { broadDrawSource } from './common.js';
+import type { PretrainingRow } from '../../eval/report.js';
 
 /** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
 export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
@@ -124,7 +125,7 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
   return {
     stage: 'backbone',
     label: b.label ?? b.name,
-    version: 1,
+    version: 2, // 2: extra.pretraining (a row of data) in place of extra.markdown
     config: broad ? { name: b.name, weights: 'ssl', data: source, broadSize, ...broad.key, options } : { name: b.name, weights: 'ssl', data: source, options },
     // from the pool: one pretraining per experiment seed (each seed draws its own pool); from the
     // broad draw or a folder: one for all seeds (no dependency on the seed's data)
@@ -165,14 +166,23 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
         return w.length ? w.reduce((s, x) => s + x.loss, 0) / w.length : NaN;
       };
       const k = Math.max(1, Math.floor(recs.length / 10));
-      const markdown =
-        `| backbone | method | data | images | steps | loss, first 10% | loss, last 10% | teacher entropy at end | resumed from step |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n` +
-        `| ${b.label ?? b.name} | ${options.method} | ${fromPool ? 'pool' : source} | ${images.n} | ${r.total} | ${mean(0, k).toFixed(3)} | ${mean(recs.length - k, recs.length).toFixed(3)} | ${options.method === 'dino' ? (at(1)?.teacher_entropy ?? NaN).toFixed(3) : '–'} | ${r.resumedFrom} |\n`;
+      const entropy = at(1)?.teacher_entropy;
+      const pretraining: PretrainingRow = {
+        backbone: b.label ?? b.name,
+        method: options.method,
+        data: fromPool ? 'pool' : source,
+        images: images.n,
+        steps: r.total,
+        lossFirst: mean(0, k),
+        lossLast: mean(recs.length - k, recs.length),
+        ...(options.method === 'dino' ? { teacherEntropy: entropy ?? NaN } : {}),
+        resumedFrom: r.resumedFrom,
+      };
       ctx.log(`${options.method}: ${r.stepsRun} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s (resumed from ${r.resumedFrom})`);
       return {
         files: { weights: 'backbone.safetensors', loss: 'loss.jsonl', loss_png: 'loss.png' },
         counts: { steps: r.total, images: images.n },
-        extra: { model: `small_cnn:${options.widths.join('-')}`, numClasses: 0, markdown },
+        extra: { model: `small_cnn:${options.widths.join('-')}`, numClasses: 0, pretraining },
       };
     },
   };

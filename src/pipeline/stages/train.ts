@@ -6,7 +6,7 @@ import type { Config } from '../../core/config.js';
 import type { StageSpec } from '../runner.js';
 import { readImageSet, type ImageSet } from '../imagesets.js';
 import { classesOf, readSet, weightsOf } from './common.js';
-import { runTraining, trainSettings } from './training.js';
+import { runTraining, trainSettings } from './common-training.js';
 
 /** Trains one method's model on Train ∪ added (from scratch, or fine-tuning the original). */
 export function trainStage(cfg: Config, method: string, seed: number, data: StageSpec, added: StageSpec, original: StageSpec): StageSpec {

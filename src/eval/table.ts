@@ -1,11 +1,29 @@
 /**
  * The paper's result table (Tables 1, 4, 5): rows = methods, columns = Seed and
  * Heldout (incorrectly classified), MFreq / Compl. / INet on the class subset, and the
- * same on all classes; several seeds → mean ± sample std with n.
+ * same on all classes; several seeds → mean ± sample std with n. Accuracies are in percent
+ * throughout. The one table every report file (Markdown, CSV, JSON, HTML) and the terminal show.
  */
-import path from 'node:path';
-import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
-import { markdownGrid, meanStd, pairedTableMarkdown, writeReport, type MethodRun, type PairedTable, type RetentionSection, type RetrievalExamples } from '../eval/report.js';
+
+/** A cell: mean and sample std over seeds (std 0 when n = 1). */
+export interface Cell {
+  mean: number;
+  std: number;
+  n: number;
+}
+
+/** Mean and sample (n − 1) standard deviation. */
+export function meanStd(xs: readonly number[]): Cell {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  const std = n > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, std, n };
+}
+
+/** A Markdown table whose first column is left-aligned and the others right-aligned (numbers). */
+export function markdownGrid(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
 
 /** Metric keys, in table order. */
 export const COLUMNS = ['seed', 'heldout', 'mfreq_sub', 'compl_sub', 'test_sub', 'mfreq_all', 'compl_all', 'test_all'] as const;
@@ -40,7 +58,7 @@ export interface TableRow {
   name: string;
   n: number;
   seeds: number[];
-  cells: Record<string, { mean: number; std: number; n: number } | null>;
+  cells: Record<string, Cell | null>;
 }
 
 /** Method order: original, complete, random, then dcd-* in first-seen order. */
@@ -93,15 +111,16 @@ export function aggregate(results: readonly RowResult[]): TableRow[] {
   return rows;
 }
 
-function cell(c: TableRow['cells'][string], withStd: boolean): string {
+/** A cell as text: `62.89`, `62.89 ± 0.41` over several seeds, `–` where no run has the column. */
+export function formatCell(c: TableRow['cells'][string]): string {
   if (!c) return '–';
-  return withStd && c.n > 1 ? `${c.mean.toFixed(2)} ± ${c.std.toFixed(2)}` : c.mean.toFixed(2);
+  return c.n > 1 ? `${c.mean.toFixed(2)} ± ${c.std.toFixed(2)}` : c.mean.toFixed(2);
 }
 
 /** The table as Markdown (also what `dcd run` prints). */
 export function markdownTable(rows: readonly TableRow[], title?: string, seedNote?: string): string {
   const n = Math.max(0, ...rows.map((r) => r.n));
-  const grid = markdownGrid(['method', ...COLUMNS.map((c) => HEADERS[c])], rows.map((r) => [r.name, ...COLUMNS.map((c) => cell(r.cells[c]!, true))]));
+  const grid = markdownGrid(['method', ...COLUMNS.map((c) => HEADERS[c])], rows.map((r) => [r.name, ...COLUMNS.map((c) => formatCell(r.cells[c]!))]));
   const note = `Accuracy (%)${n > 1 ? `, mean ± std over ${n} seeds` : ''}. Seed/Heldout: images the original model gets wrong; (sub): classes of the debug subset; (all): all classes.${seedNote ? ` ${seedNote}` : ''}`;
   return [title ? `## ${title}\n` : '', grid, '', note, ''].join('\n');
 }
@@ -179,6 +198,21 @@ export function pairedGaps(results: readonly RowResult[], rows: readonly TableRo
   return out;
 }
 
+/** Paired per-seed differences between rows, formatted (cells as text). */
+export interface PairedTable {
+  /** Column headers after the first (e.g. `Seed`, `Heldout`, `INet (all)`). */
+  columns: string[];
+  rows: { name: string; cells: string[] }[];
+  /** What the cells mean (printed under the table). */
+  note: string;
+}
+
+/** The paired table as Markdown, with its heading and note. */
+export function pairedTableMarkdown(t: PairedTable): string {
+  const grid = markdownGrid(['difference', ...t.columns], t.rows.map((r) => [r.name, ...r.cells]));
+  return ['### Paired differences per seed', '', grid, '', t.note, ''].join('\n');
+}
+
 /** The paired table, formatted (cells as text): what report.md and the HTML report show. */
 export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined {
   if (!gaps.length) return undefined;
@@ -192,50 +226,4 @@ export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined
       `Paired per seed (points): mean ± sample std over the ${n} seeds of (row a − row b) on the same seed, whose data draw and original model both rows share; ` +
       `t = mean / (std / √n), n − 1 degrees of freedom (|t| > 4.30 is the two-sided 5% level for n = 3, 2.78 for n = 5); how many seeds favour row a.`,
   };
-}
-
-/** Writes report.md, report.csv, report.json (per-seed results too) into `dir`; returns the files. */
-export async function writeTables(
-  dir: string,
-  results: readonly RowResult[],
-  opts: { title: string; formats: readonly string[]; retrieval?: RetrievalExamples; retention?: RetentionSection; seedNote?: string },
-): Promise<Record<string, string>> {
-  const rows = aggregate(results);
-  const files: Record<string, string> = {};
-  const paired = pairedGaps(results, rows);
-  const pt = pairedTable(paired);
-  await atomicWriteFile(path.join(dir, 'report.md'), markdownTable(rows, opts.title, opts.seedNote) + (pt ? `\n${pairedTableMarkdown(pt)}` : ''));
-  files.markdown = 'report.md';
-  if (opts.formats.includes('csv')) {
-    await atomicWriteFile(path.join(dir, 'report.csv'), csvTable(rows));
-    files.csv = 'report.csv';
-  }
-  await atomicWriteJson(path.join(dir, 'report.json'), { title: opts.title, ...(opts.seedNote ? { seedNote: opts.seedNote } : {}), columns: COLUMNS, rows, paired, results });
-  files.json = 'report.json';
-  if (opts.formats.includes('html')) {
-    // The HTML report (plots, offline page) is the evaluation area's; it reads fractions.
-    const frac = (v: number | null | undefined) => (typeof v === 'number' ? v / 100 : NaN);
-    const names = rowNames(results);
-    const runs: MethodRun[] = results.flatMap((r, i) =>
-      names[i] === null
-        ? []
-        : [
-            {
-              method: names[i]!,
-              seed: r.seed,
-              seedAcc: frac(r.metrics.seed),
-              heldoutAcc: frac(r.metrics.heldout),
-              subset: { mfreq: frac(r.metrics.mfreq_sub), compl: frac(r.metrics.compl_sub), inet: frac(r.metrics.test_sub) },
-              all: { mfreq: frac(r.metrics.mfreq_all), compl: frac(r.metrics.compl_all), inet: frac(r.metrics.test_all) },
-              ...(r.perClass?.length ? { perClass: r.perClass } : {}),
-            },
-          ],
-    );
-    await writeReport(
-      { title: opts.title, runs, ...(opts.seedNote ? { seedNote: opts.seedNote } : {}), ...(pt ? { paired: pt } : {}), ...(opts.retrieval ? { retrieval: opts.retrieval } : {}), ...(opts.retention ? { retention: opts.retention } : {}) },
-      path.join(dir, 'html'),
-    );
-    files.html = 'html/report.html';
-  }
-  return files;
 }

@@ -1,4 +1,4 @@
-/** Evaluation and failure sets from files (what `dcd eval` and `dcd failures` call). */
+/** The file-level jobs `dcd eval` and `dcd failures` run: read manifests, checkpoints or prediction files, evaluate, build the failure sets, write the results. */
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { atomicWriteJson } from '../core/fsutil.js';
