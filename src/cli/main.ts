@@ -17,9 +17,10 @@ import { commands as evaluation } from './commands/eval.js';
 import { commands as run } from './commands/run.js';
 import { commands as analysis } from './commands/analysis.js';
 import { commands as init } from './commands/init.js';
+import { commands as exportCmd } from './commands/export.js';
 
 /** Every command module, grouped by the area that owns it. */
-const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis, ...init];
+const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis, ...init, ...exportCmd];
 
 /** Runs the dcd CLI on `argv` (without node and script). Only here are errors turned into exit codes. */
 export async function main(argv: string[]): Promise<number> {
