@@ -7,18 +7,21 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configKeys, configReference } from '../src/core/config-docs.js';
+import { exportReference } from '../src/export/docs.js';
 
-const DOC = path.resolve(__dirname, '../docs/config.md');
+/** Fails naming the first line where `file` (under docs/) differs from what its generator writes now. */
+function expectCurrent(file: string, want: string): void {
+  const have = readFileSync(path.resolve(__dirname, '../docs', file), 'utf8');
+  if (have === want) return;
+  const a = have.split('\n'), b = want.split('\n');
+  const i = Math.max(0, b.findIndex((l, k) => l !== a[k]));
+  expect.fail(`docs/${file} is out of date (first difference at line ${i + 1}: "${a[i] ?? ''}" vs "${b[i] ?? ''}"); run \`npm run docs\` and commit docs/${file}`);
+}
 
-describe('docs/config.md', () => {
-  it('matches the schema (regenerate with `npm run docs`)', () => {
-    const want = configReference();
-    const have = readFileSync(DOC, 'utf8');
-    if (have !== want) {
-      const a = have.split('\n'), b = want.split('\n');
-      const i = b.findIndex((l, k) => l !== a[k]);
-      expect.fail(`docs/config.md is out of date (first difference at line ${i + 1}: "${a[i] ?? ''}" vs "${b[i] ?? ''}"); run \`npm run docs\` and commit docs/config.md`);
-    }
+describe('generated docs', () => {
+  it('docs/config.md matches the schema, docs/export.md the export columns (regenerate with `npm run docs`)', () => {
+    expectCurrent('config.md', configReference());
+    expectCurrent('export.md', exportReference());
   });
 
   it('documents every key with its type, default and description', () => {

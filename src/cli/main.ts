@@ -6,7 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
 import { setLogLevel } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
-import { commandPath, usageHint, UsageError } from './usage.js';
+import { commandPath, seeDocs, usageHint, UsageError } from './usage.js';
 import { commands as weights } from './commands/weights.js';
 import { commands as embed } from './commands/embed.js';
 import { commands as data } from './commands/data.js';
@@ -37,6 +37,8 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .demandCommand(1, 'Name a command; `dcd --help` lists them.')
     .recommendCommands()
+    .example('$0 run configs/demo.yaml', 'the demo: the whole pipeline, then the result table')
+    .epilogue(`Every command has its own help: dcd <command> --help.\n${seeDocs('README.md', 'docs/config.md')}`)
     .fail((msg, err, usage) => {
       if (err && !msg) throw err;
       throw new UsageError(msg ?? err.message, commandPath(usage));

@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { completeBaselineFiles, filterFiles, parseClassList, randomBaselineFiles, selectFiles } from '../../retrieval/files.js';
 import { DEFAULT_MEMORY_BUDGET_MIB } from '../../retrieval/store.js';
+import { seeDocs } from '../usage.js';
 
 const budgetOpt = {
   type: 'number',
@@ -27,7 +28,8 @@ const filter: CommandModule<object, any> = {
       .option('normalize', normOpt)
       .option('memory-budget', budgetOpt)
       .option('out', { type: 'string', demandOption: true, describe: 'filtered pool (Arrow); also writes .removed.csv and .summary.csv' })
-      .example('dcd filter --pool pool.arrow --test seed.arrow heldout.arrow inet-val.arrow --train train.arrow --val inet-val.arrow --out pool-filtered.arrow', ''),
+      .example('dcd filter --pool pool.arrow --test seed.arrow heldout.arrow inet-val.arrow --train train.arrow --val inet-val.arrow --out pool-filtered.arrow', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const r = await filterFiles({ pool: a.pool, test: a.test, train: a.train, val: a.val, scope: a.scope, normalize: a.normalize, memoryBudgetMiB: a.memoryBudget, out: a.out });
@@ -53,7 +55,8 @@ const select: CommandModule<object, any> = {
       .option('normalize', normOpt)
       .option('memory-budget', budgetOpt)
       .option('out', { type: 'string', demandOption: true, describe: 'selection (Arrow: id, label, seed_id, distance, rank); also .csv and .summary.csv' })
-      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow', ''),
+      .example('dcd select --seed seed.arrow --pool pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const r = await selectFiles({
@@ -93,7 +96,8 @@ const baseline: CommandModule<object, any> = {
         if (a.method === 'random' && !a.counts) throw new Error('baseline random needs --counts SELECTION.arrow');
         if (a.method === 'complete' && !a.train) throw new Error('baseline complete needs --train TRAIN.arrow (for n_y)');
         return true;
-      }),
+      })
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     const files =
       a.method === 'random'
