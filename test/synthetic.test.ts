@@ -135,7 +135,7 @@ describe('demo selection helpers', () => {
     expect(greedySelect(d, 2, 3, 1)).toEqual([0, 1]);
     expect(greedySelect(d, 2, 3, 2).sort()).toEqual([0, 1, 2]);
   });
-  it('Algorithm 1 matches the literal argmin loop of METHOD.md on random matrices', () => {
+  it('Algorithm 1 matches the literal argmin loop of docs/method.md on random matrices', () => {
     for (let t = 0; t < 5; t++) {
       const ns = 4 + t, nc = 20, k = 3;
       const r = rng(t);

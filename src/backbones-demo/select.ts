@@ -1,6 +1,6 @@
 /**
  * Selections the demo experiment needs, on in-memory features: Algorithm 1 (greedy
- * non-overlapping nearest neighbours, METHOD.md §2: `src/retrieval/algorithm1.ts`) per
+ * non-overlapping nearest neighbours, docs/method.md §2: `src/retrieval/algorithm1.ts`) per
  * class, and the Random baseline (uniform per class, without replacement).
  */
 import { mulberry32 as rng, streamSeed } from '../core/rng.js';

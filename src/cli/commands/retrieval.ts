@@ -17,7 +17,7 @@ function printFiles(files: string[]): void {
 
 const filter: CommandModule<object, any> = {
   command: 'filter',
-  describe: 'Test-leakage filter: drop pool images closer to any test image than τ_y of their weak class (METHOD.md §1)',
+  describe: 'Test-leakage filter: drop pool images closer to any test image than τ_y of their weak class (docs/method.md §1)',
   builder: (y: Argv) =>
     y
       .option('pool', { type: 'string', array: true, demandOption: true, describe: 'pool embeddings (robust features; shards allowed)' })

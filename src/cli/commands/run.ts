@@ -59,7 +59,7 @@ const run: CommandModule<object, RunArgs> = {
       .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
       .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
       .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
-      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (On a cluster in the README); waits, prints the same table')
+      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (docs/cluster.md); waits, prints the same table')
       .epilog(RESULTS_EPILOG)
       .epilogue(`\n${seeDocs('docs/config.md (every config key)', 'README.md', 'docs/cluster.md')}`) as any,
   handler: async (a) => {
