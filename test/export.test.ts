@@ -80,6 +80,13 @@ describe('dcd export', () => {
     // the synthetic pool records true labels and contexts; the original model fails on every seed image
     expect(col(picks, 'true_label').every((t) => t !== '')).toBe(true);
     expect(col(picks, 'context').every((t) => t !== '')).toBe(true);
+    // the noise rate of the debug-train picks, from the export, is the one the run's report printed
+    const train = col(picks, 'selection').map((s) => s === 'debug-train');
+    const truth = col(picks, 'true_label'), weak = col(picks, 'weak_label');
+    const noisy = truth.filter((t, i) => train[i] && t !== weak[i]).length;
+    const printed = /\| picks of dcd-random_cnn \| (\d+) \| ([\d.]+) \|/.exec(readFileSync(path.join(run, 'report.md'), 'utf8'));
+    expect(Number(printed![1])).toBe(sel!.debug_train);
+    expect(((100 * noisy) / sel!.debug_train!).toFixed(2)).toBe(printed![2]);
     const isSeed = col(sets, 'set').map((s) => s === 'seed');
     const pred = col(sets, 'original_pred'), label = col(sets, 'label');
     expect(pred.every((p, i) => !isSeed[i] || (p !== '' && p !== label[i]))).toBe(true);
