@@ -111,6 +111,9 @@ export async function readExport(runDir: string): Promise<ExportData> {
   const setImages: ImageSource[] = [];
   let classes: string[] = [];
   const doneSelects = new Set<string>();
+  // a pool manifest is read once per data draw, however many selections were made from it
+  const poolRows = new Map<string, Promise<Map<string, ManifestRow>>>();
+  const poolOf = (data: StageRecord) => poolRows.get(data.dir) ?? (poolRows.set(data.dir, originalPaths(data, ['pool'])), poolRows.get(data.dir)!);
   const doneFailures = new Set<string>();
   const need = (s: StageRecord | undefined, what: string, from: StageRecord) => {
     if (!s) throw new ArtifactError(`${from.dir}: its ${what} stage is not in ${runDir} (manifest inputs name a stage no folder holds); rerun dcd run to complete the run`);
@@ -168,7 +171,7 @@ export async function readExport(runDir: string): Promise<ExportData> {
     const key = `${row.variant}\u0000${select.dir}`;
     if (doneSelects.has(key)) continue;
     doneSelects.add(key);
-    const orig = await originalPaths(data, ['pool']);
+    const orig = await poolOf(data);
     const backbone = row.method.slice('dcd-'.length);
     for (const [kind, selection] of [['deval', 'de-val'], ['debug_train', 'debug-train']] as const) {
       if (!select.manifest.outputs[`${kind}_picks`]) continue;
