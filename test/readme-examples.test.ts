@@ -1,5 +1,5 @@
 /**
- * Every `dcd ...` line in README.md's fenced code blocks runs as shown, through the real CLI,
+ * Every `dcd ...` line in README.md's fenced code blocks (after any `VAR=value` in front) runs as shown, through the real CLI,
  * in a scratch folder that holds what the examples assume (configs/, a small folder dataset
  * in data/, a finished small run in runs/demo). Each example is in exactly one of three lists:
  *
@@ -40,7 +40,8 @@ function readmeExamples(text: string): string[] {
       continue;
     }
     pending = '';
-    const cmd = line.replace(/\s+#.*$/, '').trim();
+    // environment assignments in front (FLICKR_API_KEY=... dcd pool search) are dropped
+    const cmd = line.replace(/\s+#.*$/, '').replace(/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+/, '').trim();
     if (cmd.startsWith('dcd ')) out.push(cmd);
   }
   return out;
@@ -81,8 +82,10 @@ const HELP = new Set([
   'dcd embed --backbone dino_vits16 --weights dino_deitsmall16_pretrain.pth --images pool/ --out pool.arrow',
   'dcd embed merge pool.part*.arrow --out pool.arrow',
   'dcd data manifest fashion-mnist /usr/share/datasets/fashion-mnist --out fmnist.arrow',
+  'dcd data summary fmnist.arrow',
   'dcd data check pool/pool.arrow --out pool/pool-ok.arrow',
   'dcd pool queries --classes ysub.txt --out queries.jsonl',
+  'dcd pool search queries.jsonl --per-query 30000 --out urls.arrow',
   'dcd pool download urls.arrow --out pool/',
   'dcd filter --pool robust/pool.arrow --test robust/mfreq.arrow robust/complement.arrow robust/test.arrow --train robust/train.arrow --val robust/test.arrow --out pool-filtered.arrow',
   'dcd select --seed dino/seed.arrow --pool dino/pool.arrow --only pool-filtered.arrow --k-train 46 --k-val 5 --out debug-train.arrow',
