@@ -139,7 +139,7 @@ describe('selection on a distance matrix (Algorithm 1) and the Random baseline',
     expect(greedySelect(d, 2, 3, 1)).toEqual([0, 1]);
     expect(greedySelect(d, 2, 3, 2).sort()).toEqual([0, 1, 2]);
   });
-  it('Algorithm 1 matches the literal argmin loop of METHOD.md on random matrices', () => {
+  it('Algorithm 1 matches the literal argmin loop of docs/method.md on random matrices', () => {
     for (let t = 0; t < 5; t++) {
       const ns = 4 + t, nc = 20, k = 3;
       const r = rng(t);

@@ -1,7 +1,7 @@
 /**
  * The demo's small training loop and inference helpers, on in-memory uint8 images.
  *
- * Loss: Σ_i w_i · CE(model(x_i), y_i) / Σ_i w_i over each batch (METHOD.md §3's choice).
+ * Loss: Σ_i w_i · CE(model(x_i), y_i) / Σ_i w_i over each batch (docs/method.md §3's choice).
  * Optimiser: Adam. Batches come from a seeded shuffle; optional seeded horizontal flips.
  */
 import * as tf from '@tensorflow/tfjs';

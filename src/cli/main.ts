@@ -6,7 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
 import { setLogLevel } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
-import { commandPath, usageHint, UsageError } from './usage.js';
+import { commandPath, seeDocs, usageHint, UsageError } from './usage.js';
 import { commands as weights } from './commands/weights.js';
 import { commands as embed } from './commands/embed.js';
 import { commands as data } from './commands/data.js';
@@ -18,9 +18,10 @@ import { commands as run } from './commands/run.js';
 import { commands as analysis } from './commands/analysis.js';
 import { commands as init } from './commands/init.js';
 import { commands as slices } from './commands/slices.js';
+import { commands as exportCmd } from './commands/export.js';
 
 /** Every command module, grouped by the area that owns it. */
-const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis, ...init, ...slices];
+const ALL: CommandModule<object, any>[] = [...weights, ...embed, ...data, ...pool, ...retrieval, ...train, ...evaluation, ...run, ...analysis, ...init, ...slices, ...exportCmd];
 
 /** Runs the dcd CLI on `argv` (without node and script). Only here are errors turned into exit codes. */
 export async function main(argv: string[]): Promise<number> {
@@ -37,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .demandCommand(1, 'Name a command; `dcd --help` lists them.')
     .recommendCommands()
+    .example('$0 run configs/demo.yaml', 'the demo: the whole pipeline, then the result table')
+    .epilogue(`Every command has its own help: dcd <command> --help.\n${seeDocs('README.md', 'docs/config.md')}`)
     .fail((msg, err, usage) => {
       if (err && !msg) throw err;
       throw new UsageError(msg ?? err.message, commandPath(usage));

@@ -33,3 +33,8 @@ export function commandPath(usage: unknown): string {
 export function usageHint(command: string): string {
   return `Run \`dcd ${command ? `${command} ` : ''}--help\` for usage.`;
 }
+
+/** The last lines of a command's `--help`: where its documentation lives (paths in the dcd repository). */
+export function seeDocs(...docs: string[]): string {
+  return `Documentation: ${docs.join(', ')} (in the dcd repository; README.md gives the overview).`;
+}

@@ -16,7 +16,7 @@ export interface BaselineClassSummary {
 }
 
 /**
- * DCD-Random (METHOD.md §3): for each class y of `counts`, `counts[y]` pool images drawn
+ * DCD-Random (docs/method.md §3): for each class y of `counts`, `counts[y]` pool images drawn
  * uniformly without replacement from the pool images of weak label y, with a seeded
  * PRNG (partial Fisher–Yates over the pool order). Classes short of images give all
  * they have, with a warning.
@@ -54,7 +54,7 @@ export function randomBaseline(
 }
 
 /**
- * DCD-Complete (METHOD.md §3): every pool image of W' with weight n_y / (n_y + m_y),
+ * DCD-Complete (docs/method.md §3): every pool image of W' with weight n_y / (n_y + m_y),
  * n_y = train images of class y, m_y = pool images of class y, so each class keeps its
  * train total weight.
  * @param trainCounts n_y per class; every pool class must have n_y ≥ 1

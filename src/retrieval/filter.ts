@@ -363,7 +363,7 @@ async function scanTargets(stores: readonly EmbeddingStore[], budget: number, ha
 }
 
 /**
- * Per-class thresholds τ_y = min over Train_y × Test_y of ‖f(x) − f(x')‖² (METHOD.md §1):
+ * Per-class thresholds τ_y = min over Train_y × Test_y of ‖f(x) − f(x')‖² (docs/method.md §1):
  * per train image, the exact distance to its nearest test image of its class (float32
  * kernel's argmin), minimised over the class's train images. Streams within the memory
  * budget (see {@link nearestJoin}). Every class present in either set must have rows in both.
@@ -454,7 +454,7 @@ export interface FilterResult {
 }
 
 /**
- * The test-leakage filter (METHOD.md §1): keeps pool image w of weak class y iff
+ * The test-leakage filter (docs/method.md §1): keeps pool image w of weak class y iff
  * min over T of d(w, x') ≥ τ_y, where T is the union of `tests` (any class; scope
  * `class`: T_y only). Exact duplicates (identical feature vectors, found by content hash
  * so float32 rounding cannot hide them) always go, even where τ_y = 0 and whatever the

@@ -1,6 +1,6 @@
 /**
  * Retrieval: distance kernels, the embedding store, the test-leakage filter,
- * Algorithm 1 and the Random/Complete baselines (METHOD.md §1–3).
+ * Algorithm 1 and the Random/Complete baselines (docs/method.md §1–3).
  * Pure functions work on arrays; the `*Files` functions are thin file wrappers.
  */
 export { knn, nearest, holdRows, distanceBlock, exactSqDist, RunningTopK, gatherRows, l2NormalizeRows, type HeldRows, type KnnOptions } from './knn.js';

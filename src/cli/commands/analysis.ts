@@ -5,6 +5,7 @@ import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { benchSimilarity, similarityMarkdown } from '../../analysis/similarity.js';
 import { retentionCsv, retentionMarkdown, retentionTable, writeRetentionOutputs } from '../../analysis/retention.js';
+import { seeDocs } from '../usage.js';
 
 function parseKs(s: string): number[] {
   const ks = String(s)
@@ -54,7 +55,8 @@ const retention: CommandModule<object, RetentionArgs> = {
       .option('normalize', { type: 'boolean', default: false, describe: 'L2-normalise features before the neighbour search' })
       .option('format', { type: 'string', choices: ['md', 'csv', 'json'], default: 'md', describe: 'table format printed on stdout' })
       .example('dcd retention --backbones dino_vits16,resnet50 --data focus.arrow --embeddings runs/focus/embed --k 1,5,10,20', '')
-      .example('dcd retention --backbones resnet_tiny --data synthetic.arrow --weights resnet_tiny=random --out retention/', ''),
+      .example('dcd retention --backbones resnet_tiny --data synthetic.arrow --weights resnet_tiny=random --out retention/', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (argv) => {
     await useBackend(argv.backend);
     const ks = parseKs(argv.k);
@@ -110,7 +112,8 @@ const similarity: CommandModule<object, SimilarityArgs> = {
       .option('lpips-weights', { type: 'string', describe: 'safetensors with torchvision AlexNet names (features.0.weight …) and optional LPIPS lin*.model.1.weight; default random' })
       .option('out', { type: 'string', describe: 'also write the Markdown table to this file' })
       .option('json', { type: 'string', describe: 'also write the raw measurements as JSON to this file' })
-      .example('dcd bench similarity --backbones resnet50 --pool-sizes 64,256,1024', ''),
+      .example('dcd bench similarity --backbones resnet50 --pool-sizes 64,256,1024', '')
+      .epilogue(seeDocs('docs/benchmarks.md')),
   handler: async (argv) => {
     await useBackend(argv.backend);
     let lpipsWeights;
@@ -147,7 +150,9 @@ const similarity: CommandModule<object, SimilarityArgs> = {
 const bench: CommandModule<object, object> = {
   command: 'bench <measurement>',
   describe: 'Measurements on this machine (similarity: LPIPS against embedding distance)',
-  builder: (y) => y.command(similarity).demandCommand(1, 'Name a measurement: similarity'),
+  builder: (y) => y.command(similarity).demandCommand(1, 'Name a measurement: similarity')
+      .example('$0 bench similarity --backbones resnet50 --pool-sizes 64,256,1024', '')
+      .epilogue(seeDocs('docs/benchmarks.md')),
   handler: () => undefined,
 };
 

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { buildManifestFile, checkManifestImages, MANIFEST_KINDS } from '../../data/build.js';
 import { formatSummary, readManifest, summarizeManifest, writeManifest } from '../../data/manifest.js';
 import { progress } from '../../core/log.js';
+import { seeDocs } from '../usage.js';
 
 const manifest: CommandModule<object, any> = {
   command: 'manifest <kind> <path>',
@@ -22,7 +23,8 @@ const manifest: CommandModule<object, any> = {
       .option('top-images', { type: 'string', describe: 'v2-complement: TopImages folder' })
       .option('hash', { type: 'boolean', default: false, describe: 'fill the sha256 column' })
       .option('max-classes', { type: 'number', default: 50, describe: 'classes shown in the summary' })
-      .example('$0 data manifest v2 imagenetv2-matched-frequency-format-val --variant matched-frequency --out mfreq.arrow', ''),
+      .example('$0 data manifest v2 imagenetv2-matched-frequency-format-val --variant matched-frequency --out mfreq.arrow', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     const s = await buildManifestFile(a.kind, a.path, a.out, {
       set: a.set,
@@ -43,7 +45,9 @@ const manifest: CommandModule<object, any> = {
 const summary: CommandModule<object, any> = {
   command: 'summary <manifest>',
   describe: 'Print counts per set and class of a manifest',
-  builder: (y) => y.positional('manifest', { type: 'string' }).option('max-classes', { type: 'number', default: 50 }),
+  builder: (y) => y.positional('manifest', { type: 'string' }).option('max-classes', { type: 'number', default: 50 })
+      .example('$0 data summary mfreq.arrow', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     const m = await readManifest(a.manifest);
     process.stdout.write(formatSummary(summarizeManifest(m.rows), a.maxClasses) + '\n');
@@ -59,7 +63,8 @@ const check: CommandModule<object, any> = {
       .option('out', { type: 'string', describe: 'manifest of the images that decode (.arrow)' })
       .option('concurrency', { type: 'number', default: 2 })
       .option('max-pixels', { type: 'number', describe: 'refuse images with more pixels (default 100M)' })
-      .example('$0 data check pool/pool.arrow --out pool/pool-ok.arrow', ''),
+      .example('$0 data check pool/pool.arrow --out pool/pool-ok.arrow', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     const m = await readManifest(a.manifest);
     const bar = progress('check', m.rows.length);
@@ -84,7 +89,9 @@ export const commands: CommandModule<object, any>[] = [
   {
     command: 'data <command>',
     describe: 'Data sets: build and inspect manifests',
-    builder: (y) => y.command(manifest).command(summary).command(check).demandCommand(1),
+    builder: (y) => y.command(manifest).command(summary).command(check).demandCommand(1)
+      .example('$0 data check pool/pool.arrow --out pool/pool-ok.arrow', '')
+      .epilogue(seeDocs('src/data/README.md')),
     handler: () => undefined,
   },
 ];

@@ -4,6 +4,7 @@ import { log } from '../../core/log.js';
 import { checkImagesInput } from '../../data/adapters.js';
 import { setComputePrecision, type Precision } from '../../backends/precision.js';
 import { embedImages, mergeEmbeddings, parseShard } from '../../infer/embed.js';
+import { seeDocs } from '../usage.js';
 
 const run: CommandModule<object, any> = {
   command: '$0',
@@ -20,7 +21,8 @@ const run: CommandModule<object, any> = {
       .option('shard', { type: 'string', describe: 'I/N: embed the I-th of N disjoint parts (by sorted id, index ≡ I mod N)' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of --weights random' })
       .option('precision', { type: 'string', choices: ['fp32', 'bf16'], default: 'fp32', describe: 'bf16: bf16 convolutions/matmuls with fp32 accumulation (native backend; fp32 elsewhere, with a notice)' })
-      .example('$0 embed --backbone dino_vits16 --weights dino_deitsmall16_pretrain.pth --images pool/ --out pool.arrow', ''),
+      .example('$0 embed --backbone dino_vits16 --weights dino_deitsmall16_pretrain.pth --images pool/ --out pool.arrow', '')
+      .epilogue(seeDocs('src/infer/README.md')),
   handler: async (a) => {
     checkImagesInput(a.images); // before the backend and the weights load
     await useBackend(a.backend);
@@ -52,7 +54,8 @@ const merge: CommandModule<object, any> = {
     y
       .positional('shards', { type: 'string', array: true })
       .option('out', { type: 'string', demandOption: true })
-      .example('$0 embed merge pool.*.arrow --out pool.arrow', ''),
+      .example('$0 embed merge pool.*.arrow --out pool.arrow', '')
+      .epilogue(seeDocs('src/infer/README.md')),
   handler: async (a) => {
     const r = await mergeEmbeddings(a.shards, a.out);
     process.stdout.write(`wrote ${a.out} (${r.rows} rows from ${a.shards.length} shards)\n`);
@@ -64,7 +67,9 @@ export const commands: CommandModule<object, any>[] = [
   {
     command: 'embed',
     describe: 'Embed images with a backbone (dcd embed --help); `dcd embed merge` joins shards',
-    builder: (y) => y.command(merge).command(run),
+    builder: (y) => y.command(merge).command(run)
+      .example('$0 embed --backbone resnet50 --weights resnet50.pth --images pool/ --out pool.arrow', '')
+      .epilogue(seeDocs('src/infer/README.md')),
     handler: () => undefined,
   },
 ];

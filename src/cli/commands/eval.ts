@@ -5,6 +5,7 @@ import { useBackend } from '../backend.js';
 import { log } from '../../core/log.js';
 import { evalFromFiles, failuresFromFiles } from '../../eval/jobs.js';
 import { readReportInput, writeReport } from '../../eval/report.js';
+import { seeDocs } from '../usage.js';
 
 const pct = (v: number) => (Number.isNaN(v) ? 'n/a' : `${(100 * v).toFixed(2)}%`);
 
@@ -22,7 +23,8 @@ const evaluate: CommandModule<object, any> = {
       .option('batch-size', { type: 'number', default: 32 })
       .option('resize', { type: 'number' })
       .option('crop', { type: 'number' })
-      .example('$0 eval --model resnet50 --checkpoint runs/dcd/model.safetensors --data mfreq.arrow --out preds/mfreq.arrow --classes subset.txt', ''),
+      .example('$0 eval --model resnet50 --checkpoint runs/dcd/model.safetensors --data mfreq.arrow --out preds/mfreq.arrow --classes subset.txt', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const r = await evalFromFiles({ modelName: a.model, checkpoint: a.checkpoint, manifest: a.data, out: a.out, classes: a.classes, numClasses: a.numClasses, batchSize: a.batchSize, resize: a.resize, crop: a.crop });
@@ -48,7 +50,8 @@ const failures: CommandModule<object, any> = {
       .option('discover', { type: 'number', describe: 'discover the subset: classes with ≥ t MFreq images wrong for every model' })
       .option('batch-size', { type: 'number', default: 32 })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: seed.arrow, heldout.arrow, classes.txt, per-class CSV' })
-      .example('$0 failures --mfreq mfreq.arrow --complement compl.arrow --pred-mfreq p/mf.arrow --pred-complement p/co.arrow --classes subset.txt --out failures/', ''),
+      .example('$0 failures --mfreq mfreq.arrow --complement compl.arrow --pred-mfreq p/mf.arrow --pred-complement p/co.arrow --classes subset.txt --out failures/', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     if ((a.checkpoint as string[]).length) await useBackend(a.backend);
     const f = await failuresFromFiles({
@@ -75,7 +78,8 @@ const report: CommandModule<object, any> = {
     y
       .option('results', { type: 'string', demandOption: true, describe: 'JSON: {title?, runs: [{method, seed?, seedAcc, heldoutAcc, subset, all, perClass?}], retrieval?, retention?} (accuracies as fractions)' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder' })
-      .example('$0 report --results runs/demo/results.json --out runs/demo/report', ''),
+      .example('$0 report --results runs/demo/results.json --out runs/demo/report', '')
+      .epilogue(seeDocs('README.md (Quick start)')),
   handler: async (a) => {
     const files = await writeReport(await readReportInput(a.results), a.out);
     // the same table `dcd run` prints (runs of several seeds: with their paired differences)

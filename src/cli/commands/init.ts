@@ -8,6 +8,7 @@ import { loadConfig } from '../../core/config.js';
 import { detectFolderLayout, inspectFolderDataset } from '../../data/folder-layout.js';
 import { initConfigYaml, sizeFromData } from '../../pipeline/init-config.js';
 import { checkConfig } from '../../pipeline/experiment.js';
+import { seeDocs } from '../usage.js';
 
 const init: CommandModule<object, any> = {
   command: 'init <dir>',
@@ -25,7 +26,8 @@ const init: CommandModule<object, any> = {
       .option('pool', { type: 'string', describe: 'pool list when it is not DIR/pool.csv (.tsv, .jsonl, .arrow)' })
       .option('concurrency', { type: 'number', default: 4, describe: 'images decoded at a time' })
       .option('max-listed', { type: 'number', default: 20, describe: 'unreadable images listed one by one' })
-      .example('$0 init data/ --out dcd.yaml && dcd run dcd.yaml', ''),
+      .example('$0 init data/ --out dcd.yaml && dcd run dcd.yaml', '')
+      .epilogue(seeDocs('README.md (Your own data)', 'docs/config.md')),
   handler: async (a) => {
     const layout = detectFolderLayout(a.dir, { train: a.train, test: a.test, mfreq: a.mfreq, complement: a.complement, pool: a.pool });
     const out = path.resolve(a.out ?? path.join(layout.dir, 'dcd.yaml'));

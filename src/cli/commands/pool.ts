@@ -7,6 +7,7 @@ import { readManifest, writeManifest, REQUIRED_COLUMNS } from '../../data/manife
 import { readArrowFile } from '../../core/arrow.js';
 import { FlickrProvider, poolQueries, readQueries, searchPool, writeQueries, type SearchProvider } from '../../data/pool.js';
 import { loadSynsets } from '../../data/synsets.js';
+import { seeDocs } from '../usage.js';
 
 const queries: CommandModule<object, any> = {
   command: 'queries',
@@ -15,7 +16,8 @@ const queries: CommandModule<object, any> = {
     y
       .option('classes', { type: 'string', describe: 'class-subset file (wnids or indices); default all 1000 classes' })
       .option('out', { type: 'string', demandOption: true, describe: 'queries file to write (.jsonl)' })
-      .example('$0 pool queries --classes ysub.txt --out queries.jsonl', ''),
+      .example('$0 pool queries --classes ysub.txt --out queries.jsonl', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     const syn = loadSynsets();
     const classes = a.classes ? readClassSubset(a.classes, syn) : syn.map((s) => s.index);
@@ -36,7 +38,8 @@ const search: CommandModule<object, any> = {
       .option('endpoint', { type: 'string', describe: 'provider API endpoint (default: the public one)' })
       .option('concurrency', { type: 'number', default: 2, describe: 'queries in flight' })
       .option('out', { type: 'string', demandOption: true, describe: 'URL manifest to write (.arrow)' })
-      .example('FLICKR_API_KEY=... $0 pool search queries.jsonl --per-query 1000 --out urls.arrow', ''),
+      .example('FLICKR_API_KEY=... $0 pool search queries.jsonl --per-query 1000 --out urls.arrow', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     if (!(a.perQuery > 0)) throw new ConfigError(`--per-query: expected a positive number, received ${a.perQuery}`);
     const provider: SearchProvider = new FlickrProvider({ endpoint: a.endpoint });
@@ -61,7 +64,8 @@ const download: CommandModule<object, any> = {
       .option('retries', { type: 'number', default: 3, describe: 'attempts for transient failures' })
       .option('max-mb', { type: 'number', default: 20, describe: 'size cap per image, MiB' })
       .option('retry-failed', { type: 'boolean', default: false, describe: 'also refetch URLs that failed permanently before' })
-      .example('$0 pool download urls.arrow --out pool/', ''),
+      .example('$0 pool download urls.arrow --out pool/', '')
+      .epilogue(seeDocs('src/data/README.md')),
   handler: async (a) => {
     const rows = a.list.endsWith('.arrow') && (await isManifest(a.list)) ? (await readManifest(a.list)).rows : await weakPool(a.list);
     const r = await downloadPool(rows, a.out, {
@@ -90,7 +94,9 @@ export const commands: CommandModule<object, any>[] = [
   {
     command: 'pool <command>',
     describe: 'Collect the weak pool from the web: queries, search, download',
-    builder: (y) => y.command(queries).command(search).command(download).demandCommand(1),
+    builder: (y) => y.command(queries).command(search).command(download).demandCommand(1)
+      .example('$0 pool download urls.arrow --out pool/', '')
+      .epilogue(seeDocs('src/data/README.md')),
     handler: () => undefined,
   },
 ];

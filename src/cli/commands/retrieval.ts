@@ -4,6 +4,7 @@ import { completeBaselineFiles, filterFiles, parseClassList, randomBaselineFiles
 import { DEFAULT_MEMORY_BUDGET_MIB } from '../../retrieval/store.js';
 import { CLEAN_DEFAULTS } from '../../retrieval/clean.js';
 import { selectCleanFiles } from '../../retrieval/clean-files.js';
+import { seeDocs } from '../usage.js';
 
 const budgetOpt = {
   type: 'number',
@@ -18,7 +19,7 @@ function printFiles(files: string[]): void {
 
 const filter: CommandModule<object, any> = {
   command: 'filter',
-  describe: 'Test-leakage filter: drop pool images closer to any test image than τ_y of their weak class (METHOD.md §1)',
+  describe: 'Test-leakage filter: drop pool images closer to any test image than τ_y of their weak class (docs/method.md §1)',
   builder: (y: Argv) =>
     y
       .option('pool', { type: 'string', array: true, demandOption: true, describe: 'pool embeddings (robust features; shards allowed)' })
@@ -29,7 +30,8 @@ const filter: CommandModule<object, any> = {
       .option('normalize', normOpt)
       .option('memory-budget', budgetOpt)
       .option('out', { type: 'string', demandOption: true, describe: 'filtered pool (Arrow); also writes .removed.csv and .summary.csv' })
-      .example('dcd filter --pool pool.arrow --test seed.arrow heldout.arrow inet-val.arrow --train train.arrow --val inet-val.arrow --out pool-filtered.arrow', ''),
+      .example('dcd filter --pool pool.arrow --test seed.arrow heldout.arrow inet-val.arrow --train train.arrow --val inet-val.arrow --out pool-filtered.arrow', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const r = await filterFiles({ pool: a.pool, test: a.test, train: a.train, val: a.val, scope: a.scope, normalize: a.normalize, memoryBudgetMiB: a.memoryBudget, out: a.out });
@@ -65,7 +67,8 @@ const select: CommandModule<object, any> = {
       .check((a) => {
         if (a.truth && a.clean !== 'knn') throw new Error('--truth reports the noise rate before/after cleaning: it needs --clean knn');
         return true;
-      }),
+      })
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const args = {
@@ -108,7 +111,8 @@ const baseline: CommandModule<object, any> = {
         if (a.method === 'random' && !a.counts) throw new Error('baseline random needs --counts SELECTION.arrow');
         if (a.method === 'complete' && !a.train) throw new Error('baseline complete needs --train TRAIN.arrow (for n_y)');
         return true;
-      }),
+      })
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     const files =
       a.method === 'random'

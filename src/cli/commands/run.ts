@@ -3,6 +3,7 @@ import { initBackend } from '../../core/backend.js';
 import { ConfigError } from '../../core/errors.js';
 import { splitArgs } from '../../pipeline/executors/slurm.js';
 import { parseOnly, parseSeeds, parseShardArg, runExperiment, runSweep } from '../../pipeline/run.js';
+import { seeDocs } from '../usage.js';
 
 interface RunArgs {
   config: string;
@@ -58,8 +59,9 @@ const run: CommandModule<object, RunArgs> = {
       .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
       .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
       .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
-      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (On a cluster in the README); waits, prints the same table')
-      .epilog(RESULTS_EPILOG) as any,
+      .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (docs/cluster.md); waits, prints the same table')
+      .epilog(RESULTS_EPILOG)
+      .epilogue(`\n${seeDocs('docs/config.md (every config key)', 'README.md', 'docs/cluster.md')}`) as any,
   handler: async (a) => {
     const opts = {
       set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
@@ -99,7 +101,9 @@ const sweep: CommandModule<object, SweepArgs> = {
       .positional('config', { type: 'string', demandOption: true, describe: 'experiment YAML' })
       .options(common)
       .option('backbones', { type: 'string', describe: 'comma-separated backbones, one variant each (names or labels in config.backbones, or registry names)' })
-      .option('grid', { type: 'string', array: true, describe: 'KEY=V1,V2,...: one variant per value (repeatable; variants are crossed)' }) as any,
+      .option('grid', { type: 'string', array: true, describe: 'KEY=V1,V2,...: one variant per value (repeatable; variants are crossed)' })
+      .example('$0 sweep configs/demo.yaml --backbones broad_cnn,random_cnn --grid select.k_train=2,4', '')
+      .epilogue(seeDocs('docs/config.md')) as any,
   handler: async (a) => {
     const opts = {
       set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],

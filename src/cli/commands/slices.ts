@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { parseRange, parseSliceCount, slicesFiles } from '../../analysis/slices-files.js';
+import { seeDocs } from '../usage.js';
 
 const slices: CommandModule<object, any> = {
   command: 'slices',
@@ -17,7 +18,8 @@ const slices: CommandModule<object, any> = {
       .option('central', { type: 'number', default: 6, describe: 'most central seed images listed per slice' })
       .option('normalize', { type: 'boolean', default: true, describe: 'L2-normalise features first (--no-normalize: raw features)' })
       .option('out', { type: 'string', demandOption: true, describe: 'slices.arrow (id, set, label, slice, distance); also .csv and .json (the slices described)' })
-      .example('dcd slices --seed emb/ssl-seed.arrow --heldout emb/ssl-heldout.arrow --manifest seed.arrow heldout.arrow --predictions dcd-ssl=pred.arrow --out slices.arrow', ''),
+      .example('dcd slices --seed emb/ssl-seed.arrow --heldout emb/ssl-heldout.arrow --manifest seed.arrow heldout.arrow --predictions dcd-ssl=pred.arrow --out slices.arrow', '')
+      .epilogue(seeDocs('docs/slices-and-cleaning.md')),
   handler: async (a) => {
     const r = await slicesFiles({
       seed: a.seed,

@@ -4,6 +4,7 @@ import { ConfigError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { trainFromFiles, type ManifestPart } from '../../train/from-files.js';
 import type { Schedule } from '../../train/schedule.js';
+import { seeDocs } from '../usage.js';
 
 /** `FILE` or `FILE:WEIGHT` (the weight multiplies the part's per-row weights). */
 function parsePart(s: string, flag: string): ManifestPart {
@@ -62,7 +63,8 @@ const train: CommandModule<object, any> = {
       .option('checkpoint-every', { type: 'number', describe: 'also checkpoint every N steps' })
       .option('resume', { type: 'boolean', default: true, describe: 'continue from the run folder\'s last checkpoint' })
       .option('max-steps', { type: 'number', describe: 'stop after N optimiser steps' })
-      .example('$0 train --model resnet_tiny --train train.arrow --add debug-train.arrow:1 --out runs/dcd --epochs 5 --batch-size 64 --lr 0.05', ''),
+      .example('$0 train --model resnet_tiny --train train.arrow --add debug-train.arrow:1 --out runs/dcd --epochs 5 --batch-size 64 --lr 0.05', '')
+      .epilogue(seeDocs('docs/method.md')),
   handler: async (a) => {
     await useBackend(a.backend);
     const r = await trainFromFiles({
