@@ -4,7 +4,7 @@
  * An unknown key names the nearest valid one by edit distance.
  */
 import type { z } from 'zod';
-import { keysAt } from './schema-walk.js';
+import { def, keysAt, schemaAt, unwrap } from './schema-walk.js';
 
 /** Levenshtein distance (small strings: config keys and enum values). */
 export function editDistance(a: string, b: string): number {
@@ -82,12 +82,22 @@ function bound(issue: any): string {
   return `${op} ${issue.minimum ?? issue.maximum}`;
 }
 
-/** One message line per issue; `schema` is the root schema, for key suggestions. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodType): string[] {
+/**
+ * One message line per issue; `schema` is the root schema (for key suggestions), `prefix` the
+ * key path of `schema` itself (for the issues of a union option, formatted against the option).
+ * `tagOf` names the tag key of a union of objects told apart by one key's value (the config's
+ * backbones by `weights`): for those, the issues of the option the value picked are reported.
+ */
+export function formatIssues(
+  issues: readonly z.core.$ZodIssue[],
+  schema: z.ZodType,
+  tagOf: (s: z.ZodType) => string | undefined = () => undefined,
+  prefix: readonly PropertyKey[] = [],
+): string[] {
   const out: string[] = [];
   for (const issue of issues) {
     const i = issue as any;
-    const at = keyName(issue.path);
+    const at = keyName([...prefix, ...issue.path]);
     const input = i.input;
     switch (issue.code) {
       case 'unrecognized_keys': {
@@ -95,7 +105,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
         for (const k of i.keys as string[]) {
           const near = nearest(k, valid);
           out.push(
-            `${keyName([...issue.path, k])}: unknown key; ${near ? `did you mean "${near}"? ` : ''}valid keys here: ${valid.join(', ') || '(none)'}`,
+            `${keyName([...prefix, ...issue.path, k])}: unknown key; ${near ? `did you mean "${near}"? ` : ''}valid keys here: ${valid.join(', ') || '(none)'}`,
           );
         }
         break;
@@ -138,6 +148,11 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
         out.push(`${at}: expected a multiple of ${i.divisor}, received ${received(input)}`);
         break;
       case 'invalid_union': {
+        const tagged = taggedOption(issue, schema, tagOf);
+        if (tagged) {
+          out.push(...formatIssues(tagged.issues, tagged.option, tagOf, [...prefix, ...issue.path]));
+          break;
+        }
         // Each option failed: report what each option wanted, shortest first.
         const wants = new Set<string>();
         for (const errs of i.errors as any[][]) {
@@ -156,4 +171,24 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
     }
   }
   return out;
+}
+
+/**
+ * For an invalid_union issue of a tagged union (see `formatIssues`): the one option whose tag
+ * matched the input, and its issues (paths relative to the union); undefined when the union is
+ * not tagged, or when the tag matched no option or several.
+ */
+function taggedOption(
+  issue: z.core.$ZodIssue,
+  schema: z.ZodType,
+  tagOf: (s: z.ZodType) => string | undefined,
+): { option: z.ZodType; issues: z.core.$ZodIssue[] } | undefined {
+  const at = schemaAt(schema, issue.path as (string | number)[]);
+  const union = at && unwrap(at);
+  const tag = union && tagOf(union);
+  if (!union || !tag) return undefined;
+  const options = def(union).options as z.ZodType[];
+  const errors = (issue as any).errors as z.core.$ZodIssue[][];
+  const matched = options.map((option, k) => ({ option, issues: errors[k] ?? [] })).filter((o) => !o.issues.some((e) => e.path[0] === tag));
+  return matched.length === 1 ? matched[0] : undefined;
 }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { ConfigError } from './errors.js';
 import { formatIssues } from './config-errors.js';
-import { def, schemaAt, unwrap } from './schema-walk.js';
+import { def, schemasAt, unwrap } from './schema-walk.js';
 
 // ---------------------------------------------------------------------------------
 // Path fields: a schema instance registered here holds a file-system path.
@@ -22,7 +22,11 @@ const PATH_SCHEMAS = new WeakSet<object>();
 
 /** A string that names a file or folder; resolved relative to its config file. */
 function pathField(describe: string) {
-  const s = z.string().min(1).describe(describe);
+  return asPath(z.string().min(1).describe(describe));
+}
+
+/** Registers `s` (a string schema, e.g. a refined {@link pathField}) as a path field. */
+function asPath<T extends z.ZodType>(s: T): T {
   PATH_SCHEMAS.add(s);
   return s;
 }
@@ -30,6 +34,24 @@ function pathField(describe: string) {
 /** True when `s` is a path field created by {@link pathField}. */
 export function isPathSchema(s: unknown): boolean {
   return typeof s === 'object' && s !== null && PATH_SCHEMAS.has(s);
+}
+
+const TAGGED = new WeakMap<object, string>();
+
+/**
+ * A union of object schemas told apart by the value of `tag` (as `weights` tells a backbone's
+ * kind). Unlike zod's discriminatedUnion an option's tag may be any string (a checkpoint path);
+ * the error formatter reports the issues of the option whose tag matched (see config-errors.ts).
+ */
+function taggedUnion<const T extends readonly [z.ZodObject, ...z.ZodObject[]]>(tag: string, options: T) {
+  const u = z.union(options);
+  TAGGED.set(u, tag);
+  return u;
+}
+
+/** The tag key of a union made by {@link taggedUnion}, else undefined. */
+export function unionTag(s: unknown): string | undefined {
+  return typeof s === 'object' && s !== null ? TAGGED.get(s) : undefined;
 }
 
 // ---------------------------------------------------------------------------------
@@ -66,13 +88,74 @@ const FoldersDataSchema = z.strictObject({
   contexts: pathField('CSV path,context for images of the sets (retention by context)').optional(),
 });
 
+const rate = (describe: string) => z.number().min(0).max(1).describe(describe);
+const setSize = (describe: string) => z.number().int().nonnegative().describe(describe);
+
+/**
+ * The options of the synthetic draw (src/data/synthetic.ts SyntheticOptions). Every key is
+ * optional: what is left out takes the library's default (DEFAULT_SYNTHETIC), so no default is
+ * written here and a stage's key holds exactly what the config says. Rules between keys
+ * (subsetClasses ≤ numClasses, the two pool noise rates summing to at most 1, ...) are checked,
+ * against those defaults, by the run's one validation pass (src/pipeline/config-check.ts).
+ */
+const syntheticShape = {
+  imageSize: z.number().int().min(8).max(128).optional().describe('images are imageSize × imageSize RGB pixels (default 16)'),
+  numClasses: z.number().int().min(2).max(8).optional().describe('classes (objects): at most one per drawn shape, 8 (default 6)'),
+  numContexts: z.number().int().min(2).optional().describe('contexts (backgrounds); at most 8 for variant textured (default 6)'),
+  subsetClasses: z.number().int().min(1).optional().describe('Y_sub: the first subsetClasses classes, the only ones of the weak pool and the debug sets; at most numClasses (default 4)'),
+  train: z
+    .strictObject({
+      size: setSize('images of the train set (default 2400)').optional(),
+      homeRate: rate('fraction of each class\'s train images in its home context (default 0.75)').optional(),
+    })
+    .optional()
+    .describe('the original model\'s train set'),
+  test: z.strictObject({ size: setSize('images of the in-distribution test set (default 1200)').optional() }).optional().describe('the in-distribution test set (the "INet" analogue), drawn like train'),
+  shifted: z
+    .strictObject({
+      size: setSize('images of each shifted set (default 800)').optional(),
+      rareRate: rate('fraction of the shifted images in a non-home context (default 0.8)').optional(),
+    })
+    .optional()
+    .describe('the two shifted sets (mfreq and complement)'),
+  pool: z
+    .strictObject({
+      size: setSize('images of the weak pool (default 8000)').optional(),
+      homeRate: rate('fraction of pool images in their weak class\'s home context (default 0.4)').optional(),
+      wrongLabelRate: rate('fraction of pool images that show another class than their weak label (default 0.15)').optional(),
+      objectlessRate: rate('fraction of pool images with no object (default 0.15); with wrongLabelRate at most 1').optional(),
+    })
+    .optional()
+    .describe('the weak pool: classes of Y_sub only, every context'),
+  objectScale: z
+    .tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)])
+    .optional()
+    .describe('[min, max] object size as a fraction of imageSize, 0 < min ≤ max ≤ 1 (default [0.45, 0.65])'),
+  pixelNoise: z.number().nonnegative().optional().describe('std of the Gaussian pixel noise in [0, 1] pixel units (default 0.03)'),
+  objectContrast: z.number().min(0).max(1).optional().describe('least luminance difference between an object and its background (default 0.35)'),
+  variant: z.enum(['flat', 'textured']).optional().describe('flat: a context is a colour plus a light texture; textured: contexts are procedural textures whose colours come from one shared distribution (default flat)'),
+};
+
+const SyntheticSchema = z.strictObject(syntheticShape);
+
+/** `data.fashion`: the synthetic options (numClasses follows `classes`) plus the garment classes. */
+const FashionSchema = z.strictObject({
+  ...(({ numClasses: _n, ...rest }) => rest)(syntheticShape),
+  classes: z
+    .array(z.number().int().min(0).max(9))
+    .min(2)
+    .refine((c) => new Set(c).size === c.length, { message: 'expected distinct Fashion-MNIST labels; remove the repeated one' })
+    .optional()
+    .describe('Fashion-MNIST labels 0..9 used as classes 0..n-1, in this order (default [0, 1, 3, 7, 8, 9])'),
+});
+
 const DataSchema = z.strictObject({
   kind: z.enum(['synthetic', 'fashion-mnist', 'imagenet', 'folders']).describe('which benchmark the sets come from'),
-  synthetic: z.record(z.string(), z.unknown()).optional().describe('options of generateSynthetic (src/data/synthetic.ts)'),
-  fashion: z.record(z.string(), z.unknown()).optional().describe('options of the Fashion-MNIST shift (src/data/fashion-shift.ts)'),
+  synthetic: SyntheticSchema.optional().describe('kind synthetic: the options of the synthetic draw (src/data/synthetic.ts)'),
+  fashion: FashionSchema.optional().describe('kind fashion-mnist: the options of the Fashion-MNIST shift (src/data/fashion-shift.ts)'),
   fashion_dir: pathField('folder with the Fashion-MNIST IDX .gz files').default('/usr/share/datasets/fashion-mnist'),
-  imagenet: ImagenetDataSchema.optional(),
-  folders: FoldersDataSchema.optional(),
+  imagenet: ImagenetDataSchema.optional().describe('kind imagenet: ILSVRC2012, ImageNet-V2 and the weak pool'),
+  folders: FoldersDataSchema.optional().describe('kind folders: a user\'s own ImageFolder sets (`dcd init DIR` writes this section)'),
   image_size: z.number().int().min(8).max(1024).optional().describe('kind folders: every image is resized (shorter side) and centre-cropped to this once, in the data stage (default: the train model\'s input size)'),
   classes: z.number().int().positive().optional().describe('number of classes (default: from the data)'),
 });
@@ -112,20 +195,115 @@ const TrainSchema = z.strictObject({
 
 const WeightsRef = z.union([z.enum(['official', 'random', 'demo', 'ssl']), pathField('checkpoint file')]);
 
-const BackboneSchema = z.strictObject({
-  name: z.string().min(1).describe('registry name (dino_vits8, dino_vits16, resnet50, resnet50_robust, resnet_tiny, vit_tiny, ...)'),
-  weights: WeightsRef.default('official').describe('official | random | demo | ssl (self-supervised pretraining by the run) | a checkpoint path'),
-  label: z.string().regex(NAME_RE).optional().describe('row label suffix (default: name)'),
-  pretrain: z
-    .looseObject({
-      data: z
-        .union([z.enum(['pool', 'broad']), pathField('an ImageFolder the backbone is trained on')])
-        .optional()
-        .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement); weights = ssl: "pool" (labels ignored), "broad" (synthetic/fashion-mnist: a seed-independent broad draw, labels ignored) or a folder of images'),
+const widths = () => z.array(z.number().int().min(1)).min(1).describe('conv widths of the small CNN, one per stage (default [16, 32, 64])');
+const pair = (lo: z.ZodNumber, describe: string) => z.tuple([lo, z.number()]).describe(describe);
+const prob = (describe: string) => z.number().min(0).max(1).describe(describe);
+
+/** `pretrain` of a `weights: demo` backbone (src/backbones-demo/backbones.ts DemoBackboneSpec); library defaults apply to what is left out. */
+const DemoPretrainSchema = z.strictObject({
+  kind: z
+    .enum(['broad_cnn', 'random_cnn', 'self'])
+    .optional()
+    .describe('broad_cnn: a small CNN trained on a broad draw (or, data.kind folders, on pretrain.data); random_cnn: untrained, seeded; self: the original model\'s own features (default broad_cnn)'),
+  widths: widths().optional(),
+  broadSize: z.number().int().min(1).optional().describe('broad_cnn on synthetic or fashion-mnist data: images of the broad draw (default 3000)'),
+  steps: z.number().int().nonnegative().optional().describe('broad_cnn: training steps of batch 64 (default 400)'),
+  lr: z.number().positive().optional().describe('broad_cnn: Adam learning rate (default 0.002)'),
+  seed: z.number().int().nonnegative().optional().describe('seed of the weights and of the broad draw, fixed across experiment seeds like a public checkpoint (default 1000)'),
+  data: z
+    .union([z.literal('pool'), pathField('an ImageFolder the backbone is trained on')])
+    .optional()
+    .describe('data.kind folders: what a broad_cnn learns from: "pool" (the weak labels; default) or an ImageFolder (never test, mfreq or complement)'),
+});
+
+/** Multi-crop augmentation of self-supervised pretraining (src/ssl/augment.ts MultiCropOptions). */
+const CropsSchema = z.strictObject({
+  globalCrops: z.number().int().min(2).optional().describe('global views per image, ≥ 2: the teacher sees them (default 2)'),
+  globalSize: z.number().int().min(4).optional().describe('side of a global view in pixels (default 32)'),
+  globalScale: pair(z.number().gt(0).max(1), '[min, max] area fraction of a global view, 0 < min ≤ max ≤ 1 (default [0.4, 1])').optional(),
+  localCrops: z.number().int().nonnegative().optional().describe('local views per image (default 4)'),
+  localSize: z.number().int().min(4).optional().describe('side of a local view in pixels (default 16)'),
+  localScale: pair(z.number().gt(0).max(1), '[min, max] area fraction of a local view, 0 < min ≤ max ≤ 1 (default [0.1, 0.4])').optional(),
+  ratio: pair(z.number().gt(0), '[min, max] aspect ratio of the crops, 0 < min ≤ max (default [0.75, 1.33])').optional(),
+  jitter: z.tuple([z.number(), z.number(), z.number(), z.number()]).optional().describe('colour-jitter strengths: brightness, contrast, saturation, hue (default [0.4, 0.4, 0.2, 0.1])'),
+  pJitter: prob('probability of colour jitter (default 0.8)').optional(),
+  pGray: prob('probability of grayscale (default 0.2)').optional(),
+  pFlip: prob('probability of a horizontal flip (default 0.5)').optional(),
+  pBlur: z.tuple([prob('global view 1'), prob('global views ≥ 2'), prob('local views')]).optional().describe('blur probability of global view 1, global views ≥ 2 and local views (default [1, 0.1, 0.5])'),
+  pSolarize: prob('solarisation probability of global views ≥ 2 (default 0.2)').optional(),
+  mean: z.tuple([z.number(), z.number(), z.number()]).optional().describe('per-channel mean subtracted last, on [0, 1] pixels (default [0.5, 0.5, 0.5])'),
+  std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]).optional().describe('per-channel std divided by last (default [0.25, 0.25, 0.25])'),
+});
+
+/** `pretrain` of a `weights: ssl` backbone (src/ssl/train.ts DinoOptions, plus its data); library defaults apply to what is left out. */
+const SslPretrainSchema = z.strictObject({
+  method: z.enum(['dino', 'simclr']).optional().describe('dino: student/teacher distillation; simclr: NT-Xent on two global views (default dino)'),
+  data: z
+    .union([z.enum(['pool', 'broad']), pathField('a folder of images (searched recursively)')])
+    .optional()
+    .describe('what the backbone is pretrained on, labels ignored: "pool" (the weak pool; synthetic and fashion-mnist data), "broad" (a seed-independent broad draw; synthetic and fashion-mnist data) or a folder of images — never a debug or test set (default pool)'),
+  broadSize: z.number().int().min(1).optional().describe('data: broad: images of the broad draw (default 3000)'),
+  widths: widths().optional(),
+  epochs: z.number().int().min(1).optional().describe('passes over the pretraining images (default 10)'),
+  maxSteps: z.number().int().min(1).optional().describe('cap on the total steps (a short schedule over part of the epochs)'),
+  batchSize: z.number().int().min(1).optional().describe('images per step; at most the number of pretraining images (default 64)'),
+  lr: z.number().positive().optional().describe('peak AdamW learning rate (default 0.002)'),
+  minLr: z.number().nonnegative().optional().describe('floor of the cosine learning-rate schedule (default 1e-5)'),
+  warmupEpochs: z.number().nonnegative().optional().describe('epochs of linear learning-rate warm-up (default 1)'),
+  weightDecay: z.number().nonnegative().optional().describe('AdamW weight decay, not on biases (default 0.04)'),
+  temperature: z.number().positive().optional().describe('simclr: temperature τ of NT-Xent (default 0.2)'),
+  momentum: prob('dino: base teacher EMA momentum, raised to 1 by a cosine (default 0.99)').optional(),
+  warmupTeacherTemp: z.number().positive().optional().describe('dino: teacher temperature at the start (default 0.04)'),
+  teacherTemp: z.number().positive().optional().describe('dino: teacher temperature after warmupTeacherTempEpochs (default 0.04)'),
+  warmupTeacherTempEpochs: z.number().nonnegative().optional().describe('dino: epochs of teacher-temperature warm-up (default 0)'),
+  studentTemp: z.number().positive().optional().describe('dino: student temperature (default 0.1)'),
+  centerMomentum: prob('dino: EMA momentum of the centre (default 0.9)').optional(),
+  freezeLastLayerEpochs: z.number().nonnegative().optional().describe('dino: epochs during which the head\'s last layer is not updated (default 0)'),
+  head: z
+    .strictObject({
+      hiddenDim: z.number().int().min(1).optional().describe('hidden width (default 256)'),
+      bottleneckDim: z.number().int().min(1).optional().describe('bottleneck width (default 64)'),
+      outDim: z.number().int().min(1).optional().describe('output dimension K (default 256)'),
+      layers: z.number().int().min(1).optional().describe('linear layers (default 3)'),
+      useBn: z.boolean().optional().describe('BatchNorm between the layers (default true)'),
     })
     .optional()
-    .describe('weights = demo: how the demo backbone is trained; weights = ssl: {method: dino|simclr, data: pool|<folder>, epochs, ...} (src/ssl/train.ts DinoOptions)'),
+    .describe('dino: the projection head'),
+  crops: CropsSchema.optional().describe('multi-crop augmentation (src/ssl/augment.ts)'),
+  seed: z.number().int().nonnegative().optional().describe('seed of the weights, batches and crops (default 1000)'),
+  checkpointEvery: z.number().int().min(1).optional().describe('steps between resumable checkpoints (default 50)'),
 });
+
+const backboneName = () => z.string().min(1).describe('registry name (dino_vits8, dino_vits16, resnet50, resnet50_robust, resnet_tiny, vit_tiny, ...); for demo and ssl backbones only a name');
+const labelField = () => z.string().regex(NAME_RE).optional().describe('row label suffix (default: name)');
+
+/**
+ * A selection backbone: one option per kind of `weights`. `demo` and `ssl` are trained by the
+ * run and take a `pretrain` block of their own shape; official, random and checkpoint weights
+ * take none. Errors name the option the `weights` value picked (see {@link taggedUnion}).
+ */
+const BackboneSchema = taggedUnion('weights', [
+  z.strictObject({
+    name: backboneName(),
+    weights: z
+      .union([z.enum(['official', 'random']), asPath(pathField('checkpoint file').refine((w) => w !== 'demo' && w !== 'ssl', { message: 'demo and ssl weights are trained by the run' }))])
+      .default('official')
+      .describe('official (the published weights: give their file here, this machine downloads nothing), random (seeded), or a checkpoint path (.pth, .pt, .safetensors)'),
+    label: labelField(),
+  }),
+  z.strictObject({
+    name: backboneName(),
+    weights: z.literal('demo').describe('demo: a small CNN the run trains or draws (pretrain.kind)'),
+    label: labelField(),
+    pretrain: DemoPretrainSchema.optional().describe('how the demo backbone is built (src/backbones-demo)'),
+  }),
+  z.strictObject({
+    name: backboneName(),
+    weights: z.literal('ssl').describe('ssl: a small CNN the run pretrains self-supervised (DINO or SimCLR)'),
+    label: labelField(),
+    pretrain: SslPretrainSchema.optional().describe('the self-supervised pretraining (src/ssl/train.ts)'),
+  }),
+]);
 
 const OriginalSchema = z.strictObject({
   checkpoint: pathField('a trained original model; when absent the run trains it with `train`').optional(),
@@ -252,7 +430,29 @@ export type Config = z.output<typeof ConfigSchema>;
 /** What a YAML file may contain (defaults optional). */
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type BackboneConfig = Config['backbones'][number];
+export type DemoBackboneConfig = Extract<BackboneConfig, { weights: 'demo' }>;
+export type SslBackboneConfig = Extract<BackboneConfig, { weights: 'ssl' }>;
+export type DemoPretrainConfig = z.output<typeof DemoPretrainSchema>;
+export type SslPretrainConfig = z.output<typeof SslPretrainSchema>;
+export type SyntheticConfig = z.output<typeof SyntheticSchema>;
+export type FashionConfig = z.output<typeof FashionSchema>;
 export type TrainConfig = Config['train'];
+
+/** A backbone the run trains or draws (`weights: demo`). */
+export function isDemoBackbone(b: BackboneConfig): b is DemoBackboneConfig {
+  return b.weights === 'demo';
+}
+
+/** A backbone the run pretrains self-supervised (`weights: ssl`). */
+export function isSslBackbone(b: BackboneConfig): b is SslBackboneConfig {
+  return b.weights === 'ssl';
+}
+
+/** The `pretrain` block of a demo or ssl backbone; undefined for given weights. */
+export function pretrainOf(b: BackboneConfig): DemoPretrainConfig | SslPretrainConfig | undefined {
+  return isDemoBackbone(b) || isSslBackbone(b) ? b.pretrain : undefined;
+}
+
 export type ImagenetDataConfig = z.output<typeof ImagenetDataSchema>;
 export type FoldersDataConfig = z.output<typeof FoldersDataSchema>;
 export type Method = z.output<typeof MethodSchema>;
@@ -262,23 +462,22 @@ export type Method = z.output<typeof MethodSchema>;
 
 type AnySchema = z.ZodType;
 
-/** Whether the value at `keyPath` is a path field (directly or as a union option). */
+/**
+ * Whether the value at `keyPath` is a path field (directly or as a union option, in any option
+ * of a union on the way), and the keywords that are not paths there (`official`, `pool`, ...).
+ */
 function pathOptionAt(root: AnySchema, keyPath: readonly (string | number)[]): { isPath: boolean; literals: string[] } {
-  const s = schemaAt(root, keyPath);
-  if (!s) return { isPath: false, literals: [] };
-  const inner = unwrap(s);
-  if (isPathSchema(inner)) return { isPath: true, literals: [] };
-  const d = def(inner);
-  if (d.type !== 'union') return { isPath: false, literals: [] };
   let isPath = false;
   const literals: string[] = [];
-  for (const o of d.options as AnySchema[]) {
-    const u = unwrap(o);
+  const visit = (s: AnySchema) => {
+    const u = unwrap(s);
     if (isPathSchema(u)) isPath = true;
-    const od = def(u);
-    if (od.type === 'literal') literals.push(...(od.values as unknown[]).map(String));
-    if (od.type === 'enum') literals.push(...Object.values(od.entries as Record<string, string>));
-  }
+    const d = def(u);
+    if (d.type === 'union') for (const o of d.options as AnySchema[]) visit(o);
+    if (d.type === 'literal') literals.push(...(d.values as unknown[]).map(String));
+    if (d.type === 'enum') literals.push(...Object.values(d.entries as Record<string, string>));
+  };
+  for (const s of schemasAt(root, keyPath)) visit(s);
   return { isPath, literals };
 }
 
@@ -461,7 +660,7 @@ export function loadConfig(file: string, opts: LoadConfigOptions = {}): Config {
 export function validateConfig(raw: unknown, where: string): Config {
   const r = ConfigSchema.safeParse(raw, { reportInput: true });
   if (r.success) return r.data;
-  const lines = formatIssues(r.error.issues, ConfigSchema);
+  const lines = formatIssues(r.error.issues, ConfigSchema, unionTag);
   throw new ConfigError(`${where}: invalid config (${lines.length} problem${lines.length > 1 ? 's' : ''}):\n  ${lines.join('\n  ')}`);
 }
 

@@ -36,6 +36,16 @@ export function schemaAt(root: AnySchema, keyPath: readonly (string | number)[])
   return cur;
 }
 
+/** Every schema at `keyPath`: one, or one per option of each union on the way that has the key. */
+export function schemasAt(root: AnySchema, keyPath: readonly (string | number)[]): AnySchema[] {
+  if (!keyPath.length) return [root];
+  const [k, ...rest] = keyPath;
+  const d = def(unwrap(root));
+  if (d.type === 'union') return (d.options as AnySchema[]).flatMap((o) => schemasAt(o, keyPath));
+  const next = d.type === 'object' ? d.shape[k as string] : d.type === 'array' ? d.element : d.type === 'record' ? d.valueType : undefined;
+  return next ? schemasAt(next, rest) : [];
+}
+
 /** Valid keys of the object schema at `keyPath` (for "did you mean"). */
 export function keysAt(root: AnySchema, keyPath: readonly (string | number)[]): string[] {
   const s = schemaAt(root, keyPath);
