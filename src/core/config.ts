@@ -62,7 +62,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const ExperimentSchema = z.strictObject({
   name: z.string().regex(NAME_RE).describe('experiment name; results go to runs/<name>'),
   out: pathField('output folder (default: runs/<name> under the working directory)').optional(),
-  description: z.string().optional(),
+  description: z.string().optional().describe('one line on what the experiment is (shown in the report)'),
 });
 
 /** ImageNet and the sets around it, read by the data area's adapters (src/data/build.ts). */
@@ -161,30 +161,30 @@ const DataSchema = z.strictObject({
 });
 
 const TrainFinetuneSchema = z.strictObject({
-  epochs: z.number().int().positive().default(10),
-  lr: z.number().positive().default(0.01),
-  schedule: z.enum(['step', 'cosine', 'constant']).default('cosine'),
-  warmup_epochs: z.number().nonnegative().default(0),
+  epochs: z.number().int().positive().default(10).describe('epochs of fine-tuning'),
+  lr: z.number().positive().default(0.01).describe('peak learning rate of fine-tuning'),
+  schedule: z.enum(['step', 'cosine', 'constant']).default('cosine').describe('learning-rate schedule of fine-tuning'),
+  warmup_epochs: z.number().nonnegative().default(0).describe('epochs of linear warm-up'),
   max_steps: z.number().int().positive().optional().describe('stop after this many optimiser steps'),
 });
 
 const TrainSchema = z.strictObject({
   model: z.string().min(1).default('resnet50').describe('registry name of the trained classifier'),
   init: z.enum(['scratch', 'finetune']).default('scratch').describe('from scratch, or fine-tune the original model'),
-  epochs: z.number().int().positive().default(90),
-  batch_size: z.number().int().positive().default(256),
+  epochs: z.number().int().positive().default(90).describe('training epochs'),
+  batch_size: z.number().int().positive().default(256).describe('images per optimiser step (split into grad_accum micro-batches)'),
   grad_accum: z.number().int().positive().default(1).describe('micro-batches per optimiser step'),
   lr: z.number().positive().default(0.1).describe('peak learning rate for batch_size × grad_accum'),
-  schedule: z.enum(['step', 'cosine', 'constant']).default('step'),
+  schedule: z.enum(['step', 'cosine', 'constant']).default('step').describe('learning-rate schedule'),
   step_epochs: z.array(z.number().int().positive()).default([30, 60, 80]).describe('epochs where a step schedule multiplies lr by gamma'),
-  gamma: z.number().positive().max(1).default(0.1),
-  warmup_epochs: z.number().nonnegative().default(0),
-  momentum: z.number().min(0).max(1).default(0.9),
-  nesterov: z.boolean().default(false),
-  weight_decay: z.number().nonnegative().default(1e-4),
+  gamma: z.number().positive().max(1).default(0.1).describe('factor of the step schedule'),
+  warmup_epochs: z.number().nonnegative().default(0).describe('epochs of linear learning-rate warm-up'),
+  momentum: z.number().min(0).max(1).default(0.9).describe('SGD momentum'),
+  nesterov: z.boolean().default(false).describe('Nesterov momentum'),
+  weight_decay: z.number().nonnegative().default(1e-4).describe('L2 weight decay'),
   decay_bn_bias: z.boolean().default(true).describe('apply weight decay to BatchNorm and bias parameters'),
-  label_smoothing: z.number().min(0).max(1).default(0),
-  augment: z.enum(['none', 'flip', 'random_resized_crop']).default('random_resized_crop'),
+  label_smoothing: z.number().min(0).max(1).default(0).describe('label smoothing of the cross-entropy'),
+  augment: z.enum(['none', 'flip', 'random_resized_crop']).default('random_resized_crop').describe('training augmentation: none, horizontal flip, or random-resized crop with flip'),
   max_steps: z.number().int().positive().optional().describe('stop after this many optimiser steps (short demo schedules)'),
   checkpoint_every_steps: z.number().int().nonnegative().default(0).describe('0: checkpoint at each epoch end only'),
   precision: z.enum(['fp32', 'bf16']).default('fp32').describe('mixed precision: bf16 convolutions/matmuls, fp32 master weights and BatchNorm (native backend)'),
@@ -286,7 +286,7 @@ const BackboneSchema = taggedUnion('weights', [
   z.strictObject({
     name: backboneName(),
     weights: z
-      .union([z.enum(['official', 'random']), asPath(pathField('checkpoint file').refine((w) => w !== 'demo' && w !== 'ssl', { message: 'demo and ssl weights are trained by the run' }))])
+      .union([z.enum(['official', 'random']), asPath(pathField('a checkpoint file (.pth, .pt or .safetensors)').refine((w) => w !== 'demo' && w !== 'ssl', { message: 'demo and ssl weights are trained by the run', abort: true }))])
       .default('official')
       .describe('official (the published weights: give their file here, this machine downloads nothing), random (seeded), or a checkpoint path (.pth, .pt, .safetensors)'),
     label: labelField(),
@@ -314,8 +314,8 @@ const OriginalSchema = z.strictObject({
 });
 
 const FailureModelSchema = z.strictObject({
-  name: z.string().min(1),
-  checkpoint: WeightsRef.default('official'),
+  name: z.string().min(1).describe('registry name of the model'),
+  checkpoint: WeightsRef.default('official').describe('its trained weights: a checkpoint file (failures.mode multi needs one)'),
 });
 
 const FailuresSchema = z.strictObject({
@@ -334,7 +334,7 @@ const FailuresSchema = z.strictObject({
 });
 
 const FilterSchema = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: z.boolean().default(true).describe('drop pool images near a test image (leakage filter) before selection'),
   backbone: BackboneSchema.prefault({ name: 'resnet50_robust' }).describe('features of the leakage filter (robust ResNet-50)'),
   scope: z.enum(['all', 'class']).default('all').describe('min distance over all test images, or only those of the weak class'),
   normalize: z.boolean().default(false).describe('L2-normalise features first'),
@@ -352,25 +352,26 @@ const MethodSchema = z.enum(['original', 'complete', 'random', 'dcd']);
 const EvalSetSchema = z.enum(['seed', 'heldout', 'mfreq', 'complement', 'test', 'deval']);
 
 const EvalSchema = z.strictObject({
-  sets: z.array(EvalSetSchema).min(1).default(['seed', 'heldout', 'mfreq', 'complement', 'test']),
-  batch_size: z.number().int().positive().default(128),
+  sets: z.array(EvalSetSchema).min(1).default(['seed', 'heldout', 'mfreq', 'complement', 'test']).describe('sets every trained model is evaluated on'),
+  batch_size: z.number().int().positive().default(128).describe('images per inference batch'),
 });
 
 const ReportSchema = z.strictObject({
-  formats: z.array(z.enum(['md', 'csv', 'json', 'html'])).min(1).default(['md', 'csv', 'json', 'html']),
-  title: z.string().optional(),
+  formats: z.array(z.enum(['md', 'csv', 'json', 'html'])).min(1).default(['md', 'csv', 'json', 'html']).describe('files the report is written as'),
+  title: z.string().optional().describe('report title (default: the experiment name)'),
   retention: z
     .strictObject({
       enabled: z.boolean().default(true).describe('add the backbones\' class/context retention table (paper Fig. 7) when the set has a context column'),
-      set: z.enum(['mfreq', 'complement', 'test', 'train']).default('mfreq'),
-      ks: z.array(z.number().int().positive()).min(1).default([1, 5, 10, 20]),
-      rule: z.enum(['lenient', 'strict']).default('lenient'),
+      set: z.enum(['mfreq', 'complement', 'test', 'train']).default('mfreq').describe('the set whose neighbourhoods are measured'),
+      ks: z.array(z.number().int().positive()).min(1).default([1, 5, 10, 20]).describe('neighbourhood sizes k'),
+      rule: z.enum(['lenient', 'strict']).default('lenient').describe('lenient: a neighbour retains the class (or context) if it shares it; strict: if it shares both'),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('class and context retention of the backbones\' nearest neighbours (paper Fig. 7)'),
 });
 
 const ComputeSchema = z.strictObject({
-  embed_batch_size: z.number().int().positive().default(64),
+  embed_batch_size: z.number().int().positive().default(64).describe('images per embedding batch'),
   concurrency: z.number().int().positive().default(4).describe('image decoding concurrency'),
   precision: z
     .enum(['fp32', 'bf16'])
@@ -391,29 +392,33 @@ const ExecutorSchema = z.strictObject({
   slurm: z
     .strictObject(
       Object.fromEntries(
-        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'].map((k) => [k, SlurmResourcesSchema.optional()]),
+        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'].map((k) => [
+          k,
+          SlurmResourcesSchema.optional().describe(k === 'default' ? 'resources of every stage\'s jobs (a stage kind\'s own entry wins)' : `resources of the ${k} stage's jobs`),
+        ]),
       ),
     )
-    .prefault({}),
+    .prefault({})
+    .describe('sbatch resources per stage kind (dcd run --executor slurm)'),
 });
 
 /** The whole experiment config. Keys not listed here are errors. */
 export const ConfigSchema = z.strictObject({
   extends: z.union([z.string(), z.array(z.string())]).optional().describe('base config(s), merged under this file'),
   vars: z.record(z.string(), z.string()).default({}).describe('strings substituted for ${name} in other values'),
-  experiment: ExperimentSchema,
-  data: DataSchema,
-  original: OriginalSchema.prefault({}),
-  failures: FailuresSchema.prefault({}),
+  experiment: ExperimentSchema.describe('name and output folder of the experiment'),
+  data: DataSchema.describe('the image sets: train, test, mfreq, complement and the weak pool'),
+  original: OriginalSchema.prefault({}).describe('the original model, whose failures are debugged'),
+  failures: FailuresSchema.prefault({}).describe('how failure sets (debug-seed, debug-heldout) and Y_sub are found'),
   backbones: z.array(BackboneSchema).min(1).describe('selection backbones; one DCD row each'),
-  filter: FilterSchema.prefault({}),
-  select: SelectSchema.prefault({}),
-  methods: z.array(MethodSchema).min(1).default(['original', 'complete', 'random', 'dcd']),
-  train: TrainSchema.prefault({}),
-  eval: EvalSchema.prefault({}),
-  report: ReportSchema.prefault({}),
-  compute: ComputeSchema.prefault({}),
-  executor: ExecutorSchema.prefault({}),
+  filter: FilterSchema.prefault({}).describe('the leakage filter: pool images too close to a test image are dropped'),
+  select: SelectSchema.prefault({}).describe('DCD selection: nearest pool neighbours of each seed image'),
+  methods: z.array(MethodSchema).min(1).default(['original', 'complete', 'random', 'dcd']).describe('rows of the result table: the original model, fine-tuned on the complete pool, on a random draw, and on DCD\'s selection per backbone'),
+  train: TrainSchema.prefault({}).describe('training of the original model (unless given) and of every method'),
+  eval: EvalSchema.prefault({}).describe('evaluation of the trained models'),
+  report: ReportSchema.prefault({}).describe('the report: formats, title, retention table'),
+  compute: ComputeSchema.prefault({}).describe('batch sizes, decoding concurrency and precision'),
+  executor: ExecutorSchema.prefault({}).describe('where stages run: resources of dcd run --executor slurm'),
   seeds: z.array(z.number().int().nonnegative()).min(1).default([0]).describe('repeats of the random parts'),
   world_seed: z
     .number()
@@ -660,7 +665,7 @@ export function loadConfig(file: string, opts: LoadConfigOptions = {}): Config {
 export function validateConfig(raw: unknown, where: string): Config {
   const r = ConfigSchema.safeParse(raw, { reportInput: true });
   if (r.success) return r.data;
-  const lines = formatIssues(r.error.issues, ConfigSchema, unionTag);
+  const lines = formatIssues(r.error.issues, ConfigSchema, { tagOf: unionTag, input: raw });
   throw new ConfigError(`${where}: invalid config (${lines.length} problem${lines.length > 1 ? 's' : ''}):\n  ${lines.join('\n  ')}`);
 }
 

@@ -12,7 +12,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { isDemoBackbone, isSslBackbone, type BackboneConfig, type Config } from '../core/config.js';
-import { getModelSpec } from '../models/registry.js';
+import { getModelSpec, modelNames } from '../models/registry.js';
+import { nearest } from '../core/config-errors.js';
 import { isDevkitPath } from '../data/devkit.js';
 import { generateBroad, syntheticOptions, type ObjectSource } from '../data/synthetic.js';
 import { DEFAULT_FASHION_CLASSES } from '../data/fashion-shift.js';
@@ -52,14 +53,17 @@ export function checkConfig(cfg: Config, where = 'config'): void {
   /** A path the config names must exist. */
   const exists = (p: string | undefined, key: string): boolean => {
     if (p === undefined || existsSync(p)) return true;
-    say(key, `${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set ${key}=PATH (or --set vars.NAME=PATH for the \${NAME} it uses)`);
+    // --set reaches keys of mappings only (not list items such as backbones[0])
+    const override = key.includes('[') ? '' : ` or override it with --set ${key}=PATH`;
+    say(key, `${p} does not exist; fix the path (relative paths are relative to the config file)${override} (or --set vars.NAME=PATH for the \${NAME} it uses)`);
     return false;
   };
   const modelName = (name: string, key: string) => {
     try {
       getModelSpec(name);
     } catch (e) {
-      say(key, (e as Error).message);
+      const near = nearest(name, modelNames());
+      say(key, `${(e as Error).message}; ${near ? `did you mean "${near}"?` : 'use one of these names'}`);
     }
   };
   /** Weights a backbone embeds with: official weights are never downloaded here, so they must be a file. */
@@ -158,7 +162,7 @@ function checkData(cfg: Config, say: Say, exists: Exists): void {
       generateBroad(options, 0, 0, objects);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      const m = /^synthetic\.(\S+): (.*)$/s.exec(e.message);
+      const m = /^synthetic\.(.+?): (.*)$/s.exec(e.message);
       if (m) say(`${section}.${m[1]}`, `${m[2]}; change it in ${section}`);
       else say(section, e.message);
     }
