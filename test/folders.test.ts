@@ -180,7 +180,7 @@ describe('folders config', () => {
     writeFileSync(
       f,
       `experiment: { name: t }\ndata:\n  kind: folders\n  folders: { train: train, test: test, mfreq: mfreq, complement: complement, pool: pool.csv }\n  image_size: 8\n` +
-        `train: { model: 'small_cnn:4-8' }\n${extra}`,
+        `train: { model: 'small_cnn:4-8' }\nfilter: { enabled: false }\n${extra}`,
     );
     return f;
   }

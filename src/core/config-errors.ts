@@ -182,8 +182,11 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
         out.push(`${at}: expected ${[...wants].join(', or ')}; received ${received(input)}`);
         break;
       }
-      default:
-        out.push(`${at}: ${issue.message}${input !== undefined ? `, received ${received(input)}` : ''}`);
+      default: {
+        // a custom check's message is "expected ...; fix": the received value goes between
+        const [want, ...fix] = issue.message.split('; ');
+        out.push(`${at}: ${want}${input !== undefined ? `, received ${received(input)}` : ''}${fix.length ? `; ${fix.join('; ')}` : ''}`);
+      }
     }
   }
   return out;
@@ -268,6 +271,7 @@ function taggedOption(
   if (!t) return undefined;
   const errors = (issue as any).errors as z.core.$ZodIssue[][];
   const matched = t.options.map((option, k) => ({ option, issues: errors[k] ?? [] })).filter((o) => !o.issues.some((e) => e.path[0] === t.tag));
-  const values = t.options.flatMap((o) => tagValues(def(o).shape[t.tag])).join(', ');
+  const all = t.options.flatMap((o) => tagValues(def(o).shape[t.tag]));
+  const values = all.length > 1 ? `${all.slice(0, -1).join(', ')} or ${all[all.length - 1]}` : all.join('');
   return matched.length === 1 ? { tag: t.tag, values, ...matched[0]! } : { tag: t.tag, values, issues: [] };
 }
