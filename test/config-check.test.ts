@@ -160,5 +160,5 @@ describe('config errors are raised before the first stage (through the CLI)', ()
       expect(r.out).not.toMatch(/internal error|\n\s+at /);
       expect(stageFolders(out)).toEqual([]);
     }
-  });
+  }, 600_000); // a CLI start is about a second; the cases run five at a time, on a loaded machine much slower
 });
