@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
-import { isDemoBackbone, isSslBackbone, type BackboneConfig, type Config } from '../core/config.js';
+import { isDemoBackbone, isSslBackbone, type Config, type DemoBackboneConfig, type SslBackboneConfig } from '../core/config.js';
 import { getModelSpec, modelNames } from '../models/registry.js';
 import { nearest } from '../core/config-errors.js';
 import { isDevkitPath } from '../data/devkit.js';
@@ -20,6 +20,7 @@ import { DEFAULT_FASHION_CLASSES } from '../data/fashion-shift.js';
 import { dinoOptions } from '../ssl/train.js';
 import { broadDrawSource } from './stages/common.js';
 import { pretrainData } from './stages/folders.js';
+import { backboneLabel } from './experiment.js';
 
 /** Names of sets a backbone must never be pretrained on (self-supervised). */
 const DEBUG_SET_NAMES = ['train', 'test', 'mfreq', 'complement', 'seed', 'heldout', 'deval'];
@@ -35,11 +36,6 @@ function within(a: string, b: string): boolean {
 
 function isDir(p: string): boolean {
   return existsSync(p) && statSync(p).isDirectory();
-}
-
-/** The label of a backbone's result row. */
-function rowLabel(b: BackboneConfig): string {
-  return b.label ?? b.name;
 }
 
 /**
@@ -91,7 +87,7 @@ export function checkConfig(cfg: Config, where = 'config'): void {
       weightsFile(b.weights, b.name, `${key}.weights`);
     }
   });
-  const labels = cfg.backbones.map(rowLabel);
+  const labels = cfg.backbones.map(backboneLabel);
   const dup = labels.find((l, i) => labels.indexOf(l) !== i);
   if (dup) say('backbones', `expected one row label per backbone, but two backbones have the label "${dup}"; give one of them another (label: NAME)`);
 
@@ -170,7 +166,7 @@ function checkData(cfg: Config, say: Say, exists: Exists): void {
 }
 
 /** A `weights: demo` backbone: where a broad_cnn learns from, never a debug set. */
-function checkDemoBackbone(cfg: Config, b: Extract<BackboneConfig, { weights: 'demo' }>, key: string, say: Say, exists: Exists): void {
+function checkDemoBackbone(cfg: Config, b: DemoBackboneConfig, key: string, say: Say, exists: Exists): void {
   const data = b.pretrain?.data;
   if (data === undefined) return;
   if (cfg.data.kind !== 'folders') return say(`${key}.pretrain.data`, `only used when data.kind is folders (a demo backbone on ${cfg.data.kind} data learns from a broad draw); remove it`);
@@ -187,7 +183,7 @@ function checkDemoBackbone(cfg: Config, b: Extract<BackboneConfig, { weights: 'd
 }
 
 /** A `weights: ssl` backbone: its pretraining data and options. */
-function checkSslBackbone(cfg: Config, b: Extract<BackboneConfig, { weights: 'ssl' }>, key: string, say: Say): void {
+function checkSslBackbone(cfg: Config, b: SslBackboneConfig, key: string, say: Say): void {
   const { data = 'pool', broadSize, ...rest } = b.pretrain ?? {};
   const at = `${key}.pretrain.data`;
   const drawn = cfg.data.kind === 'synthetic' || cfg.data.kind === 'fashion-mnist';
