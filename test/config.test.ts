@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig, parseSet, canonicalJson, deepMerge } from '../src/core/config.js';
+import { ConfigSchema, loadConfig, parseSet, canonicalJson, deepMerge, pretrainOf } from '../src/core/config.js';
+import { keysWithDescriptions } from '../src/core/schema-walk.js';
 import { editDistance, nearest } from '../src/core/config-errors.js';
 import { ConfigError } from '../src/core/errors.js';
 
@@ -52,6 +53,17 @@ describe('config errors (snapshots)', () => {
   it('a bad value given with --set names the key too', () => {
     expect(errorOf(MINIMAL, ['select.k_train=lots', 'methods=[original, dcdd]'])).toMatchSnapshot();
   });
+  it('a backbone is checked as the kind its weights name (demo, ssl, or given weights)', () => {
+    const bb = (b: string) => MINIMAL.replace('backbones: [{ name: b, weights: demo }]', `backbones: [${b}]`);
+    expect(errorOf(bb('{ name: b, weights: demo, pretrain: { kind: broad_cn, steps: "x", stesp: 3 } }'))).toMatchSnapshot();
+    expect(errorOf(bb('{ name: b, weights: ssl, pretrain: { method: byol, epochs: 0, kind: broad_cnn, crops: { globalSize: 2 } } }'))).toMatchSnapshot();
+    expect(errorOf(bb('{ name: b, weights: random, pretrain: { kind: broad_cnn } }'))).toMatchSnapshot();
+    expect(errorOf(bb('{ name: b, weights: 5 }'))).toMatchSnapshot();
+  });
+  it('data.synthetic and data.fashion are typed', () => {
+    expect(errorOf(MINIMAL, ['data.synthetic={imageSize: 0, pool: {size: -5}, train: {homeRate: 1.5}, objectScale: [0.5], imagesize: 3}'])).toMatchSnapshot();
+    expect(errorOf(MINIMAL, ['data.kind=fashion-mnist', 'data.fashion={classes: [1, 1, 12], numClasses: 3}'])).toMatchSnapshot();
+  });
   it('not YAML, not a mapping, a missing extends file, an unknown variable', () => {
     expect(errorOf('a: [1, 2')).toMatchSnapshot();
     expect(errorOf('- 1\n- 2')).toMatchSnapshot();
@@ -93,6 +105,31 @@ describe('config loading', () => {
     expect(cfg.backbones[0]!.weights).toBe(path.join(cwd, 'rel/w.pt'));
     expect(cfg.original.checkpoint).toBe('/other/o.pth');
     expect(() => parseSet('novalue')).toThrow(/expected KEY=VALUE/);
+  });
+
+  it('resolves the paths of every backbone kind, and leaves their keywords alone', () => {
+    const dir = dirWith({
+      'c.yaml':
+        'experiment: { name: t }\ndata: { kind: synthetic }\nbackbones:\n  - { name: a, weights: demo, pretrain: { data: pool } }\n  - { name: b, weights: ssl, pretrain: { data: broad } }\n' +
+        '  - { name: c, weights: ssl, pretrain: { data: imgs } }\n  - { name: d, weights: demo, pretrain: { data: imgs } }\n  - { name: e, weights: official }\n  - { name: f, weights: w.pt }',
+    });
+    const cfg = loadConfig(path.join(dir, 'c.yaml'));
+    expect(cfg.backbones.map((b) => [b.weights, pretrainOf(b)?.data])).toEqual([
+      ['demo', 'pool'],
+      ['ssl', 'broad'],
+      ['ssl', path.join(dir, 'imgs')],
+      ['demo', path.join(dir, 'imgs')],
+      ['official', undefined],
+      [path.join(dir, 'w.pt'), undefined],
+    ]);
+  });
+
+  it('every key of the schema has a description (docs/config.md is written from them)', () => {
+    const keys = keysWithDescriptions(ConfigSchema);
+    expect(keys.length).toBeGreaterThan(250);
+    expect(keys.map((k) => k.key)).toContain('backbones[].pretrain.crops.globalSize');
+    expect(keys.map((k) => k.key)).toContain('data.synthetic.pool.objectlessRate');
+    expect(keys.filter((k) => !k.description).map((k) => k.key)).toEqual([]);
   });
 
   it('detects extends cycles', () => {

@@ -12,8 +12,8 @@ import { checkSubsetInPool, decodeFolderRows, readClassList, readContexts, readF
 import { detectFolderLayout } from '../src/data/folder-layout.js';
 import { buildTable, embeddingMatrix, writeArrowFile } from '../src/core/arrow.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
-import { loadConfig } from '../src/core/config.js';
-import { buildGraph } from '../src/pipeline/experiment.js';
+import { loadConfig, pretrainOf } from '../src/core/config.js';
+import { checkConfig } from '../src/pipeline/config-check.js';
 import { poolReference, selectionQuality } from '../src/eval/selection-quality.js';
 
 const CLASSES = ['cat', 'dog', 'fox'];
@@ -180,7 +180,7 @@ describe('folders config', () => {
     writeFileSync(
       f,
       `experiment: { name: t }\ndata:\n  kind: folders\n  folders: { train: train, test: test, mfreq: mfreq, complement: complement, pool: pool.csv }\n  image_size: 8\n` +
-        `train: { model: 'small_cnn:4-8' }\n${extra}`,
+        `train: { model: 'small_cnn:4-8' }\nfilter: { enabled: false }\n${extra}`,
     );
     return f;
   }
@@ -189,25 +189,25 @@ describe('folders config', () => {
     const root = tmp();
     const f = await config(root, `backbones:\n  - { name: b, weights: demo, pretrain: { kind: broad_cnn, data: mfreq } }\n`);
     const cfg = loadConfig(f);
-    expect((cfg.backbones[0]!.pretrain as { data: string }).data).toBe(path.join(root, 'mfreq'));
-    expect(() => buildGraph(cfg)).toThrow(/config\.backbones\[0\]\.pretrain\.data: .*mfreq is the mfreq set \(data\.folders\.mfreq\); a backbone must never learn from the sets DCD is evaluated on/);
+    expect(pretrainOf(cfg.backbones[0]!)?.data).toBe(path.join(root, 'mfreq'));
+    expect(() => checkConfig(cfg)).toThrow(/config\.backbones\[0\]\.pretrain\.data: .*mfreq is the mfreq set \(data\.folders\.mfreq\); a backbone must never learn from the sets DCD is evaluated on/);
     const withData = (d: string) => {
       const g = path.join(root, `cfg-${d.replace(/\W/g, '_')}.yaml`);
       writeFileSync(g, readFileSync(f, 'utf8').replace('data: mfreq', `data: ${d}`));
       return loadConfig(g);
     };
-    expect(() => buildGraph(withData('test/cat'))).toThrow(/overlaps the test set/);
-    expect(() => buildGraph(withData('.'))).toThrow(/overlaps the test set/);
-    expect(() => buildGraph(withData('complement'))).toThrow(/is the complement set/);
+    expect(() => checkConfig(withData('test/cat'))).toThrow(/overlaps the test set/);
+    expect(() => checkConfig(withData('.'))).toThrow(/overlaps the test set/);
+    expect(() => checkConfig(withData('complement'))).toThrow(/is the complement set/);
     // the pool and the train folder are fine
-    expect(() => buildGraph(withData('pool'))).not.toThrow();
-    expect(() => buildGraph(withData('train'))).not.toThrow();
+    expect(() => checkConfig(withData('pool'))).not.toThrow();
+    expect(() => checkConfig(withData('train'))).not.toThrow();
   });
 
   it('names a missing folder with its key', async () => {
     const root = tmp();
     const f = await config(root, `backbones:\n  - { name: b, weights: demo, pretrain: { kind: random_cnn } }\n`);
-    expect(() => buildGraph(loadConfig(f, { set: ['data.folders.complement=nowhere'] }))).toThrow(/config\.data\.folders\.complement: .*nowhere does not exist/);
+    expect(() => checkConfig(loadConfig(f, { set: ['data.folders.complement=nowhere'] }))).toThrow(/config\.data\.folders\.complement: .*nowhere does not exist/);
   });
 });
 

@@ -313,43 +313,51 @@ describe('SimCLR NT-Xent (hand-computed)', () => {
 
 describe('weights: ssl in the config', () => {
   it('accepts the ssl backbone and refuses debug/test sets and relative folders as pretraining data', async () => {
-    const { validateConfig } = await import('../src/core/config.js');
+    const { validateConfig, isSslBackbone } = await import('../src/core/config.js');
     const { sslPretrain } = await import('../src/pipeline/stages/ssl-backbone.js');
-    const base = { experiment: { name: 'x' }, data: { kind: 'synthetic' } };
-    const cfg = validateConfig({ ...base, backbones: [{ name: 'ssl_cnn', weights: 'ssl', pretrain: { method: 'dino', data: 'pool', epochs: 3 } }] }, 'x.yaml');
-    const { data, options } = sslPretrain(cfg.backbones[0]!, 0);
+    const { checkConfig } = await import('../src/pipeline/config-check.js');
+    const base = { experiment: { name: 'x' }, data: { kind: 'synthetic' }, filter: { enabled: false } };
+    const withPretrain = (pretrain: Record<string, unknown>) => validateConfig({ ...base, backbones: [{ name: 'ssl_cnn', weights: 'ssl', pretrain }] }, 'x.yaml');
+    const cfg = withPretrain({ method: 'dino', data: 'pool', epochs: 3 });
+    checkConfig(cfg);
+    const b = cfg.backbones[0]!;
+    if (!isSslBackbone(b)) throw new Error('expected an ssl backbone');
+    const { data, options } = sslPretrain(b, 0);
     expect(data).toBe('pool');
     expect(options.epochs).toBe(3);
     expect(options.method).toBe('dino');
     for (const bad of ['test', 'mfreq', 'complement', 'train'])
-      expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: bad } }, 0)).toThrow(new RegExp(`backbones\\[0\\]\\.pretrain\\.data: "${bad}" is a debug or test set`));
-    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: '/data/v2/mfreq' } }, 0)).toThrow(/"\/data\/v2\/mfreq" is a debug or test set \(mfreq\)/);
-    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: 'imgs/' } }, 0)).toThrow(/expected "pool", "broad" or a folder path/);
-    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: 'pool', broadSize: 100 } }, 0)).toThrow(/pretrain\.broadSize: only used with data: broad/);
-    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { data: 'broad', broadSize: 0 } }, 0)).toThrow(/pretrain\.broadSize: expected an integer ≥ 1/);
-    expect(() => sslPretrain({ ...cfg.backbones[0]!, pretrain: { method: 'byol' } }, 0)).toThrow(/backbones\[0\]\.pretrain\.method: expected "dino" or "simclr"/);
+      expect(() => checkConfig(withPretrain({ data: bad }))).toThrow(new RegExp(`backbones\\[0\\]\\.pretrain\\.data: "${bad}" is a debug or test set`));
+    expect(() => checkConfig(withPretrain({ data: '/data/v2/mfreq' }))).toThrow(/"\/data\/v2\/mfreq" is a debug or test set \(mfreq\)/);
+    expect(() => checkConfig(withPretrain({ data: 'imgs/' }))).toThrow(/expected "pool", "broad" or a folder path/);
+    expect(() => checkConfig(withPretrain({ data: 'pool', broadSize: 100 }))).toThrow(/pretrain\.broadSize: only used with data: broad/);
+    expect(() => withPretrain({ data: 'broad', broadSize: 0 })).toThrow(/pretrain\.broadSize: expected a number >= 1/);
+    expect(() => withPretrain({ method: 'byol' })).toThrow(/backbones\[0\]\.pretrain\.method: expected one of "dino", "simclr"/);
   });
 });
 
 describe('pretraining data: broad', () => {
   it('is one stage for every experiment seed (no dependency on the seed draw), drawn like the broad draw of the supervised backbone; refused for other data kinds', async () => {
-    const { validateConfig } = await import('../src/core/config.js');
+    const { validateConfig, isSslBackbone } = await import('../src/core/config.js');
     const { sslBackboneStage } = await import('../src/pipeline/stages/ssl-backbone.js');
     const { dataStage } = await import('../src/pipeline/stages/data.js');
+    const { checkConfig } = await import('../src/pipeline/config-check.js');
     const cfg = validateConfig({ experiment: { name: 'x' }, data: { kind: 'synthetic', synthetic: { imageSize: 16 } }, backbones: [{ name: 'ssl_cnn', weights: 'ssl', pretrain: { method: 'simclr', data: 'broad', broadSize: 64, batchSize: 16, maxSteps: 1, seed: 7, crops: { globalSize: 16, localCrops: 0 } } }] }, 'x.yaml');
     const b = cfg.backbones[0]!;
+    if (!isSslBackbone(b)) throw new Error('expected an ssl backbone');
     const s0 = sslBackboneStage(cfg, b, 0, dataStage(cfg, 0));
     const s1 = sslBackboneStage(cfg, b, 0, dataStage(cfg, 1));
     expect(s0.deps).toEqual({});
     expect(JSON.stringify(s0.config)).toBe(JSON.stringify(s1.config));
-    const pool = sslBackboneStage(cfg, { ...b, pretrain: { ...(b.pretrain as object), data: 'pool', broadSize: undefined } }, 0, dataStage(cfg, 0));
+    if (!isSslBackbone(b)) throw new Error('expected an ssl backbone');
+    const pool = sslBackboneStage(cfg, { ...b, pretrain: { ...b.pretrain, data: 'pool', broadSize: undefined } }, 0, dataStage(cfg, 0));
     expect(Object.keys(pool.deps)).toEqual(['data']);
     // it pretrains on the broad draw of pretrain.seed: 64 images of 16 px
     const dir = tmp();
     const out = await s0.run({ dir, inputs: {}, progress: () => ({ tick() {}, stop() {} }) as never, log: () => {} });
     expect(out.counts).toEqual({ steps: 1, images: 64 });
-    const folders = validateConfig({ experiment: { name: 'x' }, data: { kind: 'imagenet' }, backbones: [b] }, 'x.yaml');
-    expect(() => sslBackboneStage(folders, folders.backbones[0]!, 0, dataStage(cfg, 0))).toThrow(/pretrain\.data: "broad" is a synthetic draw/);
+    const inet = validateConfig({ experiment: { name: 'x' }, data: { kind: 'imagenet' }, backbones: [b] }, 'x.yaml');
+    expect(() => checkConfig(inet)).toThrow(/pretrain\.data: "broad" is a synthetic draw/);
   });
 });
 

@@ -4,7 +4,7 @@
  * An unknown key names the nearest valid one by edit distance.
  */
 import type { z } from 'zod';
-import { keysAt } from './schema-walk.js';
+import { def, schemaAt, unwrap } from './schema-walk.js';
 
 /** Levenshtein distance (small strings: config keys and enum values). */
 export function editDistance(a: string, b: string): number {
@@ -82,20 +82,41 @@ function bound(issue: any): string {
   return `${op} ${issue.minimum ?? issue.maximum}`;
 }
 
-/** One message line per issue; `schema` is the root schema, for key suggestions. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodType): string[] {
+/** Options of {@link formatIssues}. */
+export interface FormatOptions {
+  /**
+   * The tag key of a union of objects told apart by one key's value (the config's backbones by
+   * `weights`), else undefined: for those, the option the value picked is reported.
+   */
+  tagOf?: (s: z.ZodType) => string | undefined;
+  /** The value that was validated (to pick the option of a tagged union on an issue's path). */
+  input?: unknown;
+  /** Key path of `schema` itself (when formatting the issues of one union option). */
+  prefix?: readonly PropertyKey[];
+}
+
+/** One message line per issue; `schema` is the validated schema (for key suggestions). */
+export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodType, opts: FormatOptions = {}): string[] {
+  const tagOf = opts.tagOf ?? (() => undefined);
+  const prefix = opts.prefix ?? [];
   const out: string[] = [];
   for (const issue of issues) {
     const i = issue as any;
-    const at = keyName(issue.path);
+    const at = keyName([...prefix, ...issue.path]);
     const input = i.input;
     switch (issue.code) {
       case 'unrecognized_keys': {
-        const valid = keysAt(schema, issue.path as (string | number)[]);
+        const valid = objectKeys(resolveAt(schema, issue.path as (string | number)[], opts.input, tagOf));
+        const tagged = taggedKeys(schema, issue.path as (string | number)[], tagOf, input);
         for (const k of i.keys as string[]) {
+          const own = tagged?.keysOf(k);
+          if (own) {
+            out.push(`${keyName([...prefix, ...issue.path, k])}: not a key when ${tagged!.tag} is ${received(tagged!.value)}, only when it is ${own}; remove it or change ${tagged!.tag}`);
+            continue;
+          }
           const near = nearest(k, valid);
           out.push(
-            `${keyName([...issue.path, k])}: unknown key; ${near ? `did you mean "${near}"? ` : ''}valid keys here: ${valid.join(', ') || '(none)'}`,
+            `${keyName([...prefix, ...issue.path, k])}: unknown key; ${near ? `did you mean "${near}"? ` : ''}valid keys here: ${valid.join(', ') || '(none)'}`,
           );
         }
         break;
@@ -138,6 +159,16 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
         out.push(`${at}: expected a multiple of ${i.divisor}, received ${received(input)}`);
         break;
       case 'invalid_union': {
+        const tagged = taggedOption(issue, schema, tagOf);
+        if (tagged?.option) {
+          out.push(...formatIssues(tagged.issues, tagged.option, { tagOf, input, prefix: [...prefix, ...issue.path] }));
+          break;
+        }
+        if (tagged) {
+          const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[tagged.tag] : undefined;
+          out.push(`${keyName([...prefix, ...issue.path, tagged.tag])}: expected ${tagged.values}, received ${received(value)}`);
+          break;
+        }
         // Each option failed: report what each option wanted, shortest first.
         const wants = new Set<string>();
         for (const errs of i.errors as any[][]) {
@@ -151,9 +182,96 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
         out.push(`${at}: expected ${[...wants].join(', or ')}; received ${received(input)}`);
         break;
       }
-      default:
-        out.push(`${at}: ${issue.message}${input !== undefined ? `, received ${received(input)}` : ''}`);
+      default: {
+        // a custom check's message is "expected ...; fix": the received value goes between
+        const [want, ...fix] = issue.message.split('; ');
+        out.push(`${at}: ${want}${input !== undefined ? `, received ${received(input)}` : ''}${fix.length ? `; ${fix.join('; ')}` : ''}`);
+      }
     }
   }
   return out;
+}
+
+/**
+ * The schema at `path` of `root`, where the value validated against `root` is `input`: at a tagged
+ * union the option whose tag accepts the input's tag value, elsewhere as {@link schemaAt}.
+ */
+function resolveAt(root: z.ZodType, path: readonly (string | number)[], input: unknown, tagOf: (s: z.ZodType) => string | undefined): z.ZodType | undefined {
+  let cur: z.ZodType | undefined = root;
+  let value = input;
+  for (let i = 0; cur; i++) {
+    const u = unwrap(cur);
+    const tag = tagOf(u);
+    if (tag && typeof value === 'object' && value !== null) {
+      const v = (value as Record<string, unknown>)[tag];
+      cur = (def(u).options as z.ZodObject[]).find((o) => (def(o).shape[tag] as z.ZodType).safeParse(v).success) ?? cur;
+    }
+    if (i === path.length) return cur;
+    const k = path[i]!;
+    cur = schemaAt(cur, [k]);
+    value = typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[k] : undefined;
+  }
+  return undefined;
+}
+
+/** The keys of an object schema (every option's, for an untagged union). */
+function objectKeys(s: z.ZodType | undefined): string[] {
+  if (!s) return [];
+  const d = def(unwrap(s));
+  if (d.type === 'object') return Object.keys(d.shape);
+  if (d.type === 'union') return [...new Set((d.options as z.ZodType[]).flatMap(objectKeys))];
+  return [];
+}
+
+/** The values an option's tag schema takes, as words ("demo", or "a checkpoint file"). */
+function tagValues(s: z.ZodType): string[] {
+  const d = def(unwrap(s));
+  if (d.type === 'literal') return (d.values as unknown[]).map((v) => JSON.stringify(v));
+  if (d.type === 'enum') return Object.values(d.entries as Record<string, string>).map((v) => JSON.stringify(v));
+  if (d.type === 'union') return (d.options as z.ZodType[]).flatMap(tagValues);
+  return [(s as any).description ?? (d.type === 'string' ? 'a string' : d.type)];
+}
+
+/** The tagged union at `path` (see `formatIssues`) with its tag key and options, else undefined. */
+function taggedAt(schema: z.ZodType, path: readonly (string | number)[], tagOf: (s: z.ZodType) => string | undefined): { tag: string; options: z.ZodObject[] } | undefined {
+  const at = schemaAt(schema, path);
+  const union = at && unwrap(at);
+  const tag = union && tagOf(union);
+  return union && tag ? { tag, options: def(union).options as z.ZodObject[] } : undefined;
+}
+
+/**
+ * For unknown keys of an object in a tagged union: which tag values have the key (a backbone's
+ * `pretrain` belongs to weights demo and ssl), so the message can say so.
+ */
+function taggedKeys(schema: z.ZodType, path: readonly (string | number)[], tagOf: (s: z.ZodType) => string | undefined, input: unknown) {
+  const t = taggedAt(schema, path, tagOf);
+  if (!t || typeof input !== 'object' || input === null) return undefined;
+  return {
+    tag: t.tag,
+    value: (input as Record<string, unknown>)[t.tag],
+    keysOf: (k: string): string | undefined => {
+      const values = t.options.filter((o) => k in def(o).shape).flatMap((o) => tagValues(def(o).shape[t.tag]));
+      return values.length ? values.join(' or ') : undefined;
+    },
+  };
+}
+
+/**
+ * For an invalid_union issue of a tagged union (see `formatIssues`): the one option whose tag
+ * matched the input, and its issues (paths relative to the union); without `option` when the tag
+ * matched none (then `values` says what it may be); undefined for other unions.
+ */
+function taggedOption(
+  issue: z.core.$ZodIssue,
+  schema: z.ZodType,
+  tagOf: (s: z.ZodType) => string | undefined,
+): { tag: string; values: string; option?: z.ZodType; issues: z.core.$ZodIssue[] } | undefined {
+  const t = taggedAt(schema, issue.path as (string | number)[], tagOf);
+  if (!t) return undefined;
+  const errors = (issue as any).errors as z.core.$ZodIssue[][];
+  const matched = t.options.map((option, k) => ({ option, issues: errors[k] ?? [] })).filter((o) => !o.issues.some((e) => e.path[0] === t.tag));
+  const all = t.options.flatMap((o) => tagValues(def(o).shape[t.tag]));
+  const values = all.length > 1 ? `${all.slice(0, -1).join(', ')} or ${all[all.length - 1]}` : all.join('');
+  return matched.length === 1 ? { tag: t.tag, values, ...matched[0]! } : { tag: t.tag, values, issues: [] };
 }

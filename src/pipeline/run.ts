@@ -11,6 +11,7 @@ import { backendSummary } from '../core/backend.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
 import { buildGraph } from './experiment.js';
+import { checkConfig } from './config-check.js';
 import type { RowRef } from './stages/report.js';
 import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
 import { reportStage } from './stages/report.js';
@@ -94,7 +95,10 @@ export function parseSeeds(s: string): number[] {
 function load(file: string, opts: RunOptions, extraSet: readonly string[] = []): Config {
   const set = [...(opts.set ?? []), ...extraSet];
   if (opts.seeds) set.push(`seeds=[${opts.seeds.join(',')}]`);
-  return loadConfig(file, { set, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  const cfg = loadConfig(file, { set, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  // the one validation pass, before any stage (and any folder) exists
+  checkConfig(cfg, path.resolve(opts.cwd ?? process.cwd(), file));
+  return cfg;
 }
 
 /** The arguments after `node main.js` that rebuild `file`'s graph in a job (`--stage ID` follows). */

@@ -7,7 +7,7 @@ import { progress } from '../../core/log.js';
 import { loadConfig } from '../../core/config.js';
 import { detectFolderLayout, inspectFolderDataset } from '../../data/folder-layout.js';
 import { initConfigYaml, sizeFromData } from '../../pipeline/init-config.js';
-import { checkConfig } from '../../pipeline/experiment.js';
+import { checkConfig } from '../../pipeline/config-check.js';
 import { seeDocs } from '../usage.js';
 
 const init: CommandModule<object, any> = {
@@ -63,7 +63,7 @@ const init: CommandModule<object, any> = {
     const name = (a.name ?? path.basename(layout.dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'folders';
     await atomicWriteFile(out, initConfigYaml(layout, ins, sizing, out, name));
     // the written config must load and pass the run's checks
-    checkConfig(loadConfig(out));
+    checkConfig(loadConfig(out), out);
     w(`wrote ${out} (image_size ${sizing.imageSize}, model ${sizing.model}, ${sizing.epochs} epochs, k_train ${sizing.kTrain}, seeds ${sizing.seeds.join(',')})`);
     w(`next: dcd run ${path.relative(process.cwd(), out) || out}`);
   },

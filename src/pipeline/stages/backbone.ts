@@ -2,15 +2,15 @@
  * Backbone stage: a demo backbone trained (or drawn) through the model registry.
  */
 import path from 'node:path';
-import type { BackboneConfig, Config } from '../../core/config.js';
+import type { Config, DemoBackboneConfig } from '../../core/config.js';
 import { trainDemoModel, type DemoBackboneSpec } from '../../models/registry.js';
 import { saveCheckpoint } from '../../models/load.js';
 import type { StageOutputs, StageSpec } from '../runner.js';
 import { broadDrawSource } from './common.js';
 
 /** A demo backbone trained on a broad draw (never the debug sets); see src/backbones-demo. */
-export function demoBackbone(cfg: Config, b: BackboneConfig, _data: StageSpec): StageSpec {
-  const spec = { kind: 'broad_cnn', ...(b.pretrain ?? {}) } as DemoBackboneSpec;
+export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpec): StageSpec {
+  const spec: DemoBackboneSpec = { kind: 'broad_cnn', ...b.pretrain };
   const broad = broadDrawSource(cfg);
   return {
     stage: 'backbone',
@@ -21,7 +21,7 @@ export function demoBackbone(cfg: Config, b: BackboneConfig, _data: StageSpec): 
     async run(ctx): Promise<StageOutputs> {
       if (spec.kind === 'self') return { files: {}, extra: { self: true } };
       const bar = ctx.progress(spec.steps ?? 400, 'step');
-      const m = trainDemoModel(spec, broad.synthetic as Parameters<typeof trainDemoModel>[1], broad.objects(), () => bar.tick(1));
+      const m = trainDemoModel(spec, broad.synthetic, broad.objects(), () => bar.tick(1));
       bar.stop();
       try {
         await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });

@@ -2,7 +2,6 @@
  * The training settings of a stage and the call into the trainer (original and train stages).
  */
 import path from 'node:path';
-import { ConfigError } from '../../core/errors.js';
 import type { Config } from '../../core/config.js';
 import { createModel } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
@@ -63,7 +62,6 @@ export async function runTraining(
     );
     const schedule: Schedule =
       s.schedule === 'step' ? { kind: 'step', milestones: s.step_epochs, gamma: s.gamma } : s.schedule === 'cosine' ? { kind: 'cosine' } : { kind: 'constant' };
-    if (s.batch_size % s.grad_accum !== 0) throw new ConfigError(`config.train.grad_accum: ${s.grad_accum} does not divide train.batch_size ${s.batch_size}`);
     const r = await trainModel({
       model,
       train: ds,

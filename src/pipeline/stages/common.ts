@@ -3,8 +3,7 @@
  * model stage's weights, preprocessing, and predictions of a model on a set.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../../core/errors.js';
-import type { Config } from '../../core/config.js';
+import type { Config, SyntheticConfig } from '../../core/config.js';
 import type { Preprocess } from '../../core/types.js';
 import { createModel, getModelSpec } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
@@ -40,11 +39,9 @@ export function preFor(modelName: string, set: ImageSet): Preprocess {
 }
 
 /** `data.fashion` splits into the synthetic options and the garment classes (`classes`). */
-export function fashionParts(cfg: Config): { synthetic: Record<string, unknown>; classes?: number[] } {
-  const { classes, ...synthetic } = (cfg.data.fashion ?? {}) as Record<string, unknown>;
-  if (classes !== undefined && !(Array.isArray(classes) && classes.every((c) => Number.isInteger(c) && c >= 0 && c <= 9)))
-    throw new ConfigError(`config.data.fashion.classes: expected a list of Fashion-MNIST labels 0-9, received ${JSON.stringify(classes)}`);
-  return { synthetic, ...(classes ? { classes: classes as number[] } : {}) };
+export function fashionParts(cfg: Config): { synthetic: SyntheticConfig; classes?: number[] } {
+  const { classes, ...synthetic } = cfg.data.fashion ?? {};
+  return { synthetic, ...(classes ? { classes } : {}) };
 }
 
 /**
@@ -53,9 +50,9 @@ export function fashionParts(cfg: Config): { synthetic: Record<string, unknown>;
  * options with the garments' class count and the garment images as objects. `key` is what
  * a stage's config slice records of it.
  */
-export function broadDrawSource(cfg: Config): { synthetic: Record<string, unknown>; objects: () => ObjectSource | undefined; key: { synthetic: Record<string, unknown>; kind: string; fashion_dir: string | null } } {
+export function broadDrawSource(cfg: Config): { synthetic: SyntheticConfig; objects: () => ObjectSource | undefined; key: { synthetic: SyntheticConfig; kind: string; fashion_dir: string | null } } {
   const fp = cfg.data.kind === 'fashion-mnist' ? fashionParts(cfg) : undefined;
-  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : ((cfg.data.synthetic ?? {}) as Record<string, unknown>);
+  const synthetic = fp ? { ...fp.synthetic, numClasses: (fp.classes ?? DEFAULT_FASHION_CLASSES).length } : (cfg.data.synthetic ?? {});
   const objects = () => (fp ? fashionObjects({ dir: cfg.data.fashion_dir, ...(fp.classes ? { classes: fp.classes } : {}) }) : undefined);
   return { synthetic, objects, key: { synthetic, kind: cfg.data.kind, fashion_dir: fp ? cfg.data.fashion_dir : null } };
 }

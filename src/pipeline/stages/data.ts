@@ -77,8 +77,8 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
       } else {
         const draw =
           d.kind === 'synthetic'
-            ? generateSynthetic((d.synthetic ?? {}) as Parameters<typeof generateSynthetic>[0], seed ?? 0)
-            : makeFashionShift(fashionParts(cfg).synthetic as Parameters<typeof makeFashionShift>[0], seed ?? 0, {
+            ? generateSynthetic(d.synthetic ?? {}, seed ?? 0)
+            : makeFashionShift(fashionParts(cfg).synthetic, seed ?? 0, {
                 dir: d.fashion_dir,
                 ...(fashionParts(cfg).classes ? { classes: fashionParts(cfg).classes! } : {}),
               });

@@ -9,7 +9,7 @@ import { EmbeddingStore, type EmbeddingChunk } from '../../retrieval/store.js';
 import { openArrowSink, type ArrowSink } from '../../retrieval/output.js';
 import { EMBEDDING_BATCH_ROWS, partOfRow, setRowShards, type PartOutputs } from '../shards.js';
 import { atomicWriteFile, sha256File } from '../../core/fsutil.js';
-import type { BackboneConfig, Config } from '../../core/config.js';
+import { isDemoBackbone, pretrainOf, type BackboneConfig, type Config } from '../../core/config.js';
 import { createModel, getModelSpec } from '../../models/registry.js';
 import { loadAnyCheckpoint } from '../../models/load.js';
 import { writeEmbeddings } from '../../infer/embedding-writer.js';
@@ -20,7 +20,7 @@ import { classesOf, modelNameOf, preFor, readSet, weightsOf } from './common.js'
 
 /** Features of one image set under one backbone: `<set>.arrow` with id, embedding, label. */
 export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: StageSpec, backbone: StageSpec | undefined, original?: StageSpec, suffix = ''): StageSpec {
-  const isSelf = b.weights === 'demo' && (b.pretrain as { kind?: string } | undefined)?.kind === 'self';
+  const isSelf = isDemoBackbone(b) && b.pretrain?.kind === 'self';
   const deps: Record<string, StageSpec> = { data };
   if (backbone) deps.backbone = backbone;
   if (isSelf && original) deps.original = original;
@@ -29,7 +29,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
     label: `${b.label ?? b.name}-${set}${suffix}`,
     version: 2,
     // compute.precision as it computes (src/pipeline/run.ts plannedConfig): in the key only when bf16 (fp32 stages keep their keys)
-    config: { name: b.name, weights: b.weights, pretrain: b.pretrain ?? null, set, ...(cfg.compute.precision === 'bf16' ? { precision: 'bf16' } : {}) },
+    config: { name: b.name, weights: b.weights, pretrain: pretrainOf(b) ?? null, set, ...(cfg.compute.precision === 'bf16' ? { precision: 'bf16' } : {}) },
     deps,
     externals: b.weights !== 'official' && b.weights !== 'random' && b.weights !== 'demo' && b.weights !== 'ssl' ? [b.weights] : [],
     shardAlign: cfg.compute.embed_batch_size,
@@ -50,11 +50,10 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
         const r = ctx.inputs.backbone!;
         weights = r.file('weights');
         numClasses = Number(r.manifest.extra.numClasses ?? 0);
-        const widths = (b.pretrain as { widths?: number[] } | undefined)?.widths ?? [16, 32, 64];
+        const widths = pretrainOf(b)?.widths ?? [16, 32, 64];
         modelName = `small_cnn:${widths.join('-')}`;
-      } else if (b.weights === 'official') {
-        throw new ConfigError(`config.backbones: ${b.name} weights "official": give the checkpoint file's path (fetch it with \`dcd weights fetch ${b.name}\`)`);
       } else {
+        // official weights are refused before the run (src/pipeline/config-check.ts): here a file, or random
         numClasses = getModelSpec(modelName).defaultNumClasses;
         if (b.weights !== 'random') weights = b.weights;
       }

@@ -2,7 +2,7 @@
  * Failures stage: the debug-seed and heldout sets (images every model gets wrong).
  */
 import path from 'node:path';
-import { ConfigError, DataError } from '../../core/errors.js';
+import { DataError } from '../../core/errors.js';
 import { atomicWriteJson } from '../../core/fsutil.js';
 import type { Config } from '../../core/config.js';
 import { readClassSubset } from '../../data/adapters.js';
@@ -42,11 +42,7 @@ export function failuresStage(cfg: Config, data: StageSpec, original: StageSpec,
       const [mfreq, compl, pool] = await Promise.all([readSet(d, 'mfreq'), readSet(d, 'complement'), readSet(d, 'pool')]);
       const models =
         cfg.failures.mode === 'multi'
-          ? cfg.failures.models.map((m) => {
-              if (m.checkpoint === 'official' || m.checkpoint === 'random' || m.checkpoint === 'demo')
-                throw new ConfigError(`config.failures.models: ${m.name} needs a checkpoint file (found "${m.checkpoint}")`);
-              return { name: m.name, weights: m.checkpoint };
-            })
+          ? cfg.failures.models.map((m) => ({ name: m.name, weights: m.checkpoint })) // checkpoint files (src/pipeline/config-check.ts)
           : [{ name: modelNameOf(ctx.inputs.original!, cfg.train.model), weights: weightsOf(ctx.inputs.original!) }];
       const predict = async (set: ImageSet) => {
         const out: Predictions[] = [];

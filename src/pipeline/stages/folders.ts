@@ -1,14 +1,14 @@
 /**
  * `data.kind: folders` in the pipeline: the data stage's work for a user's own ImageFolder
  * sets (read, decode once at `data.image_size`, write the image sets), the demo backbone
- * trained on the pool or on a folder (`pretrain.data`), and the checks a config of this
- * kind needs before anything runs.
+ * trained on the pool or on a folder (`pretrain.data`). The config's checks are in
+ * src/pipeline/config-check.ts.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
-import type { BackboneConfig, Config, FoldersDataConfig } from '../../core/config.js';
+import type { Config, DemoBackboneConfig, FoldersDataConfig } from '../../core/config.js';
 import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
 import type { ManifestRow } from '../../data/manifest.js';
 import { getModelSpec, trainDemoModelOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../models/registry.js';
@@ -35,41 +35,9 @@ export function folderExternals(cfg: Config): string[] {
   return [f.train, f.test, f.mfreq, f.complement, f.pool, ...(f.classes ? [f.classes] : []), ...(f.contexts ? [f.contexts] : [])];
 }
 
-/** True when `a` is `b` or lies inside it. */
-function within(a: string, b: string): boolean {
-  const rel = path.relative(b, a);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
 /** Where a demo backbone learns from under data.kind folders: 'pool' or an ImageFolder path. */
-export function pretrainData(b: BackboneConfig): string {
-  const d = (b.pretrain as { data?: unknown } | undefined)?.data;
-  return typeof d === 'string' ? d : 'pool';
-}
-
-/**
- * Checks a folders config before the run: the folders section, every path, and that no
- * demo backbone learns from a debug set (test, mfreq, complement): its features would then
- * have seen the images whose failures are measured.
- */
-export function checkFoldersConfig(cfg: Config): void {
-  const f = foldersOf(cfg);
-  for (const k of ['train', 'test', 'mfreq', 'complement', 'pool', 'classes', 'contexts'] as const) {
-    const p = f[k];
-    if (p !== undefined && !existsSync(p))
-      throw new ConfigError(`config.data.folders.${k}: ${p} does not exist; fix the path (relative paths are relative to the config file) or override it with --set data.folders.${k}=PATH`);
-  }
-  cfg.backbones.forEach((b, i) => {
-    if (b.weights !== 'demo' && b.weights !== 'ssl') return;
-    const d = pretrainData(b);
-    if (d === 'pool') return;
-    for (const role of ['test', 'mfreq', 'complement'] as const)
-      if (within(d, f[role]) || within(f[role], d))
-        throw new ConfigError(
-          `config.backbones[${i}].pretrain.data: ${d} ${d === f[role] ? 'is' : 'overlaps'} the ${role} set (data.folders.${role}); a backbone must never learn from the sets DCD is evaluated on — use "pool", the train folder, or another ImageFolder`,
-        );
-    if (!existsSync(d)) throw new ConfigError(`config.backbones[${i}].pretrain.data: ${d} does not exist; give "pool" or an ImageFolder (one sub-folder per class)`);
-  });
+export function pretrainData(b: DemoBackboneConfig): string {
+  return b.pretrain?.data ?? 'pool';
 }
 
 /** The data stage's work for kind folders: every set decoded once and written as an in-memory image set. */
@@ -119,13 +87,11 @@ export function folderSubset(cfg: Config, names: readonly string[], pool: readon
 /**
  * A demo backbone for a folder dataset: `random_cnn` (untrained, seeded) or `broad_cnn`
  * trained to predict the labels of `pretrain.data` — the pool's weak labels (default) or an
- * ImageFolder's classes — never a debug set (checked by {@link checkFoldersConfig}).
+ * ImageFolder's classes — never a debug set (checked before the run by src/pipeline/config-check.ts).
  */
-export function folderDemoBackbone(cfg: Config, b: BackboneConfig, data: StageSpec): StageSpec {
-  const p = (b.pretrain ?? {}) as { kind?: string; widths?: number[]; steps?: number; lr?: number; seed?: number; data?: string };
+export function folderDemoBackbone(cfg: Config, b: DemoBackboneConfig, data: StageSpec): StageSpec {
+  const p = b.pretrain ?? {};
   const kind = p.kind ?? 'broad_cnn';
-  if (kind !== 'broad_cnn' && kind !== 'random_cnn' && kind !== 'self')
-    throw new ConfigError(`config.backbones: ${b.name}: pretrain.kind "${kind}": expected broad_cnn, random_cnn or self`);
   const source = pretrainData(b);
   const size = folderImageSize(cfg);
   const widths = p.widths ?? [16, 32, 64];

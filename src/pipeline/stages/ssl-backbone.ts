@@ -14,7 +14,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { ConfigError, DataError } from '../../core/errors.js';
-import type { BackboneConfig, Config } from '../../core/config.js';
+import type { Config, SslBackboneConfig } from '../../core/config.js';
 import { atomicWriteFile } from '../../core/fsutil.js';
 import { svgToPng } from '../../analysis/plot.js';
 import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../../ssl/train.js';
@@ -25,37 +25,13 @@ import { generateBroad } from '../../data/synthetic.js';
 import { broadDrawSource } from './common.js';
 import type { PretrainingRow } from '../../eval/report.js';
 
-/** The `pretrain` block of a `weights: ssl` backbone, as written in the config. */
-export interface SslPretrainConfig extends Partial<Omit<DinoOptions, 'crops' | 'head'>> {
-  /** `pool` (the run's weak pool, labels ignored), `broad` (a seed-independent synthetic draw) or a folder of images (searched recursively). */
-  data?: string;
-  /** Images of the broad draw (`data: broad`); default 3000. */
-  broadSize?: number;
-  crops?: Partial<DinoOptions['crops']>;
-  head?: Partial<DinoOptions['head']>;
-}
-
-/** Names of sets a backbone must never be pretrained on. */
-const FORBIDDEN = ['train', 'test', 'mfreq', 'complement', 'seed', 'heldout', 'deval'];
-
-/** Splits and checks `pretrain` of backbone `i`: the data source and the training options. */
-export function sslPretrain(b: BackboneConfig, i: number): { data: string; broadSize: number; options: DinoOptions } {
-  const where = `config.backbones[${i}].pretrain`;
-  const p = { ...((b.pretrain ?? {}) as SslPretrainConfig) };
-  const data = p.data ?? 'pool';
-  const broadSize = p.broadSize ?? 3000;
-  const broadGiven = p.broadSize !== undefined;
-  delete p.data;
-  delete p.broadSize;
-  if (!Number.isInteger(broadSize) || broadSize < 1) throw new ConfigError(`${where}.broadSize: expected an integer ≥ 1; received ${JSON.stringify(broadSize)}`);
-  if (broadGiven && data !== 'broad') throw new ConfigError(`${where}.broadSize: only used with data: broad (data is ${JSON.stringify(data)})`);
-  if (typeof data !== 'string' || !data) throw new ConfigError(`${where}.data: expected "pool" or a folder of images; received ${JSON.stringify(data)}`);
-  // a config file's relative "mfreq" arrives resolved against its folder: judge the last path part too
-  const named = FORBIDDEN.includes(data) ? data : FORBIDDEN.find((f) => path.isAbsolute(data) && path.basename(data) === f);
-  if (named)
-    throw new ConfigError(`${where}.data: "${data}" is a debug or test set (${named}); a backbone is pretrained on unlabelled images that are never evaluated on — use "pool" or a folder of other images`);
-  if (data !== 'pool' && data !== 'broad' && !path.isAbsolute(data)) throw new ConfigError(`${where}.data: expected "pool", "broad" or a folder path; received ${JSON.stringify(data)}`);
-  return { data, broadSize, options: dinoOptions(p as Parameters<typeof dinoOptions>[0], where) };
+/**
+ * Splits `pretrain` of backbone `i` into the data source and the training options (library
+ * defaults filled in). The config's checks ran before (src/pipeline/config-check.ts).
+ */
+export function sslPretrain(b: SslBackboneConfig, i: number): { data: string; broadSize: number; options: DinoOptions } {
+  const { data = 'pool', broadSize = 3000, ...rest } = b.pretrain ?? {};
+  return { data, broadSize, options: dinoOptions(rest, `config.backbones[${i}].pretrain`) };
 }
 
 /** Reads every image under `dir` (png, jpg, jpeg, webp; recursive), resized to `size`×`size` RGB. */
@@ -115,12 +91,10 @@ export function lossSvg(recs: readonly LossRecord[], title: string): string {
  * The pretraining stage of backbone `b` (index `i` in config.backbones).
  * @param data the run's data stage (for `pretrain.data: pool`; the stage then depends on the seed's draw)
  */
-export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data: StageSpec): StageSpec {
+export function sslBackboneStage(cfg: Config, b: SslBackboneConfig, i: number, data: StageSpec): StageSpec {
   const { data: source, broadSize, options } = sslPretrain(b, i);
   const fromPool = source === 'pool';
   const fromBroad = source === 'broad';
-  if (fromBroad && cfg.data.kind !== 'synthetic' && cfg.data.kind !== 'fashion-mnist')
-    throw new ConfigError(`config.backbones[${i}].pretrain.data: "broad" is a synthetic draw (data.kind synthetic or fashion-mnist); for ${cfg.data.kind} data give "pool" or a folder of images`);
   const broad = fromBroad ? broadDrawSource(cfg) : undefined;
   return {
     stage: 'backbone',
@@ -134,7 +108,7 @@ export function sslBackboneStage(cfg: Config, b: BackboneConfig, i: number, data
     async run(ctx): Promise<StageOutputs> {
       let images: UnlabelledImages;
       if (broad) {
-        const draw = generateBroad(broad.synthetic as Parameters<typeof generateBroad>[0], broadSize, options.seed, broad.objects());
+        const draw = generateBroad(broad.synthetic, broadSize, options.seed, broad.objects());
         images = { images: draw.images, size: draw.size, n: draw.n };
       } else if (fromPool) {
         const pool = await readImageSet(ctx.inputs.data!.file('pool'));
