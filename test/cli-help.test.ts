@@ -17,7 +17,7 @@ const COMMANDS = [
   'embed', 'embed merge',
   'data', 'data manifest', 'data summary', 'data check',
   'pool', 'pool queries', 'pool search', 'pool download',
-  'filter', 'select', 'baseline', 'train', 'eval', 'failures', 'report', 'retention', 'bench', 'bench similarity',
+  'filter', 'select', 'slices', 'baseline', 'train', 'eval', 'failures', 'report', 'retention', 'bench', 'bench similarity',
 ];
 
 const help = (cmd: string) => spawnAsync('node', [CLI, ...cmd.split(' ').filter(Boolean), '--help'], { cwd: ROOT, timeout: 120_000 });

@@ -126,10 +126,27 @@ function walk(s: AnySchema, key: string, out: ConfigKeyDoc[], self = true): void
     }
   } else if (d.type === 'array') {
     // a list of sections (backbones): the keys of one item
-    if (def(peel(d.element).inner).type === 'object') walk(d.element, `${key}[]`, out, false);
+    const t = def(peel(d.element).inner).type;
+    if (t === 'object' || t === 'union') walk(d.element, `${key}[]`, out, false);
   } else if (d.type === 'union') {
-    // a section among the options: its keys, documented under this key
-    for (const o of d.options as AnySchema[]) if (def(peel(o).inner).type === 'object') walk(o, key, out, false);
+    // sections among the options (a backbone per `weights` kind): their keys under this key, one
+    // row per key, merged over the options that have it
+    const rows: ConfigKeyDoc[] = [];
+    for (const o of d.options as AnySchema[]) if (def(peel(o).inner).type === 'object') walk(o, key, rows, false);
+    const merged = new Map<string, ConfigKeyDoc>();
+    for (const r of rows) {
+      const m = merged.get(r.key);
+      if (!m) {
+        merged.set(r.key, { ...r });
+        continue;
+      }
+      const types = [...new Set([...m.type.split(' | '), ...r.type.split(' | ')])];
+      m.type = [...types.filter((x) => x !== 'path'), ...types.filter((x) => x === 'path')].join(' | ');
+      m.default ||= r.default;
+      m.required &&= r.required;
+      if (r.description && !m.description.split(' / ').includes(r.description)) m.description = m.description ? `${m.description} / ${r.description}` : r.description;
+    }
+    out.push(...merged.values());
   }
 }
 
