@@ -9,9 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 import { log } from '../core/log.js';
 import type { ImageModel } from '../core/types.js';
 import { generateSynthetic, type DeepPartial, type ObjectSource, type SyntheticDraw, type SyntheticOptions, type SyntheticSet, subsetOf } from '../data/synthetic.js';
-import { createSmallCnn } from './small-cnn.js';
-import { cloneModel, embedImages, fitClassifier, predictLabels } from './fit.js';
-import { trainDemoBackbone, type DemoBackboneSpec } from './backbones.js';
+import { createSmallCnn } from '../models/small-cnn.js';
+import { cloneModel, embedImages, fitClassifier, predictLabels } from '../train/in-memory.js';
+import { trainDemoBackbone, type DemoBackboneSpec } from '../train/demo-backbones.js';
 import { randomSelect, selectAlgorithm1Local } from './select.js';
 
 /** Everything the demo experiment needs. */

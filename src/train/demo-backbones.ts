@@ -1,5 +1,6 @@
 /**
- * Backbones for the embedded demo.
+ * Backbones for the embedded demo: small CNNs (src/models/small-cnn.ts, registry name
+ * `small_cnn`) trained by {@link fitClassifier}.
  *
  * The paper's heldout gain comes from a backbone that keeps *context* in its features
  * (DINO, pre-trained on broad data): the nearest neighbours of a failure then share both
@@ -17,8 +18,8 @@
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { generateBroad, type DeepPartial, type ObjectSource, type SyntheticOptions, syntheticOptions } from '../data/synthetic.js';
-import { createSmallCnn } from './small-cnn.js';
-import { fitClassifier } from './fit.js';
+import { createSmallCnn } from '../models/small-cnn.js';
+import { fitClassifier, type ImageData } from './in-memory.js';
 
 /** Kinds of demo backbones. */
 export const DEMO_BACKBONES = ['broad_cnn', 'random_cnn', 'self'] as const;
@@ -46,7 +47,12 @@ export interface DemoBackboneSpec {
  * @param synthetic the benchmark's options (image size, classes, contexts) for the broad draw
  * @param objects object source (Fashion-MNIST garments, or shapes by default)
  */
-export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackbone(
+  spec: DemoBackboneSpec,
+  synthetic: DeepPartial<SyntheticOptions>,
+  objects?: ObjectSource,
+  onStep?: (step: number, loss: number) => void,
+): Promise<ImageModel> {
   const o = syntheticOptions(objects ? { ...synthetic, numClasses: objects.numClasses } : synthetic);
   const seed = spec.seed ?? 1000;
   switch (spec.kind) {
@@ -57,8 +63,7 @@ export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial
       const joint = new Int32Array(broad.n);
       for (let i = 0; i < broad.n; i++) joint[i] = broad.labels[i]! * o.numContexts + broad.contexts[i]!;
       const m = createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: o.numClasses * o.numContexts, seed, name: 'broad_cnn' });
-      fitClassifier(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
-      return m;
+      return fitted(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, spec, seed, onStep);
     }
     case 'self':
       throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
@@ -80,12 +85,21 @@ export interface DemoTrainingImages {
  * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`
  * learns their labels, `random_cnn` stays untrained (seeded).
  */
-export function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   const seed = spec.seed ?? 1000;
   const widths = spec.widths ?? [16, 32, 64];
   if (spec.kind === 'random_cnn') return createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
   if (spec.kind !== 'broad_cnn') throw new ConfigError(`demo backbone kind "${spec.kind}": only broad_cnn and random_cnn learn from given images`);
-  const m = createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' });
-  fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
-  return m;
+  return fitted(createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' }), data, spec, seed, onStep);
+}
+
+/** `m` trained on `data` with the spec's steps and lr and flips (disposed if training fails). */
+async function fitted(m: ImageModel, data: ImageData, spec: DemoBackboneSpec, seed: number, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
+  try {
+    await fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, ...(onStep ? { onStep, every: 1 } : {}) });
+    return m;
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
 }

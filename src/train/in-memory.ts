@@ -1,13 +1,17 @@
 /**
- * The demo's small training loop and inference helpers, on in-memory uint8 images.
+ * Training and inference on in-memory uint8 images (the demo backbones, the science scripts):
+ * {@link fitClassifier} is the training loop (loop.ts) with Adam and the supervised objective,
+ * on batches drawn from a seeded shuffle with optional seeded horizontal flips.
  *
  * Loss: Σ_i w_i · CE(model(x_i), y_i) / Σ_i w_i over each batch (METHOD.md §3's choice).
- * Optimiser: Adam. Batches come from a seeded shuffle; optional seeded horizontal flips.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
-import { mulberry32 as rng, streamSeed } from '../core/rng.js';
+import { mulberry32, streamSeed } from '../core/rng.js';
+import { Adam } from './optimizer.js';
+import { shuffleInPlace, trainLoop } from './loop.js';
+import { supervisedObjective, tfjsCrossEntropy, type SupervisedBatch } from './supervised.js';
 
 /** In-memory labelled images. */
 export interface ImageData {
@@ -36,10 +40,10 @@ export interface FitOptions {
 }
 
 /**
- * Converts rows of uint8 images to a normalised NHWC float tensor [B, size, size, 3]
- * ((x/255 − 0.5) / 0.25, the demo models' preprocessing).
+ * Normalised NHWC float32 pixels [B, size, size, 3] of rows of uint8 images
+ * ((x/255 − 0.5) / 0.25, the demo models' preprocessing), each row mirrored where `flips` says.
  */
-export function toTensor(images: Uint8Array, size: number, rows: ArrayLike<number>, flips?: boolean[]): tf.Tensor4D {
+export function toPixels(images: Uint8Array, size: number, rows: ArrayLike<number>, flips?: boolean[]): Float32Array {
   const px = size * size * 3;
   const buf = new Float32Array(rows.length * px);
   for (let k = 0; k < rows.length; k++) {
@@ -51,55 +55,68 @@ export function toTensor(images: Uint8Array, size: number, rows: ArrayLike<numbe
           for (let c = 0; c < 3; c++) buf[o + (y * size + x) * 3 + c] = (src[(y * size + (size - 1 - x)) * 3 + c]! / 255 - 0.5) / 0.25;
     } else for (let i = 0; i < px; i++) buf[o + i] = (src[i]! / 255 - 0.5) / 0.25;
   }
-  return tf.tensor4d(buf, [rows.length, size, size, 3]);
+  return buf;
+}
+
+/**
+ * Batches of `batchSize` labelled rows, one after another from a seeded shuffle that is
+ * shuffled again (from its last order) whenever it runs out; the same generator then draws
+ * each row's flip.
+ */
+function shuffledBatches(model: ImageModel, data: ImageData, batchSize: number, seed: number, flip: boolean): () => SupervisedBatch {
+  const order: number[] = [];
+  for (let i = 0; i < data.n; i++) if (data.labels[i]! >= 0 && data.labels[i]! < model.numClasses) order.push(i);
+  if (order.length === 0) throw new ConfigError(`fitClassifier: no labelled images with labels in 0..${model.numClasses - 1}`);
+  const rand = mulberry32(streamSeed(seed, 'fit'));
+  let pos = order.length;
+  return () => {
+    const rows: number[] = [];
+    while (rows.length < Math.min(batchSize, order.length)) {
+      if (pos >= order.length) {
+        shuffleInPlace(order, rand);
+        pos = 0;
+      }
+      rows.push(order[pos++]!);
+    }
+    const flips = flip ? rows.map(() => rand() < 0.5) : undefined;
+    return {
+      x: toPixels(data.images, data.size, rows, flips),
+      labels: Int32Array.from(rows, (i) => data.labels[i]!),
+      weights: Float32Array.from(rows, (i) => data.weights?.[i] ?? 1),
+      imageShape: [data.size, data.size, 3],
+    };
+  };
 }
 
 /**
  * Trains `model` (features + head) in place on `data` for `opts.steps` batches.
  * @returns the mean loss of the last 10% of steps
  */
-export function fitClassifier(model: ImageModel, data: ImageData, opts: FitOptions): number {
-  const B = opts.batchSize ?? 64;
+export async function fitClassifier(model: ImageModel, data: ImageData, opts: FitOptions): Promise<number> {
   if (!(opts.steps >= 0)) throw new ConfigError(`train.steps: expected an integer ≥ 0; received ${opts.steps}`);
-  const rows: number[] = [];
-  for (let i = 0; i < data.n; i++) if (data.labels[i]! >= 0 && data.labels[i]! < model.numClasses) rows.push(i);
-  if (rows.length === 0) throw new ConfigError(`fitClassifier: no labelled images with labels in 0..${model.numClasses - 1}`);
-  const rand = rng(streamSeed(opts.seed ?? 0, 'fit'));
-  const order = rows.slice();
-  let pos = order.length;
-  const optimizer = tf.train.adam(opts.lr ?? 2e-3);
-  const vars = [...model.params().values()];
+  const next = shuffledBatches(model, data, opts.batchSize ?? 64, opts.seed ?? 0, opts.flip ?? false);
+  const lr = opts.lr ?? 2e-3;
+  // tf.train.adam's ε and bias correction, with which the demo backbones were trained
+  const optimizer = new Adam({ eps: tf.backend().epsilon(), biasCorrection: 'float32' });
   const tail: number[] = [];
   const tailFrom = Math.floor(opts.steps * 0.9);
-  for (let step = 0; step < opts.steps; step++) {
-    const batch: number[] = [];
-    while (batch.length < Math.min(B, rows.length)) {
-      if (pos >= order.length) {
-        for (let i = order.length - 1; i > 0; i--) {
-          const j = Math.floor(rand() * (i + 1));
-          [order[i], order[j]] = [order[j]!, order[i]!];
-        }
-        pos = 0;
-      }
-      batch.push(order[pos++]!);
-    }
-    const flips = opts.flip ? batch.map(() => rand() < 0.5) : undefined;
-    const lossT = tf.tidy(() => {
-      const x = toTensor(data.images, data.size, batch, flips);
-      const y = tf.oneHot(tf.tensor1d(batch.map((i) => data.labels[i]!), 'int32'), model.numClasses);
-      const w = tf.tensor1d(batch.map((i) => data.weights?.[i] ?? 1));
-      return optimizer.minimize(() => {
-        const logits = model.forwardHead(model.forwardFeatures(x, true));
-        const ce = tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.NONE);
-        return tf.div(tf.sum(tf.mul(ce, w)), tf.sum(w)) as tf.Scalar;
-      }, true, vars)!;
+  try {
+    await trainLoop({
+      start: 0,
+      total: opts.steps,
+      lr: () => lr,
+      batch: next,
+      objective: supervisedObjective(model, { crossEntropy: tfjsCrossEntropy }),
+      optimizer,
+      record({ step, loss }) {
+        if (step >= tailFrom) tail.push(loss);
+        if (opts.onStep && (step + 1) % (opts.every ?? 50) === 0) opts.onStep(step + 1, loss);
+      },
+      diverged: (step, loss) => new ConfigError(`training of ${model.name} diverged at step ${step + 1} (loss ${loss}); lower its lr`),
     });
-    const loss = lossT.dataSync()[0]!;
-    lossT.dispose();
-    if (step >= tailFrom) tail.push(loss);
-    if (opts.onStep && (step + 1) % (opts.every ?? 50) === 0) opts.onStep(step + 1, loss);
+  } finally {
+    optimizer.dispose();
   }
-  optimizer.dispose();
   return tail.length ? tail.reduce((a, b) => a + b, 0) / tail.length : NaN;
 }
 
@@ -108,7 +125,7 @@ function mapBatches(images: Uint8Array, size: number, n: number, dim: number, ba
   const out = new Float32Array(n * dim);
   for (let s = 0; s < n; s += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, n - s) }, (_, k) => s + k);
-    const y = tf.tidy(() => fn(toTensor(images, size, rows)));
+    const y = tf.tidy(() => fn(tf.tensor4d(toPixels(images, size, rows), [rows.length, size, size, 3])));
     out.set(y.dataSync(), s * dim);
     y.dispose();
   }
