@@ -19,7 +19,7 @@ import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { generateBroad, type DeepPartial, type ObjectSource, type SyntheticOptions, syntheticOptions } from '../data/synthetic.js';
 import { createSmallCnn } from '../models/small-cnn.js';
-import { fitClassifier, type ImageData } from './in-memory.js';
+import { fitClassifier } from './in-memory.js';
 
 /** Kinds of demo backbones. */
 export const DEMO_BACKBONES = ['broad_cnn', 'random_cnn', 'self'] as const;
@@ -53,21 +53,13 @@ export async function trainDemoBackbone(
   objects?: ObjectSource,
   onStep?: (step: number, loss: number) => void,
 ): Promise<ImageModel> {
+  if (spec.kind === 'self') throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
+  if (spec.kind !== 'broad_cnn') return trainDemoBackboneOn(spec, { images: new Uint8Array(0), size: 0, n: 0, labels: new Int32Array(0), numClasses: 0 }, onStep);
   const o = syntheticOptions(objects ? { ...synthetic, numClasses: objects.numClasses } : synthetic);
-  const seed = spec.seed ?? 1000;
-  switch (spec.kind) {
-    case 'random_cnn':
-      return createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: 0, seed, name: 'random_cnn' });
-    case 'broad_cnn': {
-      const broad = generateBroad(o, spec.broadSize ?? 3000, seed, objects);
-      const joint = new Int32Array(broad.n);
-      for (let i = 0; i < broad.n; i++) joint[i] = broad.labels[i]! * o.numContexts + broad.contexts[i]!;
-      const m = createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: o.numClasses * o.numContexts, seed, name: 'broad_cnn' });
-      return fitted(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, spec, seed, onStep);
-    }
-    case 'self':
-      throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
-  }
+  const broad = generateBroad(o, spec.broadSize ?? 3000, spec.seed ?? 1000, objects);
+  // the joint (class, context) label
+  const labels = Int32Array.from(broad.labels, (y, i) => y * o.numContexts + broad.contexts[i]!);
+  return trainDemoBackboneOn(spec, { images: broad.images, size: broad.size, n: broad.n, labels, numClasses: o.numClasses * o.numContexts }, onStep);
 }
 
 /** Labelled in-memory images a demo backbone can learn from (a folder dataset's pool or an ImageFolder). */
@@ -90,11 +82,7 @@ export async function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrai
   const widths = spec.widths ?? [16, 32, 64];
   if (spec.kind === 'random_cnn') return createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
   if (spec.kind !== 'broad_cnn') throw new ConfigError(`demo backbone kind "${spec.kind}": only broad_cnn and random_cnn learn from given images`);
-  return fitted(createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' }), data, spec, seed, onStep);
-}
-
-/** `m` trained on `data` with the spec's steps and lr and flips (disposed if training fails). */
-async function fitted(m: ImageModel, data: ImageData, spec: DemoBackboneSpec, seed: number, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
+  const m = createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' });
   try {
     await fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, ...(onStep ? { onStep, every: 1 } : {}) });
     return m;

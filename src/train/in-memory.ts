@@ -8,9 +8,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
-import { mulberry32, streamSeed } from '../core/rng.js';
+import { mulberry32, shuffleInPlace, streamSeed } from '../core/rng.js';
 import { Adam } from './optimizer.js';
-import { shuffleInPlace, trainLoop } from './loop.js';
+import { trainLoop } from './loop.js';
 import { supervisedObjective, tfjsCrossEntropy, type SupervisedBatch } from './supervised.js';
 
 /** In-memory labelled images. */

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import type * as tf from '@tensorflow/tfjs';
 import { atomicWriteFile } from '../core/fsutil.js';
-import { mulberry32 } from '../core/rng.js';
+import { permutation } from '../core/rng.js';
 import type { Optimizer } from './optimizer.js';
 
 /** What an objective's step yields: the batch loss, the gradients by parameter name, and its own metrics. */
@@ -70,16 +70,6 @@ export function optimiserStep<B, M>(objective: Objective<B, M>, optimizer: Optim
   return { ...(out as M & { loss: number }), ...objective.afterUpdate?.(step) };
 }
 
-/** Fisher–Yates shuffle of `a` in place with `rand`. */
-export function shuffleInPlace<T>(a: { [i: number]: T; length: number }, rand: () => number): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = a[i]!;
-    a[i] = a[j]!;
-    a[j] = t;
-  }
-}
-
 /**
  * Batches of `batchSize` rows per step from epoch-wise permutations of 0 … n−1, the permutation of
  * epoch e seeded by `epochSeed(e)`; the last incomplete batch of an epoch is dropped or kept.
@@ -97,13 +87,6 @@ export function epochBatches(n: number, batchSize: number, epochSeed: (epoch: nu
       return cached.perm.subarray(s, Math.min(n, s + batchSize));
     },
   };
-}
-
-/** A seeded permutation of 0 … n−1 (Fisher–Yates over mulberry32). */
-export function permutation(n: number, seed: number): Int32Array {
-  const idx = Int32Array.from({ length: n }, (_, i) => i);
-  shuffleInPlace(idx, mulberry32(seed));
-  return idx;
 }
 
 /**
