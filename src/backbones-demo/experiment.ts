@@ -6,11 +6,12 @@
  * artifacts; this entry point measures the effect and runtime directly.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import type { ImageModel } from '../core/types.js';
 import { generateSynthetic, type DeepPartial, type ObjectSource, type SyntheticDraw, type SyntheticOptions, type SyntheticSet, subsetOf } from '../data/synthetic.js';
 import { createSmallCnn } from '../models/small-cnn.js';
-import { cloneModel, embedImages, fitClassifier, predictLabels } from '../train/in-memory.js';
+import { embedImages, fitClassifier, predictLabels } from '../train/in-memory.js';
 import { trainDemoBackbone, type DemoBackboneSpec } from '../train/demo-backbones.js';
 import { randomSelect, selectAlgorithm1Local } from './select.js';
 
@@ -257,4 +258,16 @@ export function checkCriterion(res: DemoExperimentResult): { method: string; ok:
 /** Tensors currently alive (for leak checks in tests). */
 export function liveTensors(): number {
   return tf.memory().numTensors;
+}
+
+/** Copies every parameter of `from` into a new model made by `make` (same architecture). */
+export function cloneModel(from: ImageModel, make: () => ImageModel): ImageModel {
+  const m = make();
+  const src = from.params();
+  for (const [k, v] of m.params()) {
+    const s = src.get(k);
+    if (!s) throw new ConfigError(`cloneModel: parameter ${k} missing in ${from.name}`);
+    v.assign(s);
+  }
+  return m;
 }

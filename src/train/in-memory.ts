@@ -149,15 +149,3 @@ export function predictLabels(model: ImageModel, images: Uint8Array, size: numbe
   }
   return pred;
 }
-
-/** Copies every parameter of `from` into a new model made by `make` (same architecture). */
-export function cloneModel(from: ImageModel, make: () => ImageModel): ImageModel {
-  const m = make();
-  const src = from.params();
-  for (const [k, v] of m.params()) {
-    const s = src.get(k);
-    if (!s) throw new ConfigError(`cloneModel: parameter ${k} missing in ${from.name}`);
-    v.assign(s);
-  }
-  return m;
-}
