@@ -22,7 +22,7 @@ import { initBackend } from '../src/core/backend.js';
 import { createModel } from '../src/models/registry.js';
 import { knn } from '../src/retrieval/knn.js';
 import { Sgd } from '../src/train/optimizer.js';
-import { trainStep, type StepBatch } from '../src/train/trainer.js';
+import { trainStep, type StepBatch } from '../src/train/supervised.js';
 import { parsePrecision, setComputePrecision, type Precision } from '../src/backends/precision.js';
 
 type Row = 'resnet50-fwd' | 'vit-fwd' | 'resnet50-train' | 'knn';

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/core/backend.js';
 import { createModel } from '../src/models/registry.js';
 import { Sgd } from '../src/train/optimizer.js';
-import { trainStep } from '../src/train/trainer.js';
+import { trainStep } from '../src/train/supervised.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {

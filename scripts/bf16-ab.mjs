@@ -6,7 +6,7 @@ import { initBackend } from '../dist/src/core/backend.js';
 import { setComputePrecision } from '../dist/src/backends/precision.js';
 import { createModel } from '../dist/src/models/registry.js';
 import { knn } from '../dist/src/retrieval/knn.js';
-import { trainStep } from '../dist/src/train/trainer.js';
+import { trainStep } from '../dist/src/train/supervised.js';
 import { Sgd } from '../dist/src/train/optimizer.js';
 await initBackend('native', { quiet: true });
 const what = process.argv[2], B = +(process.argv[3] ?? 8), pairs = +(process.argv[4] ?? 3);

@@ -32,7 +32,7 @@ if (MODELS.includes(args[1])) {
   const x = tf.tensor4d(randn(B * 224 * 224 * 3, 1), [B, 224, 224, 3]);
   if (kind === 'resnet50-train') {
     // dcd's training step (as bench/native-backends.ts): cross-entropy, backward, SGD momentum 0.9
-    const { trainStep } = await import('../dist/src/train/trainer.js');
+    const { trainStep } = await import('../dist/src/train/supervised.js');
     const { Sgd } = await import('../dist/src/train/optimizer.js');
     const m = createModel('resnet50', { numClasses: 1000 });
     const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 0 });
@@ -51,8 +51,8 @@ if (MODELS.includes(args[1])) {
     };
   }
 } else {
-  const { createSmallCnn } = await import('../dist/src/backbones-demo/small-cnn.js');
-  const { trainStep } = await import('../dist/src/train/trainer.js');
+  const { createSmallCnn } = await import('../dist/src/models/small-cnn.js');
+  const { trainStep } = await import('../dist/src/train/supervised.js');
   const { Sgd } = await import('../dist/src/train/optimizer.js');
   const [widths = '8-16-32', size = '16', batch = '64'] = args.slice(1);
   const S = +size;

@@ -2,51 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import YAML from 'yaml';
-import { initBackend } from '../src/core/backend.js';
 import { spawnAsync } from './spawn-async.js';
-import { createSmallCnn, conv3x3 } from '../src/backbones-demo/small-cnn.js';
-import { trainDemoBackbone } from '../src/backbones-demo/backbones.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
-
-describe('small CNN (im2col conv)', () => {
-  it('conv3x3 equals tf.conv2d with the same weights', async () => {
-    await initBackend('wasm', { quiet: true });
-    const before = tf.memory().numTensors;
-    tf.tidy(() => {
-      const x = tf.randomNormal([2, 5, 6, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-      const w = tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 2) as tf.Tensor4D; // HWIO
-      const b = tf.randomNormal([4], 0, 1, 'float32', 3) as tf.Tensor1D;
-      const ref = tf.add(tf.conv2d(x, w, 1, 'same'), b);
-      const got = conv3x3(x, w.reshape([27, 4]) as tf.Tensor2D, b);
-      expect(got.shape).toEqual([2, 5, 6, 4]);
-      const diff = tf.max(tf.abs(tf.sub(ref, got))).dataSync()[0]!;
-      expect(diff).toBeLessThan(1e-4);
-    });
-    const m = createSmallCnn({ widths: [4, 8], numClasses: 3, seed: 0 });
-    const f = tf.tidy(() => m.forwardHead(m.forwardFeatures(tf.zeros([2, 16, 16, 3]) as tf.Tensor4D)));
-    expect(f.shape).toEqual([2, 3]);
-    f.dispose();
-    m.dispose();
-    expect(tf.memory().numTensors).toBe(before);
-  });
-
-  it('a broad_cnn backbone is trained on the broad draw only and has no head', async () => {
-    await initBackend('wasm', { quiet: true });
-    const m = trainDemoBackbone({ kind: 'broad_cnn', widths: [4, 8], broadSize: 72, steps: 3 }, { imageSize: 16 });
-    expect(m.numClasses).toBe(36); // joint (class, context) labels: 6 × 6
-    expect(m.numFeatures).toBe(8);
-    m.dispose();
-    const r = trainDemoBackbone({ kind: 'random_cnn', widths: [4, 8] }, {});
-    expect(r.numClasses).toBe(0);
-    r.dispose();
-    expect(() => trainDemoBackbone({ kind: 'self' }, {})).toThrow(/debugged model itself/);
-  });
-});
-
 /**
  * What the in-memory demo experiment (removed) checked, now through `dcd run` on the tiny
  * config with two seeds and two demo backbones (one trained on a broad draw, one the debugged

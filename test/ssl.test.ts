@@ -8,7 +8,8 @@ import { ArtifactError, ConfigError } from '../src/core/errors.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { DEFAULT_MULTICROP, multiCrop } from '../src/ssl/augment.js';
 import { cosineValue, createDinoHead, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter } from '../src/ssl/dino.js';
-import { AdamW, dinoOptions, pretrainDino, readLossRecord } from '../src/ssl/train.js';
+import { dinoOptions, pretrainDino, readLossRecord } from '../src/ssl/train.js';
+import { Adam } from '../src/train/optimizer.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'ssl', 'dino-step.safetensors');
@@ -118,8 +119,8 @@ describe('one DINO step against PyTorch (test/fixtures/ssl, scripts/ssl-ref/make
       for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - (ref.data[i] as number)) / scale).toBeLessThan(1e-4);
     }
     expect(Object.keys(named).sort()).toEqual([...student.params.keys()].filter((k) => k !== 'last_layer.weight_g').sort());
-    const opt = new AdamW();
-    opt.step(student.params, named, num('lr'), (k) => (k.endsWith('.bias') || student.params.get(k)!.rank <= 1 ? 0 : num('weight_decay')));
+    const opt = new Adam({ weightDecay: num('weight_decay'), decays: (k, shape) => !(k.endsWith('.bias') || shape.length <= 1) });
+    opt.step(student.params, new Map(Object.entries(named)), num('lr'));
     emaUpdate(teacher.params, student.params, num('momentum'));
     const nc = updateCenter(c, tOut, num('center_momentum'));
     const close = (got: tf.Tensor, key: string) => {

@@ -7,8 +7,8 @@ import { initBackend } from '../src/core/backend.js';
 import { ConfigError } from '../src/core/errors.js';
 import { generateBroad, generateSynthetic, summarizeSet, writeSyntheticPngs, type SyntheticDraw } from '../src/data/synthetic.js';
 import { mulberry32 as rng } from '../src/core/rng.js';
-import { createSmallCnn } from '../src/backbones-demo/small-cnn.js';
-import { fitClassifier, predictLabels } from '../src/backbones-demo/fit.js';
+import { createSmallCnn } from '../src/models/small-cnn.js';
+import { fitClassifier, predictLabels } from '../src/train/in-memory.js';
 import { algorithm1 } from '../src/retrieval/algorithm1.js';
 import { randomBaseline } from '../src/retrieval/baselines.js';
 
@@ -174,7 +174,7 @@ describe('the deployment failure is real', () => {
     const before = tf.memory().numTensors;
     const d = generateSynthetic({ ...SMALL, train: { size: 1200, homeRate: 0.9 }, shifted: { size: 400, rareRate: 0.8 } }, 0);
     const m = createSmallCnn({ widths: [8, 16, 32], numClasses: 6, seed: 0 });
-    fitClassifier(m, d.sets.train, { steps: 150, lr: 3e-3, seed: 0, flip: true });
+    await fitClassifier(m, d.sets.train, { steps: 150, lr: 3e-3, seed: 0, flip: true });
     const acc = (k: 'test' | 'mfreq') => {
       const s = d.sets[k];
       const p = predictLabels(m, s.images, s.size, s.n);

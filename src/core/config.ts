@@ -199,7 +199,7 @@ const widths = () => z.array(z.number().int().min(1)).min(1).describe('conv widt
 const pair = (lo: z.ZodNumber, describe: string) => z.tuple([lo, z.number()]).describe(describe);
 const prob = (describe: string) => z.number().min(0).max(1).describe(describe);
 
-/** `pretrain` of a `weights: demo` backbone (src/backbones-demo/backbones.ts DemoBackboneSpec); library defaults apply to what is left out. */
+/** `pretrain` of a `weights: demo` backbone (src/train/demo-backbones.ts DemoBackboneSpec); library defaults apply to what is left out. */
 const DemoPretrainSchema = z.strictObject({
   kind: z
     .enum(['broad_cnn', 'random_cnn', 'self'])
@@ -295,7 +295,7 @@ const BackboneSchema = taggedUnion('weights', [
     name: backboneName(),
     weights: z.literal('demo').describe('demo: a small CNN the run trains or draws (pretrain.kind)'),
     label: labelField(),
-    pretrain: DemoPretrainSchema.optional().describe('how the demo backbone is built (src/backbones-demo)'),
+    pretrain: DemoPretrainSchema.optional().describe('how the demo backbone is built (src/train/demo-backbones.ts)'),
   }),
   z.strictObject({
     name: backboneName(),

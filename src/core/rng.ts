@@ -42,3 +42,20 @@ export function streamSeed(seed: number, stream: string): number {
   h ^= h >>> 13;
   return h >>> 0;
 }
+
+/** Fisher–Yates shuffle of `a` in place with `rand`. */
+export function shuffleInPlace<T>(a: { [i: number]: T; length: number }, rand: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = a[i]!;
+    a[i] = a[j]!;
+    a[j] = t;
+  }
+}
+
+/** A permutation of 0 … n−1 shuffled by mulberry32(`seed`). */
+export function permutation(n: number, seed: number): Int32Array {
+  const idx = Int32Array.from({ length: n }, (_, i) => i);
+  shuffleInPlace(idx, mulberry32(seed));
+  return idx;
+}

@@ -17,7 +17,7 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { ConfigError } from '../core/errors.js';
-import { mulberry32 as rng, streamSeed } from '../core/rng.js';
+import { mulberry32 as rng, shuffleInPlace, streamSeed } from '../core/rng.js';
 import { contextStyles, gauss, paintBackground, type ContextStyle } from './synthetic-contexts.js';
 import { atomicWriteFile, atomicWriteJson, ensureDir } from '../core/fsutil.js';
 import { objectColour, paintTexture, TEXTURES } from './textured.js';
@@ -313,15 +313,8 @@ function drawPairs(n: number, classes: number[], home: number[], numContexts: nu
     }
     out.push({ label, context, weak: label });
   }
-  shuffle(out, rand);
+  shuffleInPlace(out, rand);
   return out;
-}
-
-function shuffle<T>(a: T[], rand: () => number): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
 }
 
 /** Home context of class y: y mod numContexts. */
@@ -355,7 +348,7 @@ export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, s
   const nWrong = Math.round(o.pool.size * o.pool.wrongLabelRate);
   const nEmpty = Math.round(o.pool.size * o.pool.objectlessRate);
   const order = Array.from({ length: o.pool.size }, (_, i) => i);
-  shuffle(order, pr);
+  shuffleInPlace(order, pr);
   for (let k = 0; k < nWrong + nEmpty; k++) {
     const sp = poolSpecs[order[k]!]!;
     if (k < nWrong) {
@@ -397,7 +390,7 @@ export function generateBroad(partial: DeepPartial<SyntheticOptions>, size: numb
     const context = Math.floor(i / o.numClasses) % o.numContexts;
     specs.push({ label, context, weak: label });
   }
-  shuffle(specs, rand);
+  shuffleInPlace(specs, rand);
   return render(specs, 'broad', o, src, styles, streamSeed(seed, 'img/broad'));
 }
 

@@ -5,16 +5,13 @@
  * family used to read that file. No registration by import side effect.
  *
  * Besides the fixed table, one parameterised family: the embedded demo's small CNN,
- * `small_cnn` or `small_cnn:<w1>-<w2>-...` (conv widths; src/backbones-demo). The demo's
- * code is reached from the rest of dcd only through this file.
+ * `small_cnn` or `small_cnn:<w1>-<w2>-...` (conv widths; small-cnn.ts).
  */
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel, Preprocess } from '../core/types.js';
 import { ResNet, type ResNetConfig } from './resnet.js';
 import { ViT, type ViTConfig } from './vit.js';
-import { createSmallCnn, SMALL_CNN_PREPROCESS } from '../backbones-demo/small-cnn.js';
-import { trainDemoBackbone, trainDemoBackboneOn, type DemoBackboneSpec, type DemoTrainingImages } from '../backbones-demo/backbones.js';
-import type { DeepPartial, ObjectSource, SyntheticOptions } from '../data/synthetic.js';
+import { createSmallCnn, SMALL_CNN_PREPROCESS } from './small-cnn.js';
 
 /** Which key-mapping table reads this model's official checkpoints (see keymap.ts). */
 export type KeyFamily = 'torchvision' | 'madrylab' | 'dino';
@@ -172,7 +169,7 @@ function smallCnnSpec(name: string): ModelSpec | undefined {
   const widths = m[1] ? m[1].split('-').map(Number) : [16, 32, 64];
   return {
     name,
-    description: `the embedded demo's small CNN, conv widths ${widths.join('-')} (src/backbones-demo)`,
+    description: `the embedded demo's small CNN, conv widths ${widths.join('-')}`,
     arch: { kind: 'small_cnn', config: { widths } },
     preprocess: SMALL_CNN_PREPROCESS,
     numFeatures: widths[widths.length - 1]!,
@@ -217,18 +214,3 @@ export function createModel(name: string, opts: CreateModelOptions = {}): ImageM
       return createSmallCnn({ ...o, name, widths: spec.arch.config.widths });
   }
 }
-
-/**
- * Trains one of the demo's backbones (`broad_cnn` on a broad draw, `random_cnn` untrained;
- * see src/backbones-demo/backbones.ts): a small CNN named after its kind.
- */
-export function trainDemoModel(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
-  return trainDemoBackbone(spec, synthetic, objects, onStep);
-}
-
-/** Trains a demo backbone on given labelled images (data.kind folders: the pool or an ImageFolder). */
-export function trainDemoModelOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
-  return trainDemoBackboneOn(spec, data, onStep);
-}
-
-export type { DemoBackboneSpec, DemoTrainingImages };

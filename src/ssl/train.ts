@@ -1,8 +1,9 @@
 /**
- * Self-supervised pretraining of a demo backbone (`weights: ssl`): DINO's training loop
- * (main_dino.py `train_one_epoch`) on unlabelled uint8 images, resumable.
+ * Self-supervised pretraining of a demo backbone (`weights: ssl`) on unlabelled uint8 images,
+ * resumable: dcd's training loop (src/train/loop.ts) with AdamW and the DINO objective
+ * (main_dino.py `train_one_epoch`) or SimCLR's.
  *
- * One step: multi-crop views of a batch (src/ssl/augment.ts); the teacher (backbone + head,
+ * One DINO step: multi-crop views of a batch (src/ssl/augment.ts); the teacher (backbone + head,
  * no gradient) embeds the global views; the student embeds every view; {@link dinoLoss};
  * AdamW step on the student (no weight decay on biases, as DINO's parameter groups); EMA
  * update of the teacher with the cosine momentum schedule; EMA update of the centre. The
@@ -24,10 +25,12 @@ import * as tf from '@tensorflow/tfjs';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile, ensureDir, sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
-import { mulberry32 as rng, streamSeed } from '../core/rng.js';
+import { streamSeed } from '../core/rng.js';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsInput } from '../models/safetensors.js';
 import { createModel } from '../models/registry.js';
-import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropOptions } from './augment.js';
+import { Adam } from '../train/optimizer.js';
+import { epochBatches, trainLoop, trimJsonl, type Objective } from '../train/loop.js';
+import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropBatch, type MultiCropOptions } from './augment.js';
 import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
 
@@ -129,45 +132,8 @@ export function dinoOptions(partial: Partial<Omit<DinoOptions, 'crops' | 'head'>
   return o;
 }
 
-/** AdamW (Loshchilov & Hutter; torch.optim.AdamW's update) with its moments as named tensors, so a checkpoint can hold them. */
-export class AdamW {
-  readonly m = new Map<string, tf.Variable>();
-  readonly v = new Map<string, tf.Variable>();
-  t = 0;
-  constructor(private readonly beta1 = 0.9, private readonly beta2 = 0.999, private readonly eps = 1e-8) {}
-  /** One update of every variable that has a gradient. */
-  step(vars: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>, lr: number, wd: (name: string) => number): void {
-    this.t++;
-    const bc1 = 1 - this.beta1 ** this.t;
-    const bc2 = 1 - this.beta2 ** this.t;
-    for (const [name, p] of vars) {
-      const g = grads[name];
-      if (!g) continue;
-      const m = this.m.get(name) ?? this.m.set(name, zeroVariable(p)).get(name)!;
-      const v = this.v.get(name) ?? this.v.set(name, zeroVariable(p)).get(name)!;
-      tf.tidy(() => {
-        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
-        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
-        const decayed = wd(name) > 0 ? tf.mul(p, 1 - lr * wd(name)) : p;
-        const upd = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(v, bc2)), this.eps));
-        p.assign(tf.sub(decayed, tf.mul(upd, lr)));
-      });
-    }
-  }
-  dispose(): void {
-    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
-  }
-}
-
-function zeroVariable(like: tf.Tensor): tf.Variable {
-  const z = tf.zerosLike(like);
-  const v = tf.variable(z, false);
-  z.dispose();
-  return v;
-}
-
 /** A backbone with its projection head (student or teacher). */
-interface Net {
+export interface Net {
   backbone: ImageModel;
   head: DinoHead;
   /** Every parameter, prefixed `backbone.` / `head.`. */
@@ -197,24 +163,7 @@ export function dinoSchedule(o: DinoOptions, n: number): { stepsPerEpoch: number
   return { stepsPerEpoch, total };
 }
 
-/** Rows of batch `step`: epoch-wise permutations from the run's seed. */
-function batchRows(o: DinoOptions, n: number, step: number, stepsPerEpoch: number, cache: { epoch: number; perm: Int32Array }): Int32Array {
-  const epoch = Math.floor(step / stepsPerEpoch);
-  if (cache.epoch !== epoch) {
-    const r = rng(streamSeed(o.seed, `ssl-epoch/${epoch}`));
-    const perm = Int32Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) {
-      const j = Math.floor(r() * (i + 1));
-      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-    }
-    cache.epoch = epoch;
-    cache.perm = perm;
-  }
-  const s = (step % stepsPerEpoch) * o.batchSize;
-  return cache.perm.subarray(s, s + o.batchSize);
-}
-
-async function saveCheckpoint(file: string, step: number, hash: string, student: Net, teacher: Net, opt: AdamW, center: tf.Tensor): Promise<void> {
+async function saveCheckpoint(file: string, step: number, hash: string, student: Net, teacher: Net, opt: Adam, center: tf.Tensor): Promise<void> {
   const t: Record<string, SafetensorsInput> = {};
   const put = (k: string, x: tf.Tensor) => (t[k] = { dtype: 'F32', shape: x.shape, data: x.dataSync() as Float32Array });
   for (const [k, v] of student.params) put(`student.${k}`, v);
@@ -225,7 +174,7 @@ async function saveCheckpoint(file: string, step: number, hash: string, student:
   await atomicWriteFile(file, encodeSafetensors(t, { step: String(step), adam_t: String(opt.t), options_sha256: hash }));
 }
 
-function loadCheckpoint(file: string, hash: string, student: Net, teacher: Net, opt: AdamW): { step: number; center: tf.Tensor2D } {
+function loadCheckpoint(file: string, hash: string, student: Net, teacher: Net, opt: Adam): { step: number; center: tf.Tensor2D } {
   const { tensors, metadata } = decodeSafetensors(new Uint8Array(readFileSync(file)), file);
   if (metadata.options_sha256 !== hash)
     throw new ArtifactError(`${file}: this checkpoint was written with other pretraining options or images; delete it (or its folder) to start over`);
@@ -255,6 +204,107 @@ function loadCheckpoint(file: string, hash: string, student: Net, teacher: Net, 
   return { step: Number(metadata.step), center: take('center') as tf.Tensor2D };
 }
 
+/** The metrics of a self-supervised step besides the loss (a {@link LossRecord} without step, epoch and lr). */
+type SslMetrics = Omit<LossRecord, 'step' | 'epoch' | 'lr' | 'loss' | 'teacher_entropy'> & { teacher_entropy?: number };
+
+/**
+ * The student's loss under `tf.variableGrads` and its gradients by parameter name (`head.last_layer.weight_g`
+ * stays fixed; `frozen` parameters get none). Runs inside the caller's tidy.
+ */
+function studentGradients(student: Net, loss: () => tf.Scalar, frozen?: string): { value: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  const vars = [...student.params.entries()].filter(([k]) => k !== 'head.last_layer.weight_g');
+  const { value, grads } = tf.variableGrads(loss, vars.map(([, v]) => v));
+  const named: Record<string, tf.Tensor> = {};
+  for (const [k, v] of vars) {
+    const g = grads[v.name];
+    if (g && k !== frozen) named[k] = g;
+  }
+  return { value, grads: named };
+}
+
+/** The teacher's EMA momentum and temperature at `step` (recorded by SimCLR too, which has no teacher). */
+function teacherSchedule(o: DinoOptions, stepsPerEpoch: number, total: number): (step: number) => SslMetrics {
+  const ttWarm = Math.round(o.warmupTeacherTempEpochs * stepsPerEpoch);
+  return (step) => ({ momentum: cosineValue(o.momentum, 1, step, total), teacher_temp: teacherTemp(o.warmupTeacherTemp, o.teacherTemp, step, ttWarm) });
+}
+
+/** SimCLR's objective: NT-Xent of the student's projections of the first two global views (no teacher). */
+export function simclrObjective(student: Net, o: DinoOptions, stepsPerEpoch: number, total: number): Objective<MultiCropBatch, SslMetrics> {
+  const schedule = teacherSchedule(o, stepsPerEpoch, total);
+  return {
+    params: student.params,
+    gradients(mc, step) {
+      const { value, grads } = tf.tidy(() => {
+        const gx = tf.tensor4d(mc.globals, [o.crops.globalCrops * mc.batch, o.crops.globalSize, o.crops.globalSize, 3]);
+        return studentGradients(student, () => ntXentLoss(student.head.project(student.backbone.forwardFeatures(tf.slice(gx, [0, 0, 0, 0], [2 * mc.batch, -1, -1, -1]), true)), o.temperature));
+      });
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      return { loss, grads: new Map(Object.entries(grads)), ...schedule(step) };
+    },
+  };
+}
+
+/**
+ * DINO's objective: the teacher (no gradient) embeds the global views, the student every view,
+ * {@link dinoLoss} between them; after the student's update, the EMA updates of the centre and
+ * the teacher (momentum and teacher temperature follow their schedules over `total` steps).
+ */
+export function dinoObjective(student: Net, teacher: Net, o: DinoOptions, stepsPerEpoch: number, total: number): Objective<MultiCropBatch, SslMetrics> & { center: tf.Tensor2D } {
+  const V = o.crops.globalCrops + o.crops.localCrops;
+  const G = o.crops.globalCrops;
+  const schedule = teacherSchedule(o, stepsPerEpoch, total);
+  let tOut: tf.Tensor2D | undefined;
+  const self = {
+    params: student.params,
+    center: tf.zeros([1, o.head.outDim]) as tf.Tensor2D,
+    gradients(mc: MultiCropBatch, step: number) {
+      const s = schedule(step);
+      const B = mc.batch;
+      // DINO's cancel_gradients_last_layer during the first freezeLastLayerEpochs
+      const frozen = step < o.freezeLastLayerEpochs * stepsPerEpoch ? 'head.last_layer.weight_v' : undefined;
+      const { value, grads, t } = tf.tidy(() => {
+        const gx = tf.tensor4d(mc.globals, [G * B, o.crops.globalSize, o.crops.globalSize, 3]);
+        const lx = o.crops.localCrops ? tf.tensor4d(mc.locals, [o.crops.localCrops * B, o.crops.localSize, o.crops.localSize, 3]) : undefined;
+        const t = teacher.head.forward(teacher.backbone.forwardFeatures(gx, false));
+        const r = studentGradients(
+          student,
+          () => {
+            const parts = [student.head.forward(student.backbone.forwardFeatures(gx, true))];
+            if (lx) parts.push(student.head.forward(student.backbone.forwardFeatures(lx, true)));
+            return dinoLoss(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, t, self.center, V, G, o.studentTemp, s.teacher_temp);
+          },
+          frozen,
+        );
+        return { ...r, t };
+      });
+      tOut = t;
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      return { loss, grads: new Map(Object.entries(grads)), ...s };
+    },
+    afterUpdate(step: number) {
+      const s = schedule(step);
+      const t = tOut!;
+      tOut = undefined;
+      const { entropy, newCenter } = tf.tidy(() => {
+        // mean entropy (nats) of the teacher's sharpened distribution: the collapse monitor
+        const q = tf.softmax(tf.div(tf.sub(t, self.center), s.teacher_temp));
+        const ent = tf.neg(tf.mean(tf.sum(tf.mul(q, tf.log(tf.add(q, 1e-12))), 1)));
+        return { entropy: ent, newCenter: updateCenter(self.center, t, o.centerMomentum) };
+      });
+      t.dispose();
+      self.center.dispose();
+      self.center = newCenter;
+      emaUpdate(teacher.params, student.params, s.momentum);
+      const teacher_entropy = entropy.dataSync()[0]!;
+      entropy.dispose();
+      return { teacher_entropy };
+    },
+  };
+  return self;
+}
+
 /** Result of {@link pretrainDino}. */
 export interface PretrainResult {
   /** The teacher's backbone (small_cnn parameter names, no head): the caller owns and disposes it. */
@@ -267,7 +317,8 @@ export interface PretrainResult {
 }
 
 /**
- * Pretrains a small_cnn backbone with DINO on `data`, checkpointing into `dir`.
+ * Pretrains a small_cnn backbone with DINO (or SimCLR) on `data`, checkpointing into `dir`: the
+ * training loop (src/train/loop.ts) with AdamW and {@link dinoObjective} / {@link simclrObjective}.
  *
  * @param data the unlabelled images (never debug or test sets: the caller guarantees it)
  * @param onStep progress callback after every step
@@ -276,77 +327,49 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
   const o = opts;
   await ensureDir(dir);
   const { stepsPerEpoch, total } = dinoSchedule(o, data.n);
+  const batches = epochBatches(data.n, o.batchSize, (e) => streamSeed(o.seed, `ssl-epoch/${e}`));
   const hash = optionsHash(o, data);
   const student = makeNet(o);
   const teacher = makeNet(o);
   for (const [k, v] of teacher.params) v.assign(student.params.get(k)!); // DINO: teacher starts as the student
-  const opt = new AdamW();
+  // no weight decay on biases and norms (DINO's parameter groups)
+  const opt = new Adam({ weightDecay: o.weightDecay, decays: (name, shape) => !(name.endsWith('.bias') || shape.length <= 1) });
+  const dino = o.method === 'dino' ? dinoObjective(student, teacher, o, stepsPerEpoch, total) : undefined;
+  // SimCLR has no centre; its checkpoint keeps DINO's layout with a zero one
+  const noCenter = dino ? undefined : (tf.zeros([1, o.head.outDim]) as tf.Tensor2D);
+  const center = () => dino?.center ?? noCenter!;
   const ckpt = path.join(dir, 'checkpoint.safetensors');
   const lossFile = path.join(dir, 'loss.jsonl');
-  let center: tf.Tensor2D = tf.zeros([1, o.head.outDim]);
-  const V = o.crops.globalCrops + o.crops.localCrops;
-  const G = o.crops.globalCrops;
-  const studentVars = [...student.params.entries()].filter(([k]) => k !== 'head.last_layer.weight_g');
-  const varList = studentVars.map(([, v]) => v);
-  const noDecay = (name: string) => name.endsWith('.bias') || student.params.get(name)!.rank <= 1;
-  const cache = { epoch: -1, perm: new Int32Array(0) };
   const warmupSteps = Math.round(o.warmupEpochs * stepsPerEpoch);
-  const ttWarm = Math.round(o.warmupTeacherTempEpochs * stepsPerEpoch);
   try {
     let start = 0;
     if (existsSync(ckpt)) {
       const c = loadCheckpoint(ckpt, hash, student, teacher, opt);
-      center.dispose();
-      center = c.center;
+      center().dispose();
+      if (dino) dino.center = c.center;
+      else c.center.dispose();
       start = c.step;
     }
     // the loss record keeps exactly the steps before `start`
-    const kept = existsSync(lossFile)
-      ? readFileSync(lossFile, 'utf8').split('\n').filter((l) => l.trim() && (JSON.parse(l) as LossRecord).step < start)
-      : [];
-    await atomicWriteFile(lossFile, kept.map((l) => l + '\n').join(''));
-    for (let step = start; step < total; step++) {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const lr = lrAt(o.lr, o.minLr, step, warmupSteps, total);
-      const mom = cosineValue(o.momentum, 1, step, total);
-      const tt = teacherTemp(o.warmupTeacherTemp, o.teacherTemp, step, ttWarm);
-      const mc = multiCrop(data.images, data.size, batchRows(o, data.n, step, stepsPerEpoch, cache), o.crops, o.seed, step);
-      const B = mc.batch;
-      const simclr = o.method === 'simclr';
-      const { loss, entropy, newCenter } = tf.tidy(() => {
-        const gx = tf.tensor4d(mc.globals, [G * B, o.crops.globalSize, o.crops.globalSize, 3]);
-        const lx = o.crops.localCrops && !simclr ? tf.tensor4d(mc.locals, [o.crops.localCrops * B, o.crops.localSize, o.crops.localSize, 3]) : undefined;
-        const tOut = simclr ? undefined : teacher.head.forward(teacher.backbone.forwardFeatures(gx, false));
-        const { value, grads } = tf.variableGrads(() => {
-          if (simclr) return ntXentLoss(student.head.project(student.backbone.forwardFeatures(tf.slice(gx, [0, 0, 0, 0], [2 * B, -1, -1, -1]), true)), o.temperature);
-          const parts = [student.head.forward(student.backbone.forwardFeatures(gx, true))];
-          if (lx) parts.push(student.head.forward(student.backbone.forwardFeatures(lx, true)));
-          return dinoLoss(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, tOut!, center, V, G, o.studentTemp, tt);
-        }, varList);
-        const named: Record<string, tf.Tensor> = {};
-        for (const [k, v] of studentVars) {
-          if (step < o.freezeLastLayerEpochs * stepsPerEpoch && k === 'head.last_layer.weight_v') continue; // DINO's cancel_gradients_last_layer
-          const g = grads[v.name];
-          if (g) named[k] = g;
-        }
-        opt.step(student.params, named, lr, (k) => (noDecay(k) ? 0 : o.weightDecay));
-        if (!tOut) return { loss: value, entropy: tf.scalar(NaN), newCenter: tf.clone(center) };
-        const q = tf.softmax(tf.div(tf.sub(tOut, center), tt));
-        const ent = tf.neg(tf.mean(tf.sum(tf.mul(q, tf.log(tf.add(q, 1e-12))), 1)));
-        return { loss: value, entropy: ent, newCenter: updateCenter(center, tOut, o.centerMomentum) };
-      });
-      center.dispose();
-      center = newCenter;
-      if (!simclr) emaUpdate(teacher.params, student.params, mom);
-      const rec: LossRecord = { step, epoch, loss: loss.dataSync()[0]!, lr, momentum: mom, teacher_temp: tt, teacher_entropy: entropy.dataSync()[0]! };
-      if (simclr) delete (rec as Partial<LossRecord>).teacher_entropy;
-      loss.dispose();
-      entropy.dispose();
-      if (!Number.isFinite(rec.loss)) throw new ArtifactError(`DINO pretraining diverged at step ${step} (loss ${rec.loss}); lower pretrain.lr`);
-      appendFileSync(lossFile, JSON.stringify(rec) + '\n');
-      onStep?.(rec);
-      if ((step + 1) % o.checkpointEvery === 0 || step + 1 === total) await saveCheckpoint(ckpt, step + 1, hash, student, teacher, opt, center);
-    }
+    await trimJsonl<LossRecord>(lossFile, (r) => r.step < start);
+    let rec: LossRecord | undefined;
+    await trainLoop({
+      start,
+      total,
+      lr: (step) => lrAt(o.lr, o.minLr, step, warmupSteps, total),
+      batch: (step) => multiCrop(data.images, data.size, batches.rows(step), o.crops, o.seed, step),
+      objective: dino ?? simclrObjective(student, o, stepsPerEpoch, total),
+      optimizer: opt,
+      record(r) {
+        rec = { step: r.step, epoch: Math.floor(r.step / stepsPerEpoch), loss: r.loss, lr: r.lr, momentum: r.momentum, teacher_temp: r.teacher_temp, ...(dino ? { teacher_entropy: r.teacher_entropy! } : {}) } as LossRecord;
+      },
+      diverged: (step, loss) => new ArtifactError(`DINO pretraining diverged at step ${step} (loss ${loss}); lower pretrain.lr`),
+      async after(done) {
+        appendFileSync(lossFile, JSON.stringify(rec) + '\n');
+        onStep?.(rec!);
+        if (done % o.checkpointEvery === 0 || done === total) await saveCheckpoint(ckpt, done, hash, student, teacher, opt, center());
+      },
+    });
     // DINO evaluates the teacher; SimCLR has only the student
     const keep = o.method === 'simclr' ? student : teacher;
     const drop = o.method === 'simclr' ? teacher : student;
@@ -363,7 +386,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
     throw e;
   } finally {
     opt.dispose();
-    center.dispose();
+    center().dispose();
   }
 }
 

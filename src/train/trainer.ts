@@ -1,20 +1,21 @@
 /**
- * The training loop: seeded epochs of shuffled mini-batches, weighted cross-entropy,
- * gradient accumulation, SGD, checkpoints and resume. Everything that varies between
- * experiments (class re-weighting, augmentation, logging) is a {@link TrainHook}.
+ * Supervised training from a {@link Dataset}: the training loop (loop.ts) with SGD and the
+ * supervised objective (supervised.ts) over seeded epochs of shuffled mini-batches, plus
+ * checkpoints, resume and metrics.jsonl. Everything that varies between experiments (class
+ * re-weighting, augmentation, logging) is a {@link TrainHook}.
  */
-import { appendFile, copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { ConfigError, DataError } from '../core/errors.js';
 import { log, progress, type Progress } from '../core/log.js';
 import { sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
-import { hashSeed, mulberry32 } from '../core/rng.js';
+import { hashSeed, permutation } from '../core/rng.js';
 import type { Dataset } from './dataset.js';
 import { computePrecision, resolvePrecision, setComputePrecision, type Precision } from '../backends/precision.js';
-import { weightedCrossEntropy } from './loss.js';
 import { Sgd } from './optimizer.js';
+import { epochBatches, trainLoop, trimJsonl } from './loop.js';
+import { supervisedObjective, type SupervisedBatch, type SupervisedMetrics } from './supervised.js';
 import { learningRate, type Schedule } from './schedule.js';
 import { latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, type TrainState } from './checkpoint.js';
 
@@ -108,78 +109,6 @@ export interface TrainResult {
   lastLoss: number;
 }
 
-/** One effective batch for {@link trainStep}. */
-export interface StepBatch {
-  /** NHWC float32, [B, H, W, 3]. */
-  x: Float32Array;
-  /** int32 [B]. */
-  labels: Int32Array;
-  /** float32 [B] loss weights. */
-  weights: Float32Array;
-  imageShape: readonly [number, number, number];
-  /** Images per forward/backward pass (gradient accumulation); default B. */
-  microBatch?: number;
-  lr: number;
-  labelSmoothing?: number;
-}
-
-/**
- * One optimiser step: forward/backward over micro-batches (BN in train mode), each
- * micro-batch's loss normalised by the weight sum of the whole batch so that the
- * accumulated gradient is the full batch's, then one SGD update.
- * @returns the batch's weighted loss and its number of top-1 hits
- */
-export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: number; correct: number } {
-  const params = model.params();
-  const varList = [...params.values()];
-  const names = [...params.keys()];
-  const nameOf = new Map(varList.map((v, i) => [v.name, names[i]!]));
-  const n = b.labels.length;
-  const micro = b.microBatch ?? n;
-  const [H, W] = b.imageShape;
-  const per = H * W * 3;
-  let wsum = 0;
-  for (const v of b.weights) wsum += v;
-  const acc = new Map<string, tf.Tensor>();
-  let loss = 0;
-  let correct = 0;
-  try {
-    for (let m0 = 0; m0 < n; m0 += micro) {
-      const m1 = Math.min(n, m0 + micro);
-      const { value, grads, hits } = tf.tidy(() => {
-        const xb = tf.tensor4d(b.x.subarray(m0 * per, m1 * per), [m1 - m0, H, W, 3]);
-        const yb = tf.tensor1d(b.labels.subarray(m0, m1), 'int32');
-        const wb = tf.tensor1d(b.weights.subarray(m0, m1), 'float32');
-        let logits: tf.Tensor2D | undefined;
-        const r = tf.variableGrads(() => {
-          logits = tf.keep(model.forwardHead(model.forwardFeatures(xb, true)));
-          return weightedCrossEntropy(logits, yb, wb, { smoothing: b.labelSmoothing ?? 0, normaliser: wsum });
-        }, varList);
-        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
-        logits!.dispose();
-        return { ...r, hits };
-      });
-      loss += value.dataSync()[0]!;
-      correct += hits.dataSync()[0]!;
-      value.dispose();
-      hits.dispose();
-      for (const [vname, g] of Object.entries(grads)) {
-        const name = nameOf.get(vname)!;
-        const prev = acc.get(name);
-        if (prev) {
-          acc.set(name, tf.add(prev, g));
-          prev.dispose();
-          g.dispose();
-        } else acc.set(name, g);
-      }
-    }
-    opt.step(params, acc, b.lr);
-  } finally {
-    for (const g of acc.values()) g.dispose();
-  }
-  return { loss, correct };
-}
-
 /**
  * Appends one JSON line per step (`type: 'step'`, the {@link StepMetrics}) and per epoch
  * (`type: 'epoch'`, mean loss and accuracy, seconds) to `file`. A resumed run first
@@ -197,49 +126,18 @@ export function metricsJsonlHook(file: string): TrainHook {
 
 /**
  * Keeps the lines of a metrics.jsonl that precede a checkpoint at (`epoch`, `globalStep`):
- * step lines of steps before `globalStep`, epoch lines of epochs before `epoch`. A torn
- * last line (killed mid-write) goes too. The file is rewritten atomically.
+ * step lines of steps before `globalStep`, epoch lines of epochs before `epoch` ({@link trimJsonl}).
  */
-export async function trimMetricsJsonl(file: string, epoch: number, globalStep: number): Promise<number> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return 0;
-  }
-  let dropped = 0;
-  const keep = text.split('\n').filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      const o = JSON.parse(l) as { type?: string; epoch?: number; globalStep?: number };
-      const ok = o.type === 'epoch' ? (o.epoch ?? Infinity) < epoch : (o.globalStep ?? Infinity) < globalStep;
-      if (!ok) dropped++;
-      return ok;
-    } catch {
-      dropped++;
-      return false;
-    }
-  });
-  if (dropped) {
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeFile(tmp, keep.map((l) => l + '\n').join(''));
-    await rename(tmp, file);
-  }
-  return dropped;
+export function trimMetricsJsonl(file: string, epoch: number, globalStep: number): Promise<number> {
+  return trimJsonl<{ type?: string; epoch?: number; globalStep?: number }>(file, (o) => (o.type === 'epoch' ? (o.epoch ?? Infinity) < epoch : (o.globalStep ?? Infinity) < globalStep));
 }
 
 /** The sample order of `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
-  const rand = mulberry32(hashSeed(seed, `order:${epoch}`));
-  const idx = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = idx[i]!;
-    idx[i] = idx[j]!;
-    idx[j] = t;
-  }
-  return idx;
+  return permutation(n, orderSeed(seed, epoch));
 }
+
+const orderSeed = (seed: number, epoch: number) => hashSeed(seed, `order:${epoch}`);
 
 /** Options that must not change when a run resumes (hash stored in each checkpoint). */
 function configHash(o: TrainOptions, n: number): string {
@@ -301,9 +199,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const { model, train } = opts;
   const seed = opts.seed ?? 0;
   const B = opts.batchSize;
-  const micro = opts.microBatch ?? B;
-  const dropLast = opts.dropLast ?? true;
-  const stepsPerEpoch = dropLast ? Math.floor(train.size / B) : Math.ceil(train.size / B);
+  const batches = epochBatches(train.size, B, (e) => orderSeed(seed, e), opts.dropLast ?? true);
+  const { stepsPerEpoch } = batches;
   const totalSteps = Math.min(stepsPerEpoch * opts.epochs, opts.maxSteps ?? Infinity);
   // metrics.jsonl is itself a hook; callers add theirs after it
   const hooks = [metricsJsonlHook(path.join(opts.outDir, 'metrics.jsonl')), ...(opts.hooks ?? [])];
@@ -316,6 +213,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     decayNormAndBias: opts.decayNormAndBias ?? false,
   });
   const sched = { schedule: opts.schedule ?? ({ kind: 'cosine' } as Schedule), baseLr: opts.lr, warmupEpochs: opts.warmupEpochs ?? 0 };
+  const lr = (step: number) => learningRate(sched, step, stepsPerEpoch, totalSteps);
   await mkdir(opts.outDir, { recursive: true });
 
   let epoch = 0;
@@ -339,21 +237,25 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
   let lastLoss = NaN;
   const imageShape = train.imageShape;
+  // the epoch in progress: its progress bar and running sums; the step in progress: its context and start time
+  let ep: { bar: Progress; t0: number; loss: number; acc: number; steps: number } | undefined;
+  let ctx: StepContext | undefined;
+  let ts = 0;
   const before = computePrecision();
   const prec = setComputePrecision(opts.precision ?? 'fp32');
   if (prec.notice) log.warn(prec.notice);
   try {
-    while (epoch < opts.epochs && globalStep < totalSteps) {
-      const order = epochOrder(train.size, seed, epoch);
-      const t0 = Date.now();
-      let epLoss = 0;
-      let epAcc = 0;
-      let epSteps = 0;
-      const bar = progressFor(`epoch ${epoch + 1}/${opts.epochs}`, stepsPerEpoch * B, stepInEpoch * B);
-      while (stepInEpoch < stepsPerEpoch && globalStep < totalSteps) {
-        const ts = Date.now();
-        const idx = order.subarray(stepInEpoch * B, Math.min(train.size, (stepInEpoch + 1) * B));
-        const ctx: StepContext = { epoch, globalStep, stepInEpoch, stepsPerEpoch, totalSteps, lr: learningRate(sched, globalStep, stepsPerEpoch, totalSteps) };
+    await trainLoop<SupervisedBatch, SupervisedMetrics>({
+      start: globalStep,
+      total: totalSteps,
+      lr,
+      objective: supervisedObjective(model, { microBatch: opts.microBatch ?? B, labelSmoothing: opts.labelSmoothing ?? 0 }),
+      optimizer: opt,
+      async batch(step) {
+        ts = Date.now();
+        ep ??= { bar: progressFor(`epoch ${epoch + 1}/${opts.epochs}`, stepsPerEpoch * B, stepInEpoch * B), t0: ts, loss: 0, acc: 0, steps: 0 };
+        const idx = batches.rows(step);
+        ctx = { epoch, globalStep, stepInEpoch, stepsPerEpoch, totalSteps, lr: lr(step) };
         const labels = Int32Array.from(idx, (k) => train.labels[k]!);
         let w: Float32Array = Float32Array.from(idx, (k) => train.weights?.[k] ?? 1);
         for (const h of hooks) if (h.weights) w = h.weights(w, labels, idx, ctx);
@@ -369,24 +271,27 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         if (bad === idx.length)
           throw new DataError(`no image of training batch ${globalStep} could be decoded (e.g. ${train.ids[idx[0]!]}: ${train.skipped.get(idx[0]!)}); check the manifest's paths`);
         for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
-
-        const { loss, correct } = trainStep(model, opt, { x, labels, weights: w, imageShape, microBatch: micro, lr: ctx.lr, labelSmoothing: opts.labelSmoothing ?? 0 });
+        return { x, labels, weights: w, imageShape };
+      },
+      async record({ loss, correct, images }) {
         stepInEpoch++;
         globalStep++;
         lastLoss = loss;
-        epLoss += loss;
-        epAcc += correct / idx.length;
-        epSteps++;
+        ep!.loss += loss;
+        ep!.acc += correct / images;
+        ep!.steps++;
         const secs = (Date.now() - ts) / 1000;
-        const m: StepMetrics = { ...ctx, loss, acc: correct / idx.length, images: idx.length, imgPerSec: idx.length / Math.max(secs, 1e-6) };
+        const m: StepMetrics = { ...ctx!, loss, acc: correct / images, images, imgPerSec: images / Math.max(secs, 1e-6) };
         for (const h of hooks) await h.afterStep?.(m);
-        bar.tick(idx.length, { loss: loss.toFixed(4) });
-        if (!Number.isFinite(loss)) throw new DataError(`training diverged at step ${globalStep}: loss ${loss}; lower train.lr`);
-        if (stepInEpoch === stepsPerEpoch) {
+        ep!.bar.tick(images, { loss: loss.toFixed(4) });
+      },
+      diverged: (step, loss) => new DataError(`training diverged at step ${step + 1}: loss ${loss}; lower train.lr`),
+      async after() {
+        const epochEnd = stepInEpoch === stepsPerEpoch;
+        if (epochEnd) {
           epoch++;
           stepInEpoch = 0;
         }
-        const epochEnd = stepInEpoch === 0;
         if (epochEnd || (opts.checkpointEvery && globalStep % opts.checkpointEvery === 0) || globalStep === totalSteps) {
           await saveTrainCheckpoint(opts.outDir, model, opt, state());
           if (epochEnd) {
@@ -394,16 +299,17 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
             await copyAtomic(latest, path.join(opts.outDir, `epoch-${String(epoch).padStart(3, '0')}.safetensors`));
           }
         }
-        if (epochEnd) break;
-      }
-      bar.stop();
-      if (epSteps > 0 && stepInEpoch === 0) {
-        const summary = { loss: epLoss / epSteps, acc: epAcc / epSteps, seconds: (Date.now() - t0) / 1000 };
-        log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
-        for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
-      }
-    }
+        if (epochEnd) {
+          ep!.bar.stop();
+          const summary = { loss: ep!.loss / ep!.steps, acc: ep!.acc / ep!.steps, seconds: (Date.now() - ep!.t0) / 1000 };
+          ep = undefined;
+          log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
+          for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
+        }
+      },
+    });
   } finally {
+    ep?.bar.stop();
     opt.dispose();
     setComputePrecision(before);
   }

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { useBackend } from '../backend.js';
 import { ConfigError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import { trainFromFiles, type ManifestPart } from '../../train/from-files.js';
+import { trainFromFiles, type ManifestPart } from '../../train/manifest-training.js';
 import type { Schedule } from '../../train/schedule.js';
 import { seeDocs } from '../usage.js';
 

@@ -1,14 +1,14 @@
 /**
- * Backbone stage: a demo backbone trained (or drawn) through the model registry.
+ * Backbone stage: a demo backbone trained (or drawn) by src/train/demo-backbones.ts.
  */
 import path from 'node:path';
 import type { Config, DemoBackboneConfig } from '../../core/config.js';
-import { trainDemoModel, type DemoBackboneSpec } from '../../models/registry.js';
+import { trainDemoBackbone, type DemoBackboneSpec } from '../../train/demo-backbones.js';
 import { saveCheckpoint } from '../../models/load.js';
 import type { StageOutputs, StageSpec } from '../runner.js';
 import { broadDrawSource } from './common.js';
 
-/** A demo backbone trained on a broad draw (never the debug sets); see src/backbones-demo. */
+/** A demo backbone trained on a broad draw (never the debug sets); see src/train/demo-backbones.ts. */
 export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpec): StageSpec {
   const spec: DemoBackboneSpec = { kind: 'broad_cnn', ...b.pretrain };
   const broad = broadDrawSource(cfg);
@@ -21,7 +21,7 @@ export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpe
     async run(ctx): Promise<StageOutputs> {
       if (spec.kind === 'self') return { files: {}, extra: { self: true } };
       const bar = ctx.progress(spec.steps ?? 400, 'step');
-      const m = trainDemoModel(spec, broad.synthetic, broad.objects(), () => bar.tick(1));
+      const m = await trainDemoBackbone(spec, broad.synthetic as Parameters<typeof trainDemoBackbone>[1], broad.objects(), () => bar.tick(1));
       bar.stop();
       try {
         await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });

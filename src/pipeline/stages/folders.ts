@@ -11,7 +11,8 @@ import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
 import type { Config, DemoBackboneConfig, FoldersDataConfig } from '../../core/config.js';
 import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
 import type { ManifestRow } from '../../data/manifest.js';
-import { getModelSpec, trainDemoModelOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../models/registry.js';
+import { getModelSpec } from '../../models/registry.js';
+import { trainDemoBackboneOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../train/demo-backbones.js';
 import { saveCheckpoint } from '../../models/load.js';
 import type { StageContext, StageOutputs, StageResult, StageSpec } from '../runner.js';
 import { readImageSet, writeImageSet } from '../imagesets.js';
@@ -113,7 +114,7 @@ export function folderDemoBackbone(cfg: Config, b: DemoBackboneConfig, data: Sta
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
       }
       const bar = kind === 'broad_cnn' ? ctx.progress(spec.steps!, 'step') : undefined;
-      const m = trainDemoModelOn(spec, train, () => bar?.tick(1));
+      const m = await trainDemoBackboneOn(spec, train, () => bar?.tick(1));
       bar?.stop();
       try {
         await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });

@@ -1,5 +1,6 @@
 /**
- * Backbones for the embedded demo.
+ * Backbones for the embedded demo: small CNNs (src/models/small-cnn.ts, registry name
+ * `small_cnn`) trained by {@link fitClassifier}.
  *
  * The paper's heldout gain comes from a backbone that keeps *context* in its features
  * (DINO, pre-trained on broad data): the nearest neighbours of a failure then share both
@@ -17,8 +18,8 @@
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { generateBroad, type DeepPartial, type ObjectSource, type SyntheticOptions, syntheticOptions } from '../data/synthetic.js';
-import { createSmallCnn } from './small-cnn.js';
-import { fitClassifier } from './fit.js';
+import { createSmallCnn } from '../models/small-cnn.js';
+import { fitClassifier } from './in-memory.js';
 
 /** Kinds of demo backbones. */
 export const DEMO_BACKBONES = ['broad_cnn', 'random_cnn', 'self'] as const;
@@ -46,23 +47,19 @@ export interface DemoBackboneSpec {
  * @param synthetic the benchmark's options (image size, classes, contexts) for the broad draw
  * @param objects object source (Fashion-MNIST garments, or shapes by default)
  */
-export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackbone(
+  spec: DemoBackboneSpec,
+  synthetic: DeepPartial<SyntheticOptions>,
+  objects?: ObjectSource,
+  onStep?: (step: number, loss: number) => void,
+): Promise<ImageModel> {
+  if (spec.kind === 'self') throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
+  if (spec.kind !== 'broad_cnn') return trainDemoBackboneOn(spec, { images: new Uint8Array(0), size: 0, n: 0, labels: new Int32Array(0), numClasses: 0 }, onStep);
   const o = syntheticOptions(objects ? { ...synthetic, numClasses: objects.numClasses } : synthetic);
-  const seed = spec.seed ?? 1000;
-  switch (spec.kind) {
-    case 'random_cnn':
-      return createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: 0, seed, name: 'random_cnn' });
-    case 'broad_cnn': {
-      const broad = generateBroad(o, spec.broadSize ?? 3000, seed, objects);
-      const joint = new Int32Array(broad.n);
-      for (let i = 0; i < broad.n; i++) joint[i] = broad.labels[i]! * o.numContexts + broad.contexts[i]!;
-      const m = createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: o.numClasses * o.numContexts, seed, name: 'broad_cnn' });
-      fitClassifier(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
-      return m;
-    }
-    case 'self':
-      throw new ConfigError('backbone "self" is the debugged model itself: the experiment supplies it, trainDemoBackbone does not build it');
-  }
+  const broad = generateBroad(o, spec.broadSize ?? 3000, spec.seed ?? 1000, objects);
+  // the joint (class, context) label
+  const labels = Int32Array.from(broad.labels, (y, i) => y * o.numContexts + broad.contexts[i]!);
+  return trainDemoBackboneOn(spec, { images: broad.images, size: broad.size, n: broad.n, labels, numClasses: o.numClasses * o.numContexts }, onStep);
 }
 
 /** Labelled in-memory images a demo backbone can learn from (a folder dataset's pool or an ImageFolder). */
@@ -80,12 +77,17 @@ export interface DemoTrainingImages {
  * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`
  * learns their labels, `random_cnn` stays untrained (seeded).
  */
-export function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   const seed = spec.seed ?? 1000;
   const widths = spec.widths ?? [16, 32, 64];
   if (spec.kind === 'random_cnn') return createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
   if (spec.kind !== 'broad_cnn') throw new ConfigError(`demo backbone kind "${spec.kind}": only broad_cnn and random_cnn learn from given images`);
   const m = createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' });
-  fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
-  return m;
+  try {
+    await fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, ...(onStep ? { onStep, every: 1 } : {}) });
+    return m;
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
 }
