@@ -141,6 +141,21 @@ export class EmbeddingStore {
     return Math.floor(bytes / (this.dim * 4));
   }
 
+  /** Row count and rows per label, exact: one pass over the `label` column only (labels empty without one). */
+  async rowCounts(): Promise<{ rows: number; byLabel: Map<number, number> }> {
+    const byLabel = new Map<number, number>();
+    const count = (ys: ArrayLike<number>) => {
+      for (let i = 0; i < ys.length; i++) byLabel.set(ys[i]!, (byLabel.get(ys[i]!) ?? 0) + 1);
+    };
+    if (this.memory) {
+      if (this.memory.labels) count(this.memory.labels);
+      return { rows: this.memory.ids.length, byLabel };
+    }
+    const r = await readIdsAndLabels(this.files, this.role, { ids: false, labels: this.hasLabel });
+    if (r.labels) count(r.labels);
+    return { rows: r.rows, byLabel };
+  }
+
   /**
    * Streams the rows in chunks of at most `maxRows` rows.
    *
@@ -395,8 +410,9 @@ export function budgetBytes(mib: number | undefined): number {
 export async function readIdsAndLabels(
   files: readonly string[],
   role: string,
-  opts: { labels?: boolean } = {},
-): Promise<{ ids: string[]; labels: Int32Array | null }> {
+  opts: { labels?: boolean; ids?: boolean } = {},
+): Promise<{ ids: string[]; labels: Int32Array | null; rows: number }> {
+  let rows = 0;
   const ids: string[] = [];
   const labels: number[] = [];
   for (const file of files) {
@@ -410,10 +426,11 @@ export async function readIdsAndLabels(
         throw new ArtifactError(`${file}: not a readable Arrow IPC file (${(e as Error).message}); re-create it`, { cause: e });
       }
       const names = reader.schema.fields.map((f) => f.name);
-      const need = ['id', ...(opts.labels ? ['label'] : [])].filter((n) => !names.includes(n));
+      const need = [...(opts.ids === false ? [] : ['id']), ...(opts.labels ? ['label'] : [])].filter((n) => !names.includes(n));
       if (need.length) throw new ArtifactError(`${file} (${role}): missing column(s) ${need.join(', ')} (has: ${names.join(', ') || 'none'})`);
       for await (const b of reader as AsyncIterable<RecordBatch>) {
-        for (const id of b.getChild('id')!.toArray() as string[]) ids.push(id);
+        rows += b.numRows;
+        if (opts.ids !== false) for (const id of b.getChild('id')!.toArray() as string[]) ids.push(id);
         if (opts.labels) {
           const ys = b.getChild('label')!.toArray() as ArrayLike<number>;
           for (let i = 0; i < ys.length; i++) labels.push(Number(ys[i]));
@@ -423,5 +440,5 @@ export async function readIdsAndLabels(
       await fh.close().catch(() => undefined);
     }
   }
-  return { ids, labels: opts.labels ? Int32Array.from(labels) : null };
+  return { ids, labels: opts.labels ? Int32Array.from(labels) : null, rows };
 }
