@@ -41,6 +41,30 @@ export interface StoreOptions {
   normalize?: boolean;
   /** Embedding column name (default `embedding`). */
   column?: string;
+  /**
+   * Throw when a full pass finds no rows, or only all-zero embeddings (see {@link checkPass}).
+   * Default: on for the roles a user supplies (seed, pool, test, train, val), off for the
+   * others (row shards, merges), which may be legitimately empty.
+   */
+  requireRows?: boolean;
+}
+
+/** Roles whose files must hold rows (see {@link StoreOptions.requireRows}). */
+const NON_EMPTY_ROLES = new Set(['seed', 'pool', 'test', 'train', 'val']);
+
+/** Rows of `data` [rows, dim] that are all zero. */
+function zeroRows(data: Float32Array, dim: number, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    let zero = true;
+    for (let c = r * dim, e = c + dim; c < e; c++)
+      if (data[c] !== 0) {
+        zero = false;
+        break;
+      }
+    if (zero) n++;
+  }
+  return n;
 }
 
 /** The copy buffer of one stream of {@link EmbeddingStore.chunks} (reused unless `retain`). */
@@ -74,6 +98,7 @@ export class EmbeddingStore {
     readonly hasLabel: boolean,
     private readonly normalize: boolean,
     private readonly column: string,
+    private readonly requireRows: boolean,
     private readonly memory: { ids: string[]; labels: Int32Array | null; data: Float32Array } | null,
   ) {}
 
@@ -112,7 +137,7 @@ export class EmbeddingStore {
       if (cols(info) !== cols(first))
         throw new ArtifactError(`${info.file}: columns (${cols(info)}) differ from ${first.file} (${cols(first)}); shards of one ${opts.role} set must have the same columns`);
     }
-    return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, null);
+    return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, opts.requireRows ?? NON_EMPTY_ROLES.has(opts.role), null);
   }
 
   /** An in-memory store over arrays (for library callers and tests). `data` is [n, dim]. */
@@ -126,7 +151,7 @@ export class EmbeddingStore {
     if (a.labels && a.labels.length !== n) throw new ConfigError(`${role}: ${a.labels.length} labels for ${n} ids`);
     const data = opts.normalize ? l2NormalizeRows(Float32Array.from(a.data), a.dim) : a.data;
     const info: FileInfo = { file: '<memory>', schema: null as unknown as Schema, metadata: a.metadata ?? {}, dim: a.dim, hasLabel: !!a.labels };
-    return new EmbeddingStore(role, [info], a.dim, !!a.labels, false, 'embedding', { ids: [...a.ids], labels: a.labels ?? null, data });
+    return new EmbeddingStore(role, [info], a.dim, !!a.labels, false, 'embedding', false, { ids: [...a.ids], labels: a.labels ?? null, data });
   }
 
   /**
@@ -201,6 +226,7 @@ export class EmbeddingStore {
       return;
     }
     let global = 0;
+    let zeros = 0;
     for (const info of this.infos) {
       const fh = await openFile(info.file);
       try {
@@ -212,7 +238,9 @@ export class EmbeddingStore {
           for (let s = 0; s < batch.numRows; s += maxRows) {
             const r = Math.min(maxRows, batch.numRows - s);
             const b = s === 0 && r === batch.numRows ? batch : batch.slice(s, s + r);
-            yield this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
+            const ch = this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
+            if (wantEmb && this.requireRows) zeros += zeroRows(ch.data, this.dim, r);
+            yield ch;
             global += r;
             fileRow += r;
           }
@@ -224,6 +252,21 @@ export class EmbeddingStore {
         await fh.close().catch(() => undefined);
       }
     }
+    if (this.requireRows) this.checkPass(global, wantEmb ? zeros : 0);
+  }
+
+  /**
+   * After a full pass: no rows, or every embedding zero (a backbone that output nothing, e.g.
+   * from NaN weights), is a DataError naming the files; some zero rows, a warning (their
+   * distances say nothing about content).
+   */
+  private checkPass(rows: number, zeros: number): void {
+    const files = this.files.join(', ');
+    if (rows === 0)
+      throw new DataError(`${files} (${this.role}): no rows; a ${this.role} set must hold at least one embedding. Check the file (an empty image folder or list, a filter that removed everything?) and re-create it`);
+    if (zeros === rows)
+      throw new DataError(`${files} (${this.role}): all ${rows} embeddings are zero vectors; the backbone produced nothing (NaN or zero weights? blank images?). Re-embed with a working checkpoint`);
+    if (zeros) log.warn(`${files} (${this.role}): ${zeros} of ${rows} embeddings are zero vectors (blank images?); they are equally far from everything`);
   }
 
   /** Reads every row into memory (for small sets: seeds, test sets). */
