@@ -345,6 +345,15 @@ export async function readFolderDataset(spec: FolderSpec): Promise<FolderDataset
     sets[role] = r.rows;
     stray.push(...r.stray.map((file) => ({ role, file })));
   }
+  if (!spec.classes) {
+    // Classes come from train's folders: an empty one would be a class the model never sees an image of.
+    const inTrain = new Set(sets.train.map((r) => r.label));
+    const empty = classes.filter((_, i) => !inTrain.has(i));
+    if (empty.length)
+      throw new DataError(
+        `data.folders.train: class folder(s) ${empty.map((c) => path.join(spec.train, c)).join(', ')} hold no images; without a classes.txt every train folder is a class. Add images to ${empty.length > 1 ? 'them' : 'it'}, remove ${empty.length > 1 ? 'them' : 'it'}, or list the classes in classes.txt`,
+      );
+  }
   if (spec.classes) {
     const inTrain = new Set(sets.train.map((r) => r.label));
     const lacking = classes.filter((_, i) => !inTrain.has(i));

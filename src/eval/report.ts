@@ -5,7 +5,7 @@
  * retention table and plot (Figure 7), the retrieved neighbours of each seed image per
  * backbone, and each DCD row's wrongly labelled picks.
  */
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -416,13 +416,16 @@ export interface ReportFiles {
   text: string;
 }
 
+/** A thumbnail of `src` at `dst`, written atomically; false when `src` does not decode (a disk error throws). */
 async function thumbnail(src: string, dst: string, size: number): Promise<boolean> {
+  let png: Buffer;
   try {
-    await sharp(src).resize(size, size, { fit: 'cover' }).png().toFile(dst);
-    return true;
+    png = await sharp(src).resize(size, size, { fit: 'cover' }).png().toBuffer();
   } catch {
     return false;
   }
+  await atomicWriteFile(dst, png);
+  return true;
 }
 
 /**
@@ -508,7 +511,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { th
     let plot = '';
     if (ret.plot) {
       try {
-        await copyFile(ret.plot, path.join(imgDir, 'retention.png'));
+        await atomicWriteFile(path.join(imgDir, 'retention.png'), await readFile(ret.plot));
       } catch (e) {
         throw new DataError(`report: cannot copy the retention plot ${ret.plot} (${(e as Error).message}); rerun the retention stage, or leave out retention.plot`);
       }

@@ -91,7 +91,10 @@ export function checkConfig(cfg: Config): void {
   });
   const labels = cfg.backbones.map(backboneLabel);
   const dup = labels.find((l, i) => labels.indexOf(l) !== i);
-  if (dup) throw new ConfigError(`config.backbones: two backbones have the row label "${dup}"; give one of them a label:`);
+  if (dup)
+    throw new ConfigError(
+      `config.backbones[${labels.lastIndexOf(dup)}]: two backbones have the row label "${dup}" (entries ${labels.indexOf(dup)} and ${labels.lastIndexOf(dup)}); give one of them its own label, e.g. \`label: ${dup}-2\` under that entry, or remove the duplicate`,
+    );
   if (cfg.filter.enabled) {
     checkModelName(cfg.filter.backbone.name, 'config.filter.backbone.name');
     const w = cfg.filter.backbone.weights;

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
-import { atomicWriteJson, ensureDir, readJsonIfComplete, sha256, sha256File } from '../core/fsutil.js';
+import { atomicWriteJson, ensureDir, readJsonIfComplete, removeStaleTemps, sha256, sha256File } from '../core/fsutil.js';
 import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { nativeAddon } from '../backends/addon.js';
@@ -259,7 +259,12 @@ export async function runStages(runDir: string, roots: readonly StageSpec[], opt
   // One writer per run folder. The tasks of a job array (--shard, --stage, --part) run beside each
   // other by design, on stages their driver hands out: their driver holds the lock.
   if (opts.dryRun || opts.shard || opts.ids?.length) return runStagesUnlocked(runDir, roots, opts);
-  return withRunLock(runDir, lockCommand(), () => runStagesUnlocked(runDir, roots, opts));
+  return withRunLock(runDir, lockCommand(), async () => {
+    // what killed writers left (half files under temporary names), now that no other writer can be here
+    const stale = await removeStaleTemps(runDir);
+    if (stale.length) log.info(`removed ${stale.length} temporary file(s) left by an interrupted run (${stale.slice(0, 3).map((f) => path.relative(runDir, f)).join(', ')}${stale.length > 3 ? ', …' : ''})`);
+    return runStagesUnlocked(runDir, roots, opts);
+  });
 }
 
 /** What holds a lock, for the message of a process that finds it taken. */
