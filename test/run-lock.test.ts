@@ -2,12 +2,12 @@
  * One writer per run folder, and a stage cache that checks content (./src/pipeline/lock.ts,
  * runner.ts): through the real CLI, a second `dcd run` into a folder a live run holds is refused
  * naming the holder's pid and host; after the holder is killed (-9) the next run takes the stale
- * lock over and resumes; bytes flipped in a cached output (same size) make that stage run again.
+ * lock over, removes the half files killed writers left, and resumes; bytes flipped in a cached output (same size) make that stage run again.
  * On fd5d8b6 both runs exited 0 into one folder, and the flipped output stayed "cached".
  */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { LOCK_FILE, lockRunDir } from '../src/pipeline/lock.js';
@@ -65,10 +65,17 @@ describe('dcd run into a folder in use (real CLI)', () => {
     }
     await new Promise((r) => (a.exitCode !== null || a.signalCode !== null ? r(null) : a.on('close', r)));
     expect(existsSync(lock)).toBe(true); // kill -9: no chance to release
+    // what killed writers leave: a half Arrow file and a half checkpoint folder under temporary names
+    const orphanFile = path.join(cwd, 'runs/tiny/data/.pool.arrow.99999.deadbeef.tmp');
+    const orphanDir = path.join(cwd, 'runs/tiny/.step-00000005.99999.0badf00d.tmp');
+    mkdirSync(orphanDir, { recursive: true });
+    writeFileSync(orphanFile, 'half');
     const c = await spawnAsync(process.execPath, [CLI, 'run', TINY, '--only', 'data'], { cwd, env: ENV, timeout: 120_000 });
     expect(c.status, c.stderr).toBe(0);
     expect(c.stderr).toMatch(new RegExp(`took over the run folder's lock \\(process ${a.pid} on ${hostname()} is gone\\)`));
     expect(existsSync(lock)).toBe(false);
+    expect([existsSync(orphanFile), existsSync(orphanDir)]).toEqual([false, false]);
+    expect(c.stderr).toMatch(/removed 2 temporary file\(s\) left by an interrupted run/);
 
     // 400 bytes flipped in the cached pool (same size; mtime changes, so the content is rehashed)
     const dataDir = path.join(cwd, 'runs/tiny/data');
