@@ -366,7 +366,35 @@ async function readFully(fh: FileHandle, file: string, buf: Uint8Array, offset: 
 
 async function openFile(file: string): Promise<FileHandle> {
   if (!existsSync(file)) throw new ArtifactError(`${file}: no such Arrow file`);
-  return open(file, 'r');
+  return guardReads(await open(file, 'r'), file, statSync(file).size);
+}
+
+/**
+ * `fh` with reads that fail rather than spin: apache-arrow's file reader loops until it has the
+ * bytes it asked for, and re-reads a message whose lengths do not advance it, so a damaged file
+ * (a negative offset, one past the end, a zero-length message) would hang it forever. A read of
+ * 0 bytes, a negative position, or reading more than a few times the file's size (a reader that
+ * goes round in circles: a sound pass reads each byte about once) is an ArtifactError.
+ */
+function guardReads(fh: FileHandle, file: string, size: number): FileHandle {
+  const corrupt = (what: string) => new ArtifactError(`${file}: ${what}; the Arrow file is truncated or corrupt: re-create it`);
+  const budget = 4 * size + 2 ** 20;
+  let total = 0;
+  return new Proxy(fh, {
+    get(target, prop) {
+      if (prop === 'read')
+        return async (buf: Uint8Array, offset: number, length: number, position: number | null) => {
+          if (typeof position === 'number' && position < 0) throw corrupt(`an offset points before the start of the file (${position})`);
+          const r = await target.read(buf, offset, length, position);
+          total += r.bytesRead;
+          if (total > budget) throw corrupt(`reading it goes round in circles (${total} bytes read from a ${size}-byte file): its message lengths are inconsistent`);
+          if (r.bytesRead === 0 && length > 0) throw corrupt(`its layout says ${length} more byte(s) follow at byte ${position ?? '?'}, but the file ends`);
+          return r;
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 async function withReader<T>(file: string, fn: (r: { schema: Schema }) => Promise<T>): Promise<T> {
