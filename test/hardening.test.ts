@@ -6,7 +6,7 @@
  * train class folder, `--seeds=`, list hints, the duplicate-backbone message, a config path that is a
  * folder, downloads that do not decode).
  */
-import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
-import { main } from '../src/cli/main.js';
+import { captureCli } from './cli-capture.js';
 import { buildTable, writeArrowFile } from '../src/core/arrow.js';
 import { mulberry32 } from '../src/core/rng.js';
 import { readCheckpoint, flattenTensors, materialize } from '../src/models/checkpoint.js';
@@ -31,18 +31,7 @@ const TINY = path.join(ROOT, 'test/fixtures/pipeline/tiny.yaml');
 const dir = mkdtempSync(path.join(tmpdir(), 'dcd-hardening-'));
 const f = (n: string) => path.join(dir, n);
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await main([...args, '--backend', 'cpu']), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = (args: string[]) => captureCli([...args, '--backend', 'cpu']);
 
 /** A safetensors file from a header object and data bytes as given (no checks). */
 function rawSafetensors(header: object, data: Uint8Array): Uint8Array {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, writeFile, open } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from './errors.js';
 
@@ -38,11 +38,19 @@ export function tempPathFor(finalPath: string): string {
  */
 export async function atomicWriteFile(finalPath: string, data: string | Uint8Array): Promise<void> {
   await ensureDir(path.dirname(finalPath));
-  const tmp = tempPathFor(finalPath);
+  await commitTemp(tempPathFor(finalPath), finalPath, (fh) => fh.writeFile(data));
+}
+
+/**
+ * The last step of an atomic write: `write` (if given) into `tmp`, fsync it, rename it over
+ * `finalPath` (data on disk before the name appears). On any error `tmp` is removed and the
+ * error rethrown, a full disk as an ArtifactError naming `finalPath`.
+ */
+export async function commitTemp(tmp: string, finalPath: string, write?: (fh: FileHandle) => Promise<void>): Promise<void> {
   try {
-    const fh = await open(tmp, 'w');
+    const fh = await open(tmp, write ? 'w' : 'r+');
     try {
-      await fh.writeFile(data);
+      await write?.(fh);
       await fh.sync();
     } finally {
       await fh.close();

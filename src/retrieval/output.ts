@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   DataType,
@@ -16,7 +16,7 @@ import {
   type Vector,
 } from 'apache-arrow';
 import { buildTable, writeArrowFile, type ColumnInput } from '../core/arrow.js';
-import { atomicWriteFile, diskFullAware, ensureDir, tempPathFor } from '../core/fsutil.js';
+import { atomicWriteFile, commitTemp, diskFullAware, ensureDir, tempPathFor } from '../core/fsutil.js';
 import { DCD_VERSION } from '../core/version.js';
 import { ARROW_SCHEMA_VERSION } from '../core/arrow.js';
 
@@ -143,18 +143,11 @@ export async function openArrowSink(file: string, schema: Schema, metadata: Reco
         writer.finish();
         await writer.close();
         await done;
-        // As atomicWriteFile: data on disk before the name appears.
-        const fh = await open(tmp, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(tmp, file);
       } catch (e) {
         await rm(tmp, { force: true });
         throw diskFullAware(file, e);
       }
+      await commitTemp(tmp, file);
     },
     async abort() {
       // Not writer.abort(): it rejects the stream's pending read with an iterator result
