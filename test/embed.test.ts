@@ -1,11 +1,11 @@
-import { describe, it, expect, beforeAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tableFromIPC } from 'apache-arrow';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { main } from '../src/cli/main.js';
+import { captureCli } from './cli-capture.js';
 import { readArrowFile, embeddingMatrix, stringColumn, metadataOf, int32Column } from '../src/core/arrow.js';
 import { sha256File } from '../src/core/fsutil.js';
 import { DCD_VERSION } from '../src/core/version.js';
@@ -19,18 +19,7 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'dcd-embed-'));
 const imgs = path.join(tmp, 'imgs');
 const weights = path.join(tmp, 'tiny.safetensors');
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = captureCli;
 
 beforeAll(async () => {
   mkdirSync(path.join(imgs, 'b dir'), { recursive: true });

@@ -192,7 +192,7 @@ describe.runIf(NATIVE)('Algorithm 1 candidate search on the native backend', () 
   it('the kernel refuses rows out of order and mismatched shapes, naming the argument', () => {
     const a = nativeAddon();
     const seeds = new Float32Array(4);
-    const base = Int32Array.of(0, 2);
+    const base = Float64Array.of(0, 2);
     const call = (rowIds: Int32Array, rows = new Float32Array(8)) =>
       a.alg1Chunk(seeds, 4, Int32Array.of(0), Int32Array.of(0, 1), Int32Array.of(0), rows, Int32Array.of(0, 0), null, rowIds, base, new Float64Array(2), new Int32Array(2), new Int32Array(1), new Float64Array(1), new Uint8Array(2));
     expect(() => call(Int32Array.of(5, 5))).toThrow(/rowIds must increase/);

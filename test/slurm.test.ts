@@ -11,6 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -208,11 +209,17 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     const runDir = path.join(cwd, 'runs/demo');
     const d = await runCli(['run', DEMO, ...SHRINK, '--only', 'data'], cwd);
     expect(d.code, d.stderr).toBe(0);
-    // Same size, other bytes: the data stage stays cached, every reader of pool.arrow fails.
+    // Other bytes, recorded in the data stage's manifest as its output (a stage that wrote garbage):
+    // the data stage stays cached, every reader of pool.arrow fails.
     const dataDir = path.join(runDir, 'data', readdirSync(path.join(runDir, 'data'))[0]!);
     const pool = path.join(dataDir, 'pool.arrow');
     const good = readFileSync(pool);
     writeFileSync(pool, Buffer.alloc(good.length, 0x5a));
+    const manifestFile = path.join(dataDir, 'manifest.json');
+    const goodManifest = readFileSync(manifestFile, 'utf8');
+    const m = JSON.parse(goodManifest);
+    m.outputs.pool = { ...m.outputs.pool, sha256: createHash('sha256').update(readFileSync(pool)).digest('hex'), mtime_ms: statSync(pool).mtimeMs };
+    writeFileSync(manifestFile, JSON.stringify(m));
     const r = await runCli(['run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'], cwd);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/Slurm job\(s\) failed/);
@@ -225,8 +232,9 @@ describe.skipIf(!!skipReason)('dcd run --executor slurm on a real single-node cl
     }
     expect(r.stderr).toMatch(/dependent job\(s\) not run/);
     expect(r.stdout).not.toMatch(/\| method \|/);
-    // Repair the input and rerun: only the stages without a manifest are submitted again.
+    // Repair the input (and its record) and rerun: only the stages without a manifest are submitted again.
     writeFileSync(pool, good);
+    writeFileSync(manifestFile, goodManifest);
     const doneBefore = new Set(manifests(runDir).keys());
     const jobsBefore = stateOf(runDir).jobs.length;
     const again = await runCli(['run', DEMO, ...SHRINK, '--executor', 'slurm', '--shards', '2'], cwd);

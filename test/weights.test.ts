@@ -1,11 +1,11 @@
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { main } from '../src/cli/main.js';
+import { captureCli } from './cli-capture.js';
 import { WeightsError, DataError } from '../src/core/errors.js';
 import { readSafetensors, writeSafetensors } from '../src/models/safetensors.js';
 import { readCheckpoint, flattenTensors, materialize } from '../src/models/checkpoint.js';
@@ -18,19 +18,7 @@ import { unpickle } from '../src/models/pickle.js';
 const FIX = path.resolve('test/fixtures/parity');
 const tmp = mkdtempSync(path.join(tmpdir(), 'dcd-weights-'));
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = captureCli;
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

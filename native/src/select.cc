@@ -45,6 +45,23 @@ T* PtrOrNull(const Napi::Value& v) {
   return v.IsTypedArray() ? Ptr<T>(v) : nullptr;
 }
 
+// heapBase: per-seed offsets into the heap arrays as a Float64Array of exact integers (64-bit: the
+// heaps of all seeds together may pass 2³¹ entries), checked to start at 0, be non-decreasing, and
+// give each seed at most 2³¹ − 1 entries (a heap's size and index are int32).
+std::vector<int64_t> HeapBase(const Napi::Value& v, const char* fn) {
+  Need(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array, fn);
+  const double* b = Ptr<double>(v);
+  const size_t n = Len(v);
+  Need(n >= 1 && b[0] == 0, fn);
+  std::vector<int64_t> out(n);
+  for (size_t q = 0; q < n; q++) {
+    Need(b[q] >= 0 && b[q] <= 9007199254740992.0 && b[q] == std::floor(b[q]), fn);
+    out[q] = static_cast<int64_t>(b[q]);
+    Need(q == 0 || (out[q] >= out[q - 1] && out[q] - out[q - 1] <= INT32_MAX), fn);
+  }
+  return out;
+}
+
 // float64 squared distances of four pairs of fp32 rows (a[p], b[p]), each summed in the order of
 // src/retrieval/knn.ts's exactSqDist (so bit-identical to it); four independent chains at once for
 // instruction-level parallelism.
@@ -167,7 +184,7 @@ struct Heap {
 
 // alg1Chunk(seeds f32 [ns, dim], dim, slotOfLabel i32 [L], slotStart i32 [nSlots + 1],
 //   slotSeeds i32 [slotStart[nSlots]], rows f32 [r, dim], labels i32 [r] | null,
-//   eligible u8 [r] | null, rowIds i32 [r], heapBase i32 [ns + 1], heapD f64, heapJ i32,
+//   eligible u8 [r] | null, rowIds i32 [r], heapBase f64 [ns + 1], heapD f64, heapJ i32,
 //   heapSize i32 [ns], counts f64 [nSlots], kept u8 [r]) -> float64 distances computed.
 // Screening is fp32 only: the dot products are a small part of a pass over the pool (see
 // bench/retrieval-results.md), so bf16 screening would change nothing measurable.
@@ -192,7 +209,7 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
   const int32_t* labels = PtrOrNull<int32_t>(info[6]);
   const uint8_t* eligible = PtrOrNull<uint8_t>(info[7]);
   const int32_t* rowIds = Ptr<int32_t>(info[8]);
-  const int32_t* base = Ptr<int32_t>(info[9]);
+  const std::vector<int64_t> base = HeapBase(info[9], "alg1Chunk: heapBase must be a Float64Array of non-decreasing integer offsets from 0, ≤ 2³¹ − 1 apart");
   double* heapD = Ptr<double>(info[10]);
   int32_t* heapJ = Ptr<int32_t>(info[11]);
   int32_t* heapSize = Ptr<int32_t>(info[12]);
@@ -205,9 +222,10 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
   Need(!eligible || static_cast<int64_t>(Len(info[7])) == r, "alg1Chunk: eligible is not [r]");
   Need(static_cast<int64_t>(Len(info[8])) == r && static_cast<int64_t>(Len(info[14])) == r, "alg1Chunk: rowIds or kept is not [r]");
   for (int64_t a = 1; a < r; a++) Need(rowIds[a] > rowIds[a - 1], "alg1Chunk: rowIds must increase");
-  Need(static_cast<int64_t>(Len(info[9])) == ns + 1 && static_cast<int64_t>(Len(info[12])) == ns, "alg1Chunk: heapBase / heapSize are not [ns + 1] / [ns]");
+  Need(static_cast<int64_t>(base.size()) == ns + 1 && static_cast<int64_t>(Len(info[12])) == ns, "alg1Chunk: heapBase / heapSize are not [ns + 1] / [ns]");
   Need(static_cast<int64_t>(Len(info[10])) >= base[ns] && static_cast<int64_t>(Len(info[11])) >= base[ns], "alg1Chunk: heap arrays shorter than heapBase says");
   Need(static_cast<int64_t>(Len(info[13])) == nSlots, "alg1Chunk: counts is not [nSlots]");
+  for (int64_t q = 0; q < ns; q++) Need(heapSize[q] >= 0 && heapSize[q] <= base[q + 1] - base[q], "alg1Chunk: heapSize has a size outside [0, cap]");
   std::fill(kept, kept + r, 0);
   if (r == 0 || ns == 0 || nSlots == 0) return Napi::Number::New(info.Env(), 0);
 
@@ -252,7 +270,7 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
     for (int j = 0; j < 4; j++) {
       q[j] = slotSeeds[g0 + std::min(j, ng - 1)];
       S[j] = seeds + static_cast<int64_t>(q[j]) * dim;
-      h[j] = Heap{heapD + base[q[j]], heapJ + base[q[j]], heapSize + q[j], base[q[j] + 1] - base[q[j]]};
+      h[j] = Heap{heapD + base[q[j]], heapJ + base[q[j]], heapSize + q[j], static_cast<int32_t>(base[q[j] + 1] - base[q[j]])};
     }
     const int32_t* rs = order.data() + start[s];
     const int64_t nr = start[s + 1] - start[s];
@@ -297,7 +315,7 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
   // Rows of this chunk still held: pool rows ≥ this chunk's first (earlier chunks' rows are lower).
   const int32_t first = rowIds[0];
   for (int64_t qq = 0; qq < ns; qq++)
-    for (int32_t t = base[qq]; t < base[qq] + heapSize[qq]; t++)
+    for (int64_t t = base[qq]; t < base[qq] + heapSize[qq]; t++)
       if (heapJ[t] >= first) {
         const int32_t* at = std::lower_bound(rowIds, rowIds + r, heapJ[t]);
         if (at != rowIds + r && *at == heapJ[t]) kept[at - rowIds] = 1;
@@ -305,11 +323,12 @@ Napi::Value Alg1Chunk(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(exact));
 }
 
-// alg1Sort(heapBase i32 [ns + 1], heapD f64, heapJ i32, heapSize i32 [ns]): sorts each seed's
+// alg1Sort(heapBase f64 [ns + 1], heapD f64, heapJ i32, heapSize i32 [ns]): sorts each seed's
 // entries ascending by (distance, row), in place.
 Napi::Value Alg1Sort(const Napi::CallbackInfo& info) {
-  const int32_t* base = Ptr<int32_t>(info[0]);
-  const int64_t ns = static_cast<int64_t>(Len(info[0])) - 1;
+  Need(info.Length() == 4, "alg1Sort: expected 4 arguments");
+  const std::vector<int64_t> base = HeapBase(info[0], "alg1Sort: heapBase must be a Float64Array of non-decreasing integer offsets from 0, ≤ 2³¹ − 1 apart");
+  const int64_t ns = static_cast<int64_t>(base.size()) - 1;
   double* d = Ptr<double>(info[1]);
   int32_t* j = Ptr<int32_t>(info[2]);
   const int32_t* size = Ptr<int32_t>(info[3]);
@@ -317,7 +336,8 @@ Napi::Value Alg1Sort(const Napi::CallbackInfo& info) {
   Need(static_cast<int64_t>(Len(info[1])) >= base[ns] && static_cast<int64_t>(Len(info[2])) >= base[ns], "alg1Sort: heap arrays shorter than heapBase says");
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t q = 0; q < ns; q++) {
-    const int32_t b = base[q], n = size[q];
+    const int64_t b = base[q];
+    const int32_t n = std::min<int64_t>(size[q], base[q + 1] - b);
     std::vector<std::pair<double, int32_t>> e(n);
     for (int32_t t = 0; t < n; t++) e[t] = {d[b + t], j[b + t]};
     std::sort(e.begin(), e.end());

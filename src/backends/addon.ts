@@ -98,10 +98,10 @@ export interface NativeAddon {
   alg1Chunk(
     seeds: Float32Array, dim: number, slotOfLabel: Int32Array, slotStart: Int32Array, slotSeeds: Int32Array,
     rows: Float32Array, labels: Int32Array | null, eligible: Uint8Array | null, rowIds: Int32Array,
-    heapBase: Int32Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array, counts: Float64Array, kept: Uint8Array,
+    heapBase: Float64Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array, counts: Float64Array, kept: Uint8Array,
   ): number;
   /** Sorts each seed's heap entries ascending by (distance, row), in place. */
-  alg1Sort(heapBase: Int32Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array): void;
+  alg1Sort(heapBase: Float64Array, heapD: Float64Array, heapJ: Int32Array, heapSize: Int32Array): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   version(): string;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { DcdError } from '../core/errors.js';
+import { diskFullMessage, isDiskFull } from '../core/fsutil.js';
 import { setLogLevel } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { commandPath, seeDocs, usageHint, UsageError } from './usage.js';
@@ -57,6 +58,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof DcdError) {
       process.stderr.write(`dcd: error: ${e.message}\n`);
       return e.exitCode;
+    }
+    if (isDiskFull(e)) {
+      process.stderr.write(`dcd: error: ${diskFullMessage((e as NodeJS.ErrnoException).path, e)}\n`);
+      return 1;
     }
     process.stderr.write(`dcd: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     return 70;

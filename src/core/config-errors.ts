@@ -129,6 +129,8 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
           fix = `; write the number without quotes (${input})`;
         else if (i.expected === 'boolean' && typeof input === 'string' && /^(true|false|yes|no)$/i.test(input))
           fix = `; write true or false without quotes`;
+        else if (i.expected === 'array' && typeof input === 'string' && input.includes(','))
+          fix = `; write a list, e.g. [${input.split(',').map((x) => x.trim()).map((x) => (x !== '' && !Number.isNaN(Number(x)) ? x : JSON.stringify(x))).join(', ')}]`;
         else if (i.expected === 'array' && input !== null && typeof input !== 'object') fix = `; write a list, e.g. [${JSON.stringify(input)}]`;
         out.push(`${at}: expected ${want}, received ${received(input)}${fix}`);
         break;

@@ -7,7 +7,7 @@
  * pulled in with `extends:` resolves its own paths against its own folder); `--set`
  * values are relative to the working directory.
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
@@ -564,6 +564,7 @@ function loadRaw(file: string, vars: Map<string, VarOrigin>, seen: string[]): Pl
     const from = seen.length ? ` (named by extends: in ${seen[seen.length - 1]})` : '';
     throw new ConfigError(`${abs}: config file not found${from}; check the path (paths in a config are relative to the config file)`);
   }
+  if (statSync(abs).isDirectory()) throw new ConfigError(`${abs}: is a folder; expected a YAML config file (e.g. ${path.join(abs, 'config.yaml')}); \`dcd init\` writes one`);
   let doc: unknown;
   try {
     doc = YAML.parse(readFileSync(abs, 'utf8'));

@@ -10,10 +10,12 @@ import { appendFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
+import sharp from 'sharp';
 import { ConfigError, describeError } from '../core/errors.js';
 import { ensureDir, sha256, tempPathFor } from '../core/fsutil.js';
 import { log, progress } from '../core/log.js';
 import { writeManifest, type ManifestRow } from './manifest.js';
+import { DEFAULT_PIXEL_LIMIT } from './images.js';
 
 /** Options of {@link downloadPool}. */
 export interface DownloadOptions {
@@ -37,10 +39,12 @@ export interface DownloadOptions {
   retryFailed?: boolean;
   /** User-Agent header. */
   userAgent?: string;
+  /** Images with more pixels are refused as `too-many-pixels` (a decompression bomb). Default 100M, as the decoder's. */
+  maxPixels?: number;
 }
 
 /** Outcome of one URL. `ok` and `duplicate` have a file; the rest explain why not. */
-export type DownloadStatus = 'ok' | 'duplicate' | 'not-image' | 'too-large' | 'timeout' | 'stalled' | 'network' | 'bad-url' | 'too-many-redirects' | `http-${number}`;
+export type DownloadStatus = 'ok' | 'duplicate' | 'not-image' | 'corrupt-image' | 'too-many-pixels' | 'too-large' | 'timeout' | 'stalled' | 'network' | 'bad-url' | 'too-many-redirects' | `http-${number}`;
 
 /** One journal record. */
 export interface DownloadRecord {
@@ -53,6 +57,21 @@ export interface DownloadRecord {
   format?: string;
   attempts: number;
   error?: string;
+}
+
+/**
+ * Decodes every pixel of `body` (to a 16² thumbnail: the decoder reads the whole image), so a
+ * truncated or corrupt image, or one past `maxPixels` (a pixel bomb: its header is read
+ * first, nothing is allocated for it), is recorded as such rather than as `ok`.
+ */
+async function checkDecodes(body: Uint8Array, maxPixels: number): Promise<void> {
+  try {
+    await sharp(body, { limitInputPixels: maxPixels, failOn: 'error' }).resize(16, 16, { fit: 'fill' }).raw().toBuffer();
+  } catch (e) {
+    const msg = describeError(e);
+    if (/pixel limit/i.test(msg)) throw new Fail('too-many-pixels', `image has more than ${maxPixels} pixels (a decompression bomb?)`);
+    throw new Fail('corrupt-image', `image does not decode (${msg.split('\n')[0]}): truncated or corrupt`);
+  }
 }
 
 /** Statuses worth another try on a later run (the server or the network may recover). */
@@ -203,6 +222,7 @@ export async function downloadPool(rows: readonly ManifestRow[], outDir: string,
     maxBytes: opts.maxBytes ?? 20 * 1024 * 1024,
     maxRedirects: opts.maxRedirects ?? 5,
     userAgent: opts.userAgent ?? 'dcd-pool-downloader/0.1 (research; data-centric debugging)',
+    maxPixels: opts.maxPixels ?? DEFAULT_PIXEL_LIMIT,
   };
   for (const [k, v] of Object.entries(o)) if (typeof v === 'number' && !(v >= 0)) throw new ConfigError(`download option ${k}: expected a number ≥ 0, received ${v}`);
   if (o.concurrency < 1 || o.perHost < 1 || o.retries < 1) throw new ConfigError('download options concurrency, perHost and retries must be ≥ 1');
@@ -271,6 +291,7 @@ export async function downloadPool(rows: readonly ManifestRow[], outDir: string,
           const head = Buffer.from(body.subarray(0, 64)).toString('latin1').replace(/\s+/g, ' ').trim();
           throw new Fail('not-image', `content is not an image (starts "${head.slice(0, 40)}")`);
         }
+        await checkDecodes(body, o.maxPixels);
         const h = sha256(body);
         const rel = path.posix.join('images', h.slice(0, 2), `${h}.${EXT[fmt]}`);
         const first = bySha.get(h);

@@ -20,7 +20,7 @@
  * Manifest rows carry `context` as JSON (`{"context": ..., "true_label": ...}`), the
  * convention of the synthetic benchmark, so the report reads both the same way.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../core/errors.js';
 import { readArrowFile } from '../core/arrow.js';
@@ -192,12 +192,37 @@ function classIndex(v: unknown, classes: readonly string[], index: ReadonlyMap<s
   return undefined;
 }
 
-/** `p` resolved against `base`, or undefined when it leaves `base`. */
+/** True when `abs` lies strictly under `base` (both absolute). */
+function under(base: string, abs: string): boolean {
+  const rel = path.relative(base, abs);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
+/**
+ * `p` resolved against `base`, or undefined when it leaves `base`: by its name (`../`, an
+ * absolute path) or through a symlink (the real path of the file, or of its nearest existing
+ * folder, is outside the real path of `base`; a dangling symlink counts as leaving).
+ */
 function inside(base: string, p: string): string | undefined {
   const abs = path.resolve(base, p);
-  const rel = path.relative(base, abs);
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
-  return abs;
+  if (!under(base, abs)) return undefined;
+  let probe = abs;
+  for (;;) {
+    try {
+      lstatSync(probe);
+      break;
+    } catch {
+      if (path.dirname(probe) === probe) return abs;
+      probe = path.dirname(probe);
+    }
+  }
+  try {
+    const real = realpathSync(probe);
+    const realBase = realpathSync(base);
+    return real === realBase || under(realBase, real) ? abs : undefined;
+  } catch {
+    return undefined; // a dangling symlink
+  }
 }
 
 const listClasses = (classes: readonly string[]) => (classes.length <= 8 ? classes.join(', ') : `${classes.slice(0, 8).join(', ')}, ...`);
@@ -228,7 +253,7 @@ export async function readPoolList(file: string, classes: readonly string[]): Pr
     let abs = '';
     if (p) {
       const a = inside(base, p);
-      if (!a) throw new DataError(`${where}: path "${p}" leaves the list's folder ${base}; keep pool images under the folder of the list and give paths relative to it`);
+      if (!a) throw new DataError(`${where}: path "${p}" leaves the list's folder ${base} (by name or through a symlink); keep pool images under the folder of the list and give paths relative to it`);
       abs = a;
     }
     const id = str(r.id) ?? (p ? path.relative(base, abs).split(path.sep).join('/') : url!);
@@ -266,7 +291,7 @@ export function readContexts(file: string, key = 'data.folders.contexts'): Map<s
     const p = str(r[ip]);
     if (!p) throw new DataError(`${file}:${line}: empty path`);
     const abs = inside(base, p);
-    if (!abs) throw new DataError(`${file}:${line}: path "${p}" leaves the folder ${base}; give paths relative to the folder of contexts.csv`);
+    if (!abs) throw new DataError(`${file}:${line}: path "${p}" leaves the folder ${base} (by name or through a symlink); give paths relative to the folder of contexts.csv`);
     if (at.has(abs)) throw new DataError(`${file}:${line}: "${p}" is listed twice (first on line ${at.get(abs)})`);
     at.set(abs, line);
     out.set(abs, (r[ic] ?? '').trim());
@@ -319,6 +344,15 @@ export async function readFolderDataset(spec: FolderSpec): Promise<FolderDataset
     const r = scanFolderSet(spec[role], role, classes, { trainRoot: spec.train });
     sets[role] = r.rows;
     stray.push(...r.stray.map((file) => ({ role, file })));
+  }
+  if (!spec.classes) {
+    // Classes come from train's folders: an empty one would be a class the model never sees an image of.
+    const inTrain = new Set(sets.train.map((r) => r.label));
+    const empty = classes.filter((_, i) => !inTrain.has(i));
+    if (empty.length)
+      throw new DataError(
+        `data.folders.train: class folder(s) ${empty.map((c) => path.join(spec.train, c)).join(', ')} hold no images; without a classes.txt every train folder is a class. Add images to ${empty.length > 1 ? 'them' : 'it'}, remove ${empty.length > 1 ? 'them' : 'it'}, or list the classes in classes.txt`,
+      );
   }
   if (spec.classes) {
     const inTrain = new Set(sets.train.map((r) => r.label));

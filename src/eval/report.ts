@@ -6,7 +6,7 @@
  * and plot (Figure 7), the retrieved neighbours of each seed image per backbone, and each DCD
  * row's wrongly labelled picks.
  */
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -295,13 +295,16 @@ export interface ReportFiles {
   plots: string[];
 }
 
+/** A thumbnail of `src` at `dst`, written atomically; false when `src` does not decode (a disk error throws). */
 async function thumbnail(src: string, dst: string, size: number): Promise<boolean> {
+  let png: Buffer;
   try {
-    await sharp(src).resize(size, size, { fit: 'cover' }).png().toFile(dst);
-    return true;
+    png = await sharp(src).resize(size, size, { fit: 'cover' }).png().toBuffer();
   } catch {
     return false;
   }
+  await atomicWriteFile(dst, png);
+  return true;
 }
 
 /** `### heading` and its text, after what comes before (one blank line between). */
@@ -423,7 +426,7 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { fo
     let plot = '';
     if (ret.plot) {
       try {
-        await copyFile(ret.plot, path.join(imgDir, 'retention.png'));
+        await atomicWriteFile(path.join(imgDir, 'retention.png'), await readFile(ret.plot));
       } catch (e) {
         throw new DataError(`report: cannot copy the retention plot ${ret.plot} (${(e as Error).message}); rerun the retention stage, or leave out retention.plot`);
       }

@@ -56,15 +56,39 @@ export async function loadCheckpoint(model: ImageModel, file: string, opts: Load
       `${file} (${ck.format}, ${family} keys) does not fit ${model.name}; nothing was loaded.\n${parts.join('\n')}\nCheck that the file is the checkpoint of ${model.name} (dcd weights inspect ${file}).`,
     );
   }
-  // Decode everything first (a truncated storage fails here), then assign.
+  // Decode everything first (a truncated storage fails here), check it, then assign.
   const host = new Map<string, HostTensor>();
   for (const k of targets.keys()) host.set(k, materialize(tensors.get(k) as TensorLeaf));
+  checkFinite(host, file, (k) => source.get(k) ?? k);
   for (const [k, v] of targets) {
     const h = host.get(k)!;
     const data = h.data instanceof Float32Array ? h.data : Float32Array.from(h.data as ArrayLike<number | bigint>, (x) => Number(x));
     tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
   }
   return { format: ck.format, tensors: targets.size };
+}
+
+/**
+ * Throws a WeightsError naming every float tensor of `tensors` that holds NaN or ±Inf (with
+ * the count and the first position): such weights make every output NaN, which downstream
+ * code would turn into silent garbage (e.g. all-zero normalised embeddings).
+ * @param keyOf the key as the file spells it, for the message
+ */
+export function checkFinite(tensors: ReadonlyMap<string, { data: Float32Array | Int32Array | BigInt64Array | ArrayLike<number> }>, file: string, keyOf: (k: string) => string = (k) => k): void {
+  const bad: string[] = [];
+  for (const [k, t] of tensors) {
+    if (!(t.data instanceof Float32Array)) continue;
+    let n = 0;
+    let first = -1;
+    for (let i = 0; i < t.data.length; i++)
+      if (!Number.isFinite(t.data[i]!)) {
+        if (first < 0) first = i;
+        n++;
+      }
+    if (n) bad.push(`${keyOf(k)}: ${n} of ${t.data.length} values are NaN or ±Inf (first at flat index ${first}: ${t.data[first]})`);
+  }
+  if (bad.length)
+    throw new WeightsError(`${file}: non-finite weights; nothing was loaded.\n  ${bad.slice(0, 20).join('\n  ')}${bad.length > 20 ? `\n  … and ${bad.length - 20} more` : ''}\nThe checkpoint is corrupt (or came from a diverged training run): use an earlier checkpoint, or export or download it again.`);
 }
 
 /** The model's parameters and buffers as a host state dict (PyTorch keys and layouts). */
@@ -106,6 +130,7 @@ export function assignWeights(
   }
   for (const name of tensors.keys()) if (!vars.has(name) && !opts.allowUnexpected?.(name)) problems.push(`unexpected ${name}`);
   if (problems.length) throw new WeightsError(`${file} does not fit ${model.name}:\n  ${problems.join('\n  ')}`);
+  checkFinite(new Map([...vars.keys()].filter((n) => !opts.skip?.(n)).map((n) => [n, tensors.get(n)!])), file);
   for (const [name, v] of vars) {
     if (opts.skip?.(name)) continue;
     const t = tensors.get(name)!;

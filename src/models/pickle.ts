@@ -355,3 +355,73 @@ export function unpickle(
     }
   }
 }
+
+/**
+ * Globals a checkpoint may name without being refused although dcd's resolvers do not build
+ * them: inert records that research checkpoints carry beside their weights (DINO's full
+ * checkpoints pickle their `argparse.Namespace`; numpy scalars hold a best accuracy) and the
+ * parts of PyTorch's weights_only allow-list (torch/_weights_only_unpickler.py) that have no
+ * resolver here. They stay {@link PyObject}s: data to look at, never code to run.
+ */
+const INERT_GLOBALS = new Set([
+  'argparse.Namespace',
+  'numpy.core.multiarray.scalar',
+  'numpy._core.multiarray.scalar',
+  'numpy.dtype',
+  'collections.Counter',
+  'collections.defaultdict',
+  'builtins.frozenset',
+  'builtins.bytearray',
+  'builtins.slice',
+  '_codecs.encode',
+  'torch.Size',
+  'torch.nn.parameter.Parameter',
+  'torch.serialization._get_layout',
+]);
+
+/**
+ * Wraps `resolve` so that every global it leaves unresolved is recorded; {@link refuseUnsafe}
+ * then refuses the pickle if one of them is outside {@link INERT_GLOBALS}. The unpickler never
+ * runs what a pickle names (an unresolved global is an inert {@link PyGlobal}), but a file that
+ * names `posix.system` or `builtins.eval` is not a checkpoint of weights: like PyTorch's
+ * `weights_only=True` loader, dcd refuses it rather than load around it.
+ */
+export function recordingResolver(resolve: GlobalResolver): { resolve: GlobalResolver; unresolved: Set<string> } {
+  const unresolved = new Set<string>();
+  return {
+    unresolved,
+    resolve: (module, name) => {
+      const f = resolve(module, name);
+      if (!f) unresolved.add(`${module}.${name}`);
+      return f;
+    },
+  };
+}
+
+/**
+ * Throws a WeightsError when `unresolved` names a global outside the allow-list, naming each
+ * with the key(s) of `tree` where it sits (`(not under any key)` when the pickle dropped it).
+ */
+export function refuseUnsafe(tree: unknown, unresolved: ReadonlySet<string>, file: string): void {
+  const bad = [...unresolved].filter((q) => !INERT_GLOBALS.has(q));
+  if (!bad.length) return;
+  const where = new Map<string, string[]>(bad.map((q) => [q, []]));
+  const seen = new Set<unknown>();
+  const walk = (v: unknown, p: string, depth: number) => {
+    if (depth > 16 || v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    const q = v instanceof PyGlobal ? v.qualname : v instanceof PyObject ? v.cls.qualname : undefined;
+    if (q && where.has(q)) where.get(q)!.push(p || '(top level)');
+    if (v instanceof Map) for (const [k, x] of v) walk(x, p ? `${p}.${String(k)}` : String(k), depth + 1);
+    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, p ? `${p}.${i}` : String(i), depth + 1));
+    else if (v instanceof PyObject) {
+      v.args.forEach((x, i) => walk(x, `${p}(arg ${i})`, depth + 1));
+      walk(v.state, p, depth + 1);
+    }
+  };
+  walk(tree, '', 0);
+  const list = bad.map((q) => `${q} at ${where.get(q)!.length ? where.get(q)!.slice(0, 5).map((k) => `key ${k}`).join(', ') : '(not under any key)'}`);
+  throw new WeightsError(
+    `${file}: refused: the pickle names Python global(s) outside the allow-list of a weights file (as PyTorch's weights_only=True loader refuses them): ${list.join('; ')}. Nothing was run or loaded. A checkpoint needs none of these: save the state dict alone (torch.save(model.state_dict(), PATH)) or export safetensors, from a source you trust.`,
+  );
+}

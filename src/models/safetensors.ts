@@ -86,6 +86,72 @@ const MAX_HEADER = 100_000_000;
 const TRUNCATED_FIX =
   'An interrupted download or copy? Download it again (`dcd weights fetch NAME` resumes and checks sha256), or copy or export it again.';
 
+/** One tensor of a checked safetensors header. */
+interface HeaderEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/**
+ * The header's tensors, checked as the safetensors format requires (its Rust reader's
+ * `validate`): every entry names a known dtype, a shape of non-negative integers and
+ * integer `data_offsets` [begin, end] with end − begin = the shape's bytes; sorted by
+ * offset, the tensors tile the data exactly (the first begins at 0, each begins where
+ * the previous ends, no overlap, no hole, and the last ends at the end of the file), and
+ * `__metadata__` maps strings to strings. A file cut short is reported as truncated.
+ */
+function checkHeader(header: unknown, base: number, fileBytes: number, file: string): { entries: HeaderEntry[]; metadata: Record<string, string> } {
+  const dataBytes = fileBytes - base;
+  const corrupt = (what: string) => new WeightsError(`${file}: safetensors header: ${what}; the file is corrupt: export or download it again`);
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw corrupt('expected a JSON object of tensors');
+  const metadata: Record<string, string> = {};
+  const entries: HeaderEntry[] = [];
+  for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (info === null || typeof info !== 'object' || Array.isArray(info)) throw corrupt('__metadata__ is not an object');
+      for (const [k, v] of Object.entries(info)) {
+        if (typeof v !== 'string') throw corrupt(`__metadata__.${k} is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    const t = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
+    if (t === null || typeof t !== 'object') throw corrupt(`tensor ${name} is not an object`);
+    const dtype = String(t.dtype);
+    const size = BYTES[dtype];
+    if (size === undefined) throw new WeightsError(`${file}: tensor ${name} has unsupported dtype ${dtype} (dcd reads ${Object.keys(BYTES).join(', ')})`);
+    const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    if (!Array.isArray(t.shape) || !t.shape.every(isCount)) throw corrupt(`tensor ${name} has shape ${JSON.stringify(t.shape)}, expected an array of integers ≥ 0`);
+    const off = t.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !isCount(off[0]) || !isCount(off[1]) || off[1] < off[0])
+      throw corrupt(`tensor ${name} has data_offsets ${JSON.stringify(off)}, expected [begin, end] with 0 ≤ begin ≤ end`);
+    const shape = t.shape as number[];
+    const want = size * shape.reduce((a, b) => a * b, 1);
+    if (off[1] - off[0] !== want)
+      throw corrupt(`tensor ${name} (${dtype} [${shape}]) spans bytes ${off[0]}..${off[1]} (${off[1] - off[0]} bytes), but its shape needs ${want}`);
+    entries.push({ name, dtype, shape, begin: off[0], end: off[1] });
+  }
+  const need = Math.max(0, ...entries.map((t) => t.end));
+  if (need > dataBytes) {
+    const cut = entries.filter((t) => t.end > dataBytes).sort((a, b) => a.begin - b.begin)[0]!.name;
+    throw new WeightsError(
+      `${file}: truncated safetensors file: ${fileBytes} of its ${base + need} bytes (${((100 * fileBytes) / (base + need)).toFixed(1)}%); tensor ${cut} and the ones after it are cut off. ${TRUNCATED_FIX}`,
+    );
+  }
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (const t of sorted) {
+    if (t.begin < at) throw corrupt(`tensor ${t.name} (bytes ${t.begin}..${t.end}) overlaps the tensor before it (which ends at ${at})`);
+    if (t.begin > at) throw corrupt(`bytes ${at}..${t.begin} before tensor ${t.name} belong to no tensor`);
+    at = t.end;
+  }
+  if (at !== dataBytes) throw corrupt(`the tensors end at data byte ${at}, but the file has ${dataBytes} data bytes (${dataBytes - at} left over)`);
+  return { entries, metadata };
+}
+
 /** Parses safetensors bytes; `file` only names the source in errors. */
 export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
   if (buf.length < 8) throw new WeightsError(`${file}: too short for a safetensors file (${buf.length} bytes); the file is truncated or not safetensors`);
@@ -93,33 +159,16 @@ export function decodeSafetensors(buf: Uint8Array, file = '<buffer>'): { tensors
   if (hlen <= 0 || hlen >= MAX_HEADER) throw new WeightsError(`${file}: safetensors header length ${hlen} is implausible; the file is not safetensors (or is corrupt)`);
   if (8 + hlen > buf.length)
     throw new WeightsError(`${file}: truncated safetensors file: its ${hlen}-byte header runs past the end of the file (${buf.length} bytes). ${TRUNCATED_FIX}`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  let header: unknown;
   try {
     header = JSON.parse(Buffer.from(buf.subarray(8, 8 + hlen)).toString('utf8'));
   } catch (e) {
-    throw new WeightsError(`${file}: safetensors header is not valid JSON (${(e as Error).message})`);
+    throw new WeightsError(`${file}: safetensors header is not valid JSON (${(e as Error).message}); the file is corrupt: export or download it again`);
   }
   const base = 8 + hlen;
-  const entries = Object.entries(header).filter(([name]) => name !== '__metadata__') as [string, { data_offsets?: [number, number] }][];
-  const need = base + Math.max(0, ...entries.map(([, t]) => t.data_offsets?.[1] ?? 0));
-  if (need > buf.length) {
-    const cut = entries.filter(([, t]) => base + (t.data_offsets?.[1] ?? 0) > buf.length).sort((a, b) => a[1].data_offsets![0] - b[1].data_offsets![0])[0]![0];
-    throw new WeightsError(
-      `${file}: truncated safetensors file: ${buf.length} of its ${need} bytes (${((100 * buf.length) / need).toFixed(1)}%); tensor ${cut} and the ones after it are cut off. ${TRUNCATED_FIX}`,
-    );
-  }
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const { entries, metadata } = checkHeader(header, base, buf.length, file);
   const tensors = new Map<string, HostTensor>();
-  for (const [name, info] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const { dtype, shape, data_offsets } = info as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    const size = BYTES[dtype];
-    if (size === undefined) throw new WeightsError(`${file}: tensor ${name} has unsupported dtype ${dtype}`);
-    const [b, e] = data_offsets;
-    if (e - b !== size * numel(shape) || base + e > buf.length)
-      throw new WeightsError(
-        `${file}: tensor ${name} (${dtype} [${shape}]) spans bytes ${b}..${e}, which does not fit its shape or the file's ${buf.length - base} data bytes; the file is corrupt: export or download it again`,
-      );
+  for (const { name, dtype, shape, begin: b, end: e } of entries) {
     const ab = copyBytes(buf, base + b, e - b);
     let t: HostTensor;
     switch (dtype) {

@@ -10,7 +10,7 @@
  */
 import { inflateRawSync } from 'node:zlib';
 import { WeightsError } from '../core/errors.js';
-import { unpickle, PyObject, type GlobalResolver } from './pickle.js';
+import { recordingResolver, refuseUnsafe, unpickle, PyObject, type GlobalResolver } from './pickle.js';
 import { bf16ToFloat32, copyBytes, halfToFloat32, numel, stridedCopy, type HostTensor } from './tensor-data.js';
 
 /** Element type of a torch storage. */
@@ -225,14 +225,19 @@ export function readTorchZip(buf: Uint8Array, file: string): unknown {
     }
     return s;
   };
-  return unpickle(entries.get(pkl)!(), 0, torchResolver(file), persistentLoad, file).value;
+  const g = recordingResolver(torchResolver(file));
+  const value = unpickle(entries.get(pkl)!(), 0, g.resolve, persistentLoad, file).value;
+  refuseUnsafe(value, g.unresolved, file);
+  return value;
 }
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 
 /** Reads a legacy (torch < 1.6) checkpoint. */
 export function readTorchLegacy(buf: Uint8Array, file: string): unknown {
-  const none: GlobalResolver = () => undefined;
+  // the header pickles (magic, protocol, sys_info, storage keys) hold plain values: any global in them is refused
+  const headerGlobals = recordingResolver(() => undefined);
+  const none: GlobalResolver = headerGlobals.resolve;
   const noPid = () => {
     throw new WeightsError(`${file}: unexpected persistent id in the header`);
   };
@@ -291,10 +296,13 @@ export function readTorchLegacy(buf: Uint8Array, file: string): unknown {
     }
     return storageOf(key);
   };
-  r = unpickle(buf, r.end, torchResolver(file), persistentLoad, file);
+  const g = recordingResolver(torchResolver(file));
+  r = unpickle(buf, r.end, g.resolve, persistentLoad, file);
   const obj = r.value;
+  refuseUnsafe(obj, g.unresolved, file);
   r = unpickle(buf, r.end, none, noPid, file);
   const keys = r.value as unknown[];
+  refuseUnsafe({ sys_info: sysInfo, storage_keys: keys }, headerGlobals.unresolved, file);
   if (!Array.isArray(keys)) throw new WeightsError(`${file}: legacy checkpoint has no storage key list`);
   let p = r.end;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

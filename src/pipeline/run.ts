@@ -13,7 +13,8 @@ import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.
 import { buildGraph } from './experiment.js';
 import { checkConfig } from './config-check.js';
 import type { RowRef } from './stages/report.js';
-import { formatPlan, runStages, stageDir, type StageStatus } from './runner.js';
+import { formatPlan, lockCommand, runStages, stageDir, type StageStatus } from './runner.js';
+import { withRunLock } from './lock.js';
 import { reportStage } from './stages/report.js';
 import { bf16Support, resolvePrecision } from '../backends/precision.js';
 import { formatTasks, runOnSlurm, type SlurmRunResult } from './executors/slurm.js';
@@ -142,6 +143,12 @@ async function executeOnSlurm(file: string, runDir: string, cfg: Config, roots: 
 }
 
 async function execute(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string, file?: string): Promise<RunOutcome> {
+  // The run folder's lock (./lock.ts) from the resolved config's write to the table's; the job-array modes run under their driver's.
+  if (opts.dryRun || opts.shard || opts.stages?.length) return executeUnlocked(runDir, cfg, roots, reportDir, opts, tableName, file);
+  return withRunLock(runDir, lockCommand(), () => executeUnlocked(runDir, cfg, roots, reportDir, opts, tableName, file));
+}
+
+async function executeUnlocked(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string, file?: string): Promise<RunOutcome> {
   let slurm: SlurmRunResult | undefined;
   if (opts.slurm) {
     if (!file) throw new ConfigError('--executor slurm: not supported here (dcd run only)');

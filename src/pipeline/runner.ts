@@ -6,7 +6,7 @@
  * stage share one folder. The manifest records the content hashes of the inputs
  * (dependencies' outputs, external files) and of the outputs; a stage is cached
  * when its manifest exists, its inputs are unchanged and its output files are all
- * present. The manifest is written last and atomically, so a stage killed at any
+ * present with their recorded content (size, then mtime, else sha256). The manifest is written last and atomically, so a stage killed at any
  * moment is simply not complete, and runs again (a train stage resumes from the
  * epoch checkpoint it keeps in its folder).
  */
@@ -15,11 +15,12 @@ import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
-import { atomicWriteJson, ensureDir, readJsonIfComplete, sha256, sha256File } from '../core/fsutil.js';
+import { atomicWriteJson, ensureDir, readJsonIfComplete, removeStaleTemps, sha256, sha256File } from '../core/fsutil.js';
 import { log, progress as makeProgress } from '../core/log.js';
 import { DCD_VERSION } from '../core/version.js';
 import { nativeAddon } from '../backends/addon.js';
 import { canonicalJson } from '../core/config.js';
+import { withRunLock } from './lock.js';
 import { isShardable, mergeParts, runPart } from './shards.js';
 import type { StageContext, StageManifest, StageOutputs, StageResult, StageSpec } from './stage-types.js';
 
@@ -120,11 +121,19 @@ async function inputHashes(spec: StageSpec, done: Map<string, StageResult>): Pro
   return out;
 }
 
-function outputsPresent(dir: string, m: StageManifest): string | undefined {
+/**
+ * Why a stage's recorded outputs no longer stand, or undefined when each is as written: same
+ * size, and either the mtime recorded at write (a cheap check, for GB files) or, when the file
+ * was touched since (mtime differs, or a manifest without one), the same sha256.
+ */
+async function outputsChanged(dir: string, m: StageManifest): Promise<string | undefined> {
   for (const [name, o] of Object.entries(m.outputs)) {
     const f = path.join(dir, o.file);
     if (!existsSync(f)) return `output ${name} (${o.file}) is missing`;
-    if (statSync(f).size !== o.bytes) return `output ${name} (${o.file}) changed size`;
+    const st = statSync(f);
+    if (st.size !== o.bytes) return `output ${name} (${o.file}) changed size`;
+    if (o.mtime_ms === st.mtimeMs) continue;
+    if ((await sha256File(f)) !== o.sha256) return `output ${name} (${o.file}) changed content (sha256 differs from the manifest's)`;
   }
   return undefined;
 }
@@ -149,7 +158,7 @@ async function statusOf(runDir: string, spec: StageSpec, done: Map<string, Stage
   if (!ih) return { spec, dir, cached: false, reason: 'an input is not available' };
   const changed = diffKeys(m.inputs, ih);
   if (changed.length) return { spec, dir, cached: false, reason: `input changed: ${changed.map((c) => c.replace(/^(stage|file):/, '')).join(', ')}` };
-  const missing = outputsPresent(dir, m);
+  const missing = await outputsChanged(dir, m);
   if (missing) return { spec, dir, cached: false, reason: missing };
   return { spec, dir, cached: true, reason: `cached (config ${m.config_hash.slice(0, 8)}, inputs unchanged, finished ${m.timings.finished})` };
 }
@@ -247,6 +256,23 @@ export interface RunStagesResult {
  * it runs otherwise (a stage downstream of one that runs is reported as such).
  */
 export async function runStages(runDir: string, roots: readonly StageSpec[], opts: RunStagesOptions = {}): Promise<RunStagesResult> {
+  // One writer per run folder. The tasks of a job array (--shard, --stage, --part) run beside each
+  // other by design, on stages their driver hands out: their driver holds the lock.
+  if (opts.dryRun || opts.shard || opts.ids?.length) return runStagesUnlocked(runDir, roots, opts);
+  return withRunLock(runDir, lockCommand(), async () => {
+    // what killed writers left (half files under temporary names), now that no other writer can be here
+    const stale = await removeStaleTemps(runDir);
+    if (stale.length) log.info(`removed ${stale.length} temporary file(s) left by an interrupted run (${stale.slice(0, 3).map((f) => path.relative(runDir, f)).join(', ')}${stale.length > 3 ? ', …' : ''})`);
+    return runStagesUnlocked(runDir, roots, opts);
+  });
+}
+
+/** What holds a lock, for the message of a process that finds it taken. */
+export function lockCommand(): string {
+  return ['dcd', ...process.argv.slice(2)].join(' ').slice(0, 200);
+}
+
+async function runStagesUnlocked(runDir: string, roots: readonly StageSpec[], opts: RunStagesOptions): Promise<RunStagesResult> {
   const keep = selectStages(topoOrder(roots), opts);
   const order = topoOrder(roots).filter((s) => !keep || keep.has(stageId(s)));
   const done = new Map<string, StageResult>();
@@ -354,7 +380,8 @@ async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageRe
   for (const [k, rel] of Object.entries(out.files)) {
     const f = path.join(dir, rel);
     if (!existsSync(f)) throw new ArtifactError(`${name}: stage returned output ${k} = ${rel} but ${f} does not exist (stage bug)`);
-    outputs[k] = { file: rel, sha256: await sha256File(f), bytes: statSync(f).size };
+    const st = statSync(f);
+    outputs[k] = { file: rel, sha256: await sha256File(f), bytes: st.size, mtime_ms: st.mtimeMs };
   }
   const finished = new Date();
   const configHash = sha256(canonicalJson(spec.config ?? null));

@@ -78,7 +78,8 @@ export interface StageManifest {
   config: unknown;
   inputs: Record<string, string>;
   input_hash: string;
-  outputs: Record<string, { file: string; sha256: string; bytes: number }>;
+  /** Per output: its sha256 and size, and its mtime when written (a later check rehashes only when it differs). */
+  outputs: Record<string, { file: string; sha256: string; bytes: number; mtime_ms?: number }>;
   outputs_hash: string;
   counts: Record<string, number>;
   extra: Record<string, unknown>;

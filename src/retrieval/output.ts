@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   DataType,
@@ -16,7 +16,7 @@ import {
   type Vector,
 } from 'apache-arrow';
 import { buildTable, writeArrowFile, type ColumnInput } from '../core/arrow.js';
-import { atomicWriteFile, ensureDir, tempPathFor } from '../core/fsutil.js';
+import { atomicWriteFile, commitTemp, diskFullAware, ensureDir, tempPathFor } from '../core/fsutil.js';
 import { DCD_VERSION } from '../core/version.js';
 import { ARROW_SCHEMA_VERSION } from '../core/arrow.js';
 
@@ -139,17 +139,15 @@ export async function openArrowSink(file: string, schema: Schema, metadata: Reco
     },
     async close() {
       if (!wrote) writer.write(new RecordBatch(out, makeData({ type: new Struct(out.fields), length: 0, nullCount: 0, children: out.fields.map((f) => makeEmpty(f.type)) })));
-      writer.finish();
-      await writer.close();
-      await done;
-      // As atomicWriteFile: data on disk before the name appears.
-      const fh = await open(tmp, 'r+');
       try {
-        await fh.sync();
-      } finally {
-        await fh.close();
+        writer.finish();
+        await writer.close();
+        await done;
+      } catch (e) {
+        await rm(tmp, { force: true });
+        throw diskFullAware(file, e);
       }
-      await rename(tmp, file);
+      await commitTemp(tmp, file);
     },
     async abort() {
       // Not writer.abort(): it rejects the stream's pending read with an iterator result

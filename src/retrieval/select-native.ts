@@ -69,7 +69,8 @@ export async function searchNative(kern: Pick<NativeAddon, 'alg1Chunk' | 'alg1So
     });
     slotSeeds = Int32Array.from(list);
   }
-  const heapBase = new Int32Array(ns + 1);
+  // float64 offsets: all seeds' heaps together may pass 2³¹ entries (each one stays below)
+  const heapBase = new Float64Array(ns + 1);
   for (let q = 0; q < ns; q++) heapBase[q + 1] = heapBase[q]! + x.caps[q]!;
   const heapD = new Float64Array(heapBase[ns]!);
   const heapJ = new Int32Array(heapBase[ns]!);

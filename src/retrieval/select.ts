@@ -120,10 +120,43 @@ function seedClasses(seeds: SeedSet, pool: { dim: number; hasLabel: boolean; fil
     byClass.get(y)!.push(i);
   });
   const labels = [...byClass.keys()].sort((a, b) => a - b);
-  // Global query index = seed index; caps per seed from its class size.
-  const caps = new Int32Array(seeds.ids.length);
-  for (const [, idx] of byClass) for (const i of idx) caps[i] = candidatesPerSeed(kVal + k, idx.length);
+  // Global query index = seed index; caps per seed from its class size (float64: k·|S_y| may pass 2³¹).
+  const caps = new Float64Array(seeds.ids.length);
+  for (const [, idx] of byClass) for (const i of idx) caps[i] = Math.min(candidatesPerSeed(kVal + k, idx.length), Number.MAX_SAFE_INTEGER);
   return { k, kVal, byClass, labels, caps };
+}
+
+/** Most candidates one search holds over all seeds (int32 heap rows and typed-array lengths). */
+const MAX_HELD = 2 ** 31 - 1;
+/** Above this many held candidates (≈ 200 MB), a pass over the labels tightens the caps first. */
+const COUNT_PASS_AT = 2 ** 24;
+
+/**
+ * The per-seed caps of a search over `pool`, clamped to what it can give: a seed never keeps
+ * more candidates than its class has rows, so a k past the class size (Algorithm 1 then picks
+ * every image of the class and stops, the class pool being exhausted) costs memory for the rows
+ * there are, not for k·|S_y|. The first bound is the pool's estimated row count (no read);
+ * when the caps still add up to more than {@link COUNT_PASS_AT}, one pass over the label column
+ * counts the rows of each class.
+ */
+async function boundCaps(caps: Float64Array, byClass: Map<number, number[]>, pool: EmbeddingStore, opts: SelectOptions): Promise<Int32Array> {
+  const sum = (c: Float64Array) => c.reduce((a, b) => a + b, 0);
+  const rows = pool.estimatedRows();
+  let bounded = caps.map((c) => Math.min(c, rows));
+  if (sum(bounded) > COUNT_PASS_AT) {
+    const counts = await pool.rowCounts();
+    bounded = new Float64Array(caps.length);
+    for (const [y, idx] of byClass) {
+      const n = opts.anyLabel ? counts.rows : (counts.byLabel.get(y) ?? 0);
+      for (const i of idx) bounded[i] = Math.min(caps[i]!, n);
+    }
+  }
+  const total = sum(bounded);
+  if (total > MAX_HELD)
+    throw new ConfigError(
+      `--k ${opts.k}${opts.kVal ? ` and --k-val ${opts.kVal}` : ''}: the search would hold ${total} candidates (seeds × min(k·|S_y|, class rows)), more than the ${MAX_HELD} one search can; lower k, or run the selection per class`,
+    );
+  return Int32Array.from(bounded);
 }
 
 /**
@@ -151,7 +184,8 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
  *   that ties break as in a search of the whole pool
  */
 export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opts: SelectOptions, rowOf?: (r: number) => number): Promise<CandidateSet> {
-  const { byClass, labels, caps } = seedClasses(seeds, pool, opts);
+  const { byClass, labels, caps: wanted } = seedClasses(seeds, pool, opts);
+  const caps = await boundCaps(wanted, byClass, pool, opts);
   const g = rowOf ?? ((r: number) => r);
   const kern = alg1Kernels();
   if (kern) {

@@ -41,6 +41,30 @@ export interface StoreOptions {
   normalize?: boolean;
   /** Embedding column name (default `embedding`). */
   column?: string;
+  /**
+   * Throw when a full pass finds no rows, or only all-zero embeddings (see {@link checkPass}).
+   * Default: on for the roles a user supplies (seed, pool, test, train, val), off for the
+   * others (row shards, merges), which may be legitimately empty.
+   */
+  requireRows?: boolean;
+}
+
+/** Roles whose files must hold rows (see {@link StoreOptions.requireRows}). */
+const NON_EMPTY_ROLES = new Set(['seed', 'pool', 'test', 'train', 'val']);
+
+/** Rows of `data` [rows, dim] that are all zero. */
+function zeroRows(data: Float32Array, dim: number, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    let zero = true;
+    for (let c = r * dim, e = c + dim; c < e; c++)
+      if (data[c] !== 0) {
+        zero = false;
+        break;
+      }
+    if (zero) n++;
+  }
+  return n;
 }
 
 /** The copy buffer of one stream of {@link EmbeddingStore.chunks} (reused unless `retain`). */
@@ -74,6 +98,7 @@ export class EmbeddingStore {
     readonly hasLabel: boolean,
     private readonly normalize: boolean,
     private readonly column: string,
+    private readonly requireRows: boolean,
     private readonly memory: { ids: string[]; labels: Int32Array | null; data: Float32Array } | null,
   ) {}
 
@@ -112,7 +137,7 @@ export class EmbeddingStore {
       if (cols(info) !== cols(first))
         throw new ArtifactError(`${info.file}: columns (${cols(info)}) differ from ${first.file} (${cols(first)}); shards of one ${opts.role} set must have the same columns`);
     }
-    return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, null);
+    return new EmbeddingStore(opts.role, infos, first.dim, infos.every((i) => i.hasLabel), opts.normalize ?? false, column, opts.requireRows ?? NON_EMPTY_ROLES.has(opts.role), null);
   }
 
   /** An in-memory store over arrays (for library callers and tests). `data` is [n, dim]. */
@@ -126,7 +151,7 @@ export class EmbeddingStore {
     if (a.labels && a.labels.length !== n) throw new ConfigError(`${role}: ${a.labels.length} labels for ${n} ids`);
     const data = opts.normalize ? l2NormalizeRows(Float32Array.from(a.data), a.dim) : a.data;
     const info: FileInfo = { file: '<memory>', schema: null as unknown as Schema, metadata: a.metadata ?? {}, dim: a.dim, hasLabel: !!a.labels };
-    return new EmbeddingStore(role, [info], a.dim, !!a.labels, false, 'embedding', { ids: [...a.ids], labels: a.labels ?? null, data });
+    return new EmbeddingStore(role, [info], a.dim, !!a.labels, false, 'embedding', false, { ids: [...a.ids], labels: a.labels ?? null, data });
   }
 
   /**
@@ -139,6 +164,21 @@ export class EmbeddingStore {
     let bytes = 0;
     for (const i of this.infos) bytes += statSync(i.file).size;
     return Math.floor(bytes / (this.dim * 4));
+  }
+
+  /** Row count and rows per label, exact: one pass over the `label` column only (labels empty without one). */
+  async rowCounts(): Promise<{ rows: number; byLabel: Map<number, number> }> {
+    const byLabel = new Map<number, number>();
+    const count = (ys: ArrayLike<number>) => {
+      for (let i = 0; i < ys.length; i++) byLabel.set(ys[i]!, (byLabel.get(ys[i]!) ?? 0) + 1);
+    };
+    if (this.memory) {
+      if (this.memory.labels) count(this.memory.labels);
+      return { rows: this.memory.ids.length, byLabel };
+    }
+    const r = await readIdsAndLabels(this.files, this.role, { ids: false, labels: this.hasLabel });
+    if (r.labels) count(r.labels);
+    return { rows: r.rows, byLabel };
   }
 
   /**
@@ -186,6 +226,7 @@ export class EmbeddingStore {
       return;
     }
     let global = 0;
+    let zeros = 0;
     for (const info of this.infos) {
       const fh = await openFile(info.file);
       try {
@@ -197,7 +238,9 @@ export class EmbeddingStore {
           for (let s = 0; s < batch.numRows; s += maxRows) {
             const r = Math.min(maxRows, batch.numRows - s);
             const b = s === 0 && r === batch.numRows ? batch : batch.slice(s, s + r);
-            yield this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
+            const ch = this.chunkOf(info, b, global, fileRow, wantEmb ? scratch : null);
+            if (wantEmb && this.requireRows) zeros += zeroRows(ch.data, this.dim, r);
+            yield ch;
             global += r;
             fileRow += r;
           }
@@ -209,6 +252,21 @@ export class EmbeddingStore {
         await fh.close().catch(() => undefined);
       }
     }
+    if (this.requireRows) this.checkPass(global, wantEmb ? zeros : 0);
+  }
+
+  /**
+   * After a full pass: no rows, or every embedding zero (a backbone that output nothing, e.g.
+   * from NaN weights), is a DataError naming the files; some zero rows, a warning (their
+   * distances say nothing about content).
+   */
+  private checkPass(rows: number, zeros: number): void {
+    const files = this.files.join(', ');
+    if (rows === 0)
+      throw new DataError(`${files} (${this.role}): no rows; a ${this.role} set must hold at least one embedding. Check the file (an empty image folder or list, a filter that removed everything?) and re-create it`);
+    if (zeros === rows)
+      throw new DataError(`${files} (${this.role}): all ${rows} embeddings are zero vectors; the backbone produced nothing (NaN or zero weights? blank images?). Re-embed with a working checkpoint`);
+    if (zeros) log.warn(`${files} (${this.role}): ${zeros} of ${rows} embeddings are zero vectors (blank images?); they are equally far from everything`);
   }
 
   /** Reads every row into memory (for small sets: seeds, test sets). */
@@ -308,7 +366,35 @@ async function readFully(fh: FileHandle, file: string, buf: Uint8Array, offset: 
 
 async function openFile(file: string): Promise<FileHandle> {
   if (!existsSync(file)) throw new ArtifactError(`${file}: no such Arrow file`);
-  return open(file, 'r');
+  return guardReads(await open(file, 'r'), file, statSync(file).size);
+}
+
+/**
+ * `fh` with reads that fail rather than spin: apache-arrow's file reader loops until it has the
+ * bytes it asked for, and re-reads a message whose lengths do not advance it, so a damaged file
+ * (a negative offset, one past the end, a zero-length message) would hang it forever. A read of
+ * 0 bytes, a negative position, or reading more than a few times the file's size (a reader that
+ * goes round in circles: a sound pass reads each byte about once) is an ArtifactError.
+ */
+function guardReads(fh: FileHandle, file: string, size: number): FileHandle {
+  const corrupt = (what: string) => new ArtifactError(`${file}: ${what}; the Arrow file is truncated or corrupt: re-create it`);
+  const budget = 4 * size + 2 ** 20;
+  let total = 0;
+  return new Proxy(fh, {
+    get(target, prop) {
+      if (prop === 'read')
+        return async (buf: Uint8Array, offset: number, length: number, position: number | null) => {
+          if (typeof position === 'number' && position < 0) throw corrupt(`an offset points before the start of the file (${position})`);
+          const r = await target.read(buf, offset, length, position);
+          total += r.bytesRead;
+          if (total > budget) throw corrupt(`reading it goes round in circles (${total} bytes read from a ${size}-byte file): its message lengths are inconsistent`);
+          if (r.bytesRead === 0 && length > 0) throw corrupt(`its layout says ${length} more byte(s) follow at byte ${position ?? '?'}, but the file ends`);
+          return r;
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 async function withReader<T>(file: string, fn: (r: { schema: Schema }) => Promise<T>): Promise<T> {
@@ -395,8 +481,9 @@ export function budgetBytes(mib: number | undefined): number {
 export async function readIdsAndLabels(
   files: readonly string[],
   role: string,
-  opts: { labels?: boolean } = {},
-): Promise<{ ids: string[]; labels: Int32Array | null }> {
+  opts: { labels?: boolean; ids?: boolean } = {},
+): Promise<{ ids: string[]; labels: Int32Array | null; rows: number }> {
+  let rows = 0;
   const ids: string[] = [];
   const labels: number[] = [];
   for (const file of files) {
@@ -410,10 +497,11 @@ export async function readIdsAndLabels(
         throw new ArtifactError(`${file}: not a readable Arrow IPC file (${(e as Error).message}); re-create it`, { cause: e });
       }
       const names = reader.schema.fields.map((f) => f.name);
-      const need = ['id', ...(opts.labels ? ['label'] : [])].filter((n) => !names.includes(n));
+      const need = [...(opts.ids === false ? [] : ['id']), ...(opts.labels ? ['label'] : [])].filter((n) => !names.includes(n));
       if (need.length) throw new ArtifactError(`${file} (${role}): missing column(s) ${need.join(', ')} (has: ${names.join(', ') || 'none'})`);
       for await (const b of reader as AsyncIterable<RecordBatch>) {
-        for (const id of b.getChild('id')!.toArray() as string[]) ids.push(id);
+        rows += b.numRows;
+        if (opts.ids !== false) for (const id of b.getChild('id')!.toArray() as string[]) ids.push(id);
         if (opts.labels) {
           const ys = b.getChild('label')!.toArray() as ArrayLike<number>;
           for (let i = 0; i < ys.length; i++) labels.push(Number(ys[i]));
@@ -423,5 +511,5 @@ export async function readIdsAndLabels(
       await fh.close().catch(() => undefined);
     }
   }
-  return { ids, labels: opts.labels ? Int32Array.from(labels) : null };
+  return { ids, labels: opts.labels ? Int32Array.from(labels) : null, rows };
 }

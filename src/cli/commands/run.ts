@@ -65,7 +65,7 @@ const run: CommandModule<object, RunArgs> = {
   handler: async (a) => {
     const opts = {
       set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
-      ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
+      ...(a.seeds !== undefined ? { seeds: parseSeeds(a.seeds) } : {}), // `--seeds=` is an error, not no flag
       dryRun: !!a['dry-run'],
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
@@ -107,7 +107,7 @@ const sweep: CommandModule<object, SweepArgs> = {
   handler: async (a) => {
     const opts = {
       set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
-      ...(a.seeds ? { seeds: parseSeeds(a.seeds) } : {}),
+      ...(a.seeds !== undefined ? { seeds: parseSeeds(a.seeds) } : {}), // `--seeds=` is an error, not no flag
       dryRun: !!a['dry-run'],
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
       grid: a.grid ?? [],

@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { ArtifactError, ConfigError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson, ensureDir } from '../../core/fsutil.js';
 import { log } from '../../core/log.js';
-import { stageDir, stageId, type StageSpec, type StageStatus } from '../runner.js';
+import { lockCommand, stageDir, stageId, type StageSpec, type StageStatus } from '../runner.js';
+import { withRunLock } from '../lock.js';
 import { isShardable, partDir } from '../shards.js';
 
 /** Resources of one stage kind's jobs (`executor.slurm.<stage>` in the config). */
@@ -277,6 +278,12 @@ function labelOfKey(key: string): string {
  * every task's outcome; the caller turns failures into an error.
  */
 export async function runOnSlurm(makePlan: () => Promise<readonly StageStatus[]>, o: SlurmRunOptions): Promise<SlurmRunResult> {
+  // The driver holds the run folder's lock while its jobs run (the jobs, `--stage`, take none).
+  if (o.dryRun) return driveSlurm(makePlan, o);
+  return withRunLock(o.runDir, lockCommand(), () => driveSlurm(makePlan, o));
+}
+
+async function driveSlurm(makePlan: () => Promise<readonly StageStatus[]>, o: SlurmRunOptions): Promise<SlurmRunResult> {
   const print = o.print ?? ((l: string) => log.info(l));
   const slurmDir = path.join(o.runDir, 'slurm');
   const stateFile = path.join(slurmDir, 'state.json');
