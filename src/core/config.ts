@@ -164,7 +164,13 @@ const FilterSchema = z.strictObject({
 
 const SelectSchema = z.strictObject({
   k_val: z.number().int().nonnegative().default(5).describe('de-val images per seed image'),
-  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image'),
+  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image (ignored when pool_share is set)'),
+  pool_share: z
+    .number()
+    .gt(0)
+    .max(1)
+    .optional()
+    .describe('size k_train once the failures are known: the debug-train set takes about this share of the subset classes\' pool, k_train = max(1, floor(pool_share × pool / seed images)) (the paper: 47,426 / 952,022 = 0.05); absent: k_train as given'),
   candidates: z.enum(['weak_label', 'any_label']).default('weak_label').describe('restrict candidates to the seed class (W\'_y), or use all of W\''),
   normalize: z.boolean().default(false).describe('L2-normalise features before distances'),
 });
