@@ -179,19 +179,23 @@ export function shapeObjects(numClasses: number): ObjectSource {
       const rot = (rand() - 0.5) * 0.5; // small rotation, radians
       const c = Math.cos(rot);
       const s = Math.sin(rot);
-      for (let y = 0; y < size; y++)
-        for (let x = 0; x < size; x++) {
-          let hit = 0;
-          for (let sy = 0; sy < 2; sy++)
-            for (let sx = 0; sx < 2; sx++) {
-              const dx = (x + 0.25 + 0.5 * sx - cx) / half;
-              const dy = (y + 0.25 + 0.5 * sy - cy) / half;
-              if (insideShape(shape, c * dx + s * dy, -s * dx + c * dy)) hit++;
-            }
-          mask[y * size + x] = hit / 4;
-        }
+      rasterize(mask, size, cx, cy, half, (dx, dy) => insideShape(shape, c * dx + s * dy, -s * dx + c * dy));
     },
   };
+}
+
+/**
+ * Coverage of a shape centred at (cx, cy) with half-size `half` px into `mask` (size × size, [0,1]),
+ * 2×2 supersampled; `inside` tests a point in the shape's frame ([-1, 1]² at the half-size).
+ */
+function rasterize(mask: Float32Array, size: number, cx: number, cy: number, half: number, inside: (dx: number, dy: number) => boolean): void {
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      let hit = 0;
+      for (let sy = 0; sy < 2; sy++)
+        for (let sx = 0; sx < 2; sx++) if (inside((x + 0.25 + 0.5 * sx - cx) / half, (y + 0.25 + 0.5 * sy - cy) / half)) hit++;
+      mask[y * size + x] = hit / 4;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -275,21 +279,13 @@ function drawOffTopic(mask: Float32Array, size: number, rand: () => number, scal
   const half = (scale * size) / 2;
   const cx = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
   const cy = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
-  for (let y = 0; y < size; y++)
-    for (let x = 0; x < size; x++) {
-      let hit = 0;
-      for (let sy = 0; sy < 2; sy++)
-        for (let sx = 0; sx < 2; sx++) {
-          const dx = (x + 0.25 + 0.5 * sx - cx) / half;
-          const dy = (y + 0.25 + 0.5 * sy - cy) / half;
-          // radius of the polygon at this angle: linear between the two nearest vertices
-          const a = ((Math.atan2(dy, dx) - rot) / (2 * Math.PI) + 2) % 1 * n;
-          const k = Math.floor(a) % n;
-          const r = radii[k]! + (radii[(k + 1) % n]! - radii[k]!) * (a - Math.floor(a));
-          if (dx * dx + dy * dy <= r * r) hit++;
-        }
-      mask[y * size + x] = hit / 4;
-    }
+  rasterize(mask, size, cx, cy, half, (dx, dy) => {
+    // radius of the polygon at this angle: linear between the two nearest vertices
+    const a = (((Math.atan2(dy, dx) - rot) / (2 * Math.PI) + 2) % 1) * n;
+    const k = Math.floor(a) % n;
+    const r = radii[k]! + (radii[(k + 1) % n]! - radii[k]!) * (a - Math.floor(a));
+    return dx * dx + dy * dy <= r * r;
+  });
 }
 
 /**
