@@ -184,9 +184,11 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
 export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const cfg = load(file, opts);
-  if (!opts.dryRun) announcePrecision(cfg, opts);
-  // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts)
-  for (const w of seedWarnings(cfg.seeds, cfg.world_seed)) log.warn(`warning: ${w}`);
+  if (!opts.dryRun) {
+    announcePrecision(cfg, opts);
+    // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts)
+    for (const w of seedWarnings(cfg.seeds, cfg.world_seed)) log.warn(w);
+  }
   const runDir = outDirOf(cfg, opts.cwd);
   const g = buildGraph(plannedConfig(cfg, opts));
   return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md', file);

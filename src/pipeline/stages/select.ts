@@ -100,7 +100,7 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
     const sizing = sizeSelection(s, classCounts(subset, filtered.rows.map((x) => x.weak_label ?? -1), keep.map((x) => x.label)));
     if (sizing.poolShare !== undefined) ctx.log(`k_train ${sizing.kTrain}: pool_share ${sizing.poolShare} of the subset pool (${(100 * sizing.share).toFixed(1)}% asked for)`);
     // one backbone's stage says it: every backbone's select sees the same counts
-    if (cfg.backbones.indexOf(b) === 0) for (const w of sizing.warnings) log.warn(`select: warning: ${w}`);
+    if (cfg.backbones.indexOf(b) === 0) for (const w of sizing.warnings) log.warn(`select: ${w}`);
     const opts: SelectOptions = { k: sizing.kTrain, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset };
     return { seeds, opts, filtered, sizing, poolFile: ctx.inputs.embPool!.file('embeddings') };
   }
