@@ -30,8 +30,10 @@ export interface InitSizing {
 /** Batch of the ssl backbone's pretraining. */
 const SSL_BATCH = 64;
 /**
- * The ssl backbone's step budget at 32 px: 800 steps of 64 took about a minute and a half of one
- * core here (SimCLR, widths 16-32-64); larger images cost in proportion to their pixels.
+ * The ssl backbone's step budget at 32 px, so that pretraining stays a few minutes of a 15-minute run:
+ * the demo's 2,400 SimCLR steps of 32 at 32 px (widths 16-32-64) took 316 s on this 2-core machine
+ * under a load average of 10-20 (2026-12-07), and 800 steps of 64 are two thirds of that work.
+ * Larger images cost in proportion to their pixels.
  */
 const SSL_STEPS_32PX = 800;
 
