@@ -11,10 +11,15 @@
 // context, 40% at home, with 15% images of another class and 15% without an object under
 // their weak label; pool.csv records true_label and context for the report.
 //
-//   node scripts/make-folder-dataset.mjs OUT [--preset small|large] [--size 32] [--seed 0]
+//   node scripts/make-folder-dataset.mjs OUT [--preset small|large|web|web-large] [--size 32] [--seed 0]
 //       [--train N] [--test N] [--shifted N] [--pool N]     (N = images per set)
 //
 // small: 600 / 300 / 240 / 1,200 (CI); large: 12,000 / 4,000 / 3,000 / 20,000 (42,000 images).
+// The web presets have a web-like pool (docs/experiments/web-like-pool.md): 4.6× as many pool images
+// per subset class as train images per class (the paper's 5,956 Flickr images per class against
+// ImageNet's ≈ 1,300), and web-search noise: 14% another class, 10% no object, 10% an off-topic
+// object of no class (true_label none), 10% near-copies of an earlier pool image of the same query.
+// web: 3,000 / 1,200 / 1,000 / 9,200 (15,400 images); web-large: 8,400 / 2,400 / 2,000 / 25,200 (40,000).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -22,15 +27,19 @@ import sharp from 'sharp';
 const CLASSES = ['disc', 'square', 'triangle', 'plus', 'cross', 'ring'];
 const CONTEXTS = ['grass', 'sky', 'sand', 'snow', 'brick', 'night'];
 const SUBSET = 4;
+const CLASSIC = { wrong: 0.15, none: 0.15, offTopic: 0, dup: 0 };
+const WEB = { wrong: 0.14, none: 0.1, offTopic: 0.1, dup: 0.1 };
 const PRESETS = {
-  small: { train: 600, test: 300, shifted: 240, pool: 1200 },
-  large: { train: 12000, test: 4000, shifted: 3000, pool: 20000 },
+  small: { train: 600, test: 300, shifted: 240, pool: 1200, noise: CLASSIC },
+  large: { train: 12000, test: 4000, shifted: 3000, pool: 20000, noise: CLASSIC },
+  web: { train: 3000, test: 1200, shifted: 1000, pool: 9200, noise: WEB },
+  'web-large': { train: 8400, test: 2400, shifted: 2000, pool: 25200, noise: WEB },
 };
 
 function parseArgs(argv) {
   const out = argv[0];
   if (!out || out.startsWith('--')) {
-    console.error('usage: node scripts/make-folder-dataset.mjs OUT [--preset small|large] [--size 32] [--seed 0] [--train N] [--test N] [--shifted N] [--pool N]');
+    console.error('usage: node scripts/make-folder-dataset.mjs OUT [--preset small|large|web|web-large] [--size 32] [--seed 0] [--train N] [--test N] [--shifted N] [--pool N]');
     process.exit(2);
   }
   const o = { out, preset: 'small', size: 32, seed: 0 };
@@ -40,7 +49,7 @@ function parseArgs(argv) {
     if (v === undefined) throw new Error(`--${k} needs a value`);
     o[k] = k === 'preset' ? v : Number(v);
   }
-  if (!PRESETS[o.preset]) throw new Error(`--preset: small or large, not ${o.preset}`);
+  if (!PRESETS[o.preset]) throw new Error(`--preset: ${Object.keys(PRESETS).join(', ')}; not ${o.preset}`);
   return { ...PRESETS[o.preset], ...o };
 }
 
@@ -114,6 +123,37 @@ function onShape(k, x, y, cx, cy, r) {
   return false;
 }
 
+/** An off-topic object: a random star-shaped polygon (5-9 vertices), like none of the classes' shapes. */
+function drawOffTopic(px, S, rand) {
+  const n = 5 + Math.floor(rand() * 5);
+  const radii = Array.from({ length: n }, () => 0.45 + 0.55 * rand());
+  const rot = rand() * 2 * Math.PI;
+  const colour = [rand() * 255, rand() * 255, rand() * 255];
+  const r = S * (0.25 + rand() * 0.12);
+  const cx = S / 2 + (rand() - 0.5) * S * 0.2;
+  const cy = S / 2 + (rand() - 0.5) * S * 0.2;
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      const dx = (x + 0.5 - cx) / r;
+      const dy = (y + 0.5 - cy) / r;
+      const a = ((((Math.atan2(dy, dx) - rot) / (2 * Math.PI)) % 1) + 1) % 1 * n;
+      const k = Math.floor(a) % n;
+      const rr = radii[k] + (radii[(k + 1) % n] - radii[k]) * (a - Math.floor(a));
+      if (dx * dx + dy * dy <= rr * rr) {
+        const o = (y * S + x) * 3;
+        for (let c = 0; c < 3; c++) px[o + c] = clamp(colour[c] + (rand() - 0.5) * 16);
+      }
+    }
+  return px;
+}
+
+/** A near-copy of `src` (a repost, re-encoded): contrast within ±5%, brightness within ±3%, fresh noise. */
+function nearCopy(src, rand) {
+  const gain = 1 + (rand() - 0.5) * 0.1;
+  const bias = (rand() - 0.5) * 0.06 * 255;
+  return src.map((v) => clamp(v * gain + bias + (rand() - 0.5) * 8));
+}
+
 function drawImage(cls, ctx, S, rand) {
   const px = background(ctx, S, rand);
   if (cls < 0) return px;
@@ -164,15 +204,33 @@ async function main() {
       contexts.push(`${rel},${CONTEXTS[c]}`);
     }
   const pool = ['path,weak_label,true_label,context'];
+  const nz = o.noise;
+  // originals a near-copy may repeat, per query (weak class): the last 50 written
+  const recent = Array.from({ length: SUBSET }, () => []);
   for (let i = 0; i < o.pool; i++) {
     const weak = i % SUBSET;
-    const u = rand();
-    // 70% show the weak class, 15% another class, 15% no object
-    const truth = u < 0.7 ? weak : u < 0.85 ? (weak + 1 + Math.floor(rand() * (CLASSES.length - 1))) % CLASSES.length : -1;
-    const c = pickContext(weak, 0.4, rand);
     const rel = `pool/${CLASSES[weak]}/${String(i).padStart(6, '0')}.png`;
-    write(rel, drawImage(truth, c, S, rand));
-    pool.push(`${rel},${CLASSES[weak]},${truth >= 0 ? CLASSES[truth] : 'none'},${CONTEXTS[c]}`);
+    // the web presets' near-copies draw their own number first; the classic presets draw exactly as before
+    if (nz.dup > 0 && rand() < nz.dup && recent[weak].length) {
+      const src = recent[weak][Math.floor(rand() * recent[weak].length)];
+      write(rel, nearCopy(src.px, rand));
+      pool.push(`${rel},${CLASSES[weak]},${src.truth},${CONTEXTS[src.c]}`);
+      continue;
+    }
+    const u = rand();
+    // classic: 70% show the weak class, 15% another class, 15% no object (web: + off-topic objects)
+    const clean = 1 - nz.wrong - nz.none - nz.offTopic;
+    const kind = u < clean ? 'weak' : u < clean + nz.wrong ? 'other' : u < clean + nz.wrong + nz.none ? 'none' : 'offtopic';
+    const truth = kind === 'weak' ? weak : kind === 'other' ? (weak + 1 + Math.floor(rand() * (CLASSES.length - 1))) % CLASSES.length : -1;
+    const c = pickContext(weak, 0.4, rand);
+    const px = kind === 'offtopic' ? drawOffTopic(background(c, S, rand), S, rand) : drawImage(truth, c, S, rand);
+    write(rel, px);
+    const truthName = truth >= 0 ? CLASSES[truth] : 'none';
+    pool.push(`${rel},${CLASSES[weak]},${truthName},${CONTEXTS[c]}`);
+    if (nz.dup > 0) {
+      recent[weak].push({ px, truth: truthName, c });
+      if (recent[weak].length > 50) recent[weak].shift();
+    }
   }
   writeFileSync(path.join(o.out, 'pool.csv'), pool.join('\n') + '\n');
   writeFileSync(path.join(o.out, 'contexts.csv'), contexts.join('\n') + '\n');

@@ -58,11 +58,14 @@ describe('folder dataset through the CLI', () => {
     expect(cfg.data.image_size).toBe(16);
     expect(cfg.data.folders!.pool).toBe(path.join(data, 'pool.csv'));
     expect(cfg.failures.subset).toBe(path.join(data, 'subset.txt'));
-    expect(cfg.world_seed).toBeUndefined();
-    // the commented world_seed line, uncommented, gives one original model for every seed
-    const one = path.join(work, 'init-one.yaml');
-    writeFileSync(one, readFileSync(path.join(work, 'init.yaml'), 'utf8').replace(/^# world_seed: 0$/m, 'world_seed: 0'));
-    expect(loadConfig(one).world_seed).toBe(0);
+    // three seeds in one world, the selection sized by the run (5% of the pool), an ssl backbone on the pool
+    expect(cfg.world_seed).toBe(0);
+    expect(cfg.seeds).toEqual([0, 1, 2]);
+    expect(cfg.select.pool_share).toBe(0.05);
+    expect(cfg.backbones.find((b) => b.weights === 'ssl')?.pretrain).toMatchObject({ method: 'simclr', data: 'pool' });
+    expect(r.stdout).toMatch(/k_train sized by the run to 0\.05 of the pool, ssl backbone \d+ steps, seeds 0,1,2 in world 0/);
+    // 16 MFreq images per subset class against 120 pool images: no warning
+    expect(r.stdout).not.toMatch(/warning:/);
     const plan = await cli(['run', path.join(work, 'init.yaml'), '--dry-run'], work);
     expect(plan.code, plan.stderr.slice(-2000)).toBe(0);
     expect(plan.stdout + plan.stderr).toMatch(/data\/folders/);
@@ -84,7 +87,15 @@ describe('folder dataset through the CLI', () => {
     expect(r.stdout).toMatch(/^\| picks of dcd-random_cnn \| \d+ \| \d+\.\d\d \| \d+\.\d\d \|$/m);
     expect(r.stdout).toMatch(/^\| pool, uniform draw \(Random, expected\) \| 480 \| \d+\.\d\d \| \d+\.\d\d \|$/m);
     expect(r.stderr).toMatch(/skipped 1 unreadable image\(s\)/);
+    // one seed: dcd run says the spread is unknown, before any stage
+    expect(r.stderr).toMatch(/warning: config\.seeds has 1 seed \(0\): the table shows no spread/);
     const run = path.join(work, 'runs/folders-demo');
+    // the select stage records its sizing (k_train 7 as configured) and says every warning it found
+    const sel = readdirSync(path.join(run, 'select')).find((d) => d.startsWith('broad_cnn'))!;
+    const sizing = JSON.parse(readFileSync(path.join(run, 'select', sel, 'summary.json'), 'utf8')).sizing as { kTrain: number; share: number; warnings: string[] };
+    expect(sizing.kTrain).toBe(7);
+    for (const w of sizing.warnings) expect(r.stderr).toContain(w);
+    if (sizing.share > 0.25) expect(sizing.warnings.some((w) => /above 25\.0%/.test(w))).toBe(true);
     const dataDir = readdirSync(path.join(run, 'data'))[0]!;
     expect(readFileSync(path.join(run, 'data', dataDir, 'unreadable.tsv'), 'utf8')).toMatch(/^pool\tpool\/disc\/broken\.png\t.*broken\.png\t/m);
     const rep = readdirSync(path.join(run, 'report'))[0]!;
@@ -125,6 +136,9 @@ describe('dcd init on nested folders and mixed formats', () => {
     expect(r.stdout).toMatch(/^ {2}owl \* +3 +3 +3 +3 +1$/m);
     expect(r.stdout).toMatch(/ignored 1 file\(s\) outside class folders, e\.g\. train\/README\.txt/);
     expect(r.stdout).toMatch(/every image could be read/);
+    // 3 MFreq images of bat against 2 pool images: even k_train 1 takes more than the pool
+    expect(r.stdout).toMatch(/warning: class bat: k_train 1 × 3 seed images \(if every MFreq image of the class failed\) would take 2 of its 2 pool images \(100\.0%\)/);
+    expect(r.stdout).toMatch(/warning: class owl: 1 pool images for 3 seed images × \(k_val 1 \+ k_train 1\) = 6/);
     const cfg = loadConfig(path.join(root, 'dcd.yaml'));
     // 30 px median shorter side → 32
     expect(cfg.data.image_size).toBe(32);

@@ -7,6 +7,7 @@ import { initBackend } from '../src/core/backend.js';
 import { ConfigError } from '../src/core/errors.js';
 import { generateBroad, generateSynthetic, summarizeSet, writeSyntheticPngs, type SyntheticDraw } from '../src/data/synthetic.js';
 import { mulberry32 as rng } from '../src/core/rng.js';
+import { createHash } from 'node:crypto';
 import { createSmallCnn } from '../src/models/small-cnn.js';
 import { fitClassifier, predictLabels } from '../src/train/in-memory.js';
 import { algorithm1 } from '../src/retrieval/algorithm1.js';
@@ -129,6 +130,49 @@ describe('generateSynthetic', () => {
     expect(m.rows).toHaveLength(6 + 3 + 3 + 3 + 5);
     expect(existsSync(path.join(dir, m.rows[0].path))).toBe(true);
     expect(m.rows[0]).toMatchObject({ set: 'train', id: 'train/0' });
+  });
+});
+
+/** A digest of every set's pixels, labels, contexts and weak labels. */
+function digest(d: SyntheticDraw): string {
+  const h = createHash('sha256');
+  for (const s of Object.values(d.sets)) for (const a of [s.images, s.labels, s.contexts, s.weakLabels]) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  return h.digest('hex').slice(0, 16);
+}
+
+describe('web-search noise kinds of the pool', () => {
+  const small = { train: { size: 120 }, test: { size: 60 }, shifted: { size: 48 }, pool: { size: 200 } };
+  it('leave a draw without them bit-identical to the draws before they existed', () => {
+    // digests computed with the code of commit fd5d8b6, before the new keys: flat defaults, and the demo's textured options
+    expect(digest(generateSynthetic(small, 0))).toBe('0ff37030649f515b');
+    expect(digest(generateSynthetic({ ...small, variant: 'textured', imageSize: 32, objectContrast: 0.4, objectScale: [0.45, 0.7], train: { size: 120, homeRate: 0.9 } }, 1))).toBe('78cf4bcaed241f0d');
+    // rates written as 0 draw the same as rates left out
+    expect(digest(generateSynthetic({ ...small, pool: { size: 200, offTopicRate: 0, nearDuplicateRate: 0 } }, 0))).toBe('0ff37030649f515b');
+  });
+  it('draw off-topic objects and near-copies at their rates, other sets untouched', () => {
+    const base = generateSynthetic({ ...SMALL, pool: { ...SMALL.pool, size: 2000 } }, 4);
+    const web = generateSynthetic({ ...SMALL, pool: { ...SMALL.pool, size: 2000, offTopicRate: 0.1, nearDuplicateRate: 0.1, clusterSize: 5 } }, 4);
+    for (const k of ['train', 'test', 'mfreq', 'complement'] as const) expect(Buffer.compare(Buffer.from(base.sets[k].images), Buffer.from(web.sets[k].images))).toBe(0);
+    const P = web.sets.pool;
+    const px = P.size * P.size * 3;
+    const img = (s: typeof P, i: number) => s.images.subarray(i * px, (i + 1) * px);
+    const mad = (a: Uint8Array, b: Uint8Array) => a.reduce((s, v, k) => s + Math.abs(v - b[k]!), 0) / a.length;
+    // exactly the 200 off-topic images and the 200 copies differ from the draw without the new kinds
+    const changed = Array.from({ length: P.n }, (_, i) => i).filter((i) => Buffer.compare(Buffer.from(img(P, i)), Buffer.from(img(base.sets.pool, i))) !== 0);
+    expect(changed).toHaveLength(400);
+    // a copy has a near-identical partner (its original: mean absolute difference < 12 of 255)
+    const partnered = changed.filter((i) => Array.from({ length: P.n }, (_, j) => j).some((j) => j !== i && mad(img(P, i), img(P, j)) < 12));
+    expect(partnered.length).toBeGreaterThanOrEqual(200);
+    // the rest are off-topic: no class (label -1); some off-topic images are originals of copies, so ≤ 200 remain
+    const lone = changed.filter((i) => !partnered.includes(i));
+    expect(lone.length).toBeGreaterThanOrEqual(150);
+    expect(lone.every((i) => P.labels[i] === -1)).toBe(true);
+    // the older noise kinds keep their counts (copies replace clean images; they copy their original's truth)
+    const sb = summarizeSet(base.sets.pool, 6, 6);
+    const sw = summarizeSet(web.sets.pool, 6, 6);
+    expect(sw.objectless).toBeGreaterThanOrEqual(sb.objectless + 200);
+    expect(() => generateSynthetic({ pool: { nearDuplicateRate: 0.8 } })).toThrow(/synthetic\.pool\.nearDuplicateRate: expected at most 0\.7/);
+    expect(() => generateSynthetic({ pool: { clusterSize: 1, nearDuplicateRate: 0.1 } })).toThrow(/synthetic\.pool\.clusterSize: expected a number ≥ 2/);
   });
 });
 

@@ -124,6 +124,9 @@ const syntheticShape = {
       homeRate: rate('fraction of pool images in their weak class\'s home context (default 0.4)').optional(),
       wrongLabelRate: rate('fraction of pool images that show another class than their weak label (default 0.15)').optional(),
       objectlessRate: rate('fraction of pool images with no object (default 0.15); with wrongLabelRate at most 1').optional(),
+      offTopicRate: rate('fraction of pool images showing an object of no class, a random polygon: unrelated web hits (default 0)').optional(),
+      nearDuplicateRate: z.number().min(0).max(0.7).optional().describe('fraction of pool images that are near-copies of another pool image of the same query (reposts; contrast ±5%, brightness ±3%, fresh noise), at most 0.7 (default 0)'),
+      clusterSize: z.number().int().min(2).optional().describe('images per near-duplicate cluster, the original included (default 5)'),
     })
     .optional()
     .describe('the weak pool: classes of Y_sub only, every context'),
@@ -342,7 +345,13 @@ const FilterSchema = z.strictObject({
 
 const SelectSchema = z.strictObject({
   k_val: z.number().int().nonnegative().default(5).describe('de-val images per seed image'),
-  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image'),
+  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image (ignored when pool_share is set)'),
+  pool_share: z
+    .number()
+    .gt(0)
+    .max(1)
+    .optional()
+    .describe('size k_train once the failures are known: the debug-train set takes about this share of the subset classes\' pool, k_train = max(1, floor(pool_share × pool / seed images)) (the paper: 47,426 / 952,022 = 0.05); absent: k_train as given'),
   candidates: z.enum(['weak_label', 'any_label']).default('weak_label').describe('restrict candidates to the seed class (W\'_y), or use all of W\''),
   normalize: z.boolean().default(false).describe('L2-normalise features before distances'),
 });

@@ -42,8 +42,21 @@ export interface SyntheticOptions {
    * Weak pool over all contexts, classes of Y_sub only. `homeRate` of the images are in their
    * weak class's home context (web results are biased too). Of all images, `wrongLabelRate`
    * show another class and `objectlessRate` show no object; both keep the weak label.
+   * The web-search kinds (docs/experiments/web-like-pool.md), all 0 by default so that a config
+   * without them draws exactly what it drew before they existed: `offTopicRate` of the images show
+   * an object of no class (a random polygon: the off-topic hits of a query) and `nearDuplicateRate`
+   * are near-copies of another pool image (reposts: the same picture re-encoded, brightness and
+   * contrast nudged), in clusters of `clusterSize` images on average (the original plus its copies).
    */
-  pool: { size: number; homeRate: number; wrongLabelRate: number; objectlessRate: number };
+  pool: {
+    size: number;
+    homeRate: number;
+    wrongLabelRate: number;
+    objectlessRate: number;
+    offTopicRate: number;
+    nearDuplicateRate: number;
+    clusterSize: number;
+  };
   /** Relative object size range (fraction of imageSize). */
   objectScale: [number, number];
   /** Std of the Gaussian pixel noise, in [0,1] units. */
@@ -67,7 +80,7 @@ export const DEFAULT_SYNTHETIC: SyntheticOptions = {
   train: { size: 2400, homeRate: 0.75 },
   test: { size: 1200 },
   shifted: { size: 800, rareRate: 0.8 },
-  pool: { size: 8000, homeRate: 0.4, wrongLabelRate: 0.15, objectlessRate: 0.15 },
+  pool: { size: 8000, homeRate: 0.4, wrongLabelRate: 0.15, objectlessRate: 0.15, offTopicRate: 0, nearDuplicateRate: 0, clusterSize: 5 },
   objectScale: [0.45, 0.65],
   pixelNoise: 0.03,
   objectContrast: 0.35,
@@ -166,19 +179,23 @@ export function shapeObjects(numClasses: number): ObjectSource {
       const rot = (rand() - 0.5) * 0.5; // small rotation, radians
       const c = Math.cos(rot);
       const s = Math.sin(rot);
-      for (let y = 0; y < size; y++)
-        for (let x = 0; x < size; x++) {
-          let hit = 0;
-          for (let sy = 0; sy < 2; sy++)
-            for (let sx = 0; sx < 2; sx++) {
-              const dx = (x + 0.25 + 0.5 * sx - cx) / half;
-              const dy = (y + 0.25 + 0.5 * sy - cy) / half;
-              if (insideShape(shape, c * dx + s * dy, -s * dx + c * dy)) hit++;
-            }
-          mask[y * size + x] = hit / 4;
-        }
+      rasterize(mask, size, cx, cy, half, (dx, dy) => insideShape(shape, c * dx + s * dy, -s * dx + c * dy));
     },
   };
+}
+
+/**
+ * Coverage of a shape centred at (cx, cy) with half-size `half` px into `mask` (size × size, [0,1]),
+ * 2×2 supersampled; `inside` tests a point in the shape's frame ([-1, 1]² at the half-size).
+ */
+function rasterize(mask: Float32Array, size: number, cx: number, cy: number, half: number, inside: (dx: number, dy: number) => boolean): void {
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      let hit = 0;
+      for (let sy = 0; sy < 2; sy++)
+        for (let sx = 0; sx < 2; sx++) if (inside((x + 0.25 + 0.5 * sx - cx) / half, (y + 0.25 + 0.5 * sy - cy) / half)) hit++;
+      mask[y * size + x] = hit / 4;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -205,7 +222,12 @@ function validate(o: SyntheticOptions, src: ObjectSource): void {
   rate('pool.homeRate', o.pool.homeRate);
   rate('pool.wrongLabelRate', o.pool.wrongLabelRate);
   rate('pool.objectlessRate', o.pool.objectlessRate);
-  if (o.pool.wrongLabelRate + o.pool.objectlessRate > 1) bad('pool.wrongLabelRate + pool.objectlessRate', 'at most 1', o.pool.wrongLabelRate + o.pool.objectlessRate);
+  rate('pool.offTopicRate', o.pool.offTopicRate);
+  rate('pool.nearDuplicateRate', o.pool.nearDuplicateRate);
+  const noise = o.pool.wrongLabelRate + o.pool.objectlessRate + o.pool.offTopicRate;
+  if (noise > 1) bad('pool.wrongLabelRate + pool.objectlessRate + pool.offTopicRate', 'at most 1', noise);
+  if (noise + o.pool.nearDuplicateRate > 1) bad('pool.nearDuplicateRate', `at most ${+(1 - noise).toFixed(6)} (1 − the other noise rates: copies replace clean images)`, o.pool.nearDuplicateRate);
+  if (!(o.pool.clusterSize >= 2)) bad('pool.clusterSize', 'a number ≥ 2 (an original plus at least one copy)', o.pool.clusterSize);
   for (const k of ['train', 'test', 'shifted', 'pool'] as const)
     if (!Number.isInteger(o[k].size) || o[k].size < 0) bad(`${k}.size`, 'an integer ≥ 0', o[k].size);
   if (!(o.objectScale[0] > 0 && o.objectScale[0] <= o.objectScale[1] && o.objectScale[1] <= 1)) bad('objectScale', '[min, max] with 0 < min ≤ max ≤ 1', o.objectScale);
@@ -240,6 +262,40 @@ interface Spec {
   label: number;
   context: number;
   weak: number;
+  /** Pool: an off-topic image (label -1, an object of no class). */
+  offTopic?: boolean;
+  /** Pool: a near-copy of the image at this index (rendered from its stream, then nudged). */
+  dupOf?: number;
+}
+
+/**
+ * An off-topic object: a random star-shaped polygon (5-9 vertices, radii 0.45-1 of `scale · size / 2`),
+ * unlike any class shape, into `mask` (size × size coverage in [0,1], 2×2 supersampled).
+ */
+function drawOffTopic(mask: Float32Array, size: number, rand: () => number, scale: number): void {
+  const n = 5 + Math.floor(rand() * 5);
+  const radii = Array.from({ length: n }, () => 0.45 + 0.55 * rand());
+  const rot = rand() * 2 * Math.PI;
+  const half = (scale * size) / 2;
+  const cx = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
+  const cy = size / 2 + (rand() - 0.5) * (size - 2 * half) * 0.8;
+  rasterize(mask, size, cx, cy, half, (dx, dy) => {
+    // radius of the polygon at this angle: linear between the two nearest vertices
+    const a = (((Math.atan2(dy, dx) - rot) / (2 * Math.PI) + 2) % 1) * n;
+    const k = Math.floor(a) % n;
+    const r = radii[k]! + (radii[(k + 1) % n]! - radii[k]!) * (a - Math.floor(a));
+    return dx * dx + dy * dy <= r * r;
+  });
+}
+
+/**
+ * Nudges a rendered near-duplicate in place (HWC uint8, [size, size, 3]): contrast within ±5%,
+ * brightness within ±3%, fresh pixel noise (σ 3 of 255) — the same picture re-encoded by another site.
+ */
+function nudgeCopy(px: Uint8Array, rand: () => number): void {
+  const gain = 1 + (rand() - 0.5) * 0.1;
+  const bias = (rand() - 0.5) * 0.06 * 255;
+  for (let k = 0; k < px.length; k++) px[k] = Math.max(0, Math.min(255, Math.round(px[k]! * gain + bias + 3 * gauss(rand))));
 }
 
 function luma(c: readonly number[]): number {
@@ -265,15 +321,17 @@ function render(specs: Spec[], name: SyntheticSetName, o: SyntheticOptions, src:
   const width = String(Math.max(n - 1, 0)).length;
   for (let i = 0; i < n; i++) {
     const sp = specs[i]!;
-    const rand = rng(streamSeed(seed, `${name}/${i}`));
+    // a near-duplicate renders from its original's stream (the same picture), then is nudged
+    const rand = rng(streamSeed(seed, `${name}/${sp.dupOf ?? i}`));
     const st = styles[sp.context]!;
     const textured = o.variant === 'textured';
     const bgMean = textured ? paintTexture(sp.context, bg, S, rand) : (paintBackground(st, bg, S, rand), st.rgb);
     mask.fill(0);
     let colour: [number, number, number] = [0, 0, 0];
-    if (sp.label >= 0) {
+    if (sp.label >= 0 || sp.offTopic) {
       const scale = o.objectScale[0] + rand() * (o.objectScale[1] - o.objectScale[0]);
-      src.draw(sp.label, mask, S, rand, scale, name);
+      if (sp.label >= 0) src.draw(sp.label, mask, S, rand, scale, name);
+      else drawOffTopic(mask, S, rand, scale);
       // an object colour whose brightness differs clearly from the background's
       if (textured) colour = objectColour(bgMean, o.objectContrast, rand);
       else
@@ -290,6 +348,7 @@ function render(specs: Spec[], name: SyntheticSetName, o: SyntheticOptions, src:
         images[off + p * 3 + ch] = Math.max(0, Math.min(255, Math.round(v * 255)));
       }
     }
+    if (sp.dupOf !== undefined) nudgeCopy(images.subarray(off, off + S * S * 3), rng(streamSeed(seed, `${name}/${i}/copy`)));
     labels[i] = sp.label;
     contexts[i] = sp.context;
     weak[i] = sp.weak;
@@ -356,6 +415,7 @@ export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, s
       sp.label = r >= sp.weak ? r + 1 : r;
     } else sp.label = -1;
   }
+  addWebNoise(poolSpecs, order, nWrong + nEmpty, o.pool, streamSeed(seed, 'pairs/pool-web'));
   return {
     options: o,
     seed,
@@ -371,6 +431,29 @@ export function generateSynthetic(partial: DeepPartial<SyntheticOptions> = {}, s
       pool: render(poolSpecs, 'pool', o, src, styles, streamSeed(seed, 'img/pool')),
     },
   };
+}
+
+/**
+ * The web-search noise kinds of the pool (off-topic images, near-duplicate clusters), on the images
+ * `order[from..]` that the older kinds left clean. Draws only from its own stream (`seed`), and
+ * nothing at all when both rates are 0, so older configs draw bit for bit what they drew before.
+ */
+function addWebNoise(specs: Spec[], order: number[], from: number, p: SyntheticOptions['pool'], seed: number): void {
+  const nOff = Math.round(specs.length * p.offTopicRate);
+  const nDup = Math.round(specs.length * p.nearDuplicateRate);
+  if (nOff + nDup === 0) return;
+  for (let k = from; k < from + nOff; k++) Object.assign(specs[order[k]!]!, { label: -1, offTopic: true });
+  // copies are the last nDup images of `order`; their originals are drawn among the other images
+  // (clean or noisy alike: a repost copies whatever the first post showed, under the same query)
+  const copies = order.slice(order.length - nDup);
+  const originals = order.slice(0, order.length - nDup);
+  const rand = rng(seed);
+  shuffleInPlace(originals, rand);
+  const heads = originals.slice(0, Math.max(1, Math.round(nDup / (p.clusterSize - 1))));
+  copies.forEach((i, c) => {
+    const h = specs[heads[c % heads.length]!]!;
+    Object.assign(specs[i]!, { label: h.label, context: h.context, weak: h.weak, offTopic: h.offTopic, dupOf: heads[c % heads.length]! });
+  });
 }
 
 /**

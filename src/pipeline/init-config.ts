@@ -1,10 +1,13 @@
 /**
  * The config `dcd init` writes for a folder dataset: commented YAML that runs as it is,
- * sized from the data (image size from the images, schedule from the train set's size,
- * k from the pool's size per subset class).
+ * sized from the data (image size from the images, schedule from the train set's size, the
+ * self-supervised backbone's schedule from the pool's size and a time budget) and with the
+ * selection sized by the run from the failures it measures (`select.pool_share`,
+ * src/pipeline/sizing.ts), three seeds in one world so every table has a spread.
  */
 import path from 'node:path';
 import type { FolderLayout, FolderInspection } from '../data/folder-layout.js';
+import { classCounts, PAPER_POOL_SHARE, selectionWarnings } from './sizing.js';
 
 /** The sizes `dcd init` chose, and why (printed and written as comments). */
 export interface InitSizing {
@@ -12,11 +15,27 @@ export interface InitSizing {
   model: string;
   epochs: number;
   finetuneEpochs: number;
-  kTrain: number;
+  /** select.pool_share: the run sizes k_train from the failures it measures. */
+  poolShare: number;
   kVal: number;
   seeds: number[];
   broadSteps: number;
+  /** SimCLR pretraining of the ssl backbone on the pool's images: optimiser steps of {@link SSL_BATCH}, and the epochs they span. */
+  sslSteps: number;
+  sslEpochs: number;
+  /** Warnings from the counts alone (every MFreq image of a subset class counted as a failure: an upper bound). */
+  warnings: string[];
 }
+
+/** Batch of the ssl backbone's pretraining. */
+const SSL_BATCH = 64;
+/**
+ * The ssl backbone's step budget at 32 px, so that pretraining stays a few minutes of a 15-minute run:
+ * the demo's 2,400 SimCLR steps of 32 at 32 px (widths 16-32-64) took 316 s on this 2-core machine
+ * under a load average of 10-20 (2026-12-07), and 800 steps of 64 are two thirds of that work.
+ * Larger images cost in proportion to their pixels.
+ */
+const SSL_STEPS_32PX = 800;
 
 /** Optimiser steps of batch 64 the original model gets, whatever the train set's size. */
 const TARGET_STEPS = 1200;
@@ -29,24 +48,26 @@ export function sizeFromData(ins: FolderInspection): InitSizing {
   const nTrain = ins.counts.train ?? 0;
   const epochs = Math.max(2, Math.min(30, Math.round((TARGET_STEPS * 64) / Math.max(1, nTrain))));
   const finetuneEpochs = nTrain > 8000 ? 1 : 2;
-  const sub = new Set(ins.subset);
-  const poolSub = ins.data.pool.filter((r) => sub.has(r.weak_label ?? -1)).length;
-  // the original model fails on a share of the deployment set; guess half of the subset's mfreq images
-  const mfreqSub = ins.perClass.reduce((s, c, i) => s + (sub.has(i) ? c.mfreq : 0), 0);
-  const seedGuess = Math.max(1, Math.round(mfreqSub * 0.5));
-  const kTrain = Math.max(1, Math.min(46, Math.floor((0.5 * poolSub) / seedGuess)));
-  const kVal = Math.max(1, Math.min(5, Math.round(kTrain / 8)));
-  const total = Object.values(ins.counts).reduce((a, b) => a + b, 0);
+  const kVal = 1;
+  // k_train is sized by the run once the failures are known (select.pool_share); here only the worst
+  // case can be judged: every MFreq image of a subset class a failure, k_train 1
+  const upper = classCounts(ins.subset, ins.data.pool.map((r) => r.weak_label ?? -1), ins.perClass.flatMap((c, y) => Array<number>(c.mfreq).fill(y)), ins.data.classes);
+  const nPool = ins.data.pool.length;
+  // SimCLR on the pool: three passes, within the step budget (scaled by pixels), at least 100 steps
+  const sslSteps = Math.max(100, Math.min(Math.round((3 * nPool) / SSL_BATCH), Math.round(SSL_STEPS_32PX * (32 / imageSize) ** 2)));
   return {
     imageSize,
     model: imageSize <= 32 ? 'small_cnn:8-16-32' : 'small_cnn:16-32-64',
     epochs,
     finetuneEpochs,
-    kTrain,
+    poolShare: +PAPER_POOL_SHARE.toFixed(2),
     kVal,
-    seeds: total <= 10000 ? [0, 1, 2] : [0],
+    seeds: [0, 1, 2],
     // about three passes over the pool, 50 to 400 steps of 64
-    broadSteps: Math.max(50, Math.min(400, Math.round((3 * ins.data.pool.length) / 64))),
+    broadSteps: Math.max(50, Math.min(400, Math.round((3 * nPool) / 64))),
+    sslSteps,
+    sslEpochs: Math.max(1, Math.ceil((sslSteps * SSL_BATCH) / Math.max(1, nPool))),
+    warnings: selectionWarnings(upper, 1, kVal, { estimate: true }),
   };
 }
 
@@ -88,9 +109,26 @@ export function initConfigYaml(layout: FolderLayout, ins: FolderInspection, s: I
     `failures:`,
     `  mode: single`,
     layout.subset ? `  subset: ${q(rel(layout.subset))}   # Y_sub: ${subNames.join(', ')}` : `  subset: pool   # Y_sub = the pool's weak labels: ${subNames.join(', ')}`,
-    `# Demo backbones (no download): broad_cnn learns the pool's weak labels; random_cnn is untrained.`,
+    `# Backbones (no download): ssl_cnn is pretrained self-supervised (SimCLR) on the pool's images, labels`,
+    `# ignored (${s.sslSteps} steps of ${SSL_BATCH}: three passes over the pool or the time budget, whichever is less);`,
+    `# broad_cnn learns the pool's weak labels; random_cnn is untrained.`,
     `# An ImageNet backbone at the data's size: - { name: resnet50, weights: /path/to/resnet50.pth }`,
     `backbones:`,
+    `  - name: ssl_cnn`,
+    `    label: ssl`,
+    `    weights: ssl`,
+    `    pretrain:`,
+    `      method: simclr`,
+    `      data: pool`,
+    `      widths: [16, 32, 64]`,
+    `      epochs: ${s.sslEpochs}`,
+    `      maxSteps: ${s.sslSteps}`,
+    `      batchSize: ${SSL_BATCH}`,
+    `      lr: 0.002`,
+    `      warmupEpochs: ${+Math.min(0.5, (0.1 * s.sslSteps * SSL_BATCH) / Math.max(1, ins.data.pool.length)).toFixed(3)}`,
+    `      temperature: 0.1`,
+    `      seed: 1000`,
+    `      crops: { globalSize: ${s.imageSize}, localCrops: 0, jitter: [0.4, 0.4, 0.4, 0.5], pGray: 0.5 }`,
     `  - name: broad_cnn`,
     `    weights: demo`,
     `    pretrain: { kind: broad_cnn, data: pool, widths: [8, 16, 32], steps: ${s.broadSteps}, lr: 0.003, seed: 1000 }   # data: pool or an ImageFolder (never test/mfreq/complement)`,
@@ -103,7 +141,9 @@ export function initConfigYaml(layout: FolderLayout, ins: FolderInspection, s: I
     `select:`,
     `  # per seed image: k_val de-val and k_train debug-train pool images (pool ≈ ${ins.data.pool.length} images over ${ins.subset.length} subset classes)`,
     `  k_val: ${s.kVal}`,
-    `  k_train: ${s.kTrain}`,
+    `  # k_train is sized once the failures are known: the picks take about this share of the subset classes' pool`,
+    `  # (the paper: 47,426 of 952,022, 5%); a share far above it makes DCD the pool itself. Or set k_train: N.`,
+    `  pool_share: ${s.poolShare}`,
     `methods: [original, complete, random, dcd]`,
     `train:`,
     `  model: ${q(s.model)}`,
@@ -118,8 +158,8 @@ export function initConfigYaml(layout: FolderLayout, ins: FolderInspection, s: I
     `  finetune: { epochs: ${s.finetuneEpochs}, lr: 0.01, schedule: cosine }`,
     `# repeats of the random parts (the table shows mean ± std over more than one)`,
     `seeds: [${s.seeds.join(', ')}]`,
-    `# one original model for every seed: uncomment, and the seeds vary only the Random draw and the fine-tunes`,
-    `# world_seed: ${s.seeds[0] ?? 0}`,
+    `# one original model, one selection for every seed: the seeds vary the Random draw and the fine-tunes`,
+    `world_seed: ${s.seeds[0] ?? 0}`,
     '',
   ];
   return lines.join('\n');

@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
 import { backendSummary } from '../core/backend.js';
+import { seedWarnings } from './sizing.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
 import { buildGraph } from './experiment.js';
@@ -203,7 +204,11 @@ function linkFile(link: string, target: string): void {
 /** `dcd run CONFIG`: every stage of the experiment, cached stages skipped. */
 export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const cfg = load(file, opts);
-  if (!opts.dryRun) announcePrecision(cfg, opts);
+  if (!opts.dryRun) {
+    announcePrecision(cfg, opts);
+    // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts)
+    for (const w of seedWarnings(cfg.seeds, cfg.world_seed)) log.warn(w);
+  }
   const runDir = outDirOf(cfg, opts.cwd);
   const g = buildGraph(plannedConfig(cfg, opts));
   return execute(runDir, cfg, g.roots, () => stageDir(runDir, g.report), opts, 'report.md', file);

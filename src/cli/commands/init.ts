@@ -64,7 +64,8 @@ const init: CommandModule<object, any> = {
     await atomicWriteFile(out, initConfigYaml(layout, ins, sizing, out, name));
     // the written config must load and pass the run's checks
     checkConfig(loadConfig(out), out);
-    w(`wrote ${out} (image_size ${sizing.imageSize}, model ${sizing.model}, ${sizing.epochs} epochs, k_train ${sizing.kTrain}, seeds ${sizing.seeds.join(',')})`);
+    for (const x of sizing.warnings) w(`warning: ${x}`);
+    w(`wrote ${out} (image_size ${sizing.imageSize}, model ${sizing.model}, ${sizing.epochs} epochs, k_train sized by the run to ${sizing.poolShare} of the pool, ssl backbone ${sizing.sslSteps} steps, seeds ${sizing.seeds.join(',')} in world ${sizing.seeds[0]})`);
     w(`next: dcd run ${path.relative(process.cwd(), out) || out}`);
   },
 };

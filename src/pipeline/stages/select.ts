@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../../core/errors.js';
+import { log } from '../../core/log.js';
 import { atomicWriteJson } from '../../core/fsutil.js';
 import { buildTable, writeArrowFile } from '../../core/arrow.js';
 import type { BackboneConfig, Config } from '../../core/config.js';
@@ -13,6 +14,7 @@ import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
 import { subsetEmbeddingRows } from '../shards.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { readSet } from './common.js';
+import { classCounts, sizeSelection, type SelectionSizing } from '../sizing.js';
 
 /** Writes a selection as an image set (the picked pool rows with their new labels) and its picks table. */
 async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection, name: string): Promise<Record<string, string>> {
@@ -46,12 +48,12 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
     label: (b.label ?? b.name) + suffix,
     // 2: on the native backend, Algorithm 1 on float64 distances (select-native.ts)
     version: 2,
-    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize },
+    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize, pool_share: s.pool_share },
     deps: { failures, embMfreq, embPool, filter },
     async run(ctx) {
       const x = await inputs(ctx);
       const pool = await EmbeddingStore.open([x.poolFile], { role: 'pool', requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
-      return finish(ctx, x.filtered, await selectAlgorithm1(x.seeds, pool, x.opts));
+      return finish(ctx, x, await selectAlgorithm1(x.seeds, pool, x.opts));
     },
     // Row shards: part i searches the pool rows j with j mod n = i (global row j, so ties
     // break as in one search); the merge keeps each seed's nearest of the union and sweeps.
@@ -76,7 +78,7 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
           const j = JSON.parse(readFileSync(path.join(d, 'candidates.json'), 'utf8')) as { indices: number[][]; distances: number[][]; ids: [number, string][]; candidates: [number, number][] };
           return { indices: j.indices.map((a) => Int32Array.from(a)), distances: j.distances.map((a) => Float64Array.from(a)), ids: new Map(j.ids), candidates: new Map(j.candidates) };
         });
-        return finish(ctx, x.filtered, sweepCandidates(x.seeds, mergeCandidates(x.seeds, sets, x.opts), x.opts));
+        return finish(ctx, x, sweepCandidates(x.seeds, mergeCandidates(x.seeds, sets, x.opts), x.opts));
       },
     },
   };
@@ -94,14 +96,19 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
     keep.forEach((r, j) => data.set(all.data.subarray(pos.get(r.id)! * all.dim, (pos.get(r.id)! + 1) * all.dim), j * all.dim));
     const filtered = await readSet(ctx.inputs.filter!, 'pool_filtered');
     const seeds: SeedSet = { ids: keep.map((x) => x.id), labels: Int32Array.from(keep, (x) => x.label), data, dim: all.dim, file: ctx.inputs.embMfreq!.file('embeddings') };
-    const opts: SelectOptions = { k: s.k_train, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset };
-    return { seeds, opts, filtered, poolFile: ctx.inputs.embPool!.file('embeddings') };
+    // k_train from the measured failures (select.pool_share) and the warnings, before any method trains
+    const sizing = sizeSelection(s, classCounts(subset, filtered.rows.map((x) => x.weak_label ?? -1), keep.map((x) => x.label)));
+    if (sizing.poolShare !== undefined) ctx.log(`k_train ${sizing.kTrain}: pool_share ${sizing.poolShare} of the subset pool (${(100 * sizing.share).toFixed(1)}% asked for)`);
+    // one backbone's stage says it: every backbone's select sees the same counts
+    if (cfg.backbones.indexOf(b) === 0) for (const w of sizing.warnings) log.warn(`select: ${w}`);
+    const opts: SelectOptions = { k: sizing.kTrain, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset };
+    return { seeds, opts, filtered, sizing, poolFile: ctx.inputs.embPool!.file('embeddings') };
   }
 
-  async function finish(ctx: StageContext, filtered: ImageSet, r: SelectResult): Promise<StageOutputs> {
-    const files = await writeSelection(ctx, filtered, r.train, 'debug_train');
-    if (r.deval) Object.assign(files, await writeSelection(ctx, filtered, r.deval, 'deval'));
-    await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null });
+  async function finish(ctx: StageContext, x: { filtered: ImageSet; sizing: SelectionSizing }, r: SelectResult): Promise<StageOutputs> {
+    const files = await writeSelection(ctx, x.filtered, r.train, 'debug_train');
+    if (r.deval) Object.assign(files, await writeSelection(ctx, x.filtered, r.deval, 'deval'));
+    await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null, sizing: x.sizing });
     return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts: { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 } };
   }
 }
