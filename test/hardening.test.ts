@@ -198,7 +198,7 @@ describe('config and flags', () => {
     const empty = await cli(['run', TINY, '--seeds=', '--dry-run']);
     expect([empty.code, empty.err]).toEqual([2, expect.stringMatching(/--seeds: expected comma-separated integers/)]);
     writeFileSync(f('dup.yaml'), `extends: ${TINY}\nbackbones:\n  - { name: resnet_tiny, weights: random }\n  - { name: resnet_tiny, weights: random }\n`);
-    expect((await cli(['run', f('dup.yaml'), '--dry-run'])).err).toMatch(/config\.backbones\[1\]: two backbones have the row label "resnet_tiny" \(entries 0 and 1\); give one of them its own label, e\.g\. `label: resnet_tiny-2` under that entry, or remove the duplicate\n/);
+    expect((await cli(['run', f('dup.yaml'), '--dry-run'])).err).toMatch(/config\.backbones: expected one row label per backbone, but two backbones have the label \\?"resnet_tiny\\?"; give one of them another \(label: NAME\)\n/);
   });
 });
 
