@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { createModel } from '../src/models/registry.js';
 import { knn } from '../src/retrieval/knn.js';
 import { Sgd } from '../src/train/optimizer.js';

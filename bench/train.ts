@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { createModel } from '../src/models/registry.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { trainStep } from '../src/train/trainer.js';

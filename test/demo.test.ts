@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { checkCriterion, formatTable, runDemoExperiment, type DemoExperimentConfig } from '../src/backbones-demo/experiment.js';
 import { createSmallCnn, conv3x3 } from '../src/backbones-demo/small-cnn.js';
 import { trainDemoBackbone } from '../src/backbones-demo/backbones.js';

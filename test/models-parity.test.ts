@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';

@@ -3,7 +3,7 @@
  * success criterion and the runtime. Usage:
  *   node dist/scripts/science/demo.js [--seeds 0,1,2] [--fashion] [--quick]
  */
-import { initBackend } from '../../src/core/backend.js';
+import { initBackend } from '../../src/backends/chain.js';
 import { checkCriterion, formatTable, runDemoExperiment, type DemoExperimentConfig } from '../../src/backbones-demo/experiment.js';
 import { DEMO_CONFIG, FASHION_CONFIG } from '../../src/backbones-demo/presets.js';
 import { fashionObjects } from '../../src/data/fashion-shift.js';
