@@ -142,7 +142,7 @@ async function runTfjs(backend: string, o: Opts, precision: Precision = 'fp32'):
       weights: new Float32Array(B).fill(1), imageShape: [224, 224, 3], lr: 0.01,
     };
     const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 0 });
-    rec('resnet50-train', await bestOf(Math.max(1, o.iters - 1), async () => void trainStep(m, opt, batch)), B);
+    rec("resnet50-train", await bestOf(Math.max(1, o.iters - 1), async () => void (await trainStep(m, opt, batch))), B);
     opt.dispose();
     m.dispose();
   }

@@ -126,22 +126,22 @@ describe('datasets', () => {
 });
 
 describe('gradient accumulation', () => {
-  it('micro-batches of 1 and 2 give the full-batch update (weights normalised by the whole batch)', () => {
+  it('micro-batches of 1 and 2 give the full-batch update (weights normalised by the whole batch)', async () => {
     const x = Float32Array.from({ length: 4 * 2 * 2 * 3 }, (_, i) => Math.cos(i * 0.9));
     const batch = { x, labels: Int32Array.from([0, 2, 1, 2]), weights: Float32Array.from([1, 0.5, 2, 0]), imageShape: [2, 2, 3] as const, lr: 0.3 };
-    const run = (micro: number) => {
+    const run = async (micro: number) => {
       const m = linearModel(1);
       const opt = new Sgd({ momentum: 0.9, nesterov: true, weightDecay: 0.01 });
-      const losses = [trainStep(m, opt, { ...batch, microBatch: micro }).loss, trainStep(m, opt, { ...batch, microBatch: micro }).loss];
+      const losses = [(await trainStep(m, opt, { ...batch, microBatch: micro })).loss, (await trainStep(m, opt, { ...batch, microBatch: micro })).loss];
       const w = [...m.params().values()].map((v) => Array.from(v.dataSync()));
       opt.dispose();
       m.dispose();
       return { losses, w };
     };
     const before = tf.memory().numTensors;
-    const full = run(4);
+    const full = await run(4);
     for (const micro of [1, 2]) {
-      const r = run(micro);
+      const r = await run(micro);
       r.losses.forEach((l, i) => expect(l).toBeCloseTo(full.losses[i]!, 5));
       r.w.flat().forEach((v, i) => expect(v).toBeCloseTo(full.w.flat()[i]!, 5));
     }

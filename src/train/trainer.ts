@@ -129,7 +129,7 @@ export interface StepBatch {
  * accumulated gradient is the full batch's, then one SGD update.
  * @returns the batch's weighted loss and its number of top-1 hits
  */
-export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: number; correct: number } {
+export async function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): Promise<{ loss: number; correct: number }> {
   const params = model.params();
   const varList = [...params.values()];
   const names = [...params.keys()];
@@ -141,8 +141,8 @@ export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: nu
   let wsum = 0;
   for (const v of b.weights) wsum += v;
   const acc = new Map<string, tf.Tensor>();
-  let loss = 0;
-  let correct = 0;
+  // each micro-batch's loss and hits, read once after the update (asynchronously: webgpu reads no other way)
+  const reads: tf.Tensor[] = [];
   try {
     for (let m0 = 0; m0 < n; m0 += micro) {
       const m1 = Math.min(n, m0 + micro);
@@ -159,10 +159,7 @@ export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: nu
         logits!.dispose();
         return { ...r, hits };
       });
-      loss += value.dataSync()[0]!;
-      correct += hits.dataSync()[0]!;
-      value.dispose();
-      hits.dispose();
+      reads.push(value, hits);
       for (const [vname, g] of Object.entries(grads)) {
         const name = nameOf.get(vname)!;
         const prev = acc.get(name);
@@ -174,10 +171,18 @@ export function trainStep(model: ImageModel, opt: Sgd, b: StepBatch): { loss: nu
       }
     }
     opt.step(params, acc, b.lr);
+    let loss = 0;
+    let correct = 0;
+    const vals = await Promise.all(reads.map((t) => t.data()));
+    for (let i = 0; i < vals.length; i += 2) {
+      loss += vals[i]![0]!;
+      correct += vals[i + 1]![0]!;
+    }
+    return { loss, correct };
   } finally {
     for (const g of acc.values()) g.dispose();
+    for (const t of reads) t.dispose();
   }
-  return { loss, correct };
 }
 
 /**
@@ -370,7 +375,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
           throw new DataError(`no image of training batch ${globalStep} could be decoded (e.g. ${train.ids[idx[0]!]}: ${train.skipped.get(idx[0]!)}); check the manifest's paths`);
         for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
 
-        const { loss, correct } = trainStep(model, opt, { x, labels, weights: w, imageShape, microBatch: micro, lr: ctx.lr, labelSmoothing: opts.labelSmoothing ?? 0 });
+        const { loss, correct } = await trainStep(model, opt, { x, labels, weights: w, imageShape, microBatch: micro, lr: ctx.lr, labelSmoothing: opts.labelSmoothing ?? 0 });
         stepInEpoch++;
         globalStep++;
         lastLoss = loss;
