@@ -29,14 +29,14 @@ describe('small CNN (im2col conv)', () => {
 
   it('a broad_cnn backbone is trained on the broad draw only and has no head', async () => {
     await initBackend('wasm', { quiet: true });
-    const m = trainDemoBackbone({ kind: 'broad_cnn', widths: [4, 8], broadSize: 72, steps: 3 }, { imageSize: 16 });
+    const m = await trainDemoBackbone({ kind: 'broad_cnn', widths: [4, 8], broadSize: 72, steps: 3 }, { imageSize: 16 });
     expect(m.numClasses).toBe(36); // joint (class, context) labels: 6 × 6
     expect(m.numFeatures).toBe(8);
     m.dispose();
-    const r = trainDemoBackbone({ kind: 'random_cnn', widths: [4, 8] }, {});
+    const r = await trainDemoBackbone({ kind: 'random_cnn', widths: [4, 8] }, {});
     expect(r.numClasses).toBe(0);
     r.dispose();
-    expect(() => trainDemoBackbone({ kind: 'self' }, {})).toThrow(/debugged model itself/);
+    await expect(trainDemoBackbone({ kind: 'self' }, {})).rejects.toThrow(/debugged model itself/);
   });
 });
 

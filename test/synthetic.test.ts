@@ -170,7 +170,7 @@ describe('the deployment failure is real', () => {
     const before = tf.memory().numTensors;
     const d = generateSynthetic({ ...SMALL, train: { size: 1200, homeRate: 0.9 }, shifted: { size: 400, rareRate: 0.8 } }, 0);
     const m = createSmallCnn({ widths: [8, 16, 32], numClasses: 6, seed: 0 });
-    fitClassifier(m, d.sets.train, { steps: 150, lr: 3e-3, seed: 0, flip: true });
+    await fitClassifier(m, d.sets.train, { steps: 150, lr: 3e-3, seed: 0, flip: true });
     const acc = (k: 'test' | 'mfreq') => {
       const s = d.sets[k];
       const p = predictLabels(m, s.images, s.size, s.n);

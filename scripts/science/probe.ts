@@ -13,7 +13,7 @@ const [opt = '{}', steps = '300', widths = '8-16-32', lr = '0.003'] = process.ar
 const d = generateSynthetic(JSON.parse(opt), 0);
 const m = createSmallCnn({ widths: widths.split('-').map(Number), numClasses: d.options.numClasses, seed: 0 });
 const t0 = performance.now();
-fitClassifier(m, d.sets.train, { steps: Number(steps), lr: Number(lr), seed: 0, flip: true, onStep: (s, l) => console.log(`step ${s} loss ${l.toFixed(3)}`), every: 100 });
+await fitClassifier(m, d.sets.train, { steps: Number(steps), lr: Number(lr), seed: 0, flip: true, onStep: (s, l) => console.log(`step ${s} loss ${l.toFixed(3)}`), every: 100 });
 console.log(`train ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 for (const k of ['train', 'test', 'mfreq'] as const) {
   const s = d.sets[k];

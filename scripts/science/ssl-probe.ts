@@ -23,7 +23,7 @@ const d = generateSynthetic(syn, 0);
 const t0 = performance.now();
 if (!only || only.includes('orig')) {
   const m = createSmallCnn({ widths: [8, 16, 32], numClasses: d.options.numClasses, seed: 0 });
-  fitClassifier(m, d.sets.train, { steps: 300, lr: 3e-3, seed: 0, flip: true });
+  await fitClassifier(m, d.sets.train, { steps: 300, lr: 3e-3, seed: 0, flip: true });
   console.log(`original trained ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   for (const k of ['train', 'test', 'mfreq'] as const) {
     const s = d.sets[k];
@@ -61,7 +61,7 @@ const widths = [16, 32, 64];
 if (!only || only.includes('random')) { const r = createSmallCnn({ widths, numClasses: 0, seed: 1000 }); retention('random_cnn', r); r.dispose(); }
 if (!only || only.includes('broad')) {
   const t1 = performance.now();
-  const b = trainDemoBackbone({ kind: 'broad_cnn', widths, broadSize: 3000, steps: 300, lr: 3e-3, seed: 1000 }, syn);
+  const b = await trainDemoBackbone({ kind: 'broad_cnn', widths, broadSize: 3000, steps: 300, lr: 3e-3, seed: 1000 }, syn);
   console.log(`broad_cnn ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   retention('broad_cnn', b); b.dispose();
 }

@@ -46,7 +46,7 @@ export interface DemoBackboneSpec {
  * @param synthetic the benchmark's options (image size, classes, contexts) for the broad draw
  * @param objects object source (Fashion-MNIST garments, or shapes by default)
  */
-export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   const o = syntheticOptions(objects ? { ...synthetic, numClasses: objects.numClasses } : synthetic);
   const seed = spec.seed ?? 1000;
   switch (spec.kind) {
@@ -57,7 +57,7 @@ export function trainDemoBackbone(spec: DemoBackboneSpec, synthetic: DeepPartial
       const joint = new Int32Array(broad.n);
       for (let i = 0; i < broad.n; i++) joint[i] = broad.labels[i]! * o.numContexts + broad.contexts[i]!;
       const m = createSmallCnn({ widths: spec.widths ?? [16, 32, 64], numClasses: o.numClasses * o.numContexts, seed, name: 'broad_cnn' });
-      fitClassifier(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
+      await fitClassifier(m, { images: broad.images, size: broad.size, n: broad.n, labels: joint }, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
       return m;
     }
     case 'self':
@@ -80,12 +80,12 @@ export interface DemoTrainingImages {
  * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`
  * learns their labels, `random_cnn` stays untrained (seeded).
  */
-export function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+export async function trainDemoBackboneOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   const seed = spec.seed ?? 1000;
   const widths = spec.widths ?? [16, 32, 64];
   if (spec.kind === 'random_cnn') return createSmallCnn({ widths, numClasses: 0, seed, name: 'random_cnn' });
   if (spec.kind !== 'broad_cnn') throw new ConfigError(`demo backbone kind "${spec.kind}": only broad_cnn and random_cnn learn from given images`);
   const m = createSmallCnn({ widths, numClasses: data.numClasses, seed, name: 'broad_cnn' });
-  fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
+  await fitClassifier(m, data, { steps: spec.steps ?? 400, lr: spec.lr ?? 2e-3, seed, flip: true, onStep });
   return m;
 }

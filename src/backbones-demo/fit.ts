@@ -58,7 +58,7 @@ export function toTensor(images: Uint8Array, size: number, rows: ArrayLike<numbe
  * Trains `model` (features + head) in place on `data` for `opts.steps` batches.
  * @returns the mean loss of the last 10% of steps
  */
-export function fitClassifier(model: ImageModel, data: ImageData, opts: FitOptions): number {
+export async function fitClassifier(model: ImageModel, data: ImageData, opts: FitOptions): Promise<number> {
   const B = opts.batchSize ?? 64;
   if (!(opts.steps >= 0)) throw new ConfigError(`train.steps: expected an integer ≥ 0; received ${opts.steps}`);
   const rows: number[] = [];
@@ -94,7 +94,7 @@ export function fitClassifier(model: ImageModel, data: ImageData, opts: FitOptio
         return tf.div(tf.sum(tf.mul(ce, w)), tf.sum(w)) as tf.Scalar;
       }, true, vars)!;
     });
-    const loss = lossT.dataSync()[0]!;
+    const loss = (await lossT.data())[0]!; // asynchronously: the webgpu backend reads no other way
     lossT.dispose();
     if (step >= tailFrom) tail.push(loss);
     if (opts.onStep && (step + 1) % (opts.every ?? 50) === 0) opts.onStep(step + 1, loss);

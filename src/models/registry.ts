@@ -222,12 +222,12 @@ export function createModel(name: string, opts: CreateModelOptions = {}): ImageM
  * Trains one of the demo's backbones (`broad_cnn` on a broad draw, `random_cnn` untrained;
  * see src/backbones-demo/backbones.ts): a small CNN named after its kind.
  */
-export function trainDemoModel(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): ImageModel {
+export function trainDemoModel(spec: DemoBackboneSpec, synthetic: DeepPartial<SyntheticOptions>, objects?: ObjectSource, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   return trainDemoBackbone(spec, synthetic, objects, onStep);
 }
 
 /** Trains a demo backbone on given labelled images (data.kind folders: the pool or an ImageFolder). */
-export function trainDemoModelOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): ImageModel {
+export function trainDemoModelOn(spec: DemoBackboneSpec, data: DemoTrainingImages, onStep?: (step: number, loss: number) => void): Promise<ImageModel> {
   return trainDemoBackboneOn(spec, data, onStep);
 }
 

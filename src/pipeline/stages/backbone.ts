@@ -21,7 +21,7 @@ export function demoBackbone(cfg: Config, b: BackboneConfig, _data: StageSpec): 
     async run(ctx): Promise<StageOutputs> {
       if (spec.kind === 'self') return { files: {}, extra: { self: true } };
       const bar = ctx.progress(spec.steps ?? 400, 'step');
-      const m = trainDemoModel(spec, broad.synthetic as Parameters<typeof trainDemoModel>[1], broad.objects(), () => bar.tick(1));
+      const m = await trainDemoModel(spec, broad.synthetic as Parameters<typeof trainDemoModel>[1], broad.objects(), () => bar.tick(1));
       bar.stop();
       try {
         await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });

@@ -147,7 +147,7 @@ export function folderDemoBackbone(cfg: Config, b: BackboneConfig, data: StageSp
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
       }
       const bar = kind === 'broad_cnn' ? ctx.progress(spec.steps!, 'step') : undefined;
-      const m = trainDemoModelOn(spec, train, () => bar?.tick(1));
+      const m = await trainDemoModelOn(spec, train, () => bar?.tick(1));
       bar?.stop();
       try {
         await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });
