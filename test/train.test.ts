@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backends/chain.js';
+import { loadWebgpuBackend } from '../src/backends/webgpu.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { ConfigError } from '../src/core/errors.js';
 import { ResNet } from '../src/models/resnet.js';
@@ -154,7 +155,14 @@ describe('gradient accumulation', () => {
 
 // On the test backend, and on native too where its addon is built (its fused training BatchNorm
 // and gradient kernels are checked against PyTorch here).
-const STEP_BACKENDS = [...new Set([process.env.DCD_TEST_BACKEND ?? 'wasm', ...(registerNativeBackend().ok ? ['native'] : [])])];
+// webgpu where Dawn finds an adapter (CI: SwiftShader, see test/webgpu-backend.test.ts); reads are asynchronous, as webgpu needs.
+const STEP_BACKENDS = [
+  ...new Set([
+    process.env.DCD_TEST_BACKEND ?? 'wasm',
+    ...(registerNativeBackend().ok ? ['native'] : []),
+    ...((await loadWebgpuBackend({ allowSoftware: true })).ok ? ['webgpu'] : []),
+  ]),
+];
 describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend) => {
   beforeAll(async () => {
     await initBackend(backend, { quiet: true });
@@ -186,7 +194,7 @@ describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend)
     let checked = 0;
     for (const [vn, g] of Object.entries(grads)) {
       const ref = get(`grad.${names.get(vn)}`).data as Float32Array;
-      const got = g.dataSync() as Float32Array;
+      const got = (await g.data()) as Float32Array;
       const scale = Math.max(1e-3, ...Array.from(ref, Math.abs));
       let err = 0;
       for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));
@@ -213,7 +221,7 @@ describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend)
     expect(losses[1]).toBeCloseTo(refLoss[1]!, 3);
     for (const [k, v] of [...model.params(), ...model.buffers()]) {
       const ref = get(`final.${k}`).data as Float32Array;
-      const got = v.dataSync() as Float32Array;
+      const got = (await v.data()) as Float32Array;
       const scale = Math.max(1e-3, ...Array.from(ref, Math.abs));
       let err = 0;
       for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));

@@ -122,16 +122,16 @@ interface WebgpuBackendLike {
 /** Dawn's adapter, found once per process (Dawn enumerates its drivers when the instance is made). */
 async function findAdapter(dawn: DawnModule, allowSoftware: boolean): Promise<{ gpu: GpuLike; adapter: AdapterLike } | { why: string }> {
   const flags = (process.env.DCD_DAWN_FLAGS ?? '').split(',').filter((s) => s !== '');
+  // With no driver installed at all, go straight to the software device (Dawn would only warn first).
+  const icd = allowSoftware && process.env.VK_ICD_FILENAMES == null ? SOFTWARE_VULKAN_ICDS.find((p) => existsSync(p)) : undefined;
+  if (icd != null && !hasVulkanDriver()) process.env.VK_ICD_FILENAMES = icd;
   let gpu = dawn.create(flags);
   let adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (adapter == null && allowSoftware && process.env.VK_ICD_FILENAMES == null) {
-    // No hardware driver: a software Vulkan device, only when webgpu was asked for by name.
-    const icd = SOFTWARE_VULKAN_ICDS.find((p) => existsSync(p));
-    if (icd != null) {
-      process.env.VK_ICD_FILENAMES = icd; // read by the Vulkan loader when Dawn makes its instance
-      gpu = dawn.create(flags);
-      adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    }
+  if (adapter == null && icd != null && process.env.VK_ICD_FILENAMES == null) {
+    // A driver is installed but gives no adapter: the software Vulkan device, only when webgpu was asked for by name.
+    process.env.VK_ICD_FILENAMES = icd; // read by the Vulkan loader when Dawn makes its instance
+    gpu = dawn.create(flags);
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   }
   if (adapter == null)
     return {
