@@ -216,12 +216,13 @@ function batchRows(o: DinoOptions, n: number, step: number, stepsPerEpoch: numbe
 
 async function saveCheckpoint(file: string, step: number, hash: string, student: Net, teacher: Net, opt: AdamW, center: tf.Tensor): Promise<void> {
   const t: Record<string, SafetensorsInput> = {};
-  const put = (k: string, x: tf.Tensor) => (t[k] = { dtype: 'F32', shape: x.shape, data: x.dataSync() as Float32Array });
-  for (const [k, v] of student.params) put(`student.${k}`, v);
-  for (const [k, v] of teacher.params) put(`teacher.${k}`, v);
-  for (const [k, v] of opt.m) put(`optim.m.${k}`, v);
-  for (const [k, v] of opt.v) put(`optim.v.${k}`, v);
-  put('center', center);
+  // read asynchronously: the webgpu backend reads no other way
+  const put = async (k: string, x: tf.Tensor) => (t[k] = { dtype: 'F32', shape: x.shape, data: (await x.data()) as Float32Array });
+  for (const [k, v] of student.params) await put(`student.${k}`, v);
+  for (const [k, v] of teacher.params) await put(`teacher.${k}`, v);
+  for (const [k, v] of opt.m) await put(`optim.m.${k}`, v);
+  for (const [k, v] of opt.v) await put(`optim.v.${k}`, v);
+  await put('center', center);
   await atomicWriteFile(file, encodeSafetensors(t, { step: String(step), adam_t: String(opt.t), options_sha256: hash }));
 }
 
@@ -338,7 +339,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
       center.dispose();
       center = newCenter;
       if (!simclr) emaUpdate(teacher.params, student.params, mom);
-      const rec: LossRecord = { step, epoch, loss: loss.dataSync()[0]!, lr, momentum: mom, teacher_temp: tt, teacher_entropy: entropy.dataSync()[0]! };
+      const rec: LossRecord = { step, epoch, loss: (await loss.data())[0]!, lr, momentum: mom, teacher_temp: tt, teacher_entropy: (await entropy.data())[0]! };
       if (simclr) delete (rec as Partial<LossRecord>).teacher_entropy;
       loss.dispose();
       entropy.dispose();
