@@ -8,6 +8,7 @@
  *   node dist/bench/native-backends.js --rows knn --knn-pool 100000 --no-peers
  *   node dist/bench/native-backends.js --backends native --rounds 2   # peers and dcd alternate first; best round each
  *   node dist/bench/native-backends.js --backends native --precision fp32,bf16   # native in fp32 and in bf16, side by side
+ *   node dist/bench/native-backends.js --backends webgpu --train-backends webgpu --torch-device cuda --python python3   # on a GPU (scripts/gpu/run.sh)
  *
  * Defaults keep the run short: batch 8, training batch 8 on native only (wasm trains at
  * ~0.1 img/s; add it with --train-backends), k-NN 1k x 100k x 384, k = 50.
@@ -18,7 +19,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { backendSummary, initBackend } from '../src/backends/chain.js';
 import { createModel } from '../src/models/registry.js';
 import { knn } from '../src/retrieval/knn.js';
 import { Sgd } from '../src/train/optimizer.js';
@@ -44,12 +45,16 @@ interface Opts {
   rounds: number;
   /** Precisions the native backend runs in (each a separate row: `tfjs native`, `tfjs native bf16`). */
   precisions: Precision[];
+  /** PyTorch's device for the peer (cpu, cuda) and the Python that has torch. */
+  torchDevice: string;
+  python: string;
 }
 
 function parseArgs(argv: string[]): Opts {
   const o: Opts = {
     backends: ['native', 'wasm'], trainBackends: ['native'], rows: ROWS, batch: 8, trainBatch: 8, iters: 2,
     knnQueries: 1000, knnPool: 100_000, knnDim: 384, knnK: 50, peers: true, threads: 2, rounds: 1, precisions: ['fp32'],
+    torchDevice: 'cpu', python: process.env.DCD_PYTHON ?? '/usr/bin/python3',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = argv[i + 1];
@@ -79,6 +84,8 @@ function parseArgs(argv: string[]): Opts {
       case '--threads': o.threads = num(); break;
       case '--rounds': o.rounds = num(); break;
       case '--no-peers': o.peers = false; break;
+      case '--torch-device': o.torchDevice = v!; i++; break;
+      case '--python': o.python = v!; i++; break;
       case '--precision': o.precisions = v!.split(',').map((p) => parsePrecision(p, '--precision')); i++; break;
       default: throw new Error(`unknown option ${a}; see the header of bench/native-backends.ts`);
     }
@@ -113,6 +120,7 @@ interface Result { row: Row; who: string; seconds: number; items: number }
 async function runTfjs(backend: string, o: Opts, precision: Precision = 'fp32'): Promise<Result[]> {
   const out: Result[] = [];
   await initBackend(backend, { quiet: true });
+  if (backend === 'webgpu') console.log(`  ${backendSummary()}`); // which adapter: a GPU, or a software device
   // models are created after this, so their packed weights are in this precision
   const p = setComputePrecision(precision);
   if (p.notice) throw new Error(p.notice);
@@ -142,7 +150,7 @@ async function runTfjs(backend: string, o: Opts, precision: Precision = 'fp32'):
       weights: new Float32Array(B).fill(1), imageShape: [224, 224, 3], lr: 0.01,
     };
     const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 0 });
-    rec('resnet50-train', await bestOf(Math.max(1, o.iters - 1), async () => void trainStep(m, opt, batch)), B);
+    rec("resnet50-train", await bestOf(Math.max(1, o.iters - 1), async () => void (await trainStep(m, opt, batch))), B);
     opt.dispose();
     m.dispose();
   }
@@ -159,9 +167,9 @@ function runTorch(o: Opts): { who: string; results: Result[] } | { why: string }
   const args = [
     script, '--json', '--rows', o.rows.join(','), '--batch', String(o.batch), '--train-batch', String(o.trainBatch),
     '--iters', String(o.iters), '--knn-queries', String(o.knnQueries), '--knn-pool', String(o.knnPool),
-    '--knn-dim', String(o.knnDim), '--knn-k', String(o.knnK), '--threads', String(o.threads),
+    '--knn-dim', String(o.knnDim), '--knn-k', String(o.knnK), '--threads', String(o.threads), '--device', o.torchDevice,
   ];
-  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(o.python, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) return { why: `PyTorch peer failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}` };
   const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { peer: string; results: Omit<Result, 'who'>[] };
   return { who: j.peer, results: j.results.map((x) => ({ ...x, who: j.peer })) };
@@ -215,7 +223,7 @@ async function main(): Promise<void> {
   const show = (x: Result) => console.log(`  ${x.row.padEnd(15)} ${(x.items / x.seconds).toFixed(2).padStart(8)} /s  (${x.seconds.toFixed(2)} s / iter)`);
   const runPeers = async () => {
     if (!o.peers) return;
-    console.log('peer: PyTorch (/usr/bin/python3) ...');
+    console.log(`peer: PyTorch (${o.python}, ${o.torchDevice}) ...`);
     const t = runTorch(o);
     if ('why' in t) console.log(`  skipped: ${t.why}`);
     else {

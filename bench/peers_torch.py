@@ -13,12 +13,22 @@ import torch
 import torchvision
 
 
+DEVICE = "cpu"
+
+
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def best_time(fn, iters):
     fn()  # warm-up (allocator, kernel selection)
+    sync()
     best = float("inf")
     for _ in range(iters):
         t = time.perf_counter()
         fn()
+        sync()  # on a GPU, the work queued by fn is part of its time
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -41,23 +51,27 @@ def main():
     ap.add_argument("--knn-k", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (scripts/gpu/run.sh: PyTorch on the same GPU as webgpu)")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rows = a.rows.split(",")
     out = []
     with torch.no_grad():
         if "resnet50-fwd" in rows:
-            m = torchvision.models.resnet50().eval()
-            x = torch.randn(a.batch, 3, 224, 224)
+            m = torchvision.models.resnet50().eval().to(dev)
+            x = torch.randn(a.batch, 3, 224, 224, device=dev)
             out.append({"row": "resnet50-fwd", "seconds": best_time(lambda: m(x), a.iters), "items": a.batch})
         if "vit-fwd" in rows:
-            m = vit_s16().eval()
-            x = torch.randn(a.batch, 3, 224, 224)
+            m = vit_s16().eval().to(dev)
+            x = torch.randn(a.batch, 3, 224, 224, device=dev)
             out.append({"row": "vit-fwd", "seconds": best_time(lambda: m(x), a.iters), "items": a.batch})
         if "knn" in rows:
-            q = torch.randn(a.knn_queries, a.knn_dim)
-            p = torch.randn(a.knn_pool, a.knn_dim)
+            q = torch.randn(a.knn_queries, a.knn_dim, device=dev)
+            p = torch.randn(a.knn_pool, a.knn_dim, device=dev)
 
             def knn():
                 pn = (p * p).sum(1)
@@ -77,10 +91,10 @@ def main():
 
             out.append({"row": "knn", "seconds": best_time(knn, max(1, a.iters - 1)), "items": a.knn_queries})
     if "resnet50-train" in rows:
-        m = torchvision.models.resnet50().train()
+        m = torchvision.models.resnet50().train().to(dev)
         opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-        x = torch.randn(a.train_batch, 3, 224, 224)
-        y = torch.randint(0, 1000, (a.train_batch,))
+        x = torch.randn(a.train_batch, 3, 224, 224, device=dev)
+        y = torch.randint(0, 1000, (a.train_batch,), device=dev)
 
         def step():
             opt.zero_grad()
@@ -89,7 +103,8 @@ def main():
             opt.step()
 
         out.append({"row": "resnet50-train", "seconds": best_time(step, max(1, a.iters - 1)), "items": a.train_batch})
-    info = {"peer": f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)", "results": out}
+    where = torch.cuda.get_device_name(dev) if DEVICE.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    info = {"peer": f"pytorch {torch.__version__} ({where})", "results": out}
     print(json.dumps(info) if a.json else info)
 
 

@@ -37,7 +37,7 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { atomicWriteFile } from '../src/core/fsutil.js';
 import { makeColumn } from '../src/core/arrow.js';
 import { Table } from 'apache-arrow';

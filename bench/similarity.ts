@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { atomicWriteFile } from '../src/core/fsutil.js';
 import { PACKAGE_ROOT } from '../src/core/version.js';
 import { benchSimilarity, similarityMarkdown, type SimilarityBenchResult } from '../src/analysis/similarity.js';

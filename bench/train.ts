@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { createModel } from '../src/models/registry.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { trainStep } from '../src/train/supervised.js';
@@ -41,9 +41,9 @@ async function measure(c: Case, steps: number): Promise<number> {
   const labels = Int32Array.from({ length: c.batch }, (_, i) => (i * 7) % classes);
   const weights = new Float32Array(c.batch).fill(1);
   const batch = { x, labels, weights, imageShape: [c.size, c.size, 3] as const, lr: 0.01, ...(c.micro ? { microBatch: c.micro } : {}) };
-  trainStep(model, sgd, batch); // warm-up (kernel set-up, momentum slots)
+  await trainStep(model, sgd, batch); // warm-up (kernel set-up, momentum slots)
   const t0 = performance.now();
-  for (let s = 0; s < steps; s++) trainStep(model, sgd, batch);
+  for (let s = 0; s < steps; s++) await trainStep(model, sgd, batch);
   const secs = (performance.now() - t0) / 1000;
   sgd.dispose();
   model.dispose();

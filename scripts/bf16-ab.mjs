@@ -2,7 +2,7 @@
 // runs back to back, so the ratio is taken within a minute). npm run build first, then
 //   node scripts/bf16-ab.mjs resnet|vit|knn|train [batch=8] [pairs=3]
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../dist/src/core/backend.js';
+import { initBackend } from '../dist/src/backends/chain.js';
 import { setComputePrecision } from '../dist/src/backends/precision.js';
 import { createModel } from '../dist/src/models/registry.js';
 import { knn } from '../dist/src/retrieval/knn.js';

@@ -12,7 +12,7 @@
 // (relative distance gap): near-ties at the k-th place make any rounding swap them.
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
-import { initBackend } from '../dist/src/core/backend.js';
+import { initBackend } from '../dist/src/backends/chain.js';
 import { setComputePrecision } from '../dist/src/backends/precision.js';
 import { embeddingMatrix, readArrowFile } from '../dist/src/core/arrow.js';
 import { loadCheckpoint } from '../dist/src/models/load.js';

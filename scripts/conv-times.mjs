@@ -2,7 +2,7 @@
 // 224 px): which convolutions the step spends its time in, outside tf.profile's own overhead.
 //   node scripts/conv-times.mjs        (needs the native addon and `npx tsc -p .`)
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../dist/src/core/backend.js';
+import { initBackend } from '../dist/src/backends/chain.js';
 import { nativeAddon } from '../dist/src/backends/native.js';
 await initBackend('native', { quiet: true });
 const { createModel } = await import('../dist/src/models/registry.js');

@@ -6,7 +6,7 @@
 // Prints the wall time per step, then kernels by total time (calls, ms, % of kernel time, and how
 // many calls fell back to the cpu kernel when the backend is `native`).
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../dist/src/core/backend.js';
+import { initBackend } from '../dist/src/backends/chain.js';
 import { nativeStats } from '../dist/src/backends/native.js';
 
 const args = process.argv.slice(2);

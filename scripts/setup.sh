@@ -8,7 +8,8 @@ APT_PACKAGES=(
   dataset-fashion-mnist   # real images for configs/fashion-mnist.yaml and the IDX adapter tests
   libdnnl-dev             # oneDNN: the native CPU backend's kernel library
   g++ make python3        # node-gyp toolchain for the native addon
-  chromium                # headless check that the HTML report renders
+  chromium                # headless check that the HTML report renders; its SwiftShader is the software Vulkan device of the webgpu tests
+  libvulkan1              # the Vulkan loader Dawn (npm package webgpu) opens: the webgpu backend on SwiftShader or a GPU driver
   slurm-wlm munge         # a real single-node Slurm for the --executor slurm tests (scripts/slurm/start.sh)
 )
 

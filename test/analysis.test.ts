@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { WeightsError } from '../src/core/errors.js';
 import { LpipsNet, lpipsDims, lpipsRankPool, lpipsTapShapes, type TorchWeights } from '../src/analysis/lpips.js';
 

@@ -85,6 +85,22 @@ describe('source layout', () => {
     // the rule does see imports of src/models: the registry imports the small CNN
     expect(importGraph().get(path.join(SRC, 'models', 'registry.ts'))).toContain(path.join(SRC, 'models', 'small-cnn.ts'));
   });
+
+  it('keeps the layer order: core imports only core; backends (backend choice included) only core and backends; neither reaches pipeline or cli', () => {
+    const dirOf = (f: string) => path.relative(SRC, f).split(path.sep)[0]!;
+    const allowed: Record<string, string[]> = { core: ['core'], backends: ['core', 'backends'] };
+    const upward: string[] = [];
+    for (const [f, deps] of importGraph()) {
+      const ok = allowed[dirOf(f)];
+      if (!ok) continue;
+      for (const d of deps) if (!ok.includes(dirOf(d))) upward.push(`${path.relative(ROOT, f)} -> ${path.relative(ROOT, d)}`);
+    }
+    expect(upward).toEqual([]);
+    // the check sees the layers it guards: backend choice lives in backends and imports core
+    const chain = importGraph().get(path.join(SRC, 'backends/chain.ts'));
+    expect(chain).toContain(path.join(SRC, 'core/errors.ts'));
+    expect(existsSync(path.join(SRC, 'core/backend.ts'))).toBe(false);
+  });
 });
 
 describe('the dcd command', () => {

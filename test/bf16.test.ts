@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { BF16_EXPORTS, bf16Addon, bf16Support, computePrecision, parsePrecision, requirePrecision, resolvePrecision, setComputePrecision } from '../src/backends/precision.js';
 import { nativeAddon } from '../src/backends/native.js';
@@ -89,7 +89,7 @@ describe('precision option', () => {
     // through dist/ (built by \`npm test\`), as the CLI tests do
     const dist = path.resolve('dist/src');
     const code = `
-      import { initBackend } from '${dist}/core/backend.js';
+      import { initBackend } from '${dist}/backends/chain.js';
       import { setComputePrecision, computePrecision } from '${dist}/backends/precision.js';
       await initBackend('native', { quiet: true });
       const r = setComputePrecision('bf16');

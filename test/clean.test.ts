@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { ConfigError } from '../src/core/errors.js';
 import { classThresholdsFromVotes, cleanSelect, KnnLabelCheck, neighbourLabels, noiseRate, scoreLabels } from '../src/retrieval/clean.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildTable, embeddingMatrix, metadataOf, readArrowFile, stringColumn, int32Column, writeArrowFile } from '../src/core/arrow.js';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { ConfigError } from '../src/core/errors.js';
 
 describe('arrow artifacts', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { mulberry32, streamSeed } from '../src/core/rng.js';
 import { generateSynthetic } from '../src/data/synthetic.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { accuracy, argmaxPredictions, evaluate, percent, readPredictions, writePredictions, type Predictions } from '../src/eval/evaluate.js';
 import { failureSets } from '../src/eval/failures.js';
 import { readManifest, writeManifest, type ManifestRow } from '../src/data/manifest.js';

@@ -1,7 +1,8 @@
 /**
  * Parity with PyTorch: checkpoints and reference features written by
  * scripts/parity/make_fixtures.py (torch 1.13, torchvision's ResNet, DINO's ViT), read by
- * dcd's own readers, on the cpu, wasm and (when built) native backends.
+ * dcd's own readers, on the cpu, wasm, (when built) native and (when Dawn finds an adapter, e.g.
+ * SwiftShader from scripts/setup.sh) webgpu backends. Reads are asynchronous, as webgpu needs.
  * DCD_PARITY_FULL=1 also generates and checks full-size ResNet-50 / robust / ViT-S/16 (224 and 288) / ViT-S/8.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
@@ -10,8 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { registerNativeBackend } from '../src/backends/native.js';
+import { loadWebgpuBackend } from '../src/backends/webgpu.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { loadCheckpoint } from '../src/models/load.js';
 import { ResNet, type ResNetConfig } from '../src/models/resnet.js';
@@ -66,8 +68,8 @@ async function checkResNet(dir: string, refName: string, file: string, cfg: ResN
   const f = m.forwardFeatures(x);
   const l = m.forwardHead(f);
   const rows = x.shape[0];
-  const pf = expectParity(f.dataSync() as Float32Array, ref.get('features')!.data as Float32Array, rows, `${file} features`);
-  expectParity(l.dataSync() as Float32Array, ref.get('logits')!.data as Float32Array, rows, `${file} logits`);
+  const pf = expectParity((await f.data()) as Float32Array, ref.get('features')!.data as Float32Array, rows, `${file} features`);
+  expectParity((await l.data()) as Float32Array, ref.get('logits')!.data as Float32Array, rows, `${file} logits`);
   tf.dispose([x, f, l]);
   m.dispose();
   expect(tf.memory().numTensors).toBe(before);
@@ -83,7 +85,7 @@ async function checkViT(dir: string, refName: string, file: string, cfg: ViTConf
     const x = nhwc(ref.get(`input_${h}x${w}`)!);
     const f = m.forwardFeatures(x);
     expect(f.shape).toEqual([x.shape[0], cfg.dim]);
-    expectParity(f.dataSync() as Float32Array, ref.get(`features_${h}x${w}`)!.data as Float32Array, x.shape[0], `${file} @${h}x${w}`);
+    expectParity((await f.data()) as Float32Array, ref.get(`features_${h}x${w}`)!.data as Float32Array, x.shape[0], `${file} @${h}x${w}`);
     tf.dispose([x, f]);
   }
   m.dispose();
@@ -97,7 +99,8 @@ const VIT: ViTConfig = { patch: 8, dim: 32, depth: 2, heads: 2, mlpRatio: 4, img
 
 // native too where its addon is built (scripts/setup.sh installs oneDNN): its folded conv+BN,
 // one-kernel LayerNorm and GELU are checked against PyTorch here.
-const BACKENDS = ['cpu', 'wasm', ...(registerNativeBackend().ok ? ['native'] : [])];
+// webgpu where Dawn finds an adapter (a software one too: CI runs SwiftShader, see test/webgpu-backend.test.ts).
+const BACKENDS = ['cpu', 'wasm', ...(registerNativeBackend().ok ? ['native'] : []), ...((await loadWebgpuBackend({ allowSoftware: true })).ok ? ['webgpu'] : [])];
 for (const backend of BACKENDS) {
   describe(`parity with PyTorch on ${backend}`, () => {
     beforeAll(async () => {

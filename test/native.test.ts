@@ -111,8 +111,8 @@ describe('native backend: install and fallback story', () => {
       'dcd: native backend not built (DCD_SKIP_NATIVE=1); dcd will use the wasm backend.',
     ]);
   });
-  it.runIf(existsSync('dist/src/core/backend.js'))('without a loadable addon, dcd falls back to wasm and says why', () => {
-    const code = "const m = await import('./dist/src/core/backend.js'); console.log('chose', await m.initBackend());";
+  it.runIf(existsSync('dist/src/backends/chain.js'))('without a loadable addon, dcd falls back to wasm and says why', () => {
+    const code = "const m = await import('./dist/src/backends/chain.js'); console.log('chose', await m.initBackend());";
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
       encoding: 'utf8',
       env: { ...process.env, DCD_NATIVE_ADDON: '/nonexistent/dcd_native.node', DCD_BACKEND: 'auto' },

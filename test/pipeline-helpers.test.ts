@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { featuresOf } from '../src/infer/features.js';
 import { predictDataset } from '../src/infer/predict.js';
 import { createModel, getModelSpec } from '../src/models/registry.js';

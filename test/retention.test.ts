@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { buildTable, embeddingMatrix, readArrowFile, stringColumn, writeArrowFile } from '../src/core/arrow.js';
 import { type ManifestRow, writeManifest } from '../src/data/manifest.js';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { keepsContext, parseContext } from '../src/analysis/context.js';
 import { type KnnFn, neighboursExcludingSelf, retentionCurve, retentionTable, writeRetentionOutputs } from '../src/analysis/retention.js';
 import { main } from '../src/cli/main.js';

@@ -6,7 +6,7 @@
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { bf16Support } from '../src/backends/precision.js';
 import { knn, exactSqDist } from '../src/retrieval/knn.js';

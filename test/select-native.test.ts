@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { mulberry32 } from '../src/core/rng.js';
 import { greedySweep } from '../src/retrieval/algorithm1.js';
 import { exactSqDist } from '../src/retrieval/knn.js';

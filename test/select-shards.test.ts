@@ -6,7 +6,7 @@
  * contiguous shards, with and without --any-label, --exclude and --only.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
 import { mergeCandidates, searchCandidates, selectAlgorithm1, sweepCandidates, type SeedSet, type SelectOptions } from '../src/retrieval/select.js';
 import { mulberry32 } from '../src/core/rng.js';

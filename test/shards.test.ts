@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { loadConfig } from '../src/core/config.js';
 import { buildGraph } from '../src/pipeline/experiment.js';
 import { readImageSet } from '../src/pipeline/imagesets.js';

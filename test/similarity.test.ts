@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import type { ImageModel } from '../src/core/types.js';
 import { lpipsDims } from '../src/analysis/lpips.js';
 import { benchSimilarity, PAPER, similarityMarkdown } from '../src/analysis/similarity.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { ArtifactError, ConfigError } from '../src/core/errors.js';
 import { readSafetensors } from '../src/models/safetensors.js';
 import { DEFAULT_MULTICROP, multiCrop } from '../src/ssl/augment.js';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Table } from 'apache-arrow';
 import { makeColumn } from '../src/core/arrow.js';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { mulberry32 } from '../src/core/rng.js';
 import { l2NormalizeRows } from '../src/retrieval/knn.js';
 import { openArrowSink } from '../src/retrieval/output.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 import { ConfigError } from '../src/core/errors.js';
 import { generateBroad, generateSynthetic, summarizeSet, writeSyntheticPngs, type SyntheticDraw } from '../src/data/synthetic.js';
 import { mulberry32 as rng } from '../src/core/rng.js';

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
+import { loadWebgpuBackend } from '../src/backends/webgpu.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { ConfigError } from '../src/core/errors.js';
 import { ResNet } from '../src/models/resnet.js';
@@ -127,22 +128,22 @@ describe('datasets', () => {
 });
 
 describe('gradient accumulation', () => {
-  it('micro-batches of 1 and 2 give the full-batch update (weights normalised by the whole batch)', () => {
+  it('micro-batches of 1 and 2 give the full-batch update (weights normalised by the whole batch)', async () => {
     const x = Float32Array.from({ length: 4 * 2 * 2 * 3 }, (_, i) => Math.cos(i * 0.9));
     const batch = { x, labels: Int32Array.from([0, 2, 1, 2]), weights: Float32Array.from([1, 0.5, 2, 0]), imageShape: [2, 2, 3] as const, lr: 0.3 };
-    const run = (micro: number) => {
+    const run = async (micro: number) => {
       const m = linearModel(1);
       const opt = new Sgd({ momentum: 0.9, nesterov: true, weightDecay: 0.01 });
-      const losses = [trainStep(m, opt, { ...batch, microBatch: micro }).loss, trainStep(m, opt, { ...batch, microBatch: micro }).loss];
+      const losses = [(await trainStep(m, opt, { ...batch, microBatch: micro })).loss, (await trainStep(m, opt, { ...batch, microBatch: micro })).loss];
       const w = [...m.params().values()].map((v) => Array.from(v.dataSync()));
       opt.dispose();
       m.dispose();
       return { losses, w };
     };
     const before = tf.memory().numTensors;
-    const full = run(4);
+    const full = await run(4);
     for (const micro of [1, 2]) {
-      const r = run(micro);
+      const r = await run(micro);
       r.losses.forEach((l, i) => expect(l).toBeCloseTo(full.losses[i]!, 5));
       r.w.flat().forEach((v, i) => expect(v).toBeCloseTo(full.w.flat()[i]!, 5));
     }
@@ -155,7 +156,14 @@ describe('gradient accumulation', () => {
 
 // On the test backend, and on native too where its addon is built (its fused training BatchNorm
 // and gradient kernels are checked against PyTorch here).
-const STEP_BACKENDS = [...new Set([process.env.DCD_TEST_BACKEND ?? 'wasm', ...(registerNativeBackend().ok ? ['native'] : [])])];
+// webgpu where Dawn finds an adapter (CI: SwiftShader, see test/webgpu-backend.test.ts); reads are asynchronous, as webgpu needs.
+const STEP_BACKENDS = [
+  ...new Set([
+    process.env.DCD_TEST_BACKEND ?? 'wasm',
+    ...(registerNativeBackend().ok ? ['native'] : []),
+    ...((await loadWebgpuBackend({ allowSoftware: true })).ok ? ['webgpu'] : []),
+  ]),
+];
 describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend) => {
   beforeAll(async () => {
     await initBackend(backend, { quiet: true });
@@ -187,7 +195,7 @@ describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend)
     let checked = 0;
     for (const [vn, g] of Object.entries(grads)) {
       const ref = get(`grad.${names.get(vn)}`).data as Float32Array;
-      const got = g.dataSync() as Float32Array;
+      const got = (await g.data()) as Float32Array;
       const scale = Math.max(1e-3, ...Array.from(ref, Math.abs));
       let err = 0;
       for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));
@@ -214,7 +222,7 @@ describe.each(STEP_BACKENDS)('one training step against PyTorch (%s)', (backend)
     expect(losses[1]).toBeCloseTo(refLoss[1]!, 3);
     for (const [k, v] of [...model.params(), ...model.buffers()]) {
       const ref = get(`final.${k}`).data as Float32Array;
-      const got = v.dataSync() as Float32Array;
+      const got = (await v.data()) as Float32Array;
       const scale = Math.max(1e-3, ...Array.from(ref, Math.abs));
       let err = 0;
       for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i]! - ref[i]!));

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/core/backend.js';
+import { initBackend } from '../src/backends/chain.js';
 
 /** Deterministic pseudo-random values in [-1, 1). */
 function rand(n: number, seed: number): Float32Array {

@@ -108,7 +108,7 @@ describe('strict loading (bad input)', () => {
 
   async function sdFile(name: string, edit: (sd: Map<string, { dtype: 'F32' | 'I64' | 'I32'; shape: number[]; data: Float32Array }>) => void) {
     const src = createModel('resnet_bottleneck_tiny', { seed: 9 });
-    const sd = stateDictOf(src) as Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>;
+    const sd = (await stateDictOf(src)) as Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>;
     src.dispose();
     edit(sd);
     const f = path.join(tmp, name);

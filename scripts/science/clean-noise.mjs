@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { initBackend } from '../../dist/src/core/backend.js';
+import { initBackend } from '../../dist/src/backends/chain.js';
 import { readArrowFile, stringColumn } from '../../dist/src/core/arrow.js';
 import { readManifest } from '../../dist/src/data/manifest.js';
 import { selectionQuality } from '../../dist/src/eval/selection-quality.js';

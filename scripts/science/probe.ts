@@ -3,7 +3,7 @@
  * test, and on home vs rare pairs of mfreq. Usage:
  *   node dist/scripts/science/probe.js '<synthetic options JSON>' steps widths lr
  */
-import { initBackend } from '../../src/core/backend.js';
+import { initBackend } from '../../src/backends/chain.js';
 import { generateSynthetic } from '../../src/data/synthetic.js';
 import { createSmallCnn } from '../../src/models/small-cnn.js';
 import { fitClassifier, predictLabels } from '../../src/train/in-memory.js';

@@ -5,7 +5,7 @@
  * the mfreq set. Usage:
  *   node dist/scripts/science/ssl-probe.js '<synthetic options JSON>' '<dino options JSON>' [backend]
  */
-import { initBackend } from '../../src/core/backend.js';
+import { initBackend } from '../../src/backends/chain.js';
 import { generateSynthetic } from '../../src/data/synthetic.js';
 import { createSmallCnn } from '../../src/models/small-cnn.js';
 import { embedImages, fitClassifier, predictLabels } from '../../src/train/in-memory.js';

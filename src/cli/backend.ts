@@ -1,4 +1,4 @@
-import { backendSummary, initBackend, type BackendName } from '../core/backend.js';
+import { backendSummary, initBackend, type BackendName } from '../backends/chain.js';
 import { log } from '../core/log.js';
 
 /**

@@ -31,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(DCD_VERSION)
     .option('backend', {
       type: 'string',
-      describe: 'tfjs backend: auto, tensorflow, native, wasm, cpu (env DCD_BACKEND)',
+      describe: 'tfjs backend: auto, tensorflow, webgpu, native, wasm, cpu (env DCD_BACKEND; a software WebGPU adapter only by name)',
       global: true,
     })
     .option('verbose', { type: 'boolean', global: true, describe: 'more on stderr: the backend chosen, debug lines (same as DCD_LOG=debug)' })

@@ -11,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { currentBackend } from '../core/backend.js';
+import { currentBackend } from '../backends/chain.js';
 import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, sha256File } from '../core/fsutil.js';
 import { progress } from '../core/log.js';

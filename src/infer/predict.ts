@@ -63,9 +63,9 @@ export async function topkDataset(model: ImageModel, ds: Dataset, batchSize: num
       const r = tf.topk(tf.softmax(logits), k);
       return [r.values, r.indices];
     },
-    ([v, i], s, n) => {
-      scores.set(v!.dataSync() as Float32Array, s * k);
-      topk.set(i!.dataSync() as Int32Array, s * k);
+    async ([v, i], s, n) => {
+      scores.set((await v!.data()) as Float32Array, s * k);
+      topk.set((await i!.data()) as Int32Array, s * k);
       onBatch?.(n);
     },
   );

@@ -91,10 +91,10 @@ export function checkFinite(tensors: ReadonlyMap<string, { data: Float32Array | 
     throw new WeightsError(`${file}: non-finite weights; nothing was loaded.\n  ${bad.slice(0, 20).join('\n  ')}${bad.length > 20 ? `\n  … and ${bad.length - 20} more` : ''}\nThe checkpoint is corrupt (or came from a diverged training run): use an earlier checkpoint, or export or download it again.`);
 }
 
-/** The model's parameters and buffers as a host state dict (PyTorch keys and layouts). */
-export function stateDictOf(model: ImageModel): StateDict {
+/** The model's parameters and buffers as a host state dict (PyTorch keys and layouts), read asynchronously (as webgpu must). */
+export async function stateDictOf(model: ImageModel): Promise<StateDict> {
   const out: StateDict = new Map();
-  for (const [k, v] of [...model.params(), ...model.buffers()]) out.set(k, { dtype: 'F32', shape: [...v.shape], data: v.dataSync() as Float32Array });
+  for (const [k, v] of [...model.params(), ...model.buffers()]) out.set(k, { dtype: 'F32', shape: [...v.shape], data: (await v.data()) as Float32Array });
   return out;
 }
 
@@ -104,7 +104,7 @@ export function stateDictOf(model: ImageModel): StateDict {
  */
 export async function saveCheckpoint(model: ImageModel, out: string, format: 'safetensors' | 'tfjs', metadata: Record<string, string> = {}): Promise<void> {
   const meta = { 'dcd.model': model.name, 'dcd.version': DCD_VERSION, 'dcd.num_classes': String(model.numClasses), ...metadata };
-  const sd = stateDictOf(model);
+  const sd = await stateDictOf(model);
   if (format === 'safetensors') await writeStateDictSafetensors(out, sd, meta);
   else await writeTfjsWeights(out, sd, meta);
 }

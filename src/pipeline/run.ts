@@ -7,7 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
-import { backendSummary } from '../core/backend.js';
+import { backendSummary } from '../backends/chain.js';
 import { seedWarnings } from './sizing.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
-import { NATIVE_BACKEND } from '../backends/native.js';
+import { certifiedRetrievalBackend } from '../backends/host.js';
 import { bf16Addon, type Bf16Addon, type Precision } from '../backends/precision.js';
 
 /**
@@ -16,9 +16,9 @@ import { bf16Addon, type Bf16Addon, type Precision } from '../backends/precision
  * shrinks the norms the bound scales with) and the float64 norms.
  */
 
-/** The addon's certified kernels when the active tfjs backend is `native` and they are built. */
+/** The addon's certified kernels when the active tfjs backend is `native` (or webgpu, see backends/host.ts) and they are built. */
 export function certifiedKernels(): Bf16Addon | null {
-  return tf.getBackend() === NATIVE_BACKEND ? bf16Addon() : null;
+  return certifiedRetrievalBackend() ? bf16Addon() : null;
 }
 
 const code = (p: Precision): 0 | 1 => (p === 'bf16' ? 1 : 0);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import { recycleReadout } from '../backends/buffer-pool.js';
 import { bf16Support, type Precision } from '../backends/precision.js';
+import { HostMatrix, hostRetrieval } from '../backends/host.js';
 import { certifiedKernels, knnCertified } from './certified.js';
 
 /**
@@ -32,7 +33,9 @@ export interface HeldRows {
    * [a, 1, ‖a‖²] · t = ‖a‖² − 2a·b + ‖b‖² in one matMul, with no element-wise passes
    * over the [r, n] block on the device (those cost more than the matMul on wasm).
    */
-  readonly t: tf.Tensor2D;
+  readonly t: tf.Tensor2D | null;
+  /** The same matrix on the host, where the active backend reads only asynchronously (webgpu; see backends/host.ts). */
+  readonly host: HostMatrix | null;
   /** Frees the device tensors. */
   dispose(): void;
 }
@@ -57,14 +60,17 @@ export function holdRows(data: Float32Array, dim: number): HeldRows {
     aug[dim * n + j] = s;
     aug[(dim + 1) * n + j] = 1;
   }
-  const t = tf.tensor2d(aug, [dim + 2, n]);
+  const host = hostRetrieval() ? new HostMatrix(aug, dim + 2, n) : null;
+  const t = host ? null : tf.tensor2d(aug, [dim + 2, n]);
   return {
     n,
     dim,
     data,
     t,
+    host,
     dispose() {
-      t.dispose();
+      t?.dispose();
+      host?.dispose();
     },
   };
 }
@@ -95,8 +101,13 @@ export function distanceBlock(rows: Float32Array, r: number, held: HeldRows, whi
   // Download outside tidy: tidy walks its return value looking for tensors, and for a
   // typed array that is a for-in over every entry (4M Set insertions for a 4096 × 1000
   // block, seconds per call: this alone made k-NN ~40× slower).
-  const y = tf.tidy(() => tf.matMul(tf.tensor2d(a, [r, dim + 2]), held.t));
   let out: Float32Array;
+  if (held.host) {
+    out = held.host.leftMul(a, r);
+    for (let t = 0; t < out.length; t++) if (out[t]! < 0) out[t] = 0;
+    return out;
+  }
+  const y = tf.tidy(() => tf.matMul(tf.tensor2d(a, [r, dim + 2]), held.t!));
   try {
     out = y.dataSync() as Float32Array;
   } finally {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../core/errors.js';
-import { NATIVE_BACKEND, nativeAddon, registerNativeBackend, type NativeAddon } from '../backends/native.js';
+import { certifiedRetrievalBackend } from '../backends/host.js';
+import { nativeAddon, registerNativeBackend, type NativeAddon } from '../backends/native.js';
 import type { EmbeddingStore } from './store.js';
 
 /**
@@ -13,9 +14,9 @@ import type { EmbeddingStore } from './store.js';
  * chunking or thread count; the JS side only builds masks and keeps the ids of held rows.
  */
 
-/** The addon's Algorithm 1 kernels when the active tfjs backend is `native` and they are built. */
+/** The addon's Algorithm 1 kernels when the active tfjs backend is `native` (or webgpu, see backends/host.ts) and they are built. */
 export function alg1Kernels(): Pick<NativeAddon, 'alg1Chunk' | 'alg1Sort'> | null {
-  if (tf.getBackend() !== NATIVE_BACKEND || !registerNativeBackend().ok) return null;
+  if (!certifiedRetrievalBackend() || !registerNativeBackend().ok) return null;
   const a = nativeAddon() as Partial<NativeAddon>;
   return typeof a.alg1Chunk === 'function' && typeof a.alg1Sort === 'function' ? (a as NativeAddon) : null;
 }

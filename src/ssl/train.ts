@@ -165,12 +165,13 @@ export function dinoSchedule(o: DinoOptions, n: number): { stepsPerEpoch: number
 
 async function saveCheckpoint(file: string, step: number, hash: string, student: Net, teacher: Net, opt: Adam, center: tf.Tensor): Promise<void> {
   const t: Record<string, SafetensorsInput> = {};
-  const put = (k: string, x: tf.Tensor) => (t[k] = { dtype: 'F32', shape: x.shape, data: x.dataSync() as Float32Array });
-  for (const [k, v] of student.params) put(`student.${k}`, v);
-  for (const [k, v] of teacher.params) put(`teacher.${k}`, v);
-  for (const [k, v] of opt.m) put(`optim.m.${k}`, v);
-  for (const [k, v] of opt.v) put(`optim.v.${k}`, v);
-  put('center', center);
+  // read asynchronously: the webgpu backend reads no other way
+  const put = async (k: string, x: tf.Tensor) => (t[k] = { dtype: 'F32', shape: x.shape, data: (await x.data()) as Float32Array });
+  for (const [k, v] of student.params) await put(`student.${k}`, v);
+  for (const [k, v] of teacher.params) await put(`teacher.${k}`, v);
+  for (const [k, v] of opt.m) await put(`optim.m.${k}`, v);
+  for (const [k, v] of opt.v) await put(`optim.v.${k}`, v);
+  await put('center', center);
   await atomicWriteFile(file, encodeSafetensors(t, { step: String(step), adam_t: String(opt.t), options_sha256: hash }));
 }
 
@@ -233,12 +234,12 @@ export function simclrObjective(student: Net, o: DinoOptions, stepsPerEpoch: num
   const schedule = teacherSchedule(o, stepsPerEpoch, total);
   return {
     params: student.params,
-    gradients(mc, step) {
+    async gradients(mc, step) {
       const { value, grads } = tf.tidy(() => {
         const gx = tf.tensor4d(mc.globals, [o.crops.globalCrops * mc.batch, o.crops.globalSize, o.crops.globalSize, 3]);
         return studentGradients(student, () => ntXentLoss(student.head.project(student.backbone.forwardFeatures(tf.slice(gx, [0, 0, 0, 0], [2 * mc.batch, -1, -1, -1]), true)), o.temperature));
       });
-      const loss = value.dataSync()[0]!;
+      const loss = (await value.data())[0]!; // asynchronously: webgpu reads no other way
       value.dispose();
       return { loss, grads: new Map(Object.entries(grads)), ...schedule(step) };
     },
@@ -258,7 +259,7 @@ export function dinoObjective(student: Net, teacher: Net, o: DinoOptions, stepsP
   const self = {
     params: student.params,
     center: tf.zeros([1, o.head.outDim]) as tf.Tensor2D,
-    gradients(mc: MultiCropBatch, step: number) {
+    async gradients(mc: MultiCropBatch, step: number) {
       const s = schedule(step);
       const B = mc.batch;
       // DINO's cancel_gradients_last_layer during the first freezeLastLayerEpochs
@@ -279,11 +280,11 @@ export function dinoObjective(student: Net, teacher: Net, o: DinoOptions, stepsP
         return { ...r, t };
       });
       tOut = t;
-      const loss = value.dataSync()[0]!;
+      const loss = (await value.data())[0]!; // asynchronously: webgpu reads no other way
       value.dispose();
       return { loss, grads: new Map(Object.entries(grads)), ...s };
     },
-    afterUpdate(step: number) {
+    async afterUpdate(step: number) {
       const s = schedule(step);
       const t = tOut!;
       tOut = undefined;
@@ -297,7 +298,7 @@ export function dinoObjective(student: Net, teacher: Net, o: DinoOptions, stepsP
       self.center.dispose();
       self.center = newCenter;
       emaUpdate(teacher.params, student.params, s.momentum);
-      const teacher_entropy = entropy.dataSync()[0]!;
+      const teacher_entropy = (await entropy.data())[0]!;
       entropy.dispose();
       return { teacher_entropy };
     },

@@ -34,9 +34,10 @@ export interface TrainState {
   numClasses: number;
 }
 
-function hostTensors(vars: Map<string, tf.Tensor>): Record<string, SafetensorsInput> {
+/** Reads the tensors asynchronously (the webgpu backend reads no other way). */
+async function hostTensors(vars: Map<string, tf.Tensor>): Promise<Record<string, SafetensorsInput>> {
   const out: Record<string, SafetensorsInput> = {};
-  for (const [name, v] of vars) out[name] = { dtype: 'F32', shape: [...v.shape], data: v.dataSync() as Float32Array };
+  for (const [name, v] of vars) out[name] = { dtype: 'F32', shape: [...v.shape], data: (await v.data()) as Float32Array };
   return out;
 }
 
@@ -47,8 +48,8 @@ export async function saveTrainCheckpoint(dir: string, model: ImageModel, opt: S
   const tmp = tempPathFor(final);
   await mkdir(tmp, { recursive: true });
   const weights = new Map<string, tf.Tensor>([...model.params(), ...model.buffers()]);
-  await writeSafetensors(path.join(tmp, 'model.safetensors'), hostTensors(weights), { 'dcd.model': model.name, 'dcd.num_classes': String(model.numClasses) });
-  await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), hostTensors(opt.state()), { 'dcd.optimizer': 'sgd' });
+  await writeSafetensors(path.join(tmp, 'model.safetensors'), await hostTensors(weights), { 'dcd.model': model.name, 'dcd.num_classes': String(model.numClasses) });
+  await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), await hostTensors(opt.state()), { 'dcd.optimizer': 'sgd' });
   await atomicWriteJson(path.join(tmp, 'state.json'), state);
   await rm(final, { recursive: true, force: true });
   await rename(tmp, final);

@@ -22,9 +22,9 @@ export type StepOutput<M> = M & { loss: number; grads: Map<string, tf.Tensor> };
 export interface Objective<B, M = object> {
   /** The parameters the optimiser updates, by name. */
   readonly params: Map<string, tf.Variable>;
-  gradients(batch: B, step: number): StepOutput<M>;
+  gradients(batch: B, step: number): StepOutput<M> | Promise<StepOutput<M>>;
   /** After the optimiser's update of step `step`: may add metrics. */
-  afterUpdate?(step: number): Partial<M>;
+  afterUpdate?(step: number): Partial<M> | Promise<Partial<M>>;
 }
 
 /** One step as the loop's callbacks see it. */
@@ -52,22 +52,22 @@ export interface LoopOptions<B, M> {
 export async function trainLoop<B, M>(o: LoopOptions<B, M>): Promise<void> {
   for (let step = o.start; step < o.total; step++) {
     const lr = o.lr(step);
-    const r = { ...optimiserStep(o.objective, o.optimizer, await o.batch(step), step, lr), step, lr } as StepRecord<M>;
+    const r = { ...(await optimiserStep(o.objective, o.optimizer, await o.batch(step), step, lr)), step, lr } as StepRecord<M>;
     await o.record?.(r);
     if (!Number.isFinite(r.loss)) throw o.diverged(step, r.loss);
     await o.after?.(step + 1);
   }
 }
 
-/** One step of `objective` on `batch`: gradients, the optimiser's update with `lr`, the objective's after-update. */
-export function optimiserStep<B, M>(objective: Objective<B, M>, optimizer: Optimizer, batch: B, step: number, lr: number): M & { loss: number } {
-  const { grads, ...out } = objective.gradients(batch, step);
+/** One step of `objective` on `batch`: gradients, the optimiser's update with `lr`, the objective's after-update (scalars are read asynchronously, as the webgpu backend requires). */
+export async function optimiserStep<B, M>(objective: Objective<B, M>, optimizer: Optimizer, batch: B, step: number, lr: number): Promise<M & { loss: number }> {
+  const { grads, ...out } = await objective.gradients(batch, step);
   try {
     optimizer.step(objective.params, grads, lr);
   } finally {
     for (const g of grads.values()) g.dispose();
   }
-  return { ...(out as M & { loss: number }), ...objective.afterUpdate?.(step) };
+  return { ...(out as M & { loss: number }), ...(await objective.afterUpdate?.(step)) };
 }
 
 /**

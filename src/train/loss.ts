@@ -45,8 +45,8 @@ export function weightedCrossEntropy(
     const logp = tf.logSoftmax(logits);
     const perSample = tf.neg(tf.sum(tf.mul(target, logp), 1)); // [B]
     const num = tf.sum(tf.mul(perSample, weights));
-    const den = opts.normaliser ?? tf.sum(weights).dataSync()[0]!;
-    // an all-zero-weight batch contributes nothing (instead of 0/0 = NaN)
-    return tf.div(num, Math.max(den, 1e-12)) as tf.Scalar;
+    // an all-zero-weight batch contributes nothing (instead of 0/0 = NaN); no read-back: the sum stays a tensor
+    const den = opts.normaliser != null ? Math.max(opts.normaliser, 1e-12) : tf.maximum(tf.sum(weights), 1e-12);
+    return tf.div(num, den) as tf.Scalar;
   });
 }

@@ -64,7 +64,7 @@ export function supervisedObjective(model: ImageModel, o: SupervisedOptions = {}
   const crossEntropy: CrossEntropy = o.crossEntropy ?? ((logits, y, w, normaliser) => weightedCrossEntropy(logits, y, w, { smoothing, normaliser }));
   return {
     params,
-    gradients(b) {
+    async gradients(b) {
       const n = b.labels.length;
       const micro = o.microBatch ?? n;
       const [H, W] = b.imageShape;
@@ -90,10 +90,12 @@ export function supervisedObjective(model: ImageModel, o: SupervisedOptions = {}
             logits!.dispose();
             return { ...r, hits };
           });
-          loss += value.dataSync()[0]!;
-          correct += hits.dataSync()[0]!;
+          // read asynchronously (webgpu reads no other way); the sum is the same in any order of reading
+          const [lv, hv] = await Promise.all([value.data(), hits.data()]);
           value.dispose();
           hits.dispose();
+          loss += lv[0]!;
+          correct += hv[0]!;
           for (const [vname, g] of Object.entries(grads)) {
             const name = nameOf.get(vname)!;
             const prev = acc.get(name);
@@ -120,8 +122,8 @@ export type StepBatch = SupervisedBatch & { microBatch?: number; lr: number; lab
  * One optimiser step of the supervised objective outside the loop (tests, benchmarks).
  * @returns the batch's weighted loss and its number of top-1 hits
  */
-export function trainStep(model: ImageModel, opt: Optimizer, b: StepBatch): { loss: number; correct: number } {
+export async function trainStep(model: ImageModel, opt: Optimizer, b: StepBatch): Promise<{ loss: number; correct: number }> {
   const objective = supervisedObjective(model, { ...(b.microBatch ? { microBatch: b.microBatch } : {}), labelSmoothing: b.labelSmoothing ?? 0 });
-  const { loss, correct } = optimiserStep(objective, opt, b, 0, b.lr);
+  const { loss, correct } = await optimiserStep(objective, opt, b, 0, b.lr);
   return { loss, correct };
 }

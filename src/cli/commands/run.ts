@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { initBackend } from '../../core/backend.js';
+import { initBackend } from '../../backends/chain.js';
 import { ConfigError } from '../../core/errors.js';
 import { splitArgs } from '../../pipeline/executors/slurm.js';
 import { parseOnly, parseSeeds, parseShardArg, runExperiment, runSweep } from '../../pipeline/run.js';

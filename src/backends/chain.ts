@@ -1,11 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, describeError } from './errors.js';
-import { log } from './log.js';
+import { ConfigError, describeError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { registerNativeBackend } from './native.js';
 import { registerWasmKernels } from './wasm-kernels.js';
-import { loadNativeBackend } from './native-loader.js';
+import { describeAdapter, loadWebgpuBackend, webgpuAdapter } from './webgpu.js';
 
-/** Backends dcd knows, in auto-selection order (fastest first). */
-export const BACKEND_ORDER = ['tensorflow', 'native', 'wasm', 'cpu'] as const;
+/**
+ * Backends dcd knows, in auto-selection order (fastest first). `webgpu` is chosen automatically
+ * only on a hardware adapter; a software one (SwiftShader, llvmpipe) only by name.
+ */
+export const BACKEND_ORDER = ['tensorflow', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
 
 let chosen: BackendName | undefined;
@@ -27,9 +31,21 @@ async function tryTensorflow(): Promise<boolean> {
   return false;
 }
 
+/** dcd's native CPU backend: the oneDNN addon built from `native/` by `npm install`, when it was built. */
 async function tryNative(): Promise<boolean> {
-  const r = await loadNativeBackend();
+  let r: ReturnType<typeof registerNativeBackend>;
+  try {
+    r = registerNativeBackend();
+  } catch (e) {
+    r = { ok: false, why: describeError(e).split('\n')[0]! };
+  }
   if (!r.ok) skipped.push(`native: ${r.why}`);
+  return r.ok;
+}
+
+async function tryWebgpu(byName: boolean): Promise<boolean> {
+  const r = await loadWebgpuBackend({ allowSoftware: byName });
+  if (!r.ok) skipped.push(r.why.startsWith('webgpu') ? r.why : `webgpu: ${r.why}`);
   return r.ok;
 }
 
@@ -44,8 +60,9 @@ async function tryWasm(): Promise<boolean> {
   }
 }
 
-const loaders: Record<BackendName, () => Promise<boolean>> = {
+const loaders: Record<BackendName, (byName: boolean) => Promise<boolean>> = {
   tensorflow: tryTensorflow,
+  webgpu: tryWebgpu,
   native: tryNative,
   wasm: tryWasm,
   cpu: async () => true,
@@ -72,7 +89,7 @@ export async function initBackend(requested?: string, opts: { quiet?: boolean } 
       `--backend / DCD_BACKEND: expected one of auto, ${BACKEND_ORDER.join(', ')}; received "${want}"`,
     );
   for (const name of candidates) {
-    if (!(await loaders[name]())) continue;
+    if (!(await loaders[name](want !== 'auto'))) continue;
     const ok = await tf.setBackend(name);
     if (!ok) {
       skipped.push(`${name}: setBackend failed`);
@@ -80,14 +97,15 @@ export async function initBackend(requested?: string, opts: { quiet?: boolean } 
     }
     await tf.ready();
     chosen = name;
-    summary = `backend ${name}${skipped.length && want === 'auto' ? ` (skipped ${skipped.join('; ')})` : ''}`;
+    const adapter = name === 'webgpu' ? webgpuAdapter() : undefined;
+    summary = `backend ${name}${adapter ? ` on ${describeAdapter(adapter)}` : ''}${skipped.length && want === 'auto' ? ` (skipped ${skipped.join('; ')})` : ''}`;
     if (!opts.quiet) log.info(summary);
     return name;
   }
   throw new ConfigError(`backend "${want}" is not available here: ${skipped.join('; ')}`);
 }
 
-/** "backend native (skipped ...)": the line {@link initBackend} prints, or undefined before it ran. */
+/** "backend native (skipped ...)", "backend webgpu on SwiftShader driver 5.0.0 (google swiftshader, software)": the line {@link initBackend} prints, or undefined before it ran. */
 export function backendSummary(): string | undefined {
   return summary;
 }
