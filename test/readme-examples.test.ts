@@ -68,14 +68,16 @@ const AS_IS: Record<string, (out: string, cwd: string) => void> = {
 /** Examples whose full run is too long here: run with --dry-run appended (after `dcd init`, for dcd.yaml). */
 const DRY_RUN = new Set([
   'dcd run configs/demo.yaml',
-  'dcd run configs/demo.yaml --seeds 0 --set select.k_train=2',
-  'dcd sweep configs/demo.yaml --grid select.k_train=2,4',
+  'dcd run configs/demo.yaml --seeds 0 --set select.pool_share=0.02',
+  'dcd sweep configs/demo.yaml --grid select.pool_share=0.02,0.05',
   'dcd sweep configs/demo.yaml --backbones ssl,supervised',
   'dcd run dcd.yaml',
 ]);
 
 /** Examples that need external data, checkpoints or network: their --help is run instead. */
 const HELP = new Set([
+  'dcd slices --seed emb/ssl-seed.arrow --heldout emb/ssl-heldout.arrow --manifest seed.arrow heldout.arrow --predictions dcd-ssl=pred.arrow --out slices.arrow',
+  'dcd select --seed dino/seed.arrow --pool dino/pool.arrow --k-train 46 --k-val 5 --clean knn --out debug-train.arrow',
   'dcd weights fetch dino_vits16',
   'dcd weights inspect imagenet_l2_3_0.pt',
   'dcd weights convert imagenet_l2_3_0.pt --backbone resnet50_robust --to safetensors --out robust.safetensors',
