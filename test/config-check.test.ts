@@ -75,7 +75,7 @@ const CASES: Case[] = [
   {
     name: 'pool noise rates above 1 together',
     set: ['data.synthetic.pool.wrongLabelRate=0.6', 'data.synthetic.pool.objectlessRate=0.6'],
-    key: 'config.data.synthetic.pool.wrongLabelRate + pool.objectlessRate',
+    key: 'config.data.synthetic.pool.wrongLabelRate + pool.objectlessRate + pool.offTopicRate',
     fix: /at most 1.*change it in data\.synthetic/,
     was: 'data stage',
   },

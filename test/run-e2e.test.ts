@@ -64,7 +64,8 @@ describe('dcd run (end to end, real CLI)', () => {
     expect(r.stderr).toMatch(/ETA \d+s/);
     // the backend is named once, when the run starts
     expect(r.stderr.match(/backend/g)).toHaveLength(1);
-    expect(r.stderr).toMatch(/^dcd: run runs\/tiny, backend wasm\n/);
+    // one seed: the run first says the spread is unknown and what to set (issue 24's warning)
+    expect(r.stderr).toMatch(/^dcd: warning: config\.seeds has 1 seed \(0\): the table shows no spread.*Set seeds: \[0, 1, 2\].*\ndcd: run runs\/tiny, backend wasm\n/);
     const runDir = path.join(cwd, 'runs/tiny');
     expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toBe(tableOf(r.stdout));
     expect(readFileSync(path.join(runDir, 'config.resolved.yaml'), 'utf8')).toMatch(/checkpoint_every_steps: 5/);
