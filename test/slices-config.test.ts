@@ -58,7 +58,7 @@ describe('slices and select.clean config keys', () => {
 
   it('reads the plan facts the demo config states', () => {
     const demo = parse(readFileSync('configs/demo.yaml', 'utf8'));
-    expect(planFacts(demo.data)).toEqual({ seedImagesAtMost: 800, poolImages: 8000 });
+    expect(planFacts(demo.data)).toEqual({ seedImagesAtMost: 800, poolImages: 25600 });
     expect(planFacts({ kind: 'folders' })).toEqual({});
   });
 });

@@ -205,9 +205,10 @@ function linkFile(link: string, target: string): void {
 export async function runExperiment(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const cfg = load(file, opts);
   if (!opts.dryRun) {
-    announcePrecision(cfg, opts);
-    // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts)
+    // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts);
+    // then the precision line, which stays right above the run/backend line
     for (const w of seedWarnings(cfg.seeds, cfg.world_seed)) log.warn(w);
+    announcePrecision(cfg, opts);
   }
   const runDir = outDirOf(cfg, opts.cwd);
   const g = buildGraph(plannedConfig(cfg, opts));
