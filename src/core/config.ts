@@ -14,6 +14,7 @@ import YAML from 'yaml';
 import { ConfigError } from './errors.js';
 import { formatIssues } from './config-errors.js';
 import { def, schemaAt, unwrap } from './schema-walk.js';
+import { SELECT_SLICE_KEYS, SlicesSchema } from '../analysis/slices-config.js';
 
 // ---------------------------------------------------------------------------------
 // Path fields: a schema instance registered here holds a file-system path.
@@ -167,6 +168,8 @@ const SelectSchema = z.strictObject({
   k_train: z.number().int().positive().default(46).describe('debug-train images per seed image'),
   candidates: z.enum(['weak_label', 'any_label']).default('weak_label').describe('restrict candidates to the seed class (W\'_y), or use all of W\''),
   normalize: z.boolean().default(false).describe('L2-normalise features before distances'),
+  // select.per_slice and select.clean* (docs/slices-and-cleaning.md); their checks across keys run in checkConfig
+  ...SELECT_SLICE_KEYS,
 });
 
 const MethodSchema = z.enum(['original', 'complete', 'random', 'dcd']);
@@ -213,7 +216,7 @@ const ExecutorSchema = z.strictObject({
   slurm: z
     .strictObject(
       Object.fromEntries(
-        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'].map((k) => [k, SlurmResourcesSchema.optional()]),
+        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'slices', 'report'].map((k) => [k, SlurmResourcesSchema.optional()]),
       ),
     )
     .prefault({}),
@@ -230,6 +233,7 @@ export const ConfigSchema = z.strictObject({
   backbones: z.array(BackboneSchema).min(1).describe('selection backbones; one DCD row each'),
   filter: FilterSchema.prefault({}),
   select: SelectSchema.prefault({}),
+  slices: SlicesSchema.prefault({}).describe('failure slices of the debug-seed set and per-slice heldout accuracy (off by default; docs/slices-and-cleaning.md)'),
   methods: z.array(MethodSchema).min(1).default(['original', 'complete', 'random', 'dcd']),
   train: TrainSchema.prefault({}),
   eval: EvalSchema.prefault({}),
