@@ -145,6 +145,8 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     );
 
   let gallery: StageSpec | undefined;
+  // the first seed's world: what the slices stage reads
+  let first: { failures: StageSpec; selects: StageSpec[] } | undefined;
   for (const seed of cfg.seeds) {
     // `w` draws the world (data, original model, failure sets, backbones, filter, selections); `seed`
     // only what each method draws and trains (the Random draw, the fine-tunes). They differ under world_seed.
@@ -172,6 +174,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
           addRow(name, S.trainStage(cfg, name, seed, data(w), selects[i]!, orig), selects[i]!);
         });
     }
+    first ??= { failures, selects };
     if (seed === cfg.seeds[0] && cfg.methods.includes('dcd') && cfg.backbones.length)
       gallery = S.galleryStage(cfg, data(w), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(w));
   }
@@ -190,7 +193,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   let slices: { stage: StageSpec; seeds: number[]; scope: string } | undefined;
   if (cfg.slices.enabled) {
     const b = S.slicesBackbone(cfg);
-    const stage = S.slicesStage(cfg, b, data(s0), once(`fail:${s0}`, () => { throw new ConfigError('slices: no failures stage'); }), embed(b, 'mfreq', s0), embed(b, 'complement', s0), embed(b, 'pool', s0), once(`select:${backboneLabel(b)}:${s0}`, () => { throw new ConfigError('slices: no select stage'); }), tag(s0));
+    const stage = S.slicesStage(cfg, b, data(s0), first!.failures, embed(b, 'mfreq', s0), embed(b, 'complement', s0), embed(b, 'pool', s0), first!.selects[cfg.backbones.indexOf(b)]!, tag(s0));
     slices = { stage, seeds: cfg.seeds.filter((x) => world(x) === s0), scope: cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}, backbone ${backboneLabel(b)}` : `seed ${s0}'s world, backbone ${backboneLabel(b)}` };
   }
   const report = S.reportStage(cfg, rows, { retention, gallery, pretraining, ...(slices ? { slices } : {}) });
