@@ -447,7 +447,8 @@ ${t.rows.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.n}</td>${t.columns.map((
       const g = sl.gallery;
       slicesHtml += `<h2>Failure slices</h2>${await sliceGalleryFragment({ ...g, thumbSize: size, thumb: (i) => (g.images[i] ? thumb({ id: String(i), path: g.images[i]! }) : Promise.resolve('')) })}`;
     }
-    if (sl.map) slicesHtml += `<h2>Map of the selection</h2>${mapFragment(sl.map, { ...(sl.mapTitle ? { title: sl.mapTitle } : {}), ...(g0(sl) ? { classNames: g0(sl) } : {}) })}`;
+    const classNames = sl.gallery?.classNames;
+    if (sl.map) slicesHtml += `<h2>Map of the selection</h2>${mapFragment(sl.map, { ...(sl.mapTitle ? { title: sl.mapTitle } : {}), ...(classNames ? { classNames } : {}) })}`;
   }
   let retentionHtml = '';
   if (ret) {
@@ -499,11 +500,6 @@ ${retrievalHtml.join('\n')}
   files.html = path.relative(outDir, path.join(htmlDir, 'report.html'));
   await atomicWriteFile(path.join(outDir, files.html), html);
   return files;
-}
-
-/** Class names of the slice gallery, for the map's tooltips. */
-function g0(sl: NonNullable<ReportInput['slices']>): readonly string[] | undefined {
-  return sl.gallery?.classNames;
 }
 
 const Acc = z.number().min(0).max(1);
