@@ -1,5 +1,5 @@
 /**
- * Proposed config keys for failure slices and cleaner picks (not read by any stage yet):
+ * Config keys for failure slices and cleaner picks (read by the slices and select stages):
  *
  * ```yaml
  * select:
@@ -21,8 +21,8 @@
  *   map_sample: 2000     # pool / train images drawn on the map
  * ```
  *
- * The lead mounts {@link SELECT_SLICE_KEYS} into `select` and {@link SlicesSchema} as the
- * top-level `slices`; {@link checkSlicesConfig} runs with the other config checks, before
+ * `src/core/config.ts` mounts {@link SELECT_SLICE_KEYS} into `select` and {@link SlicesSchema} as
+ * the top-level `slices`; {@link checkSlicesConfig} runs in the pipeline's `checkConfig`, before
  * the first stage, on what is known then ({@link planFacts}); the library functions check
  * the exact counts again when the data exist.
  */

@@ -14,6 +14,7 @@ import YAML from 'yaml';
 import { ConfigError } from './errors.js';
 import { formatIssues } from './config-errors.js';
 import { def, schemasAt, unwrap } from './schema-walk.js';
+import { SELECT_SLICE_KEYS, SlicesSchema } from '../analysis/slices-config.js';
 
 // ---------------------------------------------------------------------------------
 // Path fields: a schema instance registered here holds a file-system path.
@@ -354,6 +355,8 @@ const SelectSchema = z.strictObject({
     .describe('size k_train once the failures are known: the debug-train set takes about this share of the subset classes\' pool, k_train = max(1, floor(pool_share × pool / seed images)) (the paper: 47,426 / 952,022 = 0.05); absent: k_train as given'),
   candidates: z.enum(['weak_label', 'any_label']).default('weak_label').describe('restrict candidates to the seed class (W\'_y), or use all of W\''),
   normalize: z.boolean().default(false).describe('L2-normalise features before distances'),
+  // select.per_slice and select.clean* (docs/slices-and-cleaning.md); their checks across keys run in checkConfig
+  ...SELECT_SLICE_KEYS,
 });
 
 const MethodSchema = z.enum(['original', 'complete', 'random', 'dcd']);
@@ -401,7 +404,7 @@ const ExecutorSchema = z.strictObject({
   slurm: z
     .strictObject(
       Object.fromEntries(
-        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'report'].map((k) => [
+        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'slices', 'report'].map((k) => [
           k,
           SlurmResourcesSchema.optional().describe(k === 'default' ? 'resources of every stage\'s jobs (a stage kind\'s own entry wins)' : `resources of the ${k} stage's jobs`),
         ]),
@@ -422,6 +425,7 @@ export const ConfigSchema = z.strictObject({
   backbones: z.array(BackboneSchema).min(1).describe('selection backbones; one DCD row each'),
   filter: FilterSchema.prefault({}).describe('the leakage filter: pool images too close to a test image are dropped'),
   select: SelectSchema.prefault({}).describe('DCD selection: nearest pool neighbours of each seed image'),
+  slices: SlicesSchema.prefault({}).describe('failure slices of the debug-seed set and per-slice heldout accuracy (off by default; docs/slices-and-cleaning.md)'),
   methods: z.array(MethodSchema).min(1).default(['original', 'complete', 'random', 'dcd']).describe('rows of the result table: the original model, fine-tuned on the complete pool, on a random draw, and on DCD\'s selection per backbone'),
   train: TrainSchema.prefault({}).describe('training of the original model (unless given) and of every method'),
   eval: EvalSchema.prefault({}).describe('evaluation of the trained models'),

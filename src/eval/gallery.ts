@@ -43,7 +43,8 @@ export interface GalleryInput {
   seedRows: ManifestRow[];
   poolRows: ManifestRow[];
   classNames: string[];
-  backbones: { label: string; picks: GalleryPicks }[];
+  /** Per backbone its picks; under select.clean also the uncleaned picks and the dropped ones (id, label added under). */
+  backbones: { label: string; picks: GalleryPicks; before?: GalleryPicks; dropped?: { ids: string[]; labels: Int32Array } }[];
   /** The select stage ran with `candidates: any_label` (the complete-pool variant). */
   anyLabel: boolean;
   /** The path to show for row `i` of the seed set or the pool (may write the image). */
@@ -119,11 +120,29 @@ export async function buildGallery(g: GalleryInput) {
     const title = g.anyLabel ? `dcd-${label} (complete-pool variant: true class differs from the seed's)` : `dcd-${label}`;
     wrong.push({ method: `dcd-${label}`, title, checked: audit.checked, wrong: audit.wrong.length, images });
   }
+  // under select.clean: what the label check dropped (wrongly labelled ones first, then correctly labelled ones it also dropped)
+  for (const { label, dropped: d } of g.backbones) {
+    if (!d) continue;
+    const truth = (j: number) => truthOf(g.poolRows[poolAt.get(d.ids[j]!)!]!);
+    const audit = auditPicks(d.labels, truth);
+    const shown = takeAcrossClasses(audit.wrong, (w) => d.labels[w.index]!, GALLERY_WRONG).map((w) => w.index);
+    const right = d.ids.map((_, j) => j).filter((j) => truth(j) === d.labels[j]);
+    shown.push(...right.slice(0, Math.max(0, GALLERY_WRONG - shown.length)));
+    const images: GalleryImage[] = [];
+    for (const j of shown) {
+      const t = truth(j);
+      images.push({ id: d.ids[j]!, path: await poolImage(d.ids[j]!), distance: Number.NaN, label: t !== undefined && t !== d.labels[j] ? `${cls(d.labels[j]!)} → ${cls(t)}` : `${cls(d.labels[j]!)} (label right)` });
+    }
+    wrong.push({ method: `dcd-${label}`, title: `dcd-${label}: picks dropped by select.clean (${d.ids.length}, counted over every round)`, checked: audit.checked, wrong: audit.wrong.length, images });
+  }
   // noise rate and seed-context share of every pick, where the pool records true_label / context
   const poolById = new Map(g.poolRows.map((r) => [r.id, r]));
   const seedById = new Map(g.seedRows.map((r) => [r.id, r]));
   const quality = [
-    ...g.backbones.map(({ label, picks: p }) => selectionQuality(`dcd-${label}`, p.ids.map((id, j) => ({ id, label: p.labels[j]!, seedId: p.seeds[j]! })), poolById, seedById)),
+    ...g.backbones.flatMap(({ label, picks: p, before: b }) => [
+      ...(b ? [selectionQuality(`dcd-${label} before select.clean`, b.ids.map((id, j) => ({ id, label: b.labels[j]!, seedId: b.seeds[j]! })), poolById, seedById)] : []),
+      selectionQuality(b ? `dcd-${label} after select.clean` : `dcd-${label}`, p.ids.map((id, j) => ({ id, label: p.labels[j]!, seedId: p.seeds[j]! })), poolById, seedById),
+    ]),
     poolReference(g.poolRows, g.seedRows),
   ];
   const known = quality.some((q) => q.noise !== null || q.sameContext !== null);

@@ -13,7 +13,9 @@ import sharp from 'sharp';
 import { ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
 import { selectionQualityMarkdown, type SelectionQuality } from './selection-quality.js';
-import { aggregate, COLUMNS, csvTable, formatCell, HEADERS, markdownTable, meanStd, pairedGaps, pairedTable, pairedTableMarkdown, rowNames, type RowResult } from './table.js';
+import { aggregate, COLUMNS, csvTable, formatCell, HEADERS, markdownTable, meanStd, pairedGaps, pairedTable, pairedTableMarkdown, rowNames, sliceTableMarkdown, type RowResult, type SliceTable } from './table.js';
+import { mapFragment, sliceGalleryFragment, type SliceGalleryInput } from '../analysis/slices-html.js';
+import type { MapData } from '../analysis/projection.js';
 
 /** Per-class result of one run (Figure 10). */
 export interface ClassResult {
@@ -114,6 +116,11 @@ export interface ReportInput {
   quality?: { scope: string; rows: SelectionQuality[] };
   /** The ssl backbones' pretraining runs; `plots` are how report.md names their loss curves. */
   pretraining?: { rows: PretrainingRow[]; plots: string[] };
+  /**
+   * Failure slices (slices.enabled): heldout accuracy per slice for every method; in the HTML
+   * page also the slice gallery (`images`: central seed images' paths by seed index) and the map.
+   */
+  slices?: { table: SliceTable; gallery?: Omit<SliceGalleryInput, 'thumb' | 'thumbSize'> & { images: Record<string, string> }; map?: MapData; mapTitle?: string };
 }
 
 // ---------------------------------------------------------------- plots (SVG)
@@ -315,6 +322,7 @@ export function reportMarkdown(input: ReportInput, rows: ReturnType<typeof aggre
   let md = markdownTable(rows, input.title, input.seedNote) + (paired ? `\n${pairedTableMarkdown(paired)}` : '');
   if (input.quality)
     md = section(md, `Selections: noise rate and context of the debug-train picks (${input.quality.scope}; from the pool's true_label and context)`, `${selectionQualityMarkdown(input.quality.rows)}\n`);
+  if (input.slices) md = `${md}\n${sliceTableMarkdown(input.slices.table)}`;
   const ret = input.retention;
   if (ret) md = section(md, retentionHeading(ret), `${retentionTableMarkdown(ret)}${ret.plotRef ? `\nPlot: \`${ret.plotRef}\` (in the run folder).\n` : ''}`);
   const pre = input.pretraining;
@@ -358,9 +366,19 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { fo
   await atomicWriteFile(path.join(outDir, files.markdown), reportMarkdown(input, rows, paired));
   if (formats.includes('csv')) {
     files.csv = 'report.csv';
-    await atomicWriteFile(path.join(outDir, files.csv), csvTable(rows));
+    // per-slice rows follow in the same format, their column slice_<i>
+    const st = input.slices?.table;
+    await atomicWriteFile(path.join(outDir, files.csv), csvTable(rows) + (st ? csvTable(st.rows, st.columns.map((c) => c.key), false) : ''));
   }
-  await atomicWriteJson(path.join(outDir, files.json), { title: input.title, ...(input.seedNote ? { seedNote: input.seedNote } : {}), columns: COLUMNS, rows, paired: gaps, results: input.results });
+  await atomicWriteJson(path.join(outDir, files.json), {
+    title: input.title,
+    ...(input.seedNote ? { seedNote: input.seedNote } : {}),
+    columns: COLUMNS,
+    rows,
+    paired: gaps,
+    results: input.results,
+    ...(input.slices ? { slices: input.slices.table } : {}),
+  });
   if (!formats.includes('html')) return files;
 
   const htmlDir = opts.htmlDir ?? outDir;
@@ -421,6 +439,20 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { fo
       retrievalHtml.push(`<h3>${esc(w.title ?? w.method)}: ${esc(wrongCount(w))}</h3>${figs.length ? `<div class="row wrap">${figs.join('')}</div>` : ''}`);
     }
   }
+  let slicesHtml = '';
+  const sl = input.slices;
+  if (sl) {
+    const t = sl.table;
+    slicesHtml = `<h2>Heldout accuracy per failure slice (${esc(t.scope)})</h2><table class="acc"><tr><th>method</th><th>n</th>${t.columns.map((c) => `<th>${esc(c.header)}</th>`).join('')}</tr>
+${t.rows.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.n}</td>${t.columns.map((c) => `<td>${esc(formatCell(r.cells[c.key] ?? null))}</td>`).join('')}</tr>`).join('\n')}
+</table>`;
+    if (sl.gallery) {
+      const g = sl.gallery;
+      slicesHtml += `<h2>Failure slices</h2>${await sliceGalleryFragment({ ...g, thumbSize: size, thumb: (i) => (g.images[i] ? thumb({ id: String(i), path: g.images[i]! }) : Promise.resolve('')) })}`;
+    }
+    const classNames = sl.gallery?.classNames;
+    if (sl.map) slicesHtml += `<h2>Map of the selection</h2>${mapFragment(sl.map, { ...(sl.mapTitle ? { title: sl.mapTitle } : {}), ...(classNames ? { classNames } : {}) })}`;
+  }
   let retentionHtml = '';
   if (ret) {
     let plot = '';
@@ -463,6 +495,7 @@ ${paired.rows.map((r) => `<tr><td>${esc(r.name)}</td>${r.cells.map((c) => `<td>$
     : ''
 }
 ${plots.length ? `<h2>Per-class analysis (Figure 10)</h2><div class="plots">${plots.map((p) => `<figure><img src="images/${p.name}.png" width="480" height="400" alt="${esc(p.name)}"><figcaption>${esc(p.caption)} (<a href="images/${p.name}.svg">SVG</a>)</figcaption></figure>`).join('')}</div>` : ''}
+${slicesHtml}
 ${retentionHtml}
 ${retrievalHtml.join('\n')}
 </body></html>

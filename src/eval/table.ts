@@ -86,7 +86,7 @@ export function rowNames(results: readonly RowResult[]): (string | null)[] {
 }
 
 /** Groups results by row name (see {@link rowNames}) and aggregates over seeds. */
-export function aggregate(results: readonly RowResult[]): TableRow[] {
+export function aggregate(results: readonly RowResult[], columns: readonly string[] = COLUMNS): TableRow[] {
   const groups = new Map<string, RowResult[]>();
   rowNames(results).forEach((name, i) => {
     if (name === null) return;
@@ -96,7 +96,7 @@ export function aggregate(results: readonly RowResult[]): TableRow[] {
   const rows: TableRow[] = [];
   for (const [name, rs] of groups) {
     const cells: TableRow['cells'] = {};
-    for (const c of COLUMNS) {
+    for (const c of columns) {
       const v = rs.map((r) => r.metrics[c]).filter((x): x is number => typeof x === 'number');
       if (!v.length) {
         cells[c] = null;
@@ -126,9 +126,9 @@ export function markdownTable(rows: readonly TableRow[], title?: string, seedNot
 }
 
 /** CSV: one line per (row, column) with mean, std and n. */
-export function csvTable(rows: readonly TableRow[]): string {
-  const out = ['method,column,mean,std,n'];
-  for (const r of rows) for (const c of COLUMNS) {
+export function csvTable(rows: readonly TableRow[], columns: readonly string[] = COLUMNS, header = true): string {
+  const out = header ? ['method,column,mean,std,n'] : [];
+  for (const r of rows) for (const c of columns) {
     const x = r.cells[c];
     out.push(`${JSON.stringify(r.name)},${c},${x ? x.mean.toFixed(4) : ''},${x ? x.std.toFixed(4) : ''},${x ? x.n : 0}`);
   }
@@ -226,4 +226,26 @@ export function pairedTable(gaps: readonly PairedGap[]): PairedTable | undefined
       `Paired per seed (points): mean ± sample std over the ${n} seeds of (row a − row b) on the same seed, whose data draw and original model both rows share; ` +
       `t = mean / (std / √n), n − 1 degrees of freedom (|t| > 4.30 is the two-sided 5% level for n = 3, 2.78 for n = 5); how many seeds favour row a.`,
   };
+}
+
+/** Heldout accuracy per failure slice: one column per slice (`slice_1`, …), rows as in the main table. */
+export interface SliceTable {
+  /** What the slices are of, e.g. `seed 0's world, backbone ssl`. */
+  scope: string;
+  /** Column keys and headers (`Slice 1 (n=12)`: heldout images in the slice). */
+  columns: { key: string; header: string }[];
+  rows: TableRow[];
+}
+
+/** The per-slice table from results whose metrics hold `slice_<i>` (percent), aggregated as the main table. */
+export function sliceTable(results: readonly RowResult[], heldoutPerSlice: readonly number[], scope: string): SliceTable {
+  const columns = heldoutPerSlice.map((n, i) => ({ key: `slice_${i + 1}`, header: `Slice ${i + 1} (n=${n})` }));
+  return { scope, columns, rows: aggregate(results, columns.map((c) => c.key)) };
+}
+
+/** The per-slice table as Markdown. */
+export function sliceTableMarkdown(t: SliceTable): string {
+  const n = Math.max(0, ...t.rows.map((r) => r.n));
+  const grid = markdownGrid(['method', ...t.columns.map((c) => c.header)], t.rows.map((r) => [r.name, ...t.columns.map((c) => formatCell(r.cells[c.key] ?? null))]));
+  return [`## Heldout accuracy per failure slice (${t.scope})`, '', grid, '', `Accuracy (%) on the debug-heldout images nearest each slice of the debug-seed failures${n > 1 ? `, mean ± std over ${n} seeds` : ''}; – where a slice has no heldout image.`, ''].join('\n');
 }

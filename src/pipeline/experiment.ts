@@ -58,6 +58,8 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     );
 
   let gallery: StageSpec | undefined;
+  // the first seed's world: what the slices stage reads
+  let first: { failures: StageSpec; selects: StageSpec[] } | undefined;
   for (const seed of cfg.seeds) {
     // `w` draws the world (data, original model, failure sets, backbones, filter, selections); `seed`
     // only what each method draws and trains (the Random draw, the fine-tunes). They differ under world_seed.
@@ -85,6 +87,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
           addRow(name, S.trainStage(cfg, name, seed, data(w), selects[i]!, orig), selects[i]!);
         });
     }
+    first ??= { failures, selects };
     if (seed === cfg.seeds[0] && cfg.methods.includes('dcd') && cfg.backbones.length)
       gallery = S.galleryStage(cfg, data(w), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(w));
   }
@@ -98,6 +101,14 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   const pretraining = cfg.methods.includes('dcd')
     ? cfg.backbones.flatMap((b, i) => (!isSslBackbone(b) ? [] : (S.sslPretrain(b, i).data === 'pool' ? [...new Set(cfg.seeds.map(world))] : [s0]).map((seed) => backboneStage(b, seed)!)))
     : [];
-  const report = S.reportStage(cfg, rows, { retention, gallery, pretraining });
+  // Failure slices of the first seed's world, in one backbone's space (slices.enabled); the heldout
+  // images come from the complement set, embedded only for this
+  let slices: { stage: StageSpec; seeds: number[]; scope: string } | undefined;
+  if (cfg.slices.enabled) {
+    const b = S.slicesBackbone(cfg);
+    const stage = S.slicesStage(cfg, b, data(s0), first!.failures, embed(b, 'mfreq', s0), embed(b, 'complement', s0), embed(b, 'pool', s0), first!.selects[cfg.backbones.indexOf(b)]!, tag(s0));
+    slices = { stage, seeds: cfg.seeds.filter((x) => world(x) === s0), scope: cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}, backbone ${backboneLabel(b)}` : `seed ${s0}'s world, backbone ${backboneLabel(b)}` };
+  }
+  const report = S.reportStage(cfg, rows, { retention, gallery, pretraining, ...(slices ? { slices } : {}) });
   return { rows, report, roots: [report] };
 }

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
+import { int32Column, readArrowFile, stringColumn } from '../../core/arrow.js';
 import type { Config } from '../../core/config.js';
 import { buildGallery, GALLERY_NEIGHBOURS, GALLERY_SEEDS, readPicks } from '../../eval/gallery.js';
 import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
@@ -13,7 +14,7 @@ import type { ImageSet } from '../imagesets.js';
 import { classesOf, readSet } from './common.js';
 
 /** The path to show for row `i` of `set`: its file, or a PNG written into the stage folder. */
-async function imageOf(ctx: StageContext, set: ImageSet, i: number, tag: string): Promise<string> {
+export async function imageOf(ctx: StageContext, set: ImageSet, i: number, tag: string): Promise<string> {
   const r = set.rows[i]!;
   if (!set.pixels) return r.path;
   const [h, w, c] = set.pixels.shape;
@@ -41,7 +42,17 @@ export function galleryStage(cfg: Config, data: StageSpec, failures: StageSpec, 
         seedRows: seedSet.rows,
         poolRows: pool.rows,
         classNames: classesOf(ctx.inputs.data!).names,
-        backbones: await Promise.all(selects.map(async (x, b) => ({ label: x.label, picks: await readPicks(ctx.inputs[`sel${b}`]!.file('debug_train_picks')) }))),
+        backbones: await Promise.all(
+          selects.map(async (x, b) => {
+            const sel = ctx.inputs[`sel${b}`]!;
+            const picks = await readPicks(sel.file('debug_train_picks'));
+            // a select stage under select.clean also wrote its uncleaned picks and the dropped ones
+            if (!sel.manifest.outputs.dropped) return { label: x.label, picks };
+            const t = await readArrowFile(sel.file('dropped'));
+            const dropped = { ids: stringColumn(t, 'id', sel.file('dropped')), labels: int32Column(t, 'label', sel.file('dropped')) };
+            return { label: x.label, picks, before: await readPicks(sel.file('debug_train_before_picks')), dropped };
+          }),
+        ),
         anyLabel: cfg.select.candidates === 'any_label',
         seedImage: (i) => imageOf(ctx, seedSet, i, 'seed'),
         poolImage: (i) => imageOf(ctx, pool, i, 'pool'),

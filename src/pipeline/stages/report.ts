@@ -9,6 +9,62 @@ import { COLUMNS, type RowMetrics, type RowResult } from '../../eval/table.js';
 import { writeReport, type PretrainingRow, type RetentionSection, type RetrievalExamples } from '../../eval/report.js';
 import type { SelectionQuality } from '../../eval/selection-quality.js';
 import { drawsPerSeed } from './common.js';
+import { int32Column, readArrowFile, stringColumn } from '../../core/arrow.js';
+import { sliceAccuracy } from '../../analysis/slices.js';
+import { sliceTable } from '../../eval/table.js';
+import type { MapData } from '../../analysis/projection.js';
+import type { SlicesState } from './slices.js';
+import type { StageContext } from '../runner.js';
+import type { ReportInput } from '../../eval/report.js';
+
+/**
+ * Heldout accuracy per slice of every row whose world the slices are of (`seeds`), the gallery
+ * and the map: the report's slices section.
+ */
+async function sliceSection(ctx: StageContext, rows: readonly RowRef[], o: { seeds: readonly number[]; scope: string }): Promise<NonNullable<ReportInput['slices']>> {
+  const st = ctx.inputs.slices!;
+  const state = JSON.parse(readFileSync(st.file('state'), 'utf8')) as SlicesState;
+  const k = state.slices.length;
+  const heldSlice = Int32Array.from(state.heldoutSlice);
+  const results: RowResult[] = [];
+  for (const [i, r] of rows.entries()) {
+    if (!o.seeds.includes(r.seed)) continue;
+    const file = ctx.inputs[`row${i}`]!.file('predictions');
+    const t = await readArrowFile(file);
+    const ids = stringColumn(t, 'id', file);
+    const sets = stringColumn(t, 'set', file);
+    const label = int32Column(t, 'label', file);
+    const pred = int32Column(t, 'pred', file);
+    const at = new Map<string, number>();
+    ids.forEach((id, j) => sets[j] === 'heldout' && at.set(id, j));
+    const correct = Int8Array.from(state.heldoutIds, (id) => {
+      const j = at.get(id);
+      return j === undefined ? -1 : pred[j] === label[j] ? 1 : 0;
+    });
+    const acc = sliceAccuracy(heldSlice, correct, k);
+    results.push({ method: r.method, seed: r.seed, variant: r.variant, metrics: Object.fromEntries(acc.map((a) => [`slice_${a.slice + 1}`, a.accuracy === null ? null : 100 * a.accuracy])) });
+  }
+  const counts = new Array<number>(k).fill(0);
+  for (const c of heldSlice) counts[c]! += 1;
+  const table = sliceTable(results, counts, o.scope);
+  const images = Object.fromEntries(Object.entries(state.images).map(([i, p]) => [i, path.isAbsolute(p) ? p : path.join(st.dir, p)]));
+  // the gallery's accuracy: the first seed's rows (one number per method and slice)
+  const first = results.filter((r) => r.seed === results[0]?.seed);
+  return {
+    table,
+    gallery: {
+      slices: { slices: state.slices, criterion: state.criterion, normalize: state.normalize, seed: state.seed, assign: new Int32Array(0), distance: new Float64Array(0), centroids: new Float32Array(0), dim: 0 },
+      seedIds: state.seedIds,
+      seedLabels: state.seedLabels,
+      classNames: state.classNames,
+      heldoutCounts: counts,
+      accuracy: first.map((r) => ({ method: r.method, rows: counts.map((n, s) => { const v = r.metrics[`slice_${s + 1}`]; return { slice: s, n, correct: v == null ? 0 : Math.round((v / 100) * n), accuracy: v == null ? null : v / 100 }; }) })),
+      images,
+    },
+    map: JSON.parse(readFileSync(st.file('map'), 'utf8')) as MapData,
+    mapTitle: `backbone ${state.backbone}: PCA of debug-seed, debug-heldout, its picks and a pool sample`,
+  };
+}
 
 /** One row of the result table: a method's evaluation for one seed. */
 export interface RowRef {
@@ -21,17 +77,18 @@ export interface RowRef {
 }
 
 /** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[] } = {}): StageSpec {
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[]; slices?: { stage: StageSpec; seeds: readonly number[]; scope: string } } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
   (opts.pretraining ?? []).forEach((p, i) => (deps[`pretrain${i}`] = p));
   if (opts.retention) deps.retention = opts.retention;
   if (opts.gallery) deps.gallery = opts.gallery;
+  if (opts.slices) deps.slices = opts.slices.stage;
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,
     version: 8, // 8: one report.md (no html/report.md), written once
-    config: { formats: cfg.report.formats, title: cfg.report.title ?? null, world_seed: cfg.world_seed ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
+    config: { ...(opts.slices ? { slices: { seeds: opts.slices.seeds, scope: opts.slices.scope } } : {}), formats: cfg.report.formats, title: cfg.report.title ?? null, world_seed: cfg.world_seed ?? null, rows: rows.map((r) => ({ method: r.method, seed: r.seed, variant: r.variant })) },
     deps,
     async run(ctx) {
       const results: RowResult[] = rows.map((r, i) => ({
@@ -60,6 +117,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
         ret && rj?.rows ? { set: String(ret.manifest.extra.set ?? cfg.report.retention.set), ...(rj.rule ? { rule: rj.rule } : {}), rows: rj.rows, plot: ret.file('png'), plotRef: runRel(ret.file('png')) } : undefined;
       const pre = (opts.pretraining ?? []).map((_, i) => ctx.inputs[`pretrain${i}`]!);
       const seedNote = worldNote(cfg);
+      const slices = opts.slices ? await sliceSection(ctx, rows, opts.slices) : undefined;
       const files = await writeReport(
         {
           title: cfg.report.title ?? `dcd: ${cfg.experiment.name}`,
@@ -68,6 +126,7 @@ export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?
           ...(retrieval ? { retrieval } : {}),
           ...(retention ? { retention } : {}),
           ...(gallery?.quality ? { quality: { scope: cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}` : `seed ${rows[0]?.seed ?? 0}`, rows: gallery.quality } } : {}),
+          ...(slices ? { slices } : {}),
           ...(pre.length ? { pretraining: { rows: pre.map((p) => p.manifest.extra.pretraining as PretrainingRow), plots: pre.map((p) => runRel(p.file('loss_png'))) } } : {}),
         },
         ctx.dir,

@@ -15,6 +15,8 @@ import { subsetEmbeddingRows } from '../shards.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { readSet } from './common.js';
 import { classCounts, sizeSelection, type SelectionSizing } from '../sizing.js';
+import { cleanSelect, type CleanSelectResult } from '../../retrieval/clean.js';
+import { writeTableWithCsv } from '../../retrieval/output.js';
 
 /** Writes a selection as an image set (the picked pool rows with their new labels) and its picks table. */
 async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection, name: string): Promise<Record<string, string>> {
@@ -27,8 +29,14 @@ async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection,
   const set = subsetImageSet(pool, idx, name);
   set.rows = set.rows.map((r, j) => ({ ...r, label: sel.labels[j]! }));
   const files = await writeImageSet(ctx.dir, set);
+  await writePicks(path.join(ctx.dir, `${name}-picks.arrow`), sel);
+  return { ...files, [`${name}_picks`]: `${name}-picks.arrow` };
+}
+
+/** A selection's picks table: id, label added under, seed image, distance, rank. */
+async function writePicks(file: string, sel: Selection): Promise<void> {
   await writeArrowFile(
-    path.join(ctx.dir, `${name}-picks.arrow`),
+    file,
     buildTable({
       id: { kind: 'utf8', values: sel.ids },
       label: { kind: 'int32', values: sel.labels },
@@ -37,27 +45,38 @@ async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection,
       rank: { kind: 'int32', values: sel.ranks },
     }),
   );
-  return { ...files, [`${name}_picks`]: `${name}-picks.arrow` };
 }
 
 /** Algorithm 1 with one backbone: de-val V, then debug-train D from W' \ V. */
 export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec, embMfreq: StageSpec, embPool: StageSpec, filter: StageSpec, suffix = ''): StageSpec {
   const s = cfg.select;
+  const clean = s.clean === 'knn';
   const spec: StageSpec = {
     stage: 'select',
     label: (b.label ?? b.name) + suffix,
     // 2: on the native backend, Algorithm 1 on float64 distances (select-native.ts)
     version: 2,
-    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize, pool_share: s.pool_share },
+    // the clean keys only when cleaning, so that a run without it keeps its cached selections
+    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize, pool_share: s.pool_share, ...(clean ? { clean: s.clean, clean_k: s.clean_k, clean_rule: s.clean_rule, clean_min_agreement: s.clean_min_agreement, clean_max_rounds: s.clean_max_rounds } : {}) },
     deps: { failures, embMfreq, embPool, filter },
     async run(ctx) {
       const x = await inputs(ctx);
-      const pool = await EmbeddingStore.open([x.poolFile], { role: 'pool', requireLabel: s.candidates === 'weak_label', normalize: s.normalize });
-      return finish(ctx, x, await selectAlgorithm1(x.seeds, pool, x.opts));
+      const pool = await EmbeddingStore.open([x.poolFile], { role: 'pool', requireLabel: clean || s.candidates === 'weak_label', normalize: s.normalize });
+      if (!clean) return finish(ctx, x, await selectAlgorithm1(x.seeds, pool, x.opts));
+      // every pool image votes with its weak label, including those the leakage filter keeps from being picked
+      const all = await pool.readAll();
+      const r = await cleanSelect(x.seeds, pool, { ids: all.ids, labels: all.labels!, data: all.data, dim: all.dim }, x.opts, {
+        k: s.clean_k,
+        rule: s.clean_rule,
+        minAgreement: s.clean_min_agreement,
+        maxRounds: s.clean_max_rounds,
+      });
+      return finish(ctx, x, r);
     },
-    // Row shards: part i searches the pool rows j with j mod n = i (global row j, so ties
+    // Row shards (not under select.clean, which reruns Algorithm 1 after each round of its label
+    // check over the whole pool, in memory: a stage of one process). Part i searches the pool rows j with j mod n = i (global row j, so ties
     // break as in one search); the merge keeps each seed's nearest of the union and sweeps.
-    shards: {
+    shards: clean ? undefined : {
       async part(ctx, dir, index, count) {
         const x = await inputs(ctx);
         const file = path.join(dir, 'pool-part.arrow');
@@ -105,10 +124,37 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
     return { seeds, opts, filtered, sizing, poolFile: ctx.inputs.embPool!.file('embeddings') };
   }
 
-  async function finish(ctx: StageContext, x: { filtered: ImageSet; sizing: SelectionSizing }, r: SelectResult): Promise<StageOutputs> {
+  async function finish(ctx: StageContext, x: { filtered: ImageSet; sizing: SelectionSizing }, r: SelectResult | CleanSelectResult): Promise<StageOutputs> {
     const files = await writeSelection(ctx, x.filtered, r.train, 'debug_train');
     if (r.deval) Object.assign(files, await writeSelection(ctx, x.filtered, r.deval, 'deval'));
     await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null, sizing: x.sizing });
-    return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts: { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 } };
+    const counts: Record<string, number> = { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 };
+    if ('dropped' in r) {
+      // what cleaning changed: the uncleaned debug-train picks (the report's noise before) and the dropped picks
+      await writePicks(path.join(ctx.dir, 'debug_train_before-picks.arrow'), r.before.train);
+      const d = r.dropped;
+      await writeTableWithCsv(
+        path.join(ctx.dir, 'dropped.arrow'),
+        {
+          id: { kind: 'utf8', values: d.map((x) => x.id) },
+          label: { kind: 'int32', values: Int32Array.from(d, (x) => x.label) },
+          seed_id: { kind: 'utf8', values: d.map((x) => x.seedId) },
+          set: { kind: 'utf8', values: d.map((x) => x.set) },
+          agreement: { kind: 'float32', values: Float32Array.from(d, (x) => x.agreement) },
+          round: { kind: 'int32', values: Int32Array.from(d, (x) => x.round) },
+        },
+        {},
+      );
+      await atomicWriteJson(path.join(ctx.dir, 'clean.json'), {
+        options: { k: s.clean_k, rule: s.clean_rule, min_agreement: s.clean_min_agreement, max_rounds: s.clean_max_rounds },
+        rounds: r.rounds,
+        dropped: { train: d.filter((x) => x.set === 'train').length, deval: d.filter((x) => x.set === 'deval').length },
+        still_flagged: r.stillFlagged,
+        picks: { train: r.train.ids.length, deval: r.deval?.ids.length ?? 0, train_before: r.before.train.ids.length, deval_before: r.before.deval?.ids.length ?? 0 },
+      });
+      Object.assign(files, { debug_train_before_picks: 'debug_train_before-picks.arrow', dropped: 'dropped.arrow', dropped_csv: 'dropped.csv', clean: 'clean.json' });
+      Object.assign(counts, { dropped: d.length, clean_rounds: r.rounds, still_flagged: r.stillFlagged });
+    }
+    return { files: { ...files, added: files.debug_train!, summary: 'summary.json' }, counts };
   }
 }
