@@ -14,7 +14,7 @@ import YAML from 'yaml';
 import { ConfigError } from './errors.js';
 import { formatIssues } from './config-errors.js';
 import { def, schemasAt, unwrap } from './schema-walk.js';
-import { SELECT_SLICE_KEYS, SlicesSchema } from '../analysis/slices-config.js';
+import { SELECT_SLICE_KEYS, SlicesSchema } from './slices-schema.js';
 
 // ---------------------------------------------------------------------------------
 // Path fields: a schema instance registered here holds a file-system path.

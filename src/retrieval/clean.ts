@@ -50,7 +50,8 @@ export interface CleanOptions {
 }
 
 /** Defaults of {@link CleanOptions}, also what the docs state. */
-export const CLEAN_DEFAULTS = { k: 10, rule: 'agreement' as CleanRule, minAgreement: 0.3, thresholdSample: 200, seed: 0, maxRounds: 10 } as const;
+export { CLEAN_DEFAULTS } from '../core/slices-schema.js';
+import { CLEAN_DEFAULTS } from '../core/slices-schema.js';
 
 /**
  * Weak labels of each query's k nearest pool rows, the query itself excluded.
