@@ -26,7 +26,7 @@ describe('generated docs', () => {
 
   it('documents every key with its type, default and description', () => {
     const keys = new Map(configKeys().map((k) => [k.key, k]));
-    expect(keys.get('select.k_train')).toEqual({ key: 'select.k_train', type: 'number (integer, > 0)', default: '46', required: false, description: 'debug-train images per seed image (ignored when pool_share is set)' });
+    expect(keys.get('select.k_train')).toEqual({ key: 'select.k_train', type: 'number (integer, > 0)', default: '46', required: false, description: 'debug-train images per seed image (ignored when pool_share is set: dcd run then warns if k_train is not the default)' });
     expect(keys.get('data.kind')).toMatchObject({ type: '`synthetic` | `fashion-mnist` | `imagenet` | `folders`', required: true });
     expect(keys.get('train.finetune.lr')).toMatchObject({ default: '0.01' });
     expect(keys.get('backbones[].weights')).toMatchObject({ type: '`official` | `random` | `demo` | `ssl` | path', default: 'official' });

@@ -4,7 +4,8 @@
  * pool_share and one world of three seeds in the config init writes.
  */
 import { describe, expect, it } from 'vitest';
-import { classCounts, kTrainForShare, PAPER_POOL_SHARE, seedWarnings, selectionWarnings, sizeSelection } from '../src/pipeline/sizing.js';
+import { classCounts, DEFAULT_K_TRAIN, kTrainForShare, kTrainWarnings, PAPER_POOL_SHARE, seedWarnings, selectionWarnings, sizeSelection } from '../src/pipeline/sizing.js';
+import { ConfigSchema } from '../src/core/config.js';
 import { initConfigYaml, sizeFromData } from '../src/pipeline/init-config.js';
 import type { FolderInspection, FolderLayout } from '../src/data/folder-layout.js';
 import { validateConfig } from '../src/core/config.js';
@@ -118,5 +119,18 @@ describe('dcd init defaults', () => {
     // 40 MFreq images per class over 120 pool images: 33% at k_train 1
     expect(s.warnings).toHaveLength(4);
     expect(s.warnings[0]).toMatch(/^class disc: k_train 1 × 40 seed images \(if every MFreq image of the class failed\) would take 40 of its 120 pool images \(33\.3%\)/);
+  });
+});
+
+describe('a k_train that pool_share overrides', () => {
+  it('is named in a warning with what to change; the default and a config without pool_share get none', () => {
+    expect(kTrainWarnings({ k_train: 2, pool_share: 0.05 })).toEqual([
+      'config.select.k_train 2 is ignored: select.pool_share 0.05 sizes k_train from the measured failures. Change pool_share instead, or set select.pool_share=null to give k_train yourself.',
+    ]);
+    expect(kTrainWarnings({ k_train: DEFAULT_K_TRAIN, pool_share: 0.05 })).toEqual([]);
+    expect(kTrainWarnings({ k_train: 2 })).toEqual([]);
+    // the constant is the schema's default
+    const parsed = ConfigSchema.shape.select.parse({});
+    expect(parsed.k_train).toBe(DEFAULT_K_TRAIN);
   });
 });

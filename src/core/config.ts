@@ -346,7 +346,7 @@ const FilterSchema = z.strictObject({
 
 const SelectSchema = z.strictObject({
   k_val: z.number().int().nonnegative().default(5).describe('de-val images per seed image'),
-  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image (ignored when pool_share is set)'),
+  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image (ignored when pool_share is set: dcd run then warns if k_train is not the default)'),
   pool_share: z
     .number()
     .gt(0)

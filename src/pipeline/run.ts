@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile } from '../core/fsutil.js';
 import { backendSummary } from '../backends/chain.js';
-import { seedWarnings } from './sizing.js';
+import { kTrainWarnings, seedWarnings } from './sizing.js';
 import { log } from '../core/log.js';
 import { configToYaml, loadConfig, outDirOf, type Config } from '../core/config.js';
 import { buildGraph } from './experiment.js';
@@ -207,7 +207,7 @@ export async function runExperiment(file: string, opts: RunOptions = {}): Promis
   if (!opts.dryRun) {
     // before any stage: the sizing warnings that need only the config (src/pipeline/sizing.ts);
     // then the precision line, which stays right above the run/backend line
-    for (const w of seedWarnings(cfg.seeds, cfg.world_seed)) log.warn(w);
+    for (const w of [...seedWarnings(cfg.seeds, cfg.world_seed), ...kTrainWarnings(cfg.select)]) log.warn(w);
     announcePrecision(cfg, opts);
   }
   const runDir = outDirOf(cfg, opts.cwd);

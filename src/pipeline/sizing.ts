@@ -78,6 +78,22 @@ export function selectionWarnings(classes: readonly ClassCounts[], kTrain: numbe
   return out;
 }
 
+/** select.k_train's default: the paper's 46 (config.ts). */
+export const DEFAULT_K_TRAIN = 46;
+
+/**
+ * The warning for a k_train that will not be used: with `pool_share` set the run sizes k_train from
+ * the measured failures, so a k_train other than the default (set by hand, e.g. `--set
+ * select.k_train=2`) would be ignored without a word.
+ */
+export function kTrainWarnings(select: { k_train: number; pool_share?: number }): string[] {
+  if (select.pool_share === undefined || select.k_train === DEFAULT_K_TRAIN) return [];
+  return [
+    `config.select.k_train ${select.k_train} is ignored: select.pool_share ${select.pool_share} sizes k_train from the measured failures. ` +
+      `Change pool_share instead, or set select.pool_share=null to give k_train yourself.`,
+  ];
+}
+
 /** The warning for fewer than two seeds: the table then shows no spread, and no difference can be judged against it. */
 export function seedWarnings(seeds: readonly number[], worldSeed?: number): string[] {
   if (seeds.length >= 2) return [];
