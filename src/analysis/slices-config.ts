@@ -62,6 +62,13 @@ export function planFacts(data: { kind: string; synthetic?: Record<string, unkno
  * @returns the fragment with defaults filled in
  */
 export function checkSlicesConfig(raw: { select?: unknown; slices?: unknown }, backbones: readonly string[], facts: PlanFacts = {}, where = '<config>'): SliceConfig {
+  const { problems, config } = slicesConfigProblems(raw, backbones, facts);
+  if (problems.length) throw new ConfigError(`${where}: invalid config (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  ${problems.join('\n  ')}`);
+  return config!;
+}
+
+/** The problems {@link checkSlicesConfig} reports, one line each (for a validation pass that collects them), and the fragment when there are none. */
+export function slicesConfigProblems(raw: { select?: unknown; slices?: unknown }, backbones: readonly string[], facts: PlanFacts = {}): { problems: string[]; config?: SliceConfig } {
   const r = SliceFragmentSchema.safeParse({ select: pickKeys(raw.select, Object.keys(SELECT_SLICE_KEYS)), slices: raw.slices }, { reportInput: true });
   const problems: string[] = r.success ? [] : formatIssues(r.error.issues, SliceFragmentSchema);
   if (r.success) {
@@ -82,8 +89,7 @@ export function checkSlicesConfig(raw: { select?: unknown; slices?: unknown }, b
     if (sel.clean === 'knn' && p !== undefined && sel.clean_k > p - 1)
       problems.push(`config.select.clean_k: ${sel.clean_k} neighbours per pick, but the pool has ${p} image(s) (at most ${p - 1} besides the pick itself); lower clean_k`);
   }
-  if (problems.length) throw new ConfigError(`${where}: invalid config (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  ${problems.join('\n  ')}`);
-  return r.data!;
+  return r.success && !problems.length ? { problems, config: r.data } : { problems };
 }
 
 /** The keys of `obj` that are in `keys` (the rest of `select` belongs to the main schema). */

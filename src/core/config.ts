@@ -344,9 +344,12 @@ const FilterSchema = z.strictObject({
   normalize: z.boolean().default(false).describe('L2-normalise features first'),
 });
 
+/** select.k_train's default: the paper's 46 debug-train images per seed image. */
+export const DEFAULT_K_TRAIN = 46;
+
 const SelectSchema = z.strictObject({
   k_val: z.number().int().nonnegative().default(5).describe('de-val images per seed image'),
-  k_train: z.number().int().positive().default(46).describe('debug-train images per seed image (ignored when pool_share is set: dcd run then warns if k_train is not the default)'),
+  k_train: z.number().int().positive().default(DEFAULT_K_TRAIN).describe('debug-train images per seed image (ignored when pool_share is set: dcd run then warns if k_train is not the default)'),
   pool_share: z
     .number()
     .gt(0)

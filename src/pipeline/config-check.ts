@@ -21,7 +21,7 @@ import { dinoOptions } from '../ssl/train.js';
 import { broadDrawSource } from './stages/common.js';
 import { pretrainData } from './stages/folders.js';
 import { backboneLabel } from './experiment.js';
-import { checkSlicesConfig, planFacts } from '../analysis/slices-config.js';
+import { planFacts, slicesConfigProblems } from '../analysis/slices-config.js';
 
 /** Names of sets a backbone must never be pretrained on (self-supervised). */
 const DEBUG_SET_NAMES = ['train', 'test', 'mfreq', 'complement', 'seed', 'heldout', 'deval'];
@@ -112,12 +112,7 @@ export function checkConfig(cfg: Config, where = 'config'): void {
   if (typeof cfg.failures.subset === 'string' && cfg.failures.subset !== 'pool' && cfg.failures.subset !== 'discover') exists(cfg.failures.subset, 'failures.subset');
 
   // slices and select.clean*: the rules across keys, and what the config's own data sizes allow
-  try {
-    checkSlicesConfig(cfg, [...new Set([...labels, ...cfg.backbones.map((b) => b.name)])], planFacts(cfg.data), 'config');
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    problems.push(...e.message.split('\n').slice(1).map((l) => l.trim()).filter(Boolean));
-  }
+  problems.push(...slicesConfigProblems(cfg, [...new Set([...labels, ...cfg.backbones.map((b) => b.name)])], planFacts(cfg.data)).problems);
   if (cfg.select.per_slice !== undefined)
     say(
       'select.per_slice',

@@ -9,6 +9,7 @@
  * any method is trained, when the numbers leave the comparison without meaning
  * ({@link selectionWarnings}, {@link seedWarnings}).
  */
+import { DEFAULT_K_TRAIN } from '../core/config.js';
 
 /** The paper's share of the pool that debug-train takes: 47,426 / 952,022 (Section 4.1, Table 3). */
 export const PAPER_POOL_SHARE = 47426 / 952022;
@@ -78,8 +79,7 @@ export function selectionWarnings(classes: readonly ClassCounts[], kTrain: numbe
   return out;
 }
 
-/** select.k_train's default: the paper's 46 (config.ts). */
-export const DEFAULT_K_TRAIN = 46;
+export { DEFAULT_K_TRAIN };
 
 /**
  * The warning for a k_train that will not be used: with `pool_share` set the run sizes k_train from
