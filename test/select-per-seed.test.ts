@@ -1,7 +1,7 @@
 /**
  * Algorithm 1 with one debug-train k per seed image (`select.per_slice`): hand-computed picks
- * where a large slice would otherwise take most of them, the argmin-per-step loop as reference,
- * identity with today's picks under a uniform k, an exact candidate search (the per-seed caps)
+ * where a large slice would otherwise take most of them (the argmin-per-step reference is in
+ * retrieval.test.ts), identity with today's picks under a uniform k, an exact candidate search (the per-seed caps)
  * against a brute force, and bad budgets refused.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -19,31 +19,6 @@ beforeAll(async () => {
 });
 
 const pairs = (p: Picks) => Array.from(p.seed, (s, t) => [s, p.cand[t]!]);
-
-/** The paper's loop with k_i per seed: full argmin each step, ties by lower i then lower j. */
-function reference(M0: ArrayLike<number>, n: number, m: number, k: ArrayLike<number>): number[][] {
-  const M = Float64Array.from(M0);
-  const count = new Array<number>(n).fill(0);
-  for (let i = 0; i < n; i++) if (k[i] === 0) for (let j = 0; j < m; j++) M[i * m + j] = Infinity;
-  const out: number[][] = [];
-  for (;;) {
-    let bi = -1;
-    let bj = -1;
-    let bd = Infinity;
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < m; j++)
-        if (M[i * m + j]! < bd) {
-          bd = M[i * m + j]!;
-          bi = i;
-          bj = j;
-        }
-    if (bi < 0) return out;
-    count[bi]! += 1;
-    out.push([bi, bj]);
-    for (let i = 0; i < n; i++) M[i * m + bj] = Infinity;
-    if (count[bi] === k[bi]) for (let j = 0; j < m; j++) M[bi * m + j] = Infinity;
-  }
-}
 
 /**
  * Four seeds, eight candidates. Seeds 0–2 form one slice (A), seed 3 another (B); 5 = far.
@@ -86,18 +61,6 @@ describe('Algorithm 1 with a per-seed k', () => {
     expect(Array.from(k4)).toEqual([1, 2, 1, 4]);
     // then 0.8 s1c3 (s1 full) and, among the 5s, s3c4 (c0–c3 taken)
     expect(pairs(algorithm1(M, 4, 8, k4))).toEqual([[0, 0], [3, 5], [3, 6], [1, 1], [3, 7], [2, 2], [1, 3], [3, 4]]);
-  });
-
-  it('equals the argmin-per-step loop on random matrices with ties, ∞ entries and k_i = 0', () => {
-    const rnd = mulberry32(21);
-    const int = (n: number) => Math.floor(rnd() * n);
-    for (let trial = 0; trial < 80; trial++) {
-      const n = 1 + int(6);
-      const m = int(25);
-      const k = Int32Array.from({ length: n }, () => int(5));
-      const M = Float64Array.from({ length: n * m }, () => (rnd() < 0.1 ? Infinity : trial % 2 ? int(4) : rnd()));
-      expect(pairs(algorithm1(M, n, m, k))).toEqual(reference(M, n, m, k));
-    }
   });
 
   it('a uniform per-seed k gives exactly the picks of one k', () => {
