@@ -149,6 +149,14 @@ describe('slices and select.clean through dcd run (tiny)', () => {
     const reports = readdirSync(path.join(a.cwd, 'runs/tiny/report')).map((d) => path.join(a.cwd, 'runs/tiny/report', d)).filter((d) => d !== rep);
     expect(reports).toHaveLength(1);
     expect(readFileSync(path.join(reports[0]!, 'report.md'), 'utf8')).toMatch(/^\| dcd-random_cnn \| 4 \| 4 \| 4 \|$/m);
+
+    // a budget the slices' classes cannot serve (≈ 200 pool images of the two subset classes, 3 × 75 asked
+    // besides the de-val picks): the run goes on, and the select stage names the short slices and the key
+    cfg2.select.per_slice = 75;
+    writeFileSync(a.file, YAML.stringify(cfg2));
+    const r3 = await run(a.cwd, a.file);
+    expect(r3.status, r3.stderr.slice(-3000)).toBe(0);
+    expect(r3.stderr).toMatch(/select\.per_slice 75: [123] slice\(s\) got fewer debug-train picks \(slice \d \d+[^)]*\): their classes ran out of pool images; lower select\.per_slice or add pool images of those classes/);
   }, 600_000);
 
   it.each([
