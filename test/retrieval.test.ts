@@ -27,12 +27,13 @@ beforeAll(async () => {
   await initBackend(undefined, { quiet: true });
 });
 
-/** The paper's loop, literally: full argmin each step; ties by lower i, then lower j. */
-function algorithm1Reference(M0: ArrayLike<number>, n: number, m: number, k: number): { seed: number; cand: number; dist: number; rank: number }[] {
+/** The paper's loop, literally: full argmin each step; ties by lower i, then lower j; k per seed, or one for all. */
+function algorithm1Reference(M0: ArrayLike<number>, n: number, m: number, k0: number | ArrayLike<number>): { seed: number; cand: number; dist: number; rank: number }[] {
   const M = Float64Array.from(M0);
   const count = new Array<number>(n).fill(0);
   const out: { seed: number; cand: number; dist: number; rank: number }[] = [];
-  if (k === 0) return out;
+  const k = typeof k0 === 'number' ? new Array<number>(n).fill(k0) : Array.from(k0);
+  for (let i = 0; i < n; i++) if (k[i] === 0) for (let j = 0; j < m; j++) M[i * m + j] = Infinity;
   for (;;) {
     let bi = -1;
     let bj = -1;
@@ -48,7 +49,7 @@ function algorithm1Reference(M0: ArrayLike<number>, n: number, m: number, k: num
     count[bi]! += 1;
     out.push({ seed: bi, cand: bj, dist: bd, rank: count[bi]! });
     for (let i = 0; i < n; i++) M[i * m + bj] = Infinity;
-    if (count[bi] === k) for (let j = 0; j < m; j++) M[bi * m + j] = Infinity;
+    if (count[bi] === k[bi]) for (let j = 0; j < m; j++) M[bi * m + j] = Infinity;
   }
 }
 
@@ -73,6 +74,16 @@ describe('Algorithm 1 (sort-and-sweep) against the argmin-per-step reference', (
       const n = 1 + randInt(rnd, 6);
       const m = randInt(rnd, 25);
       const k = randInt(rnd, 5);
+      const M = Float64Array.from({ length: n * m }, () => (rnd() < 0.1 ? Infinity : trial % 2 ? randInt(rnd, 4) : rnd()));
+      expect(picksAsRows(algorithm1(M, n, m, k))).toEqual(algorithm1Reference(M, n, m, k));
+    }
+  });
+  it('with one k per seed (select.per_slice), k_i = 0 included, gives the picks of the reference loop', () => {
+    const rnd = mulberry32(21);
+    for (let trial = 0; trial < 80; trial++) {
+      const n = 1 + randInt(rnd, 6);
+      const m = randInt(rnd, 25);
+      const k = Int32Array.from({ length: n }, () => randInt(rnd, 5));
       const M = Float64Array.from({ length: n * m }, () => (rnd() < 0.1 ? Infinity : trial % 2 ? randInt(rnd, 4) : rnd()));
       expect(picksAsRows(algorithm1(M, n, m, k))).toEqual(algorithm1Reference(M, n, m, k));
     }

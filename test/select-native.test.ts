@@ -5,7 +5,7 @@
  * distances of a brute force over every (seed, candidate) pair with the float64 distance of
  * `exactSqDist` — on data built of near-ties (gaps far below the fp32 screening error), exact ties
  * (duplicate pool rows, duplicate seeds), several classes, an exhausted class, k_val > 0,
- * exclude/only, --any-label and a pool streamed in several chunks. Where float32 is exact
+ * exclude/only, --any-label, a per-seed k (select.per_slice) and a pool streamed in several chunks. Where float32 is exact
  * (integer features), it equals the tfjs path (the float32 kernel of the other backends) too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,7 +52,7 @@ function reference(seeds: SeedSet, pool: Pool, o: SelectOptions): { deval: Row[]
     const dd: number[] = [];
     si.forEach((s, i) => cj.forEach((j) => (ii.push(i), jj.push(j), dd.push(exactSqDist(seeds.data, s, pool.data, j, dim)))));
     let e = { i: Int32Array.from(ii), j: Int32Array.from(jj), d: Float64Array.from(dd) };
-    const rows = (k: number, into: Row[]) => {
+    const rows = (k: number | Int32Array, into: Row[]) => {
       const p = greedySweep(e, si.length, k);
       const order = [...p.seed.keys()].sort((a, b) => p.seed[a]! - p.seed[b]! || p.rank[a]! - p.rank[b]!);
       for (const t of order) into.push({ id: pool.ids[p.cand[t]!]!, label: y, seed: seeds.ids[si[p.seed[t]!]!]!, dist: Math.fround(p.dist[t]!), rank: p.rank[t]! });
@@ -63,7 +63,7 @@ function reference(seeds: SeedSet, pool: Pool, o: SelectOptions): { deval: Row[]
       const keep = [...e.j.keys()].filter((t) => !taken.has(e.j[t]!));
       e = { i: Int32Array.from(keep, (t) => e.i[t]!), j: Int32Array.from(keep, (t) => e.j[t]!), d: Float64Array.from(keep, (t) => e.d[t]!) };
     }
-    rows(o.k, out.train);
+    rows(o.kPerSeed ? Int32Array.from(si, (s) => o.kPerSeed![s]!) : o.k, out.train);
   }
   return out;
 }
@@ -129,9 +129,11 @@ describe.runIf(NATIVE)('Algorithm 1 candidate search on the native backend', () 
       [2, 12, 10, 4, 17, { kVal: 2 }],
       [3, 8, 12, 2, 33, { kVal: 1, anyLabel: true }],
       [4, 10, 9, 5, 16, { kVal: 1, exclude: 'first 20', only: 'all but last 15' }],
+      // select.per_slice: one debug-train k per seed image (0 for some), de-val as given
+      [5, 12, 10, 3, 20, { kVal: 1, kPerSeed: [9, 0, 1, 2, 1, 0, 3, 1, 1, 0, 2, 1] }],
     ] as const) {
       const s = nearTies(seed, nSeeds, perSeed, classes, dim);
-      const o: SelectOptions = { k: 4, kVal: 'kVal' in extra ? extra.kVal : 0, anyLabel: 'anyLabel' in extra ? extra.anyLabel : false };
+      const o: SelectOptions = { k: 4, kVal: 'kVal' in extra ? extra.kVal : 0, anyLabel: 'anyLabel' in extra ? extra.anyLabel : false, ...('kPerSeed' in extra ? { kPerSeed: extra.kPerSeed } : {}) };
       if ('exclude' in extra) {
         o.exclude = new Set(s.pool.ids.slice(0, 20));
         o.only = new Set(s.pool.ids.slice(0, -15));
@@ -144,7 +146,7 @@ describe.runIf(NATIVE)('Algorithm 1 candidate search on the native backend', () 
       expect(r.deval ? asRows(r.deval) : []).toEqual(ref.deval);
       cases++;
     }
-    expect(cases).toBe(4);
+    expect(cases).toBe(5);
   });
 
   it('the near-tie data is one the float32 kernel orders differently (so the test above can fail)', async () => {
@@ -184,6 +186,26 @@ describe.runIf(NATIVE)('Algorithm 1 candidate search on the native backend', () 
       expect(asRows(old.train)).toEqual(asRows(r.train));
       expect(asRows(old.deval!)).toEqual(asRows(r.deval!));
       expect(old.train.summary).toEqual(r.train.summary);
+    } finally {
+      await tf.setBackend(backend);
+    }
+  });
+
+  it('a per-seed k (select.per_slice): native, the tfjs path and the brute force agree, with a seed whose k passes its class pool', async () => {
+    const s = ints(11, 16, 900, 4, 48, 4);
+    // seed 0 asks for more than its class holds (≈ 225 rows): the class is exhausted, the rest get 0–3
+    const kPerSeed = Int32Array.from({ length: 16 }, (_, i) => (i === 0 ? 400 : i % 4));
+    const o: SelectOptions = { k: 1, kVal: 1, kPerSeed };
+    const r = await selectAlgorithm1(s.seeds, store(s.pool), o);
+    const ref = reference(s.seeds, s.pool, o);
+    expect(asRows(r.train)).toEqual(ref.train);
+    expect(asRows(r.deval!)).toEqual(ref.deval);
+    expect(r.train.summary.find((x) => x.label === 0)!.exhausted).toBe(true);
+    await tf.setBackend('cpu');
+    try {
+      const cpu = await selectAlgorithm1(s.seeds, store(s.pool), o);
+      expect(asRows(cpu.train)).toEqual(asRows(r.train));
+      expect(asRows(cpu.deval!)).toEqual(asRows(r.deval!));
     } finally {
       await tf.setBackend(backend);
     }

@@ -3,7 +3,7 @@
  * their rows' global positions), merging the candidate sets and sweeping gives exactly
  * the selection of one search over the whole pool, de-val and debug-train, ties
  * included (integer features make many equal distances), for interleaved and
- * contiguous shards, with and without --any-label, --exclude and --only.
+ * contiguous shards, with and without --any-label, --exclude and --only, and with a per-seed k.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backends/chain.js';
@@ -50,6 +50,8 @@ describe('sharded candidate search of Algorithm 1', () => {
       [2, 3, 'contiguous', {}],
       [3, 4, 'interleaved', { anyLabel: true }],
       [4, 3, 'interleaved', { exclude: new Set(['p1', 'p5', 'p8', 'p13']), only: new Set(Array.from({ length: 500 }, (_, i) => `p${i * 2}`)) }],
+      // select.per_slice: one debug-train k per seed image
+      [5, 3, 'contiguous', { kPerSeed: [9, 0, 1, 3, 2, 0, 1, 1, 4, 0, 2, 1] }],
     ] as const) {
       const s = synth(seed, 12, 900, 3, 3, 3);
       const opts: SelectOptions = { k: 4, kVal: 2, memoryBudgetMiB: 16, ...extra };
@@ -67,7 +69,7 @@ describe('sharded candidate search of Algorithm 1', () => {
       expect(sharded.deval).toEqual(whole.deval);
       compared++;
     }
-    expect(compared).toBe(4);
+    expect(compared).toBe(5);
   });
 
   it('a search of one shard alone is not the whole answer (the merge matters)', async () => {

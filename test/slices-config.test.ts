@@ -38,6 +38,17 @@ describe('slices and select.clean config keys', () => {
     expect(() => checkSlicesConfig({ select: { clean: 'knn', clean_k: 99 } }, BB, { poolImages: 100 })).not.toThrow();
   });
 
+  it('rejects a per_slice budget the pool cannot hold over the fewest slices tried', () => {
+    // k: 4 → 4 × 30 = 120 > 100; auto with k_range [3, 8] → at least 3 × 40 = 120 > 100
+    expect(() => checkSlicesConfig({ select: { per_slice: 30 }, slices: { enabled: true, k: 4 } }, BB, { poolImages: 100 })).toThrow(
+      /config\.select\.per_slice: 30 debug-train picks × at least 4 slice\(s\) = 120, but the pool has 100 image\(s\); lower select\.per_slice to 25 or less/,
+    );
+    expect(() => checkSlicesConfig({ select: { per_slice: 40 }, slices: { enabled: true, k_range: [3, 8] } }, BB, { poolImages: 100 })).toThrow(/× at least 3 slice\(s\) = 120/);
+    expect(() => checkSlicesConfig({ select: { per_slice: 25 }, slices: { enabled: true, k: 4 } }, BB, { poolImages: 100 })).not.toThrow();
+    // the pool size unknown before the run (folders, imagenet): the select stage warns of a short slice
+    expect(() => checkSlicesConfig({ select: { per_slice: 10_000 }, slices: { enabled: true, k: 4 } }, BB, {})).not.toThrow();
+  });
+
   it('rejects cross-key mistakes and typos with the key, the expectation and a fix', () => {
     let msg = '';
     try {

@@ -92,10 +92,80 @@ describe('slices and select.clean through dcd run (tiny)', () => {
     expect(readFileSync(path.join(stageDir(b.cwd, 'report'), 'report.md'), 'utf8')).toBe(md);
   }, 600_000);
 
+  it('select.per_slice: each slice gets per_slice picks, split over its seeds (nearest the centre first), Random draws as many; a new per_slice reruns select, not slices', async () => {
+    const perSlice = 7;
+    const a = tinyConfig((c) => {
+      c.slices = { enabled: true, k: 3 };
+      c.select.per_slice = perSlice;
+    });
+    const r = await run(a.cwd, a.file);
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const sl = stageDir(a.cwd, 'slices');
+    const sel = stageDir(a.cwd, 'select');
+    // select read the slices stage (its input), which did not read a selection
+    const selManifest = JSON.parse(readFileSync(path.join(sel, 'manifest.json'), 'utf8')) as { inputs: Record<string, string> };
+    expect(Object.keys(selManifest.inputs)).toContain('stage:slices');
+    const slManifest = JSON.parse(readFileSync(path.join(sl, 'manifest.json'), 'utf8')) as { inputs: Record<string, string> };
+    expect(Object.keys(slManifest.inputs)).not.toContain('stage:select');
+    // the split rule, seed by seed: ⌊7 / size⌋ each, the remainder to the seeds nearest the centre
+    const state = JSON.parse(readFileSync(path.join(sl, 'slices-state.json'), 'utf8')) as { seedIds: string[]; slices: { members: number[]; byCentre: number[] }[] };
+    expect(state.slices).toHaveLength(3);
+    const want = new Map<string, number>();
+    for (const x of state.slices) {
+      const base = Math.floor(perSlice / x.members.length);
+      x.byCentre.forEach((i, t) => want.set(state.seedIds[i]!, base + (t < perSlice - base * x.members.length ? 1 : 0)));
+    }
+    const picks = stringColumn(await readArrowFile(path.join(sel, 'debug_train-picks.arrow')), 'seed_id', 'picks');
+    const got = new Map<string, number>();
+    for (const id of picks) got.set(id, (got.get(id) ?? 0) + 1);
+    for (const [id, n] of want) expect(got.get(id) ?? 0, `picks of seed ${id}`).toBe(n);
+    expect(picks).toHaveLength(3 * perSlice);
+    const summary = JSON.parse(readFileSync(path.join(sel, 'summary.json'), 'utf8')) as { per_slice: { per_slice: number; slices: { slice: number; seeds: number; selected: number }[] } };
+    expect(summary.per_slice.per_slice).toBe(perSlice);
+    expect(summary.per_slice.slices.map((x) => x.selected)).toEqual([perSlice, perSlice, perSlice]);
+    expect(summary.per_slice.slices.map((x) => x.seeds)).toEqual(state.slices.map((x) => x.members.length));
+    // the report: picks per slice in report.md, report.json and the HTML page
+    const rep = stageDir(a.cwd, 'report');
+    const md = readFileSync(path.join(rep, 'report.md'), 'utf8');
+    expect(md).toMatch(/^\| debug-train picks \| Slice 1 \| Slice 2 \| Slice 3 \|$/m);
+    expect(md).toMatch(new RegExp(`^\\| dcd-random_cnn \\| ${perSlice} \\| ${perSlice} \\| ${perSlice} \\|$`, 'm'));
+    const json = JSON.parse(readFileSync(path.join(rep, 'report.json'), 'utf8')) as { slices: { picks: { name: string; counts: number[] }[] } };
+    expect(json.slices.picks).toEqual([{ name: 'dcd-random_cnn', counts: [perSlice, perSlice, perSlice] }]);
+    expect(readFileSync(path.join(rep, 'html/report.html'), 'utf8')).toContain(`<tr><td>dcd-random_cnn</td><td>${perSlice}</td><td>${perSlice}</td><td>${perSlice}</td></tr>`);
+    // Random draws as many images as the selection took
+    const baselines = readdirSync(path.join(a.cwd, 'runs/tiny/baseline')).filter((d) => d.startsWith('random-'));
+    expect(baselines).toHaveLength(1);
+    const rnd = JSON.parse(readFileSync(path.join(a.cwd, 'runs/tiny/baseline', baselines[0]!, 'manifest.json'), 'utf8')) as { counts: { added: number } };
+    expect(rnd.counts.added).toBe(3 * perSlice);
+
+    // another per_slice in the same folder: select (and what follows) runs again, the slices stage is reused
+    const cfg2 = YAML.parse(readFileSync(a.file, 'utf8')) as Record<string, any>;
+    cfg2.select.per_slice = 4;
+    writeFileSync(a.file, YAML.stringify(cfg2));
+    const r2 = await run(a.cwd, a.file);
+    expect(r2.status, r2.stderr.slice(-3000)).toBe(0);
+    expect(readdirSync(path.join(a.cwd, 'runs/tiny/slices'))).toHaveLength(1);
+    expect(readdirSync(path.join(a.cwd, 'runs/tiny/select'))).toHaveLength(2);
+    const reports = readdirSync(path.join(a.cwd, 'runs/tiny/report')).map((d) => path.join(a.cwd, 'runs/tiny/report', d)).filter((d) => d !== rep);
+    expect(reports).toHaveLength(1);
+    expect(readFileSync(path.join(reports[0]!, 'report.md'), 'utf8')).toMatch(/^\| dcd-random_cnn \| 4 \| 4 \| 4 \|$/m);
+
+    // a budget the slices' classes cannot serve (≈ 200 pool images of the two subset classes, 3 × 75 asked
+    // besides the de-val picks): the run goes on, and the select stage names the short slices and the key
+    cfg2.select.per_slice = 75;
+    writeFileSync(a.file, YAML.stringify(cfg2));
+    const r3 = await run(a.cwd, a.file);
+    expect(r3.status, r3.stderr.slice(-3000)).toBe(0);
+    expect(r3.stderr).toMatch(/select\.per_slice 75: [123] slice\(s\) got fewer debug-train picks \(slice \d \d+[^)]*\): their classes ran out of pool images; lower select\.per_slice or add pool images of those classes/);
+  }, 600_000);
+
   it.each([
     ['more slices than seed images', (c: Record<string, any>) => (c.slices = { enabled: true, k: 81 }), /config\.slices\.k: 81 slices, but there are at most 80 debug-seed images/],
     ['clean_k larger than the pool', (c: Record<string, any>) => Object.assign(c.select, { clean: 'knn', clean_k: 240 }), /config\.select\.clean_k: 240 neighbours per pick, but the pool has 240 image\(s\)/],
-    ['select.per_slice', (c: Record<string, any>) => ((c.slices = { enabled: true }), (c.select.per_slice = 10)), /config\.select\.per_slice: a budget per failure slice is not available in the pipeline yet/],
+    ['select.per_slice without slices', (c: Record<string, any>) => (c.select.per_slice = 10), /config\.select\.per_slice: budgets picks per failure slice, but slices\.enabled is false; set slices\.enabled: true or remove per_slice/],
+    ['select.per_slice below 1', (c: Record<string, any>) => ((c.slices = { enabled: true }), (c.select.per_slice = 0)), /config\.select\.per_slice: expected a number > 0/],
+    ['select.per_slice past the pool', (c: Record<string, any>) => ((c.slices = { enabled: true, k: 3 }), (c.select.per_slice = 81)), /config\.select\.per_slice: 81 debug-train picks × at least 3 slice\(s\) = 243, but the pool has 240 image\(s\); lower select\.per_slice to 80 or less/],
+    ['select.per_slice with pool_share', (c: Record<string, any>) => ((c.slices = { enabled: true }), (c.select.per_slice = 5), (c.select.pool_share = 0.05)), /config\.select\.per_slice: sizes the debug-train picks per slice, but select\.pool_share \(0\.05\) sizes them per seed image too/],
     ['slices without heldout evaluated', (c: Record<string, any>) => ((c.slices = { enabled: true }), (c.eval.sets = ['seed', 'test'])), /config\.slices\.enabled: per-slice accuracy is read on the debug-heldout set/],
   ])('refuses %s before any stage folder exists', async (_name, edit, msg) => {
     const { cwd, file } = tinyConfig(edit);

@@ -52,7 +52,7 @@ export function planFacts(data: { kind: string; synthetic?: Record<string, unkno
 /**
  * Validates the fragment (zod, with the house messages) and the rules across keys, throwing
  * one ConfigError that lists every problem:
- * - `select.per_slice` needs `slices.enabled`;
+ * - `select.per_slice` needs `slices.enabled`, and per_slice × the fewest slices tried must fit the pool;
  * - `slices.backbone` names one of `backbones`;
  * - `slices.k_range` is [min, max] with min ≤ max;
  * - more slices than seed images (`slices.k`, or the least `k_range` tries) is refused;
@@ -86,6 +86,12 @@ export function slicesConfigProblems(raw: { select?: unknown; slices?: unknown }
       if (s.k === 'auto' && lo > n - 1) problems.push(`config.slices.k_range: tries at least ${lo} slices, but there are at most ${n} debug-seed images (silhouette needs ≤ ${n - 1}); lower k_range`);
     }
     const p = facts.poolImages;
+    // every slice asks for per_slice picks; the fewest slices the run can make, times per_slice, must fit the pool
+    const leastSlices = s.k === 'auto' ? lo : s.k;
+    if (sel.per_slice !== undefined && s.enabled && p !== undefined && sel.per_slice * leastSlices > p)
+      problems.push(
+        `config.select.per_slice: ${sel.per_slice} debug-train picks × at least ${leastSlices} slice(s) = ${sel.per_slice * leastSlices}, but the pool has ${p} image(s); lower select.per_slice to ${Math.max(1, Math.floor(p / leastSlices))} or less (or fewer slices)`,
+      );
     if (sel.clean === 'knn' && p !== undefined && sel.clean_k > p - 1)
       problems.push(`config.select.clean_k: ${sel.clean_k} neighbours per pick, but the pool has ${p} image(s) (at most ${p - 1} besides the pick itself); lower clean_k`);
   }
@@ -101,7 +107,8 @@ function pickKeys(obj: unknown, keys: readonly string[]): unknown {
 /**
  * Debug-train picks per seed image under `select.per_slice`: each slice's `perSlice` picks are
  * shared evenly by its seed images, ⌊perSlice / size⌋ each, and the remainder goes one each
- * to the seeds nearest the slice's centre (the `order` of `central`, then the rest by index).
+ * to the seeds nearest the slice's centre (`byCentre`: by distance to the centroid, ties by
+ * lower index). A slice with more seed images than `perSlice` leaves its outer seeds at 0.
  * @param slices members of each slice, and its members sorted by distance to the centre
  * @param seedCount seed images in all
  */

@@ -407,7 +407,7 @@ const ExecutorSchema = z.strictObject({
   slurm: z
     .strictObject(
       Object.fromEntries(
-        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'slices', 'report'].map((k) => [
+        ['default', 'data', 'original', 'failures', 'backbone', 'embed', 'filter', 'select', 'baseline', 'train', 'evaluate', 'retention', 'gallery', 'slices', 'map', 'report'].map((k) => [
           k,
           SlurmResourcesSchema.optional().describe(k === 'default' ? 'resources of every stage\'s jobs (a stage kind\'s own entry wins)' : `resources of the ${k} stage's jobs`),
         ]),

@@ -446,6 +446,10 @@ export async function writeReport(input: ReportInput, outDir: string, opts: { fo
     slicesHtml = `<h2>Heldout accuracy per failure slice (${esc(t.scope)})</h2><table class="acc"><tr><th>method</th><th>n</th>${t.columns.map((c) => `<th>${esc(c.header)}</th>`).join('')}</tr>
 ${t.rows.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.n}</td>${t.columns.map((c) => `<td>${esc(formatCell(r.cells[c.key] ?? null))}</td>`).join('')}</tr>`).join('\n')}
 </table>`;
+    if (t.picks?.length)
+      slicesHtml += `<table class="acc"><tr><th>debug-train picks</th>${t.columns.map((_, i) => `<th>Slice ${i + 1}</th>`).join('')}</tr>
+${t.picks.map((p) => `<tr><td>${esc(p.name)}</td>${p.counts.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('\n')}
+</table>`;
     if (sl.gallery) {
       const g = sl.gallery;
       slicesHtml += `<h2>Failure slices</h2>${await sliceGalleryFragment({ ...g, thumbSize: size, thumb: (i) => (g.images[i] ? thumb({ id: String(i), path: g.images[i]! }) : Promise.resolve('')) })}`;

@@ -235,6 +235,8 @@ export interface SliceTable {
   /** Column keys and headers (`Slice 1 (n=12)`: heldout images in the slice). */
   columns: { key: string; header: string }[];
   rows: TableRow[];
+  /** Debug-train picks per slice (a pick counts in its seed image's slice), one row per dcd selection of the slices' world. */
+  picks?: { name: string; counts: number[] }[];
 }
 
 /** The per-slice table from results whose metrics hold `slice_<i>` (percent), aggregated as the main table. */
@@ -247,5 +249,13 @@ export function sliceTable(results: readonly RowResult[], heldoutPerSlice: reado
 export function sliceTableMarkdown(t: SliceTable): string {
   const n = Math.max(0, ...t.rows.map((r) => r.n));
   const grid = markdownGrid(['method', ...t.columns.map((c) => c.header)], t.rows.map((r) => [r.name, ...t.columns.map((c) => formatCell(r.cells[c.key] ?? null))]));
-  return [`## Heldout accuracy per failure slice (${t.scope})`, '', grid, '', `Accuracy (%) on the debug-heldout images nearest each slice of the debug-seed failures${n > 1 ? `, mean ± std over ${n} seeds` : ''}; – where a slice has no heldout image.`, ''].join('\n');
+  const out = [`## Heldout accuracy per failure slice (${t.scope})`, '', grid, '', `Accuracy (%) on the debug-heldout images nearest each slice of the debug-seed failures${n > 1 ? `, mean ± std over ${n} seeds` : ''}; – where a slice has no heldout image.`, ''];
+  if (t.picks?.length)
+    out.push(
+      markdownGrid(['debug-train picks', ...t.columns.map((_, i) => `Slice ${i + 1}`)], t.picks.map((p) => [p.name, ...p.counts.map(String)])),
+      '',
+      'Debug-train picks of each selection per slice (a pick counts in the slice of the seed image it was picked for).',
+      '',
+    );
+  return out.join('\n');
 }

@@ -113,11 +113,8 @@ export function checkConfig(cfg: Config, where = 'config'): void {
 
   // slices and select.clean*: the rules across keys, and what the config's own data sizes allow
   problems.push(...slicesConfigProblems(cfg, [...new Set([...labels, ...cfg.backbones.map((b) => b.name)])], planFacts(cfg.data)).problems);
-  if (cfg.select.per_slice !== undefined)
-    say(
-      'select.per_slice',
-      "a budget per failure slice is not available in the pipeline yet (Algorithm 1's sweep takes one k per class, not one per seed image; see docs/slices-and-cleaning.md); remove select.per_slice — slices.enabled still reports heldout accuracy per slice",
-    );
+  if (cfg.select.per_slice !== undefined && cfg.select.pool_share !== undefined)
+    say('select.per_slice', `sizes the debug-train picks per slice, but select.pool_share (${cfg.select.pool_share}) sizes them per seed image too; remove one of them (--set select.pool_share=null)`);
   if (cfg.slices.enabled && !cfg.eval.sets.includes('heldout'))
     say('slices.enabled', `per-slice accuracy is read on the debug-heldout set, but eval.sets (${cfg.eval.sets.join(', ')}) leaves it out; add heldout to eval.sets or set slices.enabled: false`);
 

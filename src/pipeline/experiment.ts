@@ -13,7 +13,7 @@ import { isDemoBackbone, isSslBackbone, type BackboneConfig, type Config, type M
 import type { StageSpec } from './runner.js';
 import * as S from './stages/index.js';
 import { drawsPerSeed, IMAGE_SETS } from './stages/common.js';
-import type { RowRef } from './stages/report.js';
+import type { ReportSlices, RowRef } from './stages/report.js';
 import { folderDemoBackbone } from './stages/folders.js';
 
 /** The graph of one config. */
@@ -58,8 +58,15 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     );
 
   let gallery: StageSpec | undefined;
-  // the first seed's world: what the slices stage reads
-  let first: { failures: StageSpec; selects: StageSpec[] } | undefined;
+  // the first seed's world: what the report's slices section reads
+  let first: { slices?: StageSpec; selects: StageSpec[] } | undefined;
+  // Failure slices of a world, in one backbone's space (slices.enabled): the first world's for the
+  // report; under select.per_slice every world's, which its select stages read for their budget.
+  // The heldout images come from the complement set, embedded only for this.
+  const slicesOf = (w: number, failures: StageSpec) => {
+    const b = S.slicesBackbone(cfg);
+    return once(`slices:${w}`, () => S.slicesStage(cfg, b, data(w), failures, embed(b, 'mfreq', w), embed(b, 'complement', w), tag(w)));
+  };
   for (const seed of cfg.seeds) {
     // `w` draws the world (data, original model, failure sets, backbones, filter, selections); `seed`
     // only what each method draws and trains (the Random draw, the fine-tunes). They differ under world_seed.
@@ -68,8 +75,9 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
     const failures = once(`fail:${w}`, () => S.failuresStage(cfg, data(w), orig, tag(w)));
     const filterEmbeds = cfg.filter.enabled ? Object.fromEntries(IMAGE_SETS.map((s) => [s, embed(cfg.filter.backbone, s, w)])) : {};
     const filter = once(`filter:${w}`, () => S.filterStage(cfg, data(w), filterEmbeds, dataTag(w)));
+    const budget = cfg.slices.enabled && cfg.select.per_slice !== undefined ? slicesOf(w, failures) : undefined;
     const selects = cfg.backbones.map((b) =>
-      once(`select:${backboneLabel(b)}:${w}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', w), embed(b, 'pool', w), filter, tag(w))),
+      once(`select:${backboneLabel(b)}:${w}`, () => S.selectStage(cfg, b, failures, embed(b, 'mfreq', w), embed(b, 'pool', w), filter, tag(w), budget)),
     );
     const addRow = (method: string, model: StageSpec, added?: StageSpec) =>
       rows.push({ method, seed, variant, evaluate: S.evaluateStage(cfg, method, model, data(w), failures, added) });
@@ -87,7 +95,7 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
           addRow(name, S.trainStage(cfg, name, seed, data(w), selects[i]!, orig), selects[i]!);
         });
     }
-    first ??= { failures, selects };
+    first ??= { selects, ...(cfg.slices.enabled ? { slices: slicesOf(w, failures) } : {}) };
     if (seed === cfg.seeds[0] && cfg.methods.includes('dcd') && cfg.backbones.length)
       gallery = S.galleryStage(cfg, data(w), failures, filter, cfg.backbones.map((b, i) => ({ label: backboneLabel(b), select: selects[i]! })), tag(w));
   }
@@ -101,13 +109,19 @@ export function buildGraph(cfg: Config, variant = ''): ExperimentGraph {
   const pretraining = cfg.methods.includes('dcd')
     ? cfg.backbones.flatMap((b, i) => (!isSslBackbone(b) ? [] : (S.sslPretrain(b, i).data === 'pool' ? [...new Set(cfg.seeds.map(world))] : [s0]).map((seed) => backboneStage(b, seed)!)))
     : [];
-  // Failure slices of the first seed's world, in one backbone's space (slices.enabled); the heldout
-  // images come from the complement set, embedded only for this
-  let slices: { stage: StageSpec; seeds: number[]; scope: string } | undefined;
-  if (cfg.slices.enabled) {
+  // The report's slices section: the first world's slices, the map of the slices backbone's picks,
+  // and every backbone's picks per slice
+  let slices: ReportSlices | undefined;
+  if (first?.slices) {
     const b = S.slicesBackbone(cfg);
-    const stage = S.slicesStage(cfg, b, data(s0), first!.failures, embed(b, 'mfreq', s0), embed(b, 'complement', s0), embed(b, 'pool', s0), first!.selects[cfg.backbones.indexOf(b)]!, tag(s0));
-    slices = { stage, seeds: cfg.seeds.filter((x) => world(x) === s0), scope: cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}, backbone ${backboneLabel(b)}` : `seed ${s0}'s world, backbone ${backboneLabel(b)}` };
+    const select = first.selects[cfg.backbones.indexOf(b)]!;
+    slices = {
+      stage: first.slices,
+      map: S.mapStage(cfg, b, first.slices, embed(b, 'pool', s0), select, tag(s0)),
+      selects: cfg.methods.includes('dcd') ? cfg.backbones.map((x, i) => ({ method: `dcd-${backboneLabel(x)}`, stage: first!.selects[i]! })) : [],
+      seeds: cfg.seeds.filter((x) => world(x) === s0),
+      scope: cfg.world_seed !== undefined ? `world seed ${cfg.world_seed}, backbone ${backboneLabel(b)}` : `seed ${s0}'s world, backbone ${backboneLabel(b)}`,
+    };
   }
   const report = S.reportStage(cfg, rows, { retention, gallery, pretraining, ...(slices ? { slices } : {}) });
   return { rows, report, roots: [report] };

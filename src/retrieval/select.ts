@@ -1,6 +1,6 @@
 import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
-import { greedySweep, candidatesPerSeed, type Picks } from './algorithm1.js';
+import { greedySweep, candidatesPerSeed, seedBudgets, type Picks } from './algorithm1.js';
 import { distanceBlock, gatherRows, holdRows, releaseBlock, RunningTopK, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore } from './store.js';
 import { alg1Kernels, searchNative } from './select-native.js';
@@ -43,7 +43,7 @@ export interface Selection {
   distances: Float32Array;
   /** 1 = that seed's closest pick. */
   ranks: Int32Array;
-  /** k per seed of this run. */
+  /** k per seed of this run (under a per-seed k, {@link SelectOptions.kPerSeed}: the largest). */
   k: number;
   summary: ClassSummary[];
 }
@@ -52,6 +52,11 @@ export interface Selection {
 export interface SelectOptions {
   /** Debug-train picks per seed (k_train). */
   k: number;
+  /**
+   * Debug-train picks of each seed image, in the seed set's order, in place of `k` (e.g. the
+   * budget of `select.per_slice`); each an integer ≥ 0. De-val keeps `kVal` per seed.
+   */
+  kPerSeed?: ArrayLike<number>;
   /** De-val picks per seed, selected first (k_val); 0 = no de-val run. Default 0. */
   kVal?: number;
   /** "Complete pool": candidates of any weak label, labelled with the seed's class. */
@@ -120,10 +125,21 @@ function seedClasses(seeds: SeedSet, pool: { dim: number; hasLabel: boolean; fil
     byClass.get(y)!.push(i);
   });
   const labels = [...byClass.keys()].sort((a, b) => a - b);
-  // Global query index = seed index; caps per seed from its class size (float64: k·|S_y| may pass 2³¹).
+  // debug-train k per seed: one for all, or the per-seed budget
+  let kOf: Int32Array;
+  try {
+    kOf = seedBudgets(opts.kPerSeed ?? k, seeds.ids.length);
+  } catch (e) {
+    throw new ConfigError(`kPerSeed (select.per_slice): ${(e as Error).message.replace(/^Algorithm 1: /, '')}`);
+  }
+  // Global query index = seed index; caps per seed: the picks of its class's two runs, the bound
+  // of candidatesPerSeed (float64: k·|S_y| may pass 2³¹).
   const caps = new Float64Array(seeds.ids.length);
-  for (const [, idx] of byClass) for (const i of idx) caps[i] = Math.min(candidatesPerSeed(kVal + k, idx.length), Number.MAX_SAFE_INTEGER);
-  return { k, kVal, byClass, labels, caps };
+  for (const [, idx] of byClass) {
+    const trainPicks = idx.reduce((a, i) => a + kOf[i]!, 0);
+    for (const i of idx) caps[i] = Math.min(candidatesPerSeed(kVal, idx.length) + candidatesPerSeed(trainPicks, 1), Number.MAX_SAFE_INTEGER);
+  }
+  return { k, kVal, kOf, byClass, labels, caps };
 }
 
 /** Most candidates one search holds over all seeds (int32 heap rows and typed-array lengths). */
@@ -300,14 +316,15 @@ export function mergeCandidates(seeds: SeedSet, parts: readonly CandidateSet[], 
 
 /** Algorithm 1's sweeps (de-val, then debug-train) on the candidates of a search. */
 export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOptions): SelectResult {
-  const { k, kVal, byClass, labels } = seedClasses(seeds, { dim: seeds.dim, hasLabel: true, files: ['<candidates>'] }, opts);
+  const { kVal, kOf, byClass, labels } = seedClasses(seeds, { dim: seeds.dim, hasLabel: true, files: ['<candidates>'] }, opts);
   const states = new Map<number, { label: number; seedIdx: number[]; candidates: number }>();
   for (const y of labels) states.set(y, { label: y, seedIdx: byClass.get(y)!, candidates: cs.candidates.get(y) ?? 0 });
   const idOf = cs.ids;
   const top = { sorted: (q: number) => ({ indices: cs.indices[q]!, distances: cs.distances[q]! }) };
   // Per class: entries from the retained candidates, then the sweeps.
-  const devalParts: { y: number; st: { seedIdx: number[]; candidates: number }; picks: Picks }[] = [];
-  const trainParts: { y: number; st: { seedIdx: number[]; candidates: number }; picks: Picks }[] = [];
+  type Part = { y: number; st: { seedIdx: number[]; candidates: number }; picks: Picks; k: Int32Array };
+  const devalParts: Part[] = [];
+  const trainParts: Part[] = [];
   for (const y of labels) {
     const st = states.get(y)!;
     const ii: number[] = [];
@@ -324,19 +341,20 @@ export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOp
     let entries = { i: Int32Array.from(ii), j: Int32Array.from(jj), d: Float64Array.from(dd) };
     if (kVal > 0) {
       const v = greedySweep(entries, st.seedIdx.length, kVal);
-      devalParts.push({ y, st, picks: v });
+      devalParts.push({ y, st, picks: v, k: new Int32Array(st.seedIdx.length).fill(kVal) });
       const taken = new Set(v.cand);
       const keep = [...entries.j.keys()].filter((t) => !taken.has(entries.j[t]!));
       entries = { i: Int32Array.from(keep, (t) => entries.i[t]!), j: Int32Array.from(keep, (t) => entries.j[t]!), d: Float64Array.from(keep, (t) => entries.d[t]!) };
     }
-    trainParts.push({ y, st, picks: greedySweep(entries, st.seedIdx.length, k) });
+    const kLocal = Int32Array.from(st.seedIdx, (s) => kOf[s]!);
+    trainParts.push({ y, st, picks: greedySweep(entries, st.seedIdx.length, kLocal), k: kLocal });
   }
-  const build = (parts: typeof trainParts, kk: number, name: string, removed: (y: number) => number): Selection => {
+  const build = (parts: Part[], kk: number, name: string, removed: (y: number) => number): Selection => {
     const sel: Selection = { ids: [], labels: new Int32Array(0), seedIds: [], distances: new Float32Array(0), ranks: new Int32Array(0), k: kk, summary: [] };
     const lab: number[] = [];
     const dist: number[] = [];
     const rank: number[] = [];
-    for (const { y, st, picks } of parts) {
+    for (const { y, st, picks, k: kSeed } of parts) {
       // Rows ordered by seed, then rank: easy to read, stable.
       const order = [...picks.seed.keys()].sort((a, b) => picks.seed[a]! - picks.seed[b]! || picks.rank[a]! - picks.rank[b]!);
       for (const t of order) {
@@ -346,11 +364,12 @@ export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOp
         dist.push(picks.dist[t]!);
         rank.push(picks.rank[t]!);
       }
-      const exhausted = picks.perSeed.some((c) => c < kk);
+      const exhausted = picks.perSeed.some((c, i) => c < kSeed[i]!);
       sel.summary.push({ label: y, seeds: st.seedIdx.length, candidates: st.candidates - removed(y), selected: picks.seed.length, exhausted });
+      const uniform = kSeed.every((x) => x === kk);
       if (exhausted)
         log.warn(
-          `${name}: class ${y} ran out of pool images: ${picks.seed.length} selected for ${st.seedIdx.length} seed(s) × k=${kk} from ${st.candidates - removed(y)} candidate(s)`,
+          `${name}: class ${y} ran out of pool images: ${picks.seed.length} selected for ${st.seedIdx.length} seed(s) × ${uniform ? `k=${kk}` : `per-seed k (${kSeed.reduce((a, b) => a + b, 0)} in all)`} from ${st.candidates - removed(y)} candidate(s)`,
         );
     }
     sel.labels = Int32Array.from(lab);
@@ -360,7 +379,7 @@ export function sweepCandidates(seeds: SeedSet, cs: CandidateSet, opts: SelectOp
   };
   const deval = kVal > 0 ? build(devalParts, kVal, 'de-val', () => 0) : null;
   const devalCount = new Map(devalParts.map((p) => [p.y, p.picks.seed.length]));
-  const train = build(trainParts, k, 'debug-train', (y) => devalCount.get(y) ?? 0);
+  const train = build(trainParts, opts.kPerSeed ? kOf.reduce((a, b) => Math.max(a, b), 0) : opts.k, 'debug-train', (y) => devalCount.get(y) ?? 0);
   if (opts.anyLabel) {
     const seen = new Map<string, number>();
     for (const id of train.ids) seen.set(id, (seen.get(id) ?? 0) + 1);

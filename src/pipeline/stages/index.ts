@@ -18,4 +18,4 @@ export { retentionStage } from './retention.js';
 export { reportStage, type RowRef } from './report.js';
 export { sslBackboneStage, sslPretrain } from './ssl-backbone.js';
 export { weightsOf } from './common.js';
-export { slicesStage, slicesBackbone, type SlicesState } from './slices.js';
+export { slicesStage, mapStage, slicesBackbone, sliceBudgetOf, type SlicesState } from './slices.js';

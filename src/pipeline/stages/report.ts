@@ -14,14 +14,25 @@ import { sliceAccuracy } from '../../analysis/slices.js';
 import { sliceTable } from '../../eval/table.js';
 import type { MapData } from '../../analysis/projection.js';
 import type { SlicesState } from './slices.js';
+import { readPicks } from '../../eval/gallery.js';
 import type { StageContext } from '../runner.js';
 import type { ReportInput } from '../../eval/report.js';
 
+/** What the report's slices section reads: the slices and map stages, the world's select stages, the seeds of that world. */
+export interface ReportSlices {
+  stage: StageSpec;
+  map: StageSpec;
+  /** The select stage of each dcd row of the world (`dcd-<label>`): debug-train picks per slice. */
+  selects: { method: string; stage: StageSpec }[];
+  seeds: readonly number[];
+  scope: string;
+}
+
 /**
- * Heldout accuracy per slice of every row whose world the slices are of (`seeds`), the gallery
- * and the map: the report's slices section.
+ * Heldout accuracy per slice of every row whose world the slices are of (`seeds`), each
+ * backbone's debug-train picks per slice, the gallery and the map: the report's slices section.
  */
-async function sliceSection(ctx: StageContext, rows: readonly RowRef[], o: { seeds: readonly number[]; scope: string }): Promise<NonNullable<ReportInput['slices']>> {
+async function sliceSection(ctx: StageContext, rows: readonly RowRef[], o: ReportSlices): Promise<NonNullable<ReportInput['slices']>> {
   const st = ctx.inputs.slices!;
   const state = JSON.parse(readFileSync(st.file('state'), 'utf8')) as SlicesState;
   const k = state.slices.length;
@@ -47,6 +58,17 @@ async function sliceSection(ctx: StageContext, rows: readonly RowRef[], o: { see
   const counts = new Array<number>(k).fill(0);
   for (const c of heldSlice) counts[c]! += 1;
   const table = sliceTable(results, counts, o.scope);
+  // picks per slice: a pick belongs to its seed image's slice
+  const sliceOf = new Map<string, number>();
+  state.slices.forEach((x, c) => x.members.forEach((i) => sliceOf.set(state.seedIds[i]!, c)));
+  table.picks = await Promise.all(
+    o.selects.map(async (s, i) => {
+      const picks = await readPicks(ctx.inputs[`select${i}`]!.file('debug_train_picks'));
+      const n = new Array<number>(k).fill(0);
+      for (const id of picks.seeds) n[sliceOf.get(id)!]! += 1;
+      return { name: s.method, counts: n };
+    }),
+  );
   const images = Object.fromEntries(Object.entries(state.images).map(([i, p]) => [i, path.isAbsolute(p) ? p : path.join(st.dir, p)]));
   // the gallery's accuracy: the first seed's rows (one number per method and slice)
   const first = results.filter((r) => r.seed === results[0]?.seed);
@@ -61,7 +83,7 @@ async function sliceSection(ctx: StageContext, rows: readonly RowRef[], o: { see
       accuracy: first.map((r) => ({ method: r.method, rows: counts.map((n, s) => { const v = r.metrics[`slice_${s + 1}`]; return { slice: s, n, correct: v == null ? 0 : Math.round((v / 100) * n), accuracy: v == null ? null : v / 100 }; }) })),
       images,
     },
-    map: JSON.parse(readFileSync(st.file('map'), 'utf8')) as MapData,
+    map: JSON.parse(readFileSync(ctx.inputs.map!.file('map'), 'utf8')) as MapData,
     mapTitle: `backbone ${state.backbone}: PCA of debug-seed, debug-heldout, its picks and a pool sample`,
   };
 }
@@ -77,13 +99,17 @@ export interface RowRef {
 }
 
 /** The result table: rows × the paper's columns, mean ± std over seeds; plus the retention table when there is one. */
-export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[]; slices?: { stage: StageSpec; seeds: readonly number[]; scope: string } } = {}): StageSpec {
+export function reportStage(cfg: Config, rows: readonly RowRef[], opts: { label?: string; retention?: StageSpec; gallery?: StageSpec; pretraining?: StageSpec[]; slices?: ReportSlices } = {}): StageSpec {
   const deps: Record<string, StageSpec> = {};
   rows.forEach((r, i) => (deps[`row${i}`] = r.evaluate));
   (opts.pretraining ?? []).forEach((p, i) => (deps[`pretrain${i}`] = p));
   if (opts.retention) deps.retention = opts.retention;
   if (opts.gallery) deps.gallery = opts.gallery;
-  if (opts.slices) deps.slices = opts.slices.stage;
+  if (opts.slices) {
+    deps.slices = opts.slices.stage;
+    deps.map = opts.slices.map;
+    opts.slices.selects.forEach((s, i) => (deps[`select${i}`] = s.stage));
+  }
   return {
     stage: 'report',
     label: opts.label ?? cfg.experiment.name,

@@ -1,9 +1,10 @@
 /**
- * Select stage: Algorithm 1 with one backbone.
+ * Select stage: Algorithm 1 with one backbone. Under `select.per_slice` it reads the world's
+ * slices stage and gives each seed image its share of its slice's budget (docs/slices-and-cleaning.md).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DataError } from '../../core/errors.js';
+import { ConfigError, DataError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { atomicWriteJson } from '../../core/fsutil.js';
 import { buildTable, writeArrowFile } from '../../core/arrow.js';
@@ -14,6 +15,7 @@ import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
 import { subsetEmbeddingRows } from '../shards.js';
 import { subsetImageSet, writeImageSet, type ImageSet } from '../imagesets.js';
 import { readSet } from './common.js';
+import { sliceBudgetOf, type SlicesState } from './slices.js';
 import { classCounts, sizeSelection, type SelectionSizing } from '../sizing.js';
 import { cleanSelect, type CleanSelectResult } from '../../retrieval/clean.js';
 import { writeTableWithCsv } from '../../retrieval/output.js';
@@ -33,6 +35,21 @@ async function writeSelection(ctx: StageContext, pool: ImageSet, sel: Selection,
   return { ...files, [`${name}_picks`]: `${name}-picks.arrow` };
 }
 
+/**
+ * Debug-train picks per slice against the budget `per_slice`; a warning for each slice that got
+ * fewer (its seeds' classes ran out of pool images: Algorithm 1 warns per class too).
+ */
+function perSliceCounts(state: SlicesState, train: Selection, perSlice: number): { per_slice: number; slices: { slice: number; seeds: number; selected: number }[] } {
+  const sliceOf = new Map<string, number>();
+  state.slices.forEach((x, c) => x.members.forEach((i) => sliceOf.set(state.seedIds[i]!, c)));
+  const selected = new Array<number>(state.slices.length).fill(0);
+  for (const id of train.seedIds) selected[sliceOf.get(id)!]! += 1;
+  const short = selected.flatMap((n, c) => (n < perSlice ? [`slice ${c + 1} ${n}`] : []));
+  if (short.length)
+    log.warn(`select.per_slice ${perSlice}: ${short.length} slice(s) got fewer debug-train picks (${short.join(', ')}): their classes ran out of pool images; lower select.per_slice or add pool images of those classes`);
+  return { per_slice: perSlice, slices: selected.map((n, c) => ({ slice: c + 1, seeds: state.slices[c]!.members.length, selected: n })) };
+}
+
 /** A selection's picks table: id, label added under, seed image, distance, rank. */
 async function writePicks(file: string, sel: Selection): Promise<void> {
   await writeArrowFile(
@@ -47,18 +64,31 @@ async function writePicks(file: string, sel: Selection): Promise<void> {
   );
 }
 
-/** Algorithm 1 with one backbone: de-val V, then debug-train D from W' \ V. */
-export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec, embMfreq: StageSpec, embPool: StageSpec, filter: StageSpec, suffix = ''): StageSpec {
+/**
+ * Algorithm 1 with one backbone: de-val V, then debug-train D from W' \ V.
+ * @param slices the world's slices stage, when `select.per_slice` budgets the picks per slice
+ */
+export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec, embMfreq: StageSpec, embPool: StageSpec, filter: StageSpec, suffix = '', slices?: StageSpec): StageSpec {
   const s = cfg.select;
   const clean = s.clean === 'knn';
+  const perSlice = slices ? s.per_slice : undefined;
+  if (slices && perSlice === undefined) throw new ConfigError('select stage: a slices stage was given but select.per_slice is not set');
   const spec: StageSpec = {
     stage: 'select',
     label: (b.label ?? b.name) + suffix,
     // 2: on the native backend, Algorithm 1 on float64 distances (select-native.ts)
     version: 2,
-    // the clean keys only when cleaning, so that a run without it keeps its cached selections
-    config: { k_val: s.k_val, k_train: s.k_train, candidates: s.candidates, normalize: s.normalize, pool_share: s.pool_share, ...(clean ? { clean: s.clean, clean_k: s.clean_k, clean_rule: s.clean_rule, clean_min_agreement: s.clean_min_agreement, clean_max_rounds: s.clean_max_rounds } : {}) },
-    deps: { failures, embMfreq, embPool, filter },
+    // the clean and per_slice keys only when set, so that a run without them keeps its cached selections
+    config: {
+      k_val: s.k_val,
+      k_train: s.k_train,
+      candidates: s.candidates,
+      normalize: s.normalize,
+      pool_share: s.pool_share,
+      ...(clean ? { clean: s.clean, clean_k: s.clean_k, clean_rule: s.clean_rule, clean_min_agreement: s.clean_min_agreement, clean_max_rounds: s.clean_max_rounds } : {}),
+      ...(perSlice !== undefined ? { per_slice: perSlice } : {}),
+    },
+    deps: { failures, embMfreq, embPool, filter, ...(slices ? { slices } : {}) },
     async run(ctx) {
       const x = await inputs(ctx);
       const pool = await EmbeddingStore.open([x.poolFile], { role: 'pool', requireLabel: clean || s.candidates === 'weak_label', normalize: s.normalize });
@@ -118,16 +148,26 @@ export function selectStage(cfg: Config, b: BackboneConfig, failures: StageSpec,
     // k_train from the measured failures (select.pool_share) and the warnings, before any method trains
     const sizing = sizeSelection(s, classCounts(subset, filtered.rows.map((x) => x.weak_label ?? -1), keep.map((x) => x.label)));
     if (sizing.poolShare !== undefined) ctx.log(`k_train ${sizing.kTrain}: pool_share ${sizing.poolShare} of the subset pool (${(100 * sizing.share).toFixed(1)}% asked for)`);
-    // one backbone's stage says it: every backbone's select sees the same counts
-    if (cfg.backbones.indexOf(b) === 0) for (const w of sizing.warnings) log.warn(`select: ${w}`);
+    // one backbone's stage says it: every backbone's select sees the same counts (under per_slice
+    // k_train is not used: the per-slice shortfall is warned about after the selection)
+    if (cfg.backbones.indexOf(b) === 0 && perSlice === undefined) for (const w of sizing.warnings) log.warn(`select: ${w}`);
     const opts: SelectOptions = { k: sizing.kTrain, kVal: s.k_val, anyLabel: s.candidates === 'any_label', only: new Set(filtered.rows.map((x) => x.id)), classes: subset };
-    return { seeds, opts, filtered, sizing, poolFile: ctx.inputs.embPool!.file('embeddings') };
+    let state: SlicesState | undefined;
+    if (perSlice !== undefined) {
+      // k_train per seed image from its slice's budget (k_val stays k_val per seed)
+      const file = ctx.inputs.slices!.file('state');
+      state = JSON.parse(readFileSync(file, 'utf8')) as SlicesState;
+      opts.kPerSeed = sliceBudgetOf(state, seeds.ids, perSlice, file);
+      ctx.log(`select.per_slice ${perSlice}: ${state.slices.length} slices of ${state.slices.map((x) => x.members.length).join(', ')} seed images`);
+    }
+    return { seeds, opts, filtered, sizing, state, poolFile: ctx.inputs.embPool!.file('embeddings') };
   }
 
-  async function finish(ctx: StageContext, x: { filtered: ImageSet; sizing: SelectionSizing }, r: SelectResult | CleanSelectResult): Promise<StageOutputs> {
+  async function finish(ctx: StageContext, x: { filtered: ImageSet; sizing: SelectionSizing; state?: SlicesState }, r: SelectResult | CleanSelectResult): Promise<StageOutputs> {
     const files = await writeSelection(ctx, x.filtered, r.train, 'debug_train');
     if (r.deval) Object.assign(files, await writeSelection(ctx, x.filtered, r.deval, 'deval'));
-    await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null, sizing: x.sizing });
+    const budget = x.state ? perSliceCounts(x.state, r.train, perSlice!) : undefined;
+    await atomicWriteJson(path.join(ctx.dir, 'summary.json'), { train: r.train.summary, deval: r.deval?.summary ?? null, sizing: x.sizing, ...(budget ? { per_slice: budget } : {}) });
     const counts: Record<string, number> = { debug_train: r.train.ids.length, deval: r.deval?.ids.length ?? 0 };
     if ('dropped' in r) {
       // what cleaning changed: the uncleaned debug-train picks (the report's noise before) and the dropped picks
