@@ -1,10 +1,14 @@
 /**
  * Retrieval on the webgpu backend gives the native backend's answer, exactly: k-NN, the leakage
- * filter's thresholds and keep/drop decisions and Algorithm 1's picks, on data built of near-ties
- * (distance gaps far below float32's screening error) and exact ties (duplicate rows). On webgpu
- * the screening and the float64 certification run in the native addon when it is built
- * (src/backends/host.ts); without it, distance blocks run as host matMuls, checked here against
- * the cpu backend's.
+ * filter's thresholds, nearest test rows and keep/drop decisions, and Algorithm 1's candidates and
+ * picks, on data built of near-ties (distance gaps far below float32's screening error) and exact
+ * ties (duplicate rows). On webgpu the asynchronous paths (knnAsync, the filter, Algorithm 1's
+ * search) screen distances on the GPU (src/retrieval/gpu-screen.ts: the screen's counters and
+ * tf.profile's kernel list show it) and re-rank in float64 on the host, in blocks sized from the
+ * adapter's limits and in blocks made tiny by a small pretend limit; without the screening margin
+ * the answers differ (so the identities can fail); a block that cannot fit gets the adapter-limit
+ * error. The synchronous `knn` runs on the host there: distance blocks as host matMuls, checked
+ * here against the cpu backend's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
@@ -13,11 +17,11 @@ import { HostMatrix } from '../src/backends/host.js';
 import { registerNativeBackend } from '../src/backends/native.js';
 import { loadWebgpuBackend } from '../src/backends/webgpu.js';
 import { mulberry32 } from '../src/core/rng.js';
-import { certifiedKernels } from '../src/retrieval/certified.js';
 import { classThresholds, leakageFilter } from '../src/retrieval/filter.js';
-import { knn } from '../src/retrieval/knn.js';
-import { selectAlgorithm1, type SeedSet } from '../src/retrieval/select.js';
-import { alg1Kernels } from '../src/retrieval/select-native.js';
+import { knn, knnAsync } from '../src/retrieval/knn.js';
+import { searchCandidates, selectAlgorithm1, type SeedSet } from '../src/retrieval/select.js';
+import { resetScreenStats, scaleScreenMargin, screenStats, setScreenLimits } from '../src/retrieval/gpu-screen.js';
+import { ConfigError } from '../src/core/errors.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
 
 const WEBGPU = (await loadWebgpuBackend({ allowSoftware: true })).ok;
@@ -54,50 +58,148 @@ const pool = nearTieRows(rnd, centres, DIM, 400);
 const poolLabels = Int32Array.from({ length: 400 }, (_, j) => j % 3);
 const trainRows = nearTieRows(rnd, centres, DIM, 60);
 const testRows = nearTieRows(rnd, centres, DIM, 45);
+// centres far apart (norm ≈ 85 after centring: float32 screening error ≈ 1e-2 on the shells' distances of 1 + m·1e-6), twice
+const farCentres = Float32Array.from({ length: 6 * DIM }, () => 60 * (rnd() - 0.5));
+const farQueries = Float32Array.from({ length: 12 * DIM }, (_, i) => farCentres[i % (6 * DIM)]!);
+const farShells = nearTieRows(rnd, farCentres, DIM, 240);
+// 40,000 shells: more rows than one streamed chunk holds (38,836 at the 16 MiB budget, width 24, 4 seeds
+// a class), so the candidate search screens its second chunk against the caps the first one set
+const FAR_POOL = 40_000;
+const farPool = nearTieRows(rnd, farCentres, DIM, FAR_POOL);
 const ids = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`);
 const labels3 = (n: number) => Int32Array.from({ length: n }, (_, i) => i % 3);
 
-/** Everything retrieval decides on this data, on the active backend. */
-async function decisions() {
+/** GPU blocks screened by `f` (0 where nothing ran on the GPU); where some were, every one ran on webgpu. */
+async function gpuBlocks(f: () => Promise<unknown>): Promise<number> {
+  resetScreenStats();
+  await f();
+  const s = screenStats();
+  if (s.blocks > 0) expect([...s.backends]).toEqual(['webgpu']);
+  return s.blocks;
+}
+
+/**
+ * Everything retrieval decides on this data, on the active backend, and how many GPU blocks each
+ * part screened. `big`: Algorithm 1's candidates over the two-chunk pool (else over 240 shells).
+ */
+async function decisions(big = true) {
   const before = tf.memory().numTensors;
-  const k = knn(queries, DIM, pool, 9);
   const store = (role: string, data: Float32Array, labels: Int32Array) => EmbeddingStore.fromArrays(role, { ids: ids(role[0]!, labels.length), labels, data, dim: DIM });
-  const tau = await classThresholds(store('train', trainRows, labels3(60)), store('test', testRows, labels3(45)));
-  const filtered = await leakageFilter(store('pool', pool, poolLabels), [store('test', testRows, labels3(45))], tau);
   const seeds: SeedSet = { ids: ids('s', 12), labels: labels3(12), data: queries, dim: DIM };
-  const sel = await selectAlgorithm1(seeds, store('pool', pool, poolLabels), { k: 3, kVal: 1 });
+  // τ so large that every 'pool' row goes: the removals list each one's nearest 'test' row and the distance. The
+  // 'pool' is the far centres and the 'test' set the shells around them, so the nearest test rows are near-ties.
+  const tauAll = new Map([0, 1, 2].map((y) => [y, { label: y, tau: 1e9, trainId: '', testId: '' }]));
+  const centresAsPool = () => store('pool', farQueries, labels3(12));
+  const shellsAsTest = () => [store('test', farShells, labels3(240))];
+  let k!: Awaited<ReturnType<typeof knnAsync>>;
+  let tau!: Awaited<ReturnType<typeof classThresholds>>;
+  let filtered!: Awaited<ReturnType<typeof leakageFilter>>;
+  let sel!: Awaited<ReturnType<typeof selectAlgorithm1>>;
+  let nearestHeld!: Awaited<ReturnType<typeof leakageFilter>>;
+  let nearestStreamed!: Awaited<ReturnType<typeof leakageFilter>>;
+  let cands!: Awaited<ReturnType<typeof searchCandidates>>;
+  const [candPool, candRows] = big ? [farPool, FAR_POOL] : [farShells, 240];
+  const blocks = {
+    knn: await gpuBlocks(async () => (k = await knnAsync(queries, DIM, pool, 9))),
+    // τ holds the train side (the held rows get the answer), the filter the test side (the streamed rows do): both orientations of the join
+    tau: await gpuBlocks(async () => (tau = await classThresholds(store('train', trainRows, labels3(60)), store('test', testRows, labels3(45)), { hold: 'train' }))),
+    filter: await gpuBlocks(async () => (filtered = await leakageFilter(store('pool', pool, poolLabels), [store('test', testRows, labels3(45))], tau, { hold: 'test' }))),
+    select: await gpuBlocks(async () => (sel = await selectAlgorithm1(seeds, store('pool', pool, poolLabels), { k: 3, kVal: 1 }))),
+    nearestHeld: await gpuBlocks(async () => (nearestHeld = await leakageFilter(centresAsPool(), shellsAsTest(), tauAll, { hold: 'pool' }))),
+    nearestStreamed: await gpuBlocks(async () => (nearestStreamed = await leakageFilter(centresAsPool(), shellsAsTest(), tauAll, { hold: 'test' }))),
+    cands: await gpuBlocks(
+      async () => (cands = await searchCandidates({ ...seeds, data: farQueries }, store('pool', candPool, labels3(candRows)), { k: 3, kVal: 1, memoryBudgetMiB: 16 })),
+    ),
+  };
   expect(tf.memory().numTensors, 'tensors leaked').toBe(before);
   return {
+    blocks,
     knn: { indices: Array.from(k.indices), distances: Array.from(k.distances) },
     tau: [...tau.values()],
     removed: filtered.removed,
     kept: filtered.kept,
     train: [sel.train.ids, sel.train.seedIds, Array.from(sel.train.distances)],
     deval: sel.deval ? [sel.deval.ids, sel.deval.seedIds, Array.from(sel.deval.distances)] : null,
+    nearestHeld: nearestHeld.removed.map((r) => [r.nearestTestId, r.distance]),
+    nearestStreamed: nearestStreamed.removed.map((r) => [r.nearestTestId, r.distance]),
+    cands: cands.indices.map((ix, q) => [Array.from(ix), Array.from(cands.distances[q]!)]),
   };
 }
 
+/** The decisions without the block counts. */
+const answers = ({ blocks: _, ...rest }: Awaited<ReturnType<typeof decisions>>) => rest;
+
 describe.runIf(WEBGPU && NATIVE)('retrieval on webgpu equals retrieval on native (near-ties, exact ties)', () => {
   let onNative: Awaited<ReturnType<typeof decisions>>;
+  let onWebgpu: Awaited<ReturnType<typeof decisions>>;
+  let smallNative: ReturnType<typeof answers>;
   beforeAll(async () => {
     await initBackend('native', { quiet: true });
     onNative = await decisions();
+    smallNative = answers(await decisions(false));
   });
   afterAll(async () => {
     await initBackend(process.env.DCD_TEST_BACKEND ?? 'wasm', { quiet: true });
   });
 
-  it('uses the certified kernels on webgpu, and gives identical k-NN, thresholds, removals and picks', async () => {
+  it('screens on the GPU (matMul and top-k on webgpu) and gives identical k-NN, thresholds, removals, candidates and picks', async () => {
     await initBackend('webgpu', { quiet: true });
-    expect(certifiedKernels()).not.toBeNull();
-    expect(alg1Kernels()).not.toBeNull();
-    const onWebgpu = await decisions();
-    expect(onWebgpu).toEqual(onNative);
+    const profile = await tf.profile(async () => void (onWebgpu = await decisions()));
+    expect(answers(onWebgpu)).toEqual(answers(onNative));
+    // every part screened its distances on the GPU; on native none did
+    for (const b of Object.values(onWebgpu.blocks)) expect(b).toBeGreaterThan(0);
+    expect(Object.values(onNative.blocks).every((b) => b === 0)).toBe(true);
+    expect(profile.kernelNames).toEqual(expect.arrayContaining(['BatchMatMul', 'TopK', 'Max', 'GreaterEqual']));
     // the data is not trivial: picks and removals exist, and distances tie to float32 precision
     expect(onNative.train[0]!.length).toBeGreaterThan(10);
     expect(onNative.removed.length + onNative.kept).toBe(400);
+    expect(onNative.removed.length).toBeGreaterThan(0);
+    expect(onNative.kept).toBeGreaterThan(0);
+    expect(onNative.nearestHeld).toEqual(onNative.nearestStreamed);
     const d = onNative.knn.distances;
     expect(d.some((v, i) => i % 9 > 0 && v === d[i - 1])).toBe(true);
+  });
+
+  it('gives the same answers in blocks cut small by a pretend adapter limit of 4 KiB (39 columns × 16 rows)', async () => {
+    await initBackend('webgpu', { quiet: true });
+    setScreenLimits({ maxStorageBufferBindingSize: 4096, maxBufferSize: 4096, description: 'a pretend adapter' });
+    try {
+      const small = await decisions(false);
+      expect(answers(small)).toEqual(smallNative);
+      // more blocks than at the adapter's own limits
+      expect(small.blocks.knn).toBeGreaterThan(onWebgpu.blocks.knn);
+      expect(small.blocks.select).toBeGreaterThan(onWebgpu.blocks.select);
+    } finally {
+      setScreenLimits(null);
+    }
+  });
+
+  it('without the screening margin the GPU gets k-NN, nearest test rows and candidates wrong (so the identities above can fail)', async () => {
+    await initBackend('webgpu', { quiet: true });
+    scaleScreenMargin(0);
+    try {
+      const bare = await decisions();
+      expect(bare.knn).not.toEqual(onNative.knn);
+      expect(bare.nearestHeld).not.toEqual(onNative.nearestHeld);
+      expect(bare.nearestStreamed).not.toEqual(onNative.nearestStreamed);
+      expect(bare.cands).not.toEqual(onNative.cands);
+    } finally {
+      scaleScreenMargin(1);
+    }
+  });
+
+  it('a block that cannot fit the adapter is a ConfigError naming the limit, and leaks nothing', async () => {
+    await initBackend('webgpu', { quiet: true });
+    setScreenLimits({ maxStorageBufferBindingSize: 64, maxBufferSize: 1 << 20, description: 'a pretend adapter' });
+    const before = tf.memory().numTensors;
+    try {
+      const err = await knnAsync(queries, DIM, pool, 9).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(String(err)).toMatch(/retrieval screening block \(one row of width 24\) needs a buffer of 104 bytes.*maxStorageBufferBindingSize of 64 bytes.*--backend native/);
+    } finally {
+      setScreenLimits(null);
+    }
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('the same data ordered by the float32 kernel differs (so the identity above can fail)', async () => {
