@@ -39,8 +39,8 @@ export interface Selection {
   /** The seed image the pick went to. */
   seedIds: string[];
   /**
-   * Squared L2 distance seed–pick: the float64 distance rounded to float32 on the native
-   * backend, the float32 kernel's on the others.
+   * Squared L2 distance seed–pick: the float64 distance rounded to float32 on the native and
+   * webgpu backends, the float32 kernel's on the others.
    */
   distances: Float32Array;
   /** 1 = that seed's closest pick. */
