@@ -18,7 +18,7 @@ import { registerNativeBackend } from '../src/backends/native.js';
 import { loadWebgpuBackend } from '../src/backends/webgpu.js';
 import { mulberry32 } from '../src/core/rng.js';
 import { classThresholds, leakageFilter } from '../src/retrieval/filter.js';
-import { knn, knnAsync } from '../src/retrieval/knn.js';
+import { exactSqDist, knn, knnAsync } from '../src/retrieval/knn.js';
 import { searchCandidates, selectAlgorithm1, type SeedSet } from '../src/retrieval/select.js';
 import { resetScreenStats, scaleScreenMargin, screenStats, setScreenLimits } from '../src/retrieval/gpu-screen.js';
 import { ConfigError } from '../src/core/errors.js';
@@ -206,6 +206,43 @@ describe.runIf(WEBGPU && NATIVE)('retrieval on webgpu equals retrieval on native
     await initBackend('cpu', { quiet: true });
     const r = knn(queries, DIM, pool, 9);
     expect(Array.from(r.indices)).not.toEqual(onNative.knn.indices);
+  });
+});
+
+/** The float64 answer by brute force: per query the k rows by (exactSqDist, index), padded with -1 / Infinity. */
+function referenceKnn(q: Float32Array, p: Float32Array, k: number) {
+  const nq = q.length / DIM;
+  const np = p.length / DIM;
+  const indices = new Int32Array(nq * k).fill(-1);
+  const distances = new Float32Array(nq * k).fill(Infinity);
+  for (let i = 0; i < nq; i++) {
+    const d = Array.from({ length: np }, (_, j) => [exactSqDist(q, i, p, j, DIM), j] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    d.slice(0, k).forEach(([dist, j], t) => ((indices[i * k + t] = j), (distances[i * k + t] = dist)));
+  }
+  return { indices: Array.from(indices), distances: Array.from(distances) };
+}
+
+describe.runIf(WEBGPU)('knnAsync on webgpu equals the float64 brute force (no native addon needed)', () => {
+  afterAll(async () => {
+    await initBackend(process.env.DCD_TEST_BACKEND ?? 'wasm', { quiet: true });
+  });
+
+  it('on near-ties and exact ties, with k past the pool size (padding), and on an empty side', async () => {
+    await initBackend('webgpu', { quiet: true });
+    const before = tf.memory().numTensors;
+    for (const [q, p, k] of [
+      [farQueries, farShells, 7],
+      [queries, pool.subarray(0, 40 * DIM), 50],
+    ] as const) {
+      const r = await knnAsync(q, DIM, p, k);
+      expect({ indices: Array.from(r.indices), distances: Array.from(r.distances) }).toEqual(referenceKnn(q, p, k));
+    }
+    const none = await knnAsync(new Float32Array(0), DIM, pool, 3);
+    expect(none.indices.length).toBe(0);
+    const empty = await knnAsync(queries.subarray(0, DIM), DIM, new Float32Array(0), 2);
+    expect(Array.from(empty.indices)).toEqual([-1, -1]);
+    await expect(knnAsync(queries, DIM, pool, 0)).rejects.toThrow(/k must be an integer ≥ 1/);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
 
