@@ -17,7 +17,7 @@ import { ArtifactError, ConfigError, DataError } from '../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../core/fsutil.js';
 import { log } from '../core/log.js';
 import { embedImages } from '../infer/embed.js';
-import { gatherRows, knn as retrievalKnn, l2NormalizeRows } from '../retrieval/knn.js';
+import { gatherRows, knnAsync as retrievalKnn, l2NormalizeRows } from '../retrieval/knn.js';
 import { retentionSvg, svgToPng, type RetentionPoint } from './plot.js';
 import { type Context, type ContextRule, keepsContext, parseContext } from './context.js';
 
@@ -43,7 +43,7 @@ export interface RetentionOptions {
   rule?: ContextRule;
   /** L2-normalise features before the search (the paper's default is raw features). */
   normalize?: boolean;
-  /** Neighbour search; default: `knn` from src/retrieval/knn.ts. */
+  /** Neighbour search; default: `knnAsync` from src/retrieval/knn.ts (screened on the GPU on webgpu). */
   knn?: KnnFn;
   /** Queries per knn call, bounding memory ([chunk, N] distances); default 1024. */
   queryChunk?: number;

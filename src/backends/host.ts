@@ -4,20 +4,27 @@ import { registerNativeBackend } from './native.js';
 import { WEBGPU_BACKEND } from './webgpu.js';
 
 /**
- * Work that must read its result at once (retrieval's distance blocks, read in the same call that
- * makes them) on a backend that reads only asynchronously: tfjs's webgpu backend maps GPU memory
- * with a promise, and its synchronous read needs an OffscreenCanvas, which Node lacks.
+ * Where retrieval's distances are computed when the active backend reads only asynchronously:
+ * tfjs's webgpu backend maps GPU memory with a promise, and its synchronous read needs an
+ * OffscreenCanvas, which Node lacks. The asynchronous retrieval paths (the leakage filter,
+ * Algorithm 1's search, `knnAsync`) screen on the GPU there (src/retrieval/gpu-screen.ts); the
+ * synchronous ones (`knn`, `nearest`) run on the host.
  */
 
-/** Whether the active backend computes retrieval on the host: it reads its tensors only asynchronously. */
+/** Whether the asynchronous retrieval paths screen distances on the GPU: the active backend is webgpu. */
+export function gpuRetrieval(): boolean {
+  return tf.getBackend() === WEBGPU_BACKEND;
+}
+
+/** Whether the active backend computes synchronous retrieval on the host: it reads its tensors only asynchronously. */
 export function hostRetrieval(): boolean {
   return tf.getBackend() === WEBGPU_BACKEND;
 }
 
 /**
- * Whether retrieval may use the native addon's certified kernels (bf16/fp32 screening with a
- * float64 re-check): on the native backend, and on webgpu when the addon is built — there the
- * picks are the native backend's, by construction.
+ * Whether synchronous retrieval may use the native addon's certified kernels (bf16/fp32
+ * screening with a float64 re-check): on the native backend, and on webgpu when the addon is
+ * built — there the answer is the native backend's, by construction.
  */
 export function certifiedRetrievalBackend(): boolean {
   const b = tf.getBackend();

@@ -83,15 +83,20 @@ export function summariseAdapter(info: Record<string, unknown>, limits: { maxSto
 
 /**
  * Throws when a buffer of `bytes` does not fit the adapter: the error names the limit and the
- * option to lower. `what` says what the buffer holds.
+ * option to lower. `what` says what the buffer holds; `fix`, what to do (default: the batch size).
  */
-export function checkBufferFits(bytes: number, storage: boolean, a: Pick<AdapterSummary, 'maxBufferSize' | 'maxStorageBufferBindingSize' | 'description'>, what = 'a tensor'): void {
+export function checkBufferFits(
+  bytes: number,
+  storage: boolean,
+  a: Pick<AdapterSummary, 'maxBufferSize' | 'maxStorageBufferBindingSize' | 'description'>,
+  what = 'a tensor',
+  fix = 'lower --batch-size (train.batch_size / embed batch size in the config), or run on --backend native',
+): void {
   const [limit, name] = storage && a.maxStorageBufferBindingSize < a.maxBufferSize ? [a.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'] : [a.maxBufferSize, 'maxBufferSize'];
   if (bytes <= limit) return;
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
   throw new ConfigError(
-    `webgpu: ${what} needs a buffer of ${bytes} bytes (${mib(bytes)}), over the adapter's ${name} of ${limit} bytes (${mib(limit)}) on ${a.description || 'this adapter'}: ` +
-      `lower --batch-size (train.batch_size / embed batch size in the config), or run on --backend native`,
+    `webgpu: ${what} needs a buffer of ${bytes} bytes (${mib(bytes)}), over the adapter's ${name} of ${limit} bytes (${mib(limit)}) on ${a.description || 'this adapter'}: ${fix}`,
   );
 }
 

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { ConfigError, DataError } from '../core/errors.js';
 import { distanceBlock, exactSqDist, gatherRows, holdRows, releaseBlock, screeningPrecision, type HeldRows } from './knn.js';
 import { certifiedKernels, nearestHeld, screenRows, type ScreenRows } from './certified.js';
+import { GpuCols, rowMean, screen, screenBound, screenOperand, type Candidates, type ScreenOperand } from './gpu-screen.js';
+import { gpuRetrieval } from '../backends/host.js';
 import type { Bf16Addon, Precision } from '../backends/precision.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore, type EmbeddingChunk } from './store.js';
 
@@ -32,10 +34,21 @@ interface RowBlock {
   labels: Int32Array | null;
 }
 
-/** A held sub-block: on the device for tfjs distance blocks (`held`), or in screening form for the certified kernels (`screen`). */
+/** Held rows on the GPU (webgpu): screening columns centred on their mean, the fp32 rows for the float64 re-check, and (once needed) the rows as a screening operand. */
+interface GpuHeld {
+  cols: GpuCols;
+  data: Float32Array;
+  operand?: ScreenOperand;
+}
+
+/**
+ * A held sub-block: on the device for tfjs distance blocks (`held`), in screening form for the
+ * certified kernels (`screen`), or on the GPU for the GPU screen (`gpu`).
+ */
 interface HeldSub {
   held: HeldRows | null;
   screen: ScreenRows | null;
+  gpu: GpuHeld | null;
   /** Global index of each row. */
   index: Int32Array;
 }
@@ -47,8 +60,11 @@ interface HeldSub {
  */
 class HeldBlock {
   private readonly groups = new Map<number, HeldSub[]>();
-  /** @param cert the certified kernels and their screening precision (native backend), else null: tfjs distance blocks */
-  constructor(block: RowBlock, dim: number, keyed: boolean, private readonly cert: { kern: Bf16Addon; precision: Precision } | null = null) {
+  /**
+   * @param cert the certified kernels and their screening precision (native backend), else null: tfjs distance blocks
+   * @param gpu true to hold the rows on the GPU for the GPU screen (webgpu backend)
+   */
+  constructor(block: RowBlock, dim: number, keyed: boolean, private readonly cert: { kern: Bf16Addon; precision: Precision } | null = null, gpu = false) {
     const byKey = new Map<number, number[]>();
     for (let t = 0; t < block.rows; t++) {
       const y = keyed ? block.labels![t]! : 0;
@@ -65,8 +81,9 @@ class HeldBlock {
           // Unkeyed, the rows are one contiguous range: a view, no copy.
           const data = keyed ? gatherRows(block.data, part, dim) : block.data.subarray(s * dim, (s + part.length) * dim);
           const index = Int32Array.from(part, (t) => block.start + t);
-          if (cert) subs.push({ held: null, screen: screenRows(cert.kern, data, dim, cert.precision), index });
-          else subs.push({ held: holdRows(data, dim), screen: null, index });
+          if (gpu) subs.push({ held: null, screen: null, gpu: { cols: new GpuCols(data, dim, rowMean(data, dim)), data }, index });
+          else if (cert) subs.push({ held: null, screen: screenRows(cert.kern, data, dim, cert.precision), gpu: null, index });
+          else subs.push({ held: holdRows(data, dim), screen: null, gpu: null, index });
         }
       }
     } catch (e) {
@@ -88,19 +105,57 @@ class HeldBlock {
   /**
    * Certified form of {@link scan}: per sub-block of group `key`, the float64-nearest pairs
    * between its rows and rows `which` of `rows` (see nearestHeld; `perHeld` picks the side that
-   * gets an answer), in index order.
+   * gets an answer), in index order; screened by the certified kernels or on the GPU.
    */
-  nearest(rows: Float32Array, which: readonly number[], key: number, perHeld: boolean, fn: (index: Int32Array, distance: Float64Array, heldIndex: Int32Array) => void): void {
+  async nearest(rows: Float32Array, which: readonly number[], key: number, perHeld: boolean, fn: (index: Int32Array, distance: Float64Array, heldIndex: Int32Array) => void): Promise<void> {
     const w = Int32Array.from(which);
     for (const g of this.groups.get(key) ?? []) {
-      const r = nearestHeld(this.cert!.kern, g.screen!, rows, w, perHeld);
+      const r = g.gpu ? await nearestGpu(g.gpu, rows, w, perHeld) : nearestHeld(this.cert!.kern, g.screen!, rows, w, perHeld);
       fn(r.index, r.distance, g.index);
     }
   }
   dispose(): void {
-    for (const subs of this.groups.values()) for (const g of subs) g.held?.dispose();
+    for (const subs of this.groups.values()) for (const g of subs) g.held?.dispose(), g.gpu?.cols.dispose();
     this.groups.clear();
   }
+}
+
+/**
+ * {@link nearestHeld}'s answer (./certified.ts) with the GPU screen (./gpu-screen.ts): every pair
+ * whose fp32 screening distance lies within twice the bound of the row's smallest is re-ranked by
+ * its float64 distance; ties go to the lower index. Same contract and results as nearestHeld.
+ */
+async function nearestGpu(held: GpuHeld, rows: Float32Array, which: Int32Array, perHeld: boolean): Promise<{ index: Int32Array; distance: Float64Array }> {
+  const { cols: hc, data: hd } = held;
+  const dim = hc.dim;
+  const n = perHeld ? hc.n : which.length;
+  const index = new Int32Array(n).fill(-1);
+  const distance = new Float64Array(n).fill(Infinity);
+  if (hc.n === 0 || which.length === 0) return { index, distance };
+  const E = screenBound(dim);
+  let c: Candidates;
+  if (!perHeld) {
+    const q = screenOperand(rows, dim, hc.mu, which);
+    c = await screen(q, hc, { k: 1, e: Float64Array.from(q.norm, (x) => E(x, hc.maxNorm)) });
+  } else {
+    const q = (held.operand ??= screenOperand(hd, dim, hc.mu));
+    const cols = new GpuCols(rows, dim, hc.mu, which);
+    try {
+      c = await screen(q, cols, { k: 1, e: Float64Array.from(q.norm, (x) => E(x, cols.maxNorm)) });
+    } finally {
+      cols.dispose();
+    }
+  }
+  for (let i = 0; i < n; i++)
+    for (let t = c.start[i]!; t < c.start[i + 1]!; t++) {
+      const j = c.col[t]!;
+      const d = perHeld ? exactSqDist(hd, i, rows, which[j]!, dim) : exactSqDist(rows, which[i]!, hd, j, dim);
+      if (d < distance[i]! || (d === distance[i]! && j < index[i]!)) {
+        distance[i] = d;
+        index[i] = j;
+      }
+    }
+  return { index, distance };
 }
 
 /** Per probe row (pool or train image): the nearest target row so far, by the float32 kernel, and the exact distance to it. */
@@ -201,14 +256,15 @@ interface JoinOptions {
   heldRows?: number;
   /** Whether the chunks given to `onFinal` need embeddings (they always have them when the target side is held). */
   finalEmbeddings: boolean;
-  /** Screening precision of the certified kernels (native backend); elsewhere the tfjs float32 path runs. */
+  /** Screening precision of the certified kernels (native backend); on webgpu the GPU screens in fp32, elsewhere the tfjs float32 path runs. */
   precision?: Precision;
 }
 
 /**
  * For every probe row p (a pool or train image), its nearest target row (test union or
  * val), within p's label when `keyed`: on the native backend the float64-nearest (certified
- * kernels, screened in `o.precision`: ./certified.ts), elsewhere the float32 kernel's argmin;
+ * kernels, screened in `o.precision`: ./certified.ts), on webgpu the same float64-nearest
+ * (screened on the GPU: ./gpu-screen.ts), elsewhere the float32 kernel's argmin;
  * ties to the lower target index; with the exact float64 distance to it. Whichever side has fewer rows is held on
  * the device in blocks that fit the budget, and the other side is streamed past each
  * block, so the transposed copy is built for the small side only and a side larger than
@@ -224,7 +280,9 @@ async function nearestJoin(
   onFinal: (ch: EmbeddingChunk, index: Int32Array, distance: Float64Array) => void | Promise<void>,
 ): Promise<void> {
   const dim = probe.dim;
-  const kern = certifiedKernels();
+  // webgpu: the GPU screen (./gpu-screen.ts); native: the certified kernels; both re-rank in float64.
+  const gpu = gpuRetrieval();
+  const kern = gpu ? null : certifiedKernels();
   const cert = kern ? { kern, precision: screeningPrecision(o.precision) } : null;
   // A held row costs its JS copy, the device copy and the transient augmented transpose
   // (plus a gathered copy per class when keyed); the other half of the budget is for the
@@ -253,14 +311,14 @@ async function nearestJoin(
       if (nTargets > 0) {
         const next = await blocks.next();
         if (next.done) throw changed();
-        held = new HeldBlock(next.value, dim, o.keyed, cert);
+        held = new HeldBlock(next.value, dim, o.keyed, cert, gpu);
       }
       try {
         for await (const ch of probe.chunks(rows)) {
           state.ensure(ch.start + ch.rows);
-          if (held && cert)
+          if (held && (cert || gpu))
             for (const [y, rowsY] of groupRows(ch.rows, keyOf(ch)))
-              held.nearest(ch.data, rowsY, y, false, (idx, dist, index) => {
+              await held.nearest(ch.data, rowsY, y, false, (idx, dist, index) => {
                 for (let a = 0; a < rowsY.length; a++) if (idx[a]! >= 0) state.offerExact(ch.start + rowsY[a]!, dist[a]!, index[idx[a]!]!);
               });
           else if (held)
@@ -298,12 +356,12 @@ async function nearestJoin(
   const tRows = streamRows(heldRows);
   for await (const block of reblock(concatChunks([probe], heldRows), heldRows, dim)) {
     state.ensure(block.start + block.rows);
-    const held = new HeldBlock(block, dim, o.keyed, cert);
+    const held = new HeldBlock(block, dim, o.keyed, cert, gpu);
     try {
       for await (const { ch, start } of concatChunks(targets, tRows)) {
         for (const [y, rowsY] of groupRows(ch.rows, keyOf(ch))) {
-          if (cert) {
-            held.nearest(ch.data, rowsY, y, true, (idx, dist, index) => {
+          if (cert || gpu) {
+            await held.nearest(ch.data, rowsY, y, true, (idx, dist, index) => {
               for (let c = 0; c < index.length; c++) if (idx[c]! >= 0) state.offerExact(index[c]!, dist[c]!, start + rowsY[idx[c]!]!);
             });
             continue;

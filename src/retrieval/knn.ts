@@ -2,8 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import { recycleReadout } from '../backends/buffer-pool.js';
 import { bf16Support, type Precision } from '../backends/precision.js';
-import { HostMatrix, hostRetrieval } from '../backends/host.js';
+import { gpuRetrieval, HostMatrix, hostRetrieval } from '../backends/host.js';
 import { certifiedKernels, knnCertified } from './certified.js';
+import { GpuCols, rowMean, screen, screenBound, screenOperand } from './gpu-screen.js';
 
 /**
  * Distance kernels on tfjs tensors.
@@ -304,6 +305,74 @@ export function knn(queries: Float32Array, qDim: number, pool: Float32Array, k: 
     const e = top.sorted(q);
     indices.set(e.indices, q * k);
     distances.set(e.distances, q * k);
+  }
+  return { indices, distances };
+}
+
+/** Pool rows per GPU-resident block of {@link knnAsync} (uploaded once, screened against every query). */
+const GPU_POOL_ROWS = 65536;
+
+/**
+ * {@link knn} with asynchronous reads: on the webgpu backend the distances are screened on the
+ * GPU (./gpu-screen.ts: fp32 matMul and top-k in blocks sized to the adapter's limits) and every
+ * pair that can be among a query's k nearest is re-ranked in float64 on the host, as the native
+ * backend's certified kernels do; so the rows, their order (ties: lower index) and the distances
+ * are the native backend's. Elsewhere it is {@link knn}.
+ */
+export async function knnAsync(queries: Float32Array, qDim: number, pool: Float32Array, k: number, opts: KnnOptions = {}): Promise<{ indices: Int32Array; distances: Float32Array }> {
+  if (!gpuRetrieval()) return knn(queries, qDim, pool, k, opts);
+  if (!Number.isInteger(k) || k < 1) throw new ConfigError(`knn: k must be an integer ≥ 1, received ${k}`);
+  if (pool.length % qDim !== 0 || queries.length % qDim !== 0) throw new ConfigError(`knn: queries (${queries.length} values) or pool (${pool.length}) is not a multiple of qDim ${qDim}`);
+  const dim = qDim;
+  const nq = queries.length / dim;
+  const np = pool.length / dim;
+  const indices = new Int32Array(nq * k).fill(-1);
+  const distances = new Float32Array(nq * k).fill(Infinity);
+  if (nq === 0 || np === 0) return { indices, distances };
+  // Centred on the pool's mean (as the native kernel): distances do not change, the norms and the bound shrink.
+  const mu = rowMean(pool, dim);
+  const q = screenOperand(queries, dim, mu);
+  const E = screenBound(dim);
+  // One margin per query, valid for every pool block: the largest centred pool norm.
+  let pmax = 0;
+  for (let o = 0; o < pool.length; o += dim) {
+    let s = 0;
+    for (let c = 0; c < dim; c++) s += Math.fround(pool[o + c]! - mu[c]!) ** 2;
+    pmax = Math.max(pmax, s);
+  }
+  const e = Float64Array.from(q.norm, (n) => E(n, Math.sqrt(pmax)));
+  // Per query: candidates (screening distance, row) that can still be among its k nearest, and the k-th smallest screening distance so far.
+  const cs: number[][] = Array.from({ length: nq }, () => []);
+  const cj: number[][] = Array.from({ length: nq }, () => []);
+  const kth = new Float64Array(nq).fill(Infinity);
+  for (let s0 = 0; s0 < np; s0 += GPU_POOL_ROWS) {
+    const cols = new GpuCols(pool.subarray(s0 * dim, Math.min(np, s0 + GPU_POOL_ROWS) * dim), dim, mu);
+    try {
+      const c = await screen(q, cols, { k, e, cap: Float64Array.from(kth, (v, i) => v + 2 * e[i]!) });
+      for (let i = 0; i < nq; i++) {
+        for (let t = c.start[i]!; t < c.start[i + 1]!; t++) {
+          cs[i]!.push(c.s[t]!);
+          cj[i]!.push(s0 + c.col[t]!);
+        }
+        if (cs[i]!.length >= k) {
+          kth[i] = Float64Array.from(cs[i]!).sort()[k - 1]!;
+          const thr = kth[i]! + 2 * e[i]!;
+          const keep = cs[i]!.map((_, t) => t).filter((t) => cs[i]![t]! <= thr);
+          cs[i] = keep.map((t) => cs[i]![t]!);
+          cj[i] = keep.map((t) => cj[i]![t]!);
+        }
+      }
+    } finally {
+      cols.dispose();
+    }
+  }
+  for (let i = 0; i < nq; i++) {
+    const exact = cj[i]!.map((j) => ({ d: exactSqDist(queries, i, pool, j, dim), j }));
+    exact.sort((a, b) => a.d - b.d || a.j - b.j);
+    for (let t = 0; t < Math.min(k, exact.length); t++) {
+      indices[i * k + t] = exact[t]!.j;
+      distances[i * k + t] = exact[t]!.d;
+    }
   }
   return { indices, distances };
 }

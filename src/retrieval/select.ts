@@ -4,6 +4,8 @@ import { greedySweep, candidatesPerSeed, seedBudgets, type Picks } from './algor
 import { distanceBlock, gatherRows, holdRows, releaseBlock, RunningTopK, type HeldRows } from './knn.js';
 import { budgetBytes, checkCompatible, chunkRowsFor, EmbeddingStore } from './store.js';
 import { alg1Kernels, searchNative } from './select-native.js';
+import { searchGpu } from './select-gpu.js';
+import { gpuRetrieval } from '../backends/host.js';
 
 /** Seed images: ids, labels and embeddings [n, dim]. */
 export interface SeedSet {
@@ -37,8 +39,8 @@ export interface Selection {
   /** The seed image the pick went to. */
   seedIds: string[];
   /**
-   * Squared L2 distance seed–pick: the float64 distance rounded to float32 on the native
-   * backend, the float32 kernel's on the others.
+   * Squared L2 distance seed–pick: the float64 distance rounded to float32 on the native and
+   * webgpu backends, the float32 kernel's on the others.
    */
   distances: Float32Array;
   /** 1 = that seed's closest pick. */
@@ -95,7 +97,7 @@ interface ClassState {
 export interface CandidateSet {
   /** Per seed: candidate pool rows, sorted by (distance, row). */
   indices: Int32Array[];
-  /** Their distances: float64 on the native backend (exact), float32 values elsewhere. */
+  /** Their distances: float64 on the native and webgpu backends (exact), float32 values elsewhere. */
   distances: Float64Array[];
   /** Pool id of every row that appears in `indices`. */
   ids: Map<number, string>;
@@ -194,7 +196,8 @@ export async function selectAlgorithm1(seeds: SeedSet, pool: EmbeddingStore, opt
  *
  * On the native backend each seed keeps its nearest candidates by the float64 distance
  * (./select-native.ts: screened in fp32, certified, so the picks are those of Algorithm 1 on
- * float64 distances); elsewhere by the backend's float32 matMul, class by class.
+ * float64 distances); on webgpu the same candidates, screened on the GPU (./select-gpu.ts);
+ * elsewhere by the backend's float32 matMul, class by class.
  * @param rowOf global pool row of the store's row `r` (default: `r`), increasing in `r`; a
  *   search over a shard of the pool passes the shard rows' positions in the whole pool, so
  *   that ties break as in a search of the whole pool
@@ -203,10 +206,11 @@ export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opt
   const { byClass, labels, caps: wanted } = seedClasses(seeds, pool, opts);
   const caps = await boundCaps(wanted, byClass, pool, opts);
   const g = rowOf ?? ((r: number) => r);
-  const kern = alg1Kernels();
-  if (kern) {
+  const gpu = gpuRetrieval();
+  const kern = gpu ? null : alg1Kernels();
+  if (gpu || kern) {
     const maxCols = opts.anyLabel ? seeds.ids.length : Math.max(1, ...labels.map((y) => byClass.get(y)!.length));
-    const r = await searchNative(kern, pool, {
+    const input = {
       seeds: { data: seeds.data, dim: seeds.dim, n: seeds.ids.length },
       byClass,
       labels,
@@ -216,7 +220,8 @@ export async function searchCandidates(seeds: SeedSet, pool: EmbeddingStore, opt
       only: opts.only,
       chunkRows: chunkRowsFor(budgetBytes(opts.memoryBudgetMiB), pool.dim, maxCols),
       rowOf: g,
-    });
+    };
+    const r = kern ? await searchNative(kern, pool, input) : await searchGpu(pool, input);
     if (r.eligible === 0) log.warn(`pool ${pool.files.join(', ')}: no candidate rows after --exclude/--only`);
     return { indices: r.indices, distances: r.distances, ids: r.ids, candidates: r.candidates };
   }
