@@ -61,29 +61,29 @@ describe('neighbour labels through the k-NN search', () => {
   // points on a line: x = 0, 1, 2, 10, 11 with weak labels 0, 0, 0, 1, 1
   const pool = Float32Array.from([0, 0, 1, 0, 2, 0, 10, 0, 11, 0]);
   const lab = I([0, 0, 0, 1, 1]);
-  it('excludes the image itself, breaks ties by the lower row, and does not leak tensors', () => {
+  it('excludes the image itself, breaks ties by the lower row, and does not leak tensors', async () => {
     const before = tf.memory().numTensors;
     const q = Float32Array.from([1, 0, 10, 0, 10.4, 0]);
-    const nb = neighbourLabels(q, 2, pool, lab, 2, I([1, 3, -1]));
+    const nb = await neighbourLabels(q, 2, pool, lab, 2, I([1, 3, -1]));
     // row 1: rows 0 and 2 (both at distance 1); row 3: row 4, then row 2; outside point: rows 3, 4
     expect(Array.from(nb)).toEqual([0, 0, 1, 0, 1, 1]);
     expect(tf.memory().numTensors).toBe(before);
   });
-  it('gives the same answer for more queries than one search chunk (1,024)', () => {
+  it('gives the same answer for more queries than one search chunk (1,024)', async () => {
     const n = 1100;
     const rows = Int32Array.from({ length: n }, (_, i) => i % 5);
     const q = Float32Array.from(Array.from(rows).flatMap((r) => [pool[r * 2]!, 0]));
-    const nb = neighbourLabels(q, 2, pool, lab, 2, rows);
-    const one = neighbourLabels(pool, 2, pool, lab, 2, I([0, 1, 2, 3, 4]));
+    const nb = await neighbourLabels(q, 2, pool, lab, 2, rows);
+    const one = await neighbourLabels(pool, 2, pool, lab, 2, I([0, 1, 2, 3, 4]));
     for (let i = 0; i < n; i++) expect([nb[i * 2], nb[i * 2 + 1]]).toEqual([one[rows[i]! * 2], one[rows[i]! * 2 + 1]]);
   });
-  it('drops the farthest when duplicates push the image itself out', () => {
+  it('drops the farthest when duplicates push the image itself out', async () => {
     const dup = Float32Array.from([0, 0, 0, 0, 0, 0]);
-    expect(Array.from(neighbourLabels(Float32Array.from([0, 0]), 2, dup, I([0, 1, 2]), 1, I([2])))).toEqual([0]);
+    expect(Array.from(await neighbourLabels(Float32Array.from([0, 0]), 2, dup, I([0, 1, 2]), 1, I([2])))).toEqual([0]);
   });
-  it('refuses k larger than the pool allows', () => {
-    expect(() => neighbourLabels(Float32Array.from([0, 0]), 2, pool, lab, 5)).toThrow(ConfigError);
-    expect(() => neighbourLabels(Float32Array.from([0, 0]), 2, pool, lab, 5)).toThrow(/5 neighbours asked, but the pool has 5/);
+  it('refuses k larger than the pool allows', async () => {
+    await expect(neighbourLabels(Float32Array.from([0, 0]), 2, pool, lab, 5)).rejects.toThrow(ConfigError);
+    await expect(neighbourLabels(Float32Array.from([0, 0]), 2, pool, lab, 5)).rejects.toThrow(/5 neighbours asked, but the pool has 5/);
     expect(() => new KnnLabelCheck({ ids: ['a', 'b'], labels: I([0, 0]), data: new Float32Array(4), dim: 2 }, { k: 2 })).toThrow(/clean_k.*\[1, 1\]/);
   });
 });
@@ -135,8 +135,8 @@ describe('cleanSelect: drop and refill', () => {
     expect(a.dropped).toEqual(b.dropped);
   });
 
-  it('refuses a pick that is not in the pool given', () => {
+  it('refuses a pick that is not in the pool given', async () => {
     const c = new KnnLabelCheck({ ids, labels, data, dim: 2 }, { k: 3 });
-    expect(() => c.score(['zz'], [0])).toThrow(/pick zz is not in the pool/);
+    await expect(c.score(['zz'], [0])).rejects.toThrow(/pick zz is not in the pool/);
   });
 });

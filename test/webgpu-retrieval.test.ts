@@ -7,7 +7,7 @@
  * tf.profile's kernel list show it) and re-rank in float64 on the host, in blocks sized from the
  * adapter's limits and in blocks made tiny by a small pretend limit; without the screening margin
  * the answers differ (so the identities can fail); a block that cannot fit gets the adapter-limit
- * error. The synchronous `knn` runs on the host there: distance blocks as host matMuls, checked
+ * error. select.clean's label check (neighbourLabels) goes through knnAsync too. The synchronous `knn` runs on the host there: distance blocks as host matMuls, checked
  * here against the cpu backend's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ import { exactSqDist, knn, knnAsync } from '../src/retrieval/knn.js';
 import { searchCandidates, selectAlgorithm1, type SeedSet } from '../src/retrieval/select.js';
 import { resetScreenStats, scaleScreenMargin, screenStats, setScreenLimits } from '../src/retrieval/gpu-screen.js';
 import { ConfigError } from '../src/core/errors.js';
+import { neighbourLabels } from '../src/retrieval/clean.js';
 import { EmbeddingStore } from '../src/retrieval/store.js';
 
 const WEBGPU = (await loadWebgpuBackend({ allowSoftware: true })).ok;
@@ -112,6 +113,12 @@ const PARTS = {
   select: async () => {
     const sel = await selectAlgorithm1(seeds, store('pool', pool, poolLabels), { k: 3, kVal: 1 });
     return [sel.train.ids, sel.train.seedIds, Array.from(sel.train.distances), sel.deval!.ids, sel.deval!.seedIds, Array.from(sel.deval!.distances)];
+  },
+  // select.clean's label check: each of 60 pool rows' 9 nearest other pool rows' weak labels
+  labelCheck: async () => {
+    const rows = Int32Array.from({ length: 60 }, (_, i) => i * 6);
+    const q = Float32Array.from(Array.from(rows).flatMap((r) => Array.from(pool.subarray(r * DIM, (r + 1) * DIM))));
+    return Array.from(await neighbourLabels(q, DIM, pool, poolLabels, 9, rows));
   },
   nearestHeld: () => nearestTest('pool'),
   nearestStreamed: () => nearestTest('test'),

@@ -23,7 +23,7 @@
 import { ConfigError, DataError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { mulberry32, streamSeed } from '../core/rng.js';
-import { knn, gatherRows, type KnnOptions } from './knn.js';
+import { knnAsync, gatherRows, type KnnOptions } from './knn.js';
 import { selectAlgorithm1, type SeedSet, type SelectOptions, type SelectResult, type Selection } from './select.js';
 import type { EmbeddingStore } from './store.js';
 
@@ -60,7 +60,7 @@ import { CLEAN_DEFAULTS } from '../core/slices-schema.js';
  * @param self pool row of each query (-1 = not in the pool): that row is not its own neighbour
  * @returns Int32 [nq, k] neighbour labels, nearest first
  */
-export function neighbourLabels(queries: Float32Array, dim: number, pool: Float32Array, poolLabels: Int32Array, k: number, self?: Int32Array, opts: KnnOptions = {}): Int32Array {
+export async function neighbourLabels(queries: Float32Array, dim: number, pool: Float32Array, poolLabels: Int32Array, k: number, self?: Int32Array, opts: KnnOptions = {}): Promise<Int32Array> {
   const np = pool.length / dim;
   const nq = queries.length / dim;
   if (poolLabels.length !== np) throw new DataError(`label check: ${poolLabels.length} pool labels for ${np} pool rows`);
@@ -73,7 +73,7 @@ export function neighbourLabels(queries: Float32Array, dim: number, pool: Float3
   const chunk = 1024;
   for (let q0 = 0; q0 < nq; q0 += chunk) {
     const q1 = Math.min(nq, q0 + chunk);
-    const r = knn(queries.subarray(q0 * dim, q1 * dim), dim, pool, k + 1, opts);
+    const r = await knnAsync(queries.subarray(q0 * dim, q1 * dim), dim, pool, k + 1, opts);
     for (let q = q0; q < q1; q++) {
       const row = r.indices.subarray((q - q0) * (k + 1), (q - q0 + 1) * (k + 1));
     // drop the query's own row; if duplicates pushed it out of the k + 1, drop the farthest
@@ -186,7 +186,7 @@ export class KnnLabelCheck {
     this.rowOf = new Map(pool.ids.map((id, r) => [id, r]));
   }
 
-  private ensureThresholds(): Map<number, number> {
+  private async ensureThresholds(): Promise<Map<number, number>> {
     if (this.thresholds) return this.thresholds;
     const per = this.opts.thresholdSample ?? CLEAN_DEFAULTS.thresholdSample;
     if (!Number.isInteger(per) || per < 1) throw new ConfigError(`select.clean_threshold_sample: expected an integer ≥ 1, received ${per}`);
@@ -208,18 +208,18 @@ export class KnnLabelCheck {
     }
     rows.sort((a, b) => a - b);
     const { data, dim, labels } = this.pool;
-    const nb = neighbourLabels(gatherRows(data, rows, dim), dim, data, labels, this.k, Int32Array.from(rows), this.opts.knn);
+    const nb = await neighbourLabels(gatherRows(data, rows, dim), dim, data, labels, this.k, Int32Array.from(rows), this.opts.knn);
     this.thresholds = classThresholdsFromVotes(nb, Int32Array.from(rows, (r) => labels[r]!), this.k);
     return this.thresholds;
   }
 
   /** Per-class thresholds t_j (`confident` only; computed on first use). */
-  classThresholds(): ReadonlyMap<number, number> {
+  classThresholds(): Promise<ReadonlyMap<number, number>> {
     return this.ensureThresholds();
   }
 
   /** Scores picks (pool ids, each with the label it is added under). */
-  score(ids: readonly string[], labels: ArrayLike<number>): { agreement: number; flagged: boolean }[] {
+  async score(ids: readonly string[], labels: ArrayLike<number>): Promise<{ agreement: number; flagged: boolean }[]> {
     const todo: number[] = [];
     const key = (i: number) => `${labels[i]}\u0000${ids[i]}`;
     ids.forEach((id, i) => {
@@ -230,9 +230,9 @@ export class KnnLabelCheck {
     if (uniq.length) {
       const { data, dim } = this.pool;
       const rows = uniq.map((i) => this.rowOf.get(ids[i]!)!);
-      const nb = neighbourLabels(gatherRows(data, rows, dim), dim, data, this.pool.labels, this.k, Int32Array.from(rows), this.opts.knn);
+      const nb = await neighbourLabels(gatherRows(data, rows, dim), dim, data, this.pool.labels, this.k, Int32Array.from(rows), this.opts.knn);
       const lab = Int32Array.from(uniq, (i) => labels[i]!);
-      const s = scoreLabels(nb, lab, this.k, this.rule, { minAgreement: this.opts.minAgreement, thresholds: this.rule === 'confident' ? this.ensureThresholds() : undefined });
+      const s = scoreLabels(nb, lab, this.k, this.rule, { minAgreement: this.opts.minAgreement, thresholds: this.rule === 'confident' ? await this.ensureThresholds() : undefined });
       uniq.forEach((i, t) => this.cache.set(key(i), { agreement: s.agreement[t]!, flagged: s.flagged[t] === 1 }));
     }
     return ids.map((_, i) => this.cache.get(key(i))!);
@@ -284,7 +284,7 @@ export async function cleanSelect(seeds: SeedSet, pool: EmbeddingStore, labelled
     if (withDeval && cur.deval) sets.unshift(['deval', cur.deval]);
     let n = 0;
     for (const [name, sel] of sets) {
-      const s = check.score(sel.ids, sel.labels);
+      const s = await check.score(sel.ids, sel.labels);
       s.forEach((v, i) => {
         if (!v.flagged) return;
         n++;
