@@ -14,12 +14,9 @@
  * Everything is deterministic given the options and the seed, and every set draws from
  * its own seed stream, so changing the size of one set does not change another.
  */
-import path from 'node:path';
-import sharp from 'sharp';
 import { ConfigError } from '../core/errors.js';
 import { mulberry32 as rng, shuffleInPlace, streamSeed } from '../core/rng.js';
 import { contextStyles, gauss, paintBackground, type ContextStyle } from './synthetic-contexts.js';
-import { atomicWriteFile, atomicWriteJson, ensureDir } from '../core/fsutil.js';
 import { objectColour, paintTexture, TEXTURES } from './textured.js';
 
 /** Sizes and rates of one synthetic draw. All fields have defaults ({@link DEFAULT_SYNTHETIC}). */
@@ -505,58 +502,4 @@ export function summarizeSet(set: SyntheticSet, numClasses: number, numContexts:
       return set.n ? h / set.n : 0;
     },
   };
-}
-
-/** Selects rows of a set (new arrays; ids kept). */
-export function subsetOf(set: SyntheticSet, rows: ArrayLike<number>, name: SyntheticSetName = set.name): SyntheticSet {
-  const S = set.size;
-  const px = S * S * 3;
-  const images = new Uint8Array(rows.length * px);
-  const labels = new Int32Array(rows.length);
-  const contexts = new Int32Array(rows.length);
-  const weakLabels = new Int32Array(rows.length);
-  const ids: string[] = [];
-  for (let k = 0; k < rows.length; k++) {
-    const i = rows[k]!;
-    images.set(set.images.subarray(i * px, (i + 1) * px), k * px);
-    labels[k] = set.labels[i]!;
-    contexts[k] = set.contexts[i]!;
-    weakLabels[k] = set.weakLabels[i]!;
-    ids.push(set.ids[i]!);
-  }
-  return { name, images, n: rows.length, size: S, ids, labels, contexts, weakLabels };
-}
-
-/**
- * Writes every set as PNGs under `dir/<set>/<index>.png` plus `dir/manifest.json`
- * (id, path, label, class_name, context, weak_label, set), for inspection and thumbnails.
- * `limit` caps the images written per set.
- */
-export async function writeSyntheticPngs(draw: SyntheticDraw, dir: string, opts: { limit?: number } = {}): Promise<string> {
-  const rows: Record<string, unknown>[] = [];
-  for (const set of Object.values(draw.sets)) {
-    await ensureDir(path.join(dir, set.name));
-    const S = set.size;
-    const n = Math.min(set.n, opts.limit ?? set.n);
-    for (let i = 0; i < n; i++) {
-      const rel = `${set.ids[i]!}.png`;
-      const buf = await sharp(Buffer.from(set.images.subarray(i * S * S * 3, (i + 1) * S * S * 3)), { raw: { width: S, height: S, channels: 3 } })
-        .png()
-        .toBuffer();
-      await atomicWriteFile(path.join(dir, rel), buf);
-      const y = set.labels[i]!;
-      rows.push({
-        id: set.ids[i],
-        path: rel,
-        label: y,
-        class_name: y >= 0 ? draw.classNames[y] : '',
-        context: draw.contextNames[set.contexts[i]!],
-        weak_label: set.weakLabels[i],
-        set: set.name,
-      });
-    }
-  }
-  const file = path.join(dir, 'manifest.json');
-  await atomicWriteJson(file, { seed: draw.seed, options: draw.options, classNames: draw.classNames, contextNames: draw.contextNames, home: draw.home, subset: draw.subset, rows });
-  return file;
 }

@@ -19,7 +19,7 @@ import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { generateBroad, type DeepPartial, type ObjectSource, type SyntheticOptions, syntheticOptions } from '../data/synthetic.js';
 import { createSmallCnn } from '../models/small-cnn.js';
-import { fitClassifier } from './in-memory.js';
+import { fitClassifier, type ImageData } from './in-memory.js';
 
 /** Kinds of demo backbones. */
 export const DEMO_BACKBONES = ['broad_cnn', 'random_cnn', 'self'] as const;
@@ -62,16 +62,8 @@ export async function trainDemoBackbone(
   return trainDemoBackboneOn(spec, { images: broad.images, size: broad.size, n: broad.n, labels, numClasses: o.numClasses * o.numContexts }, onStep);
 }
 
-/** Labelled in-memory images a demo backbone can learn from (a folder dataset's pool or an ImageFolder). */
-export interface DemoTrainingImages {
-  /** HWC uint8 RGB, [n, size, size, 3]. */
-  images: Uint8Array;
-  size: number;
-  n: number;
-  /** Class per image; rows with label < 0 are skipped. */
-  labels: Int32Array;
-  numClasses: number;
-}
+/** Labelled in-memory images a demo backbone can learn from (a broad draw, a folder dataset's pool or an ImageFolder). */
+export type DemoTrainingImages = ImageData & { numClasses: number };
 
 /**
  * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`

@@ -4,19 +4,19 @@
  * trained on the pool or on a folder (`pretrain.data`). The config's checks are in
  * src/pipeline/config-check.ts.
  */
-import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
 import type { Config, DemoBackboneConfig, FoldersDataConfig } from '../../core/config.js';
 import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
 import type { ManifestRow } from '../../data/manifest.js';
+import { subdirs } from '../../data/adapters.js';
 import { getModelSpec } from '../../models/registry.js';
 import { trainDemoBackboneOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../train/demo-backbones.js';
-import { saveCheckpoint } from '../../models/load.js';
 import type { StageContext, StageOutputs, StageResult, StageSpec } from '../runner.js';
 import { readImageSet, writeImageSet } from '../imagesets.js';
 import { classesOf } from './common.js';
+import { writeDemoBackbone } from './backbone.js';
 
 /** The folders section of a config of kind folders; a ConfigError when it is missing. */
 export function foldersOf(cfg: Config): FoldersDataConfig {
@@ -95,33 +95,23 @@ export function folderDemoBackbone(cfg: Config, b: DemoBackboneConfig, data: Sta
   const kind = p.kind ?? 'broad_cnn';
   const source = pretrainData(b);
   const size = folderImageSize(cfg);
-  const widths = p.widths ?? [16, 32, 64];
-  const seed = p.seed ?? 1000;
+  const spec: DemoBackboneSpec = { kind, widths: p.widths ?? [16, 32, 64], seed: p.seed ?? 1000, steps: p.steps ?? 400, lr: p.lr ?? 2e-3 };
   const fromPool = kind === 'broad_cnn' && source === 'pool';
   return {
     stage: 'backbone',
     label: b.label ?? b.name,
     version: 1,
-    config: { name: b.name, kind, widths, seed, steps: p.steps ?? 400, lr: p.lr ?? 2e-3, data: kind === 'broad_cnn' ? source : null, image_size: kind === 'broad_cnn' ? size : null },
+    config: { name: b.name, ...spec, data: kind === 'broad_cnn' ? source : null, image_size: kind === 'broad_cnn' ? size : null },
     deps: fromPool ? { data } : {},
     externals: kind === 'broad_cnn' && source !== 'pool' ? [source] : [],
     async run(ctx): Promise<StageOutputs> {
       if (kind === 'self') return { files: {}, extra: { self: true } };
-      const spec: DemoBackboneSpec = { kind, widths, seed, steps: p.steps ?? 400, lr: p.lr ?? 2e-3 };
       let train: DemoTrainingImages = { images: new Uint8Array(0), size, n: 0, labels: new Int32Array(0), numClasses: 0 };
       if (kind === 'broad_cnn') {
         train = fromPool ? await poolImages(ctx.inputs.data!, size) : await folderImages(source, size, cfg.compute.concurrency);
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
       }
-      const bar = kind === 'broad_cnn' ? ctx.progress(spec.steps!, 'step') : undefined;
-      const m = await trainDemoBackboneOn(spec, train, () => bar?.tick(1));
-      bar?.stop();
-      try {
-        await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });
-        return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
-      } finally {
-        m.dispose();
-      }
+      return writeDemoBackbone(ctx, b.name, kind === 'broad_cnn' ? spec.steps : undefined, (onStep) => trainDemoBackboneOn(spec, train, onStep));
     },
   };
 }
@@ -132,10 +122,7 @@ async function poolImages(data: StageResult, size: number): Promise<DemoTraining
 }
 
 async function folderImages(root: string, size: number, concurrency: number): Promise<DemoTrainingImages> {
-  const classes = readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const classes = subdirs(root);
   const { rows } = scanFolderSet(root, 'train', classes, { key: 'backbones[].pretrain.data' });
   const d = await decodeFolderRows(rows, size, { concurrency });
   if (!d.rows.length) throw new DataError(`backbones[].pretrain.data: none of the images of ${root} could be read`);
