@@ -22,6 +22,7 @@
  */
 import { existsSync, lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import type { FoldersDataConfig } from '../core/config.js';
 import { DataError } from '../core/errors.js';
 import { listImages, parseCsv, readListRecords, readText, str, subdirs } from './adapters.js';
 import type { ManifestRow } from './manifest.js';
@@ -32,19 +33,8 @@ import { manifestItems } from './idx.js';
 export const FOLDER_ROLES = ['train', 'test', 'mfreq', 'complement'] as const;
 export type FolderRole = (typeof FOLDER_ROLES)[number];
 
-/** Where each part of a folder dataset is (absolute paths; `data.folders` of the config). */
-export interface FolderSpec {
-  train: string;
-  test: string;
-  mfreq: string;
-  complement: string;
-  /** The weak pool list (.csv, .tsv, .jsonl, .ndjson, .arrow). */
-  pool: string;
-  /** Class order, one name a line (default: the sorted class folders of train). */
-  classes?: string | undefined;
-  /** `path,context` CSV for images of the sets (paths relative to its folder). */
-  contexts?: string | undefined;
-}
+/** Where each part of a folder dataset is: a config's `data.folders` (absolute paths; src/core/config.ts documents them). */
+export type FolderSpec = FoldersDataConfig;
 
 /** A folder dataset read from disk (no pixels decoded yet). */
 export interface FolderDataset {

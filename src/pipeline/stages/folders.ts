@@ -5,9 +5,9 @@
  * src/pipeline/config-check.ts.
  */
 import path from 'node:path';
-import { ConfigError, DataError } from '../../core/errors.js';
+import { DataError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
-import type { Config, DemoBackboneConfig, FoldersDataConfig } from '../../core/config.js';
+import type { Config, DemoBackboneConfig } from '../../core/config.js';
 import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
 import type { ManifestRow } from '../../data/manifest.js';
 import { subdirs } from '../../data/adapters.js';
@@ -18,13 +18,6 @@ import { readImageSet, writeImageSet } from '../imagesets.js';
 import { classesOf } from './common.js';
 import { writeDemoBackbone } from './backbone.js';
 
-/** The folders section of a config of kind folders; a ConfigError when it is missing. */
-export function foldersOf(cfg: Config): FoldersDataConfig {
-  const f = cfg.data.folders;
-  if (!f) throw new ConfigError('config.data.folders: data.kind is folders but the folders section is missing; add data.folders with train, test, mfreq, complement and pool (`dcd init DIR` writes it)');
-  return f;
-}
-
 /** Side length every image of a folder dataset is decoded to: data.image_size, else the train model's input size. */
 export function folderImageSize(cfg: Config): number {
   return cfg.data.image_size ?? getModelSpec(cfg.train.model).preprocess.crop;
@@ -32,7 +25,7 @@ export function folderImageSize(cfg: Config): number {
 
 /** Files and folders the data stage reads (fingerprinted for caching). */
 export function folderExternals(cfg: Config): string[] {
-  const f = foldersOf(cfg);
+  const f = cfg.data.folders!; // checked before the run (src/pipeline/config-check.ts)
   return [f.train, f.test, f.mfreq, f.complement, f.pool, ...(f.classes ? [f.classes] : []), ...(f.contexts ? [f.contexts] : [])];
 }
 
@@ -43,7 +36,7 @@ export function pretrainData(b: DemoBackboneConfig): string {
 
 /** The data stage's work for kind folders: every set decoded once and written as an in-memory image set. */
 export async function runFolderData(cfg: Config, ctx: StageContext): Promise<StageOutputs> {
-  const spec = foldersOf(cfg);
+  const spec = cfg.data.folders!;
   const size = folderImageSize(cfg);
   const ds = await readFolderDataset(spec);
   const files: Record<string, string> = {};
