@@ -21,10 +21,7 @@ import type { MapData } from '../analysis/projection.js';
 export type ClassResult = z.infer<typeof ClassResultSchema>;
 
 /** A run's per-class results under its row name (what the Figure-10 plots read). */
-export interface PerClassRun {
-  method: string;
-  perClass?: ClassResult[];
-}
+export type PerClassRun = { method: string; perClass?: ClassResult[] };
 
 /** One retrieved image; `path` is copied as a thumbnail into the report's images folder. */
 export type RetrievedImage = z.infer<typeof Img>;

@@ -325,7 +325,7 @@ function stageContext(dir: string, spec: StageSpec, done: Map<string, StageResul
 }
 
 /** The input hashes of a stage about to run, and their hash; `name` heads the error when an input has no result. */
-async function inputsOf(spec: StageSpec, done: Map<string, StageResult>, name: string): Promise<{ inputs: Record<string, string>; hash: string }> {
+async function inputsOf(spec: StageSpec, done: Map<string, StageResult>, name: string) {
   const inputs = await inputHashes(spec, done);
   if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
   return { inputs, hash: sha256(canonicalJson(inputs)) };

@@ -31,6 +31,7 @@ import { decodeSafetensors, encodeSafetensors, type SafetensorsInput } from '../
 import { createModel } from '../models/registry.js';
 import { Adam } from '../train/optimizer.js';
 import { epochBatches, trainLoop, trimJsonl, type Objective } from '../train/loop.js';
+import type { ImageData } from '../train/in-memory.js';
 import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropBatch, type MultiCropOptions } from './augment.js';
 import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
@@ -66,12 +67,8 @@ export const DEFAULT_DINO: DinoOptions = {
   checkpointEvery: 50,
 };
 
-/** Unlabelled images: HWC uint8 [n, size, size, 3]. */
-export interface UnlabelledImages {
-  images: Uint8Array;
-  size: number;
-  n: number;
-}
+/** Unlabelled images: HWC uint8 [n, size, size, 3] (src/train/in-memory.ts's images without labels). */
+export type UnlabelledImages = Omit<ImageData, 'labels' | 'weights'>;
 
 /** One line of `loss.jsonl`. */
 export interface LossRecord {

@@ -236,7 +236,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   }
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
   let lastLoss = NaN;
-  const imageShape = train.imageShape;
   // the epoch in progress: its progress bar and running sums; the step in progress: its context and start time
   let ep: { bar: Progress; t0: number; loss: number; acc: number; steps: number } | undefined;
   let ctx: StepContext | undefined;
@@ -272,8 +271,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         });
         if (bad === idx.length)
           throw new DataError(`no image of training batch ${globalStep} could be decoded (e.g. ${train.ids[idx[0]!]}: ${train.skipped.get(idx[0]!)}); check the manifest's paths`);
-        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
-        return { x, labels, weights: w, imageShape };
+        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, train.imageShape[0], train.imageShape[1], 3], ctx);
+        return { x, labels, weights: w, imageShape: train.imageShape };
       },
       async record({ loss, correct, images }) {
         stepInEpoch++;

@@ -21,7 +21,7 @@ export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpe
     deps: {},
     async run(ctx): Promise<StageOutputs> {
       if (spec.kind === 'self') return { files: {}, extra: { self: true } };
-      return writeDemoBackbone(ctx, b.name, spec.steps ?? 400, (onStep) => trainDemoBackbone(spec, broad.synthetic as Parameters<typeof trainDemoBackbone>[1], broad.objects(), onStep));
+      return writeDemoBackbone(ctx, b.name, spec.steps ?? 400, (onStep) => trainDemoBackbone(spec, broad.synthetic, broad.objects(), onStep));
     },
   };
 }
@@ -30,7 +30,12 @@ export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpe
  * Builds a demo backbone with a progress bar over its `steps` training steps (undefined: no bar)
  * and writes it into the stage folder as backbone.safetensors.
  */
-export async function writeDemoBackbone(ctx: StageContext, name: string, steps: number | undefined, build: (onStep: () => void) => Promise<ImageModel>): Promise<StageOutputs> {
+export async function writeDemoBackbone(
+  ctx: StageContext,
+  name: string,
+  steps: number | undefined,
+  build: (onStep: () => void) => Promise<ImageModel>,
+): Promise<StageOutputs> {
   const bar = steps === undefined ? undefined : ctx.progress(steps, 'step');
   const m = await build(() => bar?.tick(1));
   bar?.stop();

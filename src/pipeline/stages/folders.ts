@@ -104,7 +104,8 @@ export function folderDemoBackbone(cfg: Config, b: DemoBackboneConfig, data: Sta
         train = fromPool ? await poolImages(ctx.inputs.data!, size) : await folderImages(source, size, cfg.compute.concurrency);
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
       }
-      return writeDemoBackbone(ctx, b.name, kind === 'broad_cnn' ? spec.steps : undefined, (onStep) => trainDemoBackboneOn(spec, train, onStep));
+      const steps = kind === 'broad_cnn' ? spec.steps : undefined;
+      return writeDemoBackbone(ctx, b.name, steps, (onStep) => trainDemoBackboneOn(spec, train, onStep));
     },
   };
 }
