@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { ConfigError } from '../src/core/errors.js';
 import { DEFAULT_FASHION_CLASSES, fashionObjects, makeFashionShift } from '../src/data/fashion-shift.js';
-import { summarizeSet } from '../src/data/synthetic.js';
+import { summarizeSet } from './synthetic-summary.js';
 import { mulberry32 as rng } from '../src/core/rng.js';
 
 const DIR = '/usr/share/datasets/fashion-mnist';

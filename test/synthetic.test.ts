@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backends/chain.js';
 import { ConfigError } from '../src/core/errors.js';
-import { generateBroad, generateSynthetic, summarizeSet, writeSyntheticPngs, type SyntheticDraw } from '../src/data/synthetic.js';
+import { generateBroad, generateSynthetic, type SyntheticDraw } from '../src/data/synthetic.js';
+import { summarizeSet } from './synthetic-summary.js';
 import { mulberry32 as rng } from '../src/core/rng.js';
 import { createHash } from 'node:crypto';
 import { createSmallCnn } from '../src/models/small-cnn.js';
@@ -120,16 +118,6 @@ describe('generateSynthetic', () => {
     const b = generateBroad(SMALL, 360, 1000);
     const s = summarizeSet(b, 6, 6);
     for (const row of s.pairs) for (const n of row) expect(n).toBe(10);
-  });
-
-  it('writes PNGs and a manifest', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'dcd-syn-'));
-    const d = generateSynthetic({ ...SMALL, train: { size: 6, homeRate: 0.9 }, test: { size: 3 }, shifted: { size: 3, rareRate: 0.8 }, pool: { ...SMALL.pool, size: 5 } }, 0);
-    const f = await writeSyntheticPngs(d, dir);
-    const m = JSON.parse(readFileSync(f, 'utf8'));
-    expect(m.rows).toHaveLength(6 + 3 + 3 + 3 + 5);
-    expect(existsSync(path.join(dir, m.rows[0].path))).toBe(true);
-    expect(m.rows[0]).toMatchObject({ set: 'train', id: 'train/0' });
   });
 });
 

@@ -4,7 +4,7 @@
  * An unknown key names the nearest valid one by edit distance.
  */
 import type { z } from 'zod';
-import { def, schemaAt, unwrap } from './schema-walk.js';
+import { def, schemasAt, unwrap } from './schema-walk.js';
 
 /** Levenshtein distance (small strings: config keys and enum values). */
 export function editDistance(a: string, b: string): number {
@@ -196,7 +196,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], schema: z.ZodT
 
 /**
  * The schema at `path` of `root`, where the value validated against `root` is `input`: at a tagged
- * union the option whose tag accepts the input's tag value, elsewhere as {@link schemaAt}.
+ * union the option whose tag accepts the input's tag value, elsewhere the first of {@link schemasAt}.
  */
 function resolveAt(root: z.ZodType, path: readonly (string | number)[], input: unknown, tagOf: (s: z.ZodType) => string | undefined): z.ZodType | undefined {
   let cur: z.ZodType | undefined = root;
@@ -210,7 +210,7 @@ function resolveAt(root: z.ZodType, path: readonly (string | number)[], input: u
     }
     if (i === path.length) return cur;
     const k = path[i]!;
-    cur = schemaAt(cur, [k]);
+    cur = schemasAt(cur, [k])[0];
     value = typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[k] : undefined;
   }
   return undefined;
@@ -236,7 +236,7 @@ function tagValues(s: z.ZodType): string[] {
 
 /** The tagged union at `path` (see `formatIssues`) with its tag key and options, else undefined. */
 function taggedAt(schema: z.ZodType, path: readonly (string | number)[], tagOf: (s: z.ZodType) => string | undefined): { tag: string; options: z.ZodObject[] } | undefined {
-  const at = schemaAt(schema, path);
+  const at = schemasAt(schema, path)[0];
   const union = at && unwrap(at);
   const tag = union && tagOf(union);
   return union && tag ? { tag, options: def(union).options as z.ZodObject[] } : undefined;

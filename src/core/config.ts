@@ -448,16 +448,13 @@ export const ConfigSchema = z.strictObject({
 
 /** A validated config with defaults filled in and every path absolute. */
 export type Config = z.output<typeof ConfigSchema>;
-/** What a YAML file may contain (defaults optional). */
-export type ConfigInput = z.input<typeof ConfigSchema>;
 export type BackboneConfig = Config['backbones'][number];
 export type DemoBackboneConfig = Extract<BackboneConfig, { weights: 'demo' }>;
 export type SslBackboneConfig = Extract<BackboneConfig, { weights: 'ssl' }>;
 export type DemoPretrainConfig = z.output<typeof DemoPretrainSchema>;
 export type SslPretrainConfig = z.output<typeof SslPretrainSchema>;
+export type CropsConfig = z.output<typeof CropsSchema>;
 export type SyntheticConfig = z.output<typeof SyntheticSchema>;
-export type FashionConfig = z.output<typeof FashionSchema>;
-export type TrainConfig = Config['train'];
 
 /** A backbone the run trains or draws (`weights: demo`). */
 export function isDemoBackbone(b: BackboneConfig): b is DemoBackboneConfig {
@@ -474,7 +471,6 @@ export function pretrainOf(b: BackboneConfig): DemoPretrainConfig | SslPretrainC
   return isDemoBackbone(b) || isSslBackbone(b) ? b.pretrain : undefined;
 }
 
-export type ImagenetDataConfig = z.output<typeof ImagenetDataSchema>;
 export type FoldersDataConfig = z.output<typeof FoldersDataSchema>;
 export type Method = z.output<typeof MethodSchema>;
 
@@ -535,41 +531,36 @@ const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
  * folder of the file that defined the variable.
  */
 function resolvePaths(raw: unknown, dir: string, keyPath: (string | number)[] = []): unknown {
-  if (Array.isArray(raw)) return raw.map((v, i) => resolvePaths(v, dir, [...keyPath, i]));
-  if (isPlainObject(raw)) {
-    const out: Plain = {};
-    for (const [k, v] of Object.entries(raw)) out[k] = keyPath.length === 0 && (k === 'vars' || k === 'extends') ? v : resolvePaths(v, dir, [...keyPath, k]);
-    return out;
-  }
-  if (typeof raw === 'string' && !raw.startsWith('${')) {
-    const { isPath, literals } = pathOptionAt(ConfigSchema, keyPath);
-    if (isPath && !literals.includes(raw)) return path.resolve(dir, raw);
-  }
-  return raw;
+  return mapStrings(raw, keyPath, (s, at) => {
+    if (s.startsWith('${') || (keyPath.length === 0 && (at[0] === 'vars' || at[0] === 'extends'))) return s;
+    const { isPath, literals } = pathOptionAt(ConfigSchema, at);
+    return isPath && !literals.includes(s) ? path.resolve(dir, s) : s;
+  });
+}
+
+/** `raw` with every string `s` at key path `at` (inside lists and mappings) replaced by `f(s, at)`. */
+function mapStrings(raw: unknown, keyPath: (string | number)[], f: (s: string, at: (string | number)[]) => unknown): unknown {
+  if (Array.isArray(raw)) return raw.map((v, i) => mapStrings(v, [...keyPath, i], f));
+  if (isPlainObject(raw)) return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, mapStrings(v, [...keyPath, k], f)]));
+  return typeof raw === 'string' ? f(raw, keyPath) : raw;
 }
 
 /** Substitutes `${name}` in every string; a path field that starts with a variable is resolved against the variable's folder. */
-function interpolate(raw: unknown, vars: Map<string, VarOrigin>, where: string, keyPath: (string | number)[] = []): unknown {
-  if (Array.isArray(raw)) return raw.map((v, i) => interpolate(v, vars, where, [...keyPath, i]));
-  if (isPlainObject(raw)) {
-    const out: Plain = {};
-    for (const [k, v] of Object.entries(raw)) out[k] = interpolate(v, vars, where, [...keyPath, k]);
-    return out;
-  }
-  if (typeof raw !== 'string' || !raw.includes('${')) return raw;
-  const key = ['config', ...keyPath].join('.');
-  const lead = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(raw);
-  const text = raw.replace(VAR_RE, (_m, name: string) => {
-    const v = vars.get(name);
-    if (!v)
-      throw new ConfigError(
-        `${where}: ${key}: unknown variable \${${name}}; define it under vars: (known: ${[...vars.keys()].join(', ') || 'none'}) or pass --set vars.${name}=VALUE`,
-      );
-    return v.value;
+function interpolate(raw: unknown, vars: Map<string, VarOrigin>, where: string): unknown {
+  return mapStrings(raw, [], (s, keyPath) => {
+    if (!s.includes('${')) return s;
+    const lead = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(s);
+    const text = s.replace(VAR_RE, (_m, name: string) => {
+      const v = vars.get(name);
+      if (!v)
+        throw new ConfigError(
+          `${where}: ${['config', ...keyPath].join('.')}: unknown variable \${${name}}; define it under vars: (known: ${[...vars.keys()].join(', ') || 'none'}) or pass --set vars.${name}=VALUE`,
+        );
+      return v.value;
+    });
+    const { isPath, literals } = pathOptionAt(ConfigSchema, keyPath);
+    return isPath && !literals.includes(text) && lead ? path.resolve(vars.get(lead[1]!)!.dir, text) : text;
   });
-  const { isPath, literals } = pathOptionAt(ConfigSchema, keyPath);
-  if (isPath && !literals.includes(text) && lead) return path.resolve(vars.get(lead[1]!)!.dir, text);
-  return text;
 }
 
 /** Reads one YAML file, follows its `extends:` chain, and returns the merged raw object with paths resolved. */

@@ -53,7 +53,8 @@ export function listImages(dir: string): string[] {
   return out;
 }
 
-function subdirs(dir: string): string[] {
+/** The visible sub-folders of `dir`, sorted by code point. */
+export function subdirs(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
     .map((e) => e.name)
@@ -343,28 +344,7 @@ export async function weakPool(file: string, opts: { set?: string; synsets?: Syn
   if (!existsSync(file)) throw new DataError(`${file}: weak-pool list not found`);
   const synsets = opts.synsets ?? loadSynsets();
   const byWnid = synsetsByWnid(synsets);
-  const ext = path.extname(file).toLowerCase();
-  let recs: Record<string, unknown>[];
-  if (ext === '.arrow' || ext === '.feather' || ext === '.ipc') {
-    const t = await readArrowFile(file);
-    recs = t.toArray().map((r) => r.toJSON() as Record<string, unknown>);
-  } else if (ext === '.jsonl' || ext === '.ndjson') {
-    recs = readText(file)
-      .split(/\r?\n/)
-      .map((l, i) => [l, i] as const)
-      .filter(([l]) => l.trim())
-      .map(([l, i]) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch (e) {
-          throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
-        }
-      });
-  } else if (ext === '.csv' || ext === '.tsv') {
-    const rows = parseCsv(readText(file), file, ext === '.tsv' ? '\t' : ',');
-    const head = (rows[0] ?? []).map((h) => h.trim());
-    recs = rows.slice(1).filter((r) => !(r.length === 1 && r[0] === '')).map((r) => Object.fromEntries(head.map((h, i) => [h, r[i] ?? ''])));
-  } else throw new DataError(`${file}: unknown weak-pool format "${ext}"; expected .csv, .tsv, .jsonl or .arrow`);
+  const recs = (await readListRecords(file, 'weak pool')).map((r) => r.fields);
   const base = path.dirname(path.resolve(file));
   const out: ManifestRow[] = [];
   const ids = new Set<string>();
@@ -391,18 +371,61 @@ export async function weakPool(file: string, opts: { set?: string; synsets?: Syn
   return out;
 }
 
-function str(v: unknown): string | undefined {
+/** A record's field as a trimmed string; undefined when absent or blank. */
+export function str(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
   const s = String(v).trim();
   return s === '' ? undefined : s;
 }
 
-function readText(file: string): string {
+/** A text file; with `key` (the config key that names it), a missing file is an error naming the key. */
+export function readText(file: string, key?: string): string {
+  if (key !== undefined && !existsSync(file)) throw new DataError(`${key}: ${file} not found; fix the path (relative paths are relative to the config file)`);
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new DataError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new DataError(key === undefined ? `${file}: cannot read (${why})` : `${key}: cannot read ${file} (${why})`);
   }
+}
+
+/**
+ * The records of an image list (the weak pool's: CSV / TSV with a header, JSONL, or Arrow), each
+ * with the line (CSV/JSONL) or row (Arrow) it came from; `key` names the list in errors.
+ */
+export async function readListRecords(file: string, key: string): Promise<{ fields: Record<string, unknown>; where: string }[]> {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.arrow' || ext === '.feather' || ext === '.ipc') {
+    if (!existsSync(file)) throw new DataError(`${key}: ${file} not found; fix the path (relative paths are relative to the config file)`);
+    return (await readArrowFile(file)).toArray().map((r, i) => ({ fields: r.toJSON() as Record<string, unknown>, where: `${file}: row ${i}` }));
+  }
+  if (ext === '.csv' || ext === '.tsv') {
+    const lines: number[] = [];
+    const rows = parseCsv(readText(file, key), file, ext === '.tsv' ? '\t' : ',', lines);
+    const head = (rows[0] ?? []).map((h) => h.trim());
+    if (!head.length || (head.length === 1 && head[0] === '')) throw new DataError(`${file}: empty pool list; expected a header line (path,weak_label[,true_label,context]) and one line per image`);
+    return rows.slice(1).flatMap((r, i) => {
+      if (r.length === 1 && r[0]!.trim() === '') return [];
+      const line = lines[i + 1]!;
+      if (r.length > head.length) throw new DataError(`${file}:${line}: ${r.length} fields but the header has ${head.length}; quote fields that contain "${ext === '.tsv' ? '\\t' : ','}"`);
+      return [{ fields: Object.fromEntries(head.map((h, j) => [h, r[j] ?? ''])), where: `${file}:${line}` }];
+    });
+  }
+  if (ext === '.jsonl' || ext === '.ndjson')
+    return readText(file, key)
+      .split(/\r?\n/)
+      .flatMap((l, i) => {
+        if (!l.trim()) return [];
+        let v: unknown;
+        try {
+          v = JSON.parse(l);
+        } catch (e) {
+          throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message}); write one JSON object a line`);
+        }
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new DataError(`${file}:${i + 1}: expected a JSON object ({"path": ..., "weak_label": ...}), found ${l.trim().slice(0, 40)}`);
+        return [{ fields: v as Record<string, unknown>, where: `${file}:${i + 1}` }];
+      });
+  throw new DataError(`${key}: ${file}: unknown pool list format "${ext}"; expected .csv, .tsv, .jsonl, .ndjson or .arrow`);
 }
 
 /**

@@ -170,18 +170,6 @@ export function parseDevkitSynsets(buf: Buffer, file: string): DevkitSynset[] {
 }
 
 /**
- * The devkit's synsets (as torchvision's `parse_meta_mat`), from `metaMat`: meta.mat
- * itself, or the devkit folder or tarball holding it.
- */
-export function readDevkitSynsets(metaMat: string): DevkitSynset[] {
-  if (isDevkitPath(metaMat)) {
-    const m = devkitMetaMat(openDevkit(metaMat));
-    return parseDevkitSynsets(m.bytes, m.file);
-  }
-  return parseDevkitSynsets(readBytes(metaMat), metaMat);
-}
-
-/**
  * ILSVRC2012_ID → wnid of the leaf synsets (num_children 0: the 1000 classes), the map
  * the val ground truth needs. Duplicate IDs are a corrupt file.
  */

@@ -20,11 +20,11 @@
  * Manifest rows carry `context` as JSON (`{"context": ..., "true_label": ...}`), the
  * convention of the synthetic benchmark, so the report reads both the same way.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import type { FoldersDataConfig } from '../core/config.js';
 import { DataError } from '../core/errors.js';
-import { readArrowFile } from '../core/arrow.js';
-import { listImages, parseCsv } from './adapters.js';
+import { listImages, parseCsv, readListRecords, readText, str, subdirs } from './adapters.js';
 import type { ManifestRow } from './manifest.js';
 import { imageBatches } from './images.js';
 import { manifestItems } from './idx.js';
@@ -33,19 +33,8 @@ import { manifestItems } from './idx.js';
 export const FOLDER_ROLES = ['train', 'test', 'mfreq', 'complement'] as const;
 export type FolderRole = (typeof FOLDER_ROLES)[number];
 
-/** Where each part of a folder dataset is (absolute paths; `data.folders` of the config). */
-export interface FolderSpec {
-  train: string;
-  test: string;
-  mfreq: string;
-  complement: string;
-  /** The weak pool list (.csv, .tsv, .jsonl, .ndjson, .arrow). */
-  pool: string;
-  /** Class order, one name a line (default: the sorted class folders of train). */
-  classes?: string | undefined;
-  /** `path,context` CSV for images of the sets (paths relative to its folder). */
-  contexts?: string | undefined;
-}
+/** Where each part of a folder dataset is: a config's `data.folders` (absolute paths; src/core/config.ts documents them). */
+export type FolderSpec = FoldersDataConfig;
 
 /** A folder dataset read from disk (no pixels decoded yet). */
 export interface FolderDataset {
@@ -54,24 +43,6 @@ export interface FolderDataset {
   pool: ManifestRow[];
   /** Files under a set folder that are not inside a class folder (ignored). */
   stray: { role: FolderRole; file: string }[];
-}
-
-const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-function classFolders(root: string): string[] {
-  return readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort(byCodePoint);
-}
-
-function readText(file: string, key: string): string {
-  if (!existsSync(file)) throw new DataError(`${key}: ${file} not found; fix the path (relative paths are relative to the config file)`);
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new DataError(`${key}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
 }
 
 /** The class order of a `classes.txt`: one name a line, blank lines skipped, no duplicates. */
@@ -101,7 +72,7 @@ export function scanFolderSet(root: string, role: FolderRole, classes: readonly 
   if (!statSync(root).isDirectory()) throw new DataError(`${key}: ${root} is a file; expected a folder with one sub-folder per class`);
   const index = new Map(classes.map((c, i) => [c, i]));
   const rows: ManifestRow[] = [];
-  const folders = classFolders(root);
+  const folders = subdirs(root);
   for (const c of folders) {
     const label = index.get(c);
     if (label === undefined) {
@@ -121,64 +92,6 @@ export function scanFolderSet(root: string, role: FolderRole, classes: readonly 
       `${key}: ${root} holds no images${folders.length ? ` in its ${folders.length} class folder(s)` : ' and no class folders'}; expected ${root}/<class>/<image> (jpg, png, webp, ...)`,
     );
   return { rows, stray };
-}
-
-/** One record of a pool list with the line (CSV/JSONL) or row (Arrow) it came from. */
-interface PoolRecord {
-  fields: Record<string, unknown>;
-  where: string;
-  line: number;
-}
-
-function poolRecords(file: string): PoolRecord[] {
-  const ext = path.extname(file).toLowerCase();
-  const key = 'data.folders.pool';
-  if (ext === '.csv' || ext === '.tsv') {
-    const lines: number[] = [];
-    const rows = parseCsv(readText(file, key), file, ext === '.tsv' ? '\t' : ',', lines);
-    const head = (rows[0] ?? []).map((h) => h.trim());
-    if (!head.length || (head.length === 1 && head[0] === '')) throw new DataError(`${file}: empty pool list; expected a header line (path,weak_label[,true_label,context]) and one line per image`);
-    const out: PoolRecord[] = [];
-    rows.slice(1).forEach((r, i) => {
-      if (r.length === 1 && r[0]!.trim() === '') return;
-      const line = lines[i + 1]!;
-      if (r.length > head.length) throw new DataError(`${file}:${line}: ${r.length} fields but the header has ${head.length}; quote fields that contain "${ext === '.tsv' ? '\\t' : ','}"`);
-      out.push({ fields: Object.fromEntries(head.map((h, j) => [h, r[j] ?? ''])), where: `${file}:${line}`, line });
-    });
-    return out;
-  }
-  if (ext === '.jsonl' || ext === '.ndjson') {
-    const out: PoolRecord[] = [];
-    readText(file, key)
-      .split(/\r?\n/)
-      .forEach((l, i) => {
-        if (!l.trim()) return;
-        let v: unknown;
-        try {
-          v = JSON.parse(l);
-        } catch (e) {
-          throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message}); write one JSON object a line`);
-        }
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new DataError(`${file}:${i + 1}: expected a JSON object ({"path": ..., "weak_label": ...}), found ${l.trim().slice(0, 40)}`);
-        out.push({ fields: v as Record<string, unknown>, where: `${file}:${i + 1}`, line: i + 1 });
-      });
-    return out;
-  }
-  throw new DataError(`${key}: ${file}: unknown pool list format "${ext}"; expected .csv, .tsv, .jsonl, .ndjson or .arrow`);
-}
-
-async function poolRecordsAsync(file: string): Promise<PoolRecord[]> {
-  const ext = path.extname(file).toLowerCase();
-  if (ext !== '.arrow' && ext !== '.feather' && ext !== '.ipc') return poolRecords(file);
-  if (!existsSync(file)) throw new DataError(`data.folders.pool: ${file} not found; fix the path (relative paths are relative to the config file)`);
-  const t = await readArrowFile(file);
-  return t.toArray().map((r, i) => ({ fields: r.toJSON() as Record<string, unknown>, where: `${file}: row ${i}`, line: i }));
-}
-
-function str(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  const s = String(v).trim();
-  return s === '' ? undefined : s;
 }
 
 /** A class given by name, or by index into `classes`; undefined when it is neither. */
@@ -233,7 +146,7 @@ const listClasses = (classes: readonly string[]) => (classes.length <= 8 ? class
  * list's folder, a duplicate id.
  */
 export async function readPoolList(file: string, classes: readonly string[]): Promise<ManifestRow[]> {
-  const recs = await poolRecordsAsync(file);
+  const recs = await readListRecords(file, 'data.folders.pool');
   const base = path.dirname(path.resolve(file));
   const index = new Map(classes.map((c, i) => [c, i]));
   if (!recs.length) throw new DataError(`data.folders.pool: ${file} lists no images; the pool needs at least one image per subset class`);
@@ -336,7 +249,7 @@ export function checkSubsetInPool(subset: readonly number[], pool: readonly Mani
 /** Reads every part of a folder dataset: classes, the four sets, the pool, and contexts where given. */
 export async function readFolderDataset(spec: FolderSpec): Promise<FolderDataset> {
   if (!existsSync(spec.train)) throw new DataError(`data.folders.train: ${spec.train} not found; point it at the original model's training set (one sub-folder per class)`);
-  const classes = spec.classes ? readClassList(spec.classes) : classFolders(spec.train);
+  const classes = spec.classes ? readClassList(spec.classes) : subdirs(spec.train);
   if (!classes.length) throw new DataError(`data.folders.train: ${spec.train} has no class folders; expected ${spec.train}/<class>/<image>`);
   const sets = {} as Record<FolderRole, ManifestRow[]>;
   const stray: FolderDataset['stray'] = [];

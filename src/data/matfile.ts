@@ -8,7 +8,6 @@
  * truncated or corrupt file throws a {@link DataError} instead of reading out of range.
  * Format reference: MathWorks, "MAT-File Format" (matfile_format.pdf), chapter 1.
  */
-import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import { DataError } from '../core/errors.js';
 
@@ -252,30 +251,4 @@ export function parseMatFile(buf: Buffer, file = '<mat>'): Map<string, MatArray>
     } else fail(`corrupt: top-level data element of type ${el.type} at offset ${el.start - 8}, expected miMATRIX (14) or miCOMPRESSED (15)`);
   }
   return vars;
-}
-
-/** Reads a Level-5 MAT-file from disk; see {@link parseMatFile}. */
-export function readMatFile(file: string): Map<string, MatArray> {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(file);
-  } catch (e) {
-    throw new DataError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return parseMatFile(buf, file);
-}
-
-/** The rows of a char array as strings (MATLAB pads rows of a char matrix with spaces; they are kept). */
-export function matRows(a: MatArray): string[] {
-  if (a.kind !== 'char') throw new DataError(`expected a char array, found ${a.kind}`);
-  const [m = 0, ...rest] = a.dims;
-  const n = rest.reduce((x, y) => x * y, 1);
-  const cps = [...a.data];
-  const rows: string[] = [];
-  for (let i = 0; i < m; i++) {
-    let s = '';
-    for (let j = 0; j < n; j++) s += cps[j * m + i];
-    rows.push(s);
-  }
-  return rows;
 }

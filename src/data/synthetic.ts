@@ -14,62 +14,21 @@
  * Everything is deterministic given the options and the seed, and every set draws from
  * its own seed stream, so changing the size of one set does not change another.
  */
-import path from 'node:path';
-import sharp from 'sharp';
+import type { SyntheticConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { mulberry32 as rng, shuffleInPlace, streamSeed } from '../core/rng.js';
 import { contextStyles, gauss, paintBackground, type ContextStyle } from './synthetic-contexts.js';
-import { atomicWriteFile, atomicWriteJson, ensureDir } from '../core/fsutil.js';
 import { objectColour, paintTexture, TEXTURES } from './textured.js';
 
-/** Sizes and rates of one synthetic draw. All fields have defaults ({@link DEFAULT_SYNTHETIC}). */
-export interface SyntheticOptions {
-  /** Images are imageSize × imageSize RGB (16–64). */
-  imageSize: number;
-  /** Number of classes (objects). At most {@link SHAPES}.length for drawn shapes. */
-  numClasses: number;
-  /** Number of contexts (backgrounds), ≥ 2. */
-  numContexts: number;
-  /** Y_sub: the first `subsetClasses` classes; the weak pool and the debug sets use only these. */
-  subsetClasses: number;
-  /** Train set: `homeRate` of each class's images are in its home context, the rest spread evenly. */
-  train: { size: number; homeRate: number };
-  /** In-distribution test set (the INet analogue), drawn like train. */
-  test: { size: number };
-  /** Each shifted set (mfreq, complement): `rareRate` of the images are in a non-home context. */
-  shifted: { size: number; rareRate: number };
-  /**
-   * Weak pool over all contexts, classes of Y_sub only. `homeRate` of the images are in their
-   * weak class's home context (web results are biased too). Of all images, `wrongLabelRate`
-   * show another class and `objectlessRate` show no object; both keep the weak label.
-   * The web-search kinds (docs/experiments/web-like-pool.md), all 0 by default so that a config
-   * without them draws exactly what it drew before they existed: `offTopicRate` of the images show
-   * an object of no class (a random polygon: the off-topic hits of a query) and `nearDuplicateRate`
-   * are near-copies of another pool image (reposts: the same picture re-encoded, brightness and
-   * contrast nudged), in clusters of `clusterSize` images on average (the original plus its copies).
-   */
-  pool: {
-    size: number;
-    homeRate: number;
-    wrongLabelRate: number;
-    objectlessRate: number;
-    offTopicRate: number;
-    nearDuplicateRate: number;
-    clusterSize: number;
-  };
-  /** Relative object size range (fraction of imageSize). */
-  objectScale: [number, number];
-  /** Std of the Gaussian pixel noise, in [0,1] units. */
-  pixelNoise: number;
-  /** Minimum luminance difference between an object's colour and its background (0–0.6). */
-  objectContrast: number;
-  /**
-   * `flat`: each context is a colour plus a light texture (colour gives the context away);
-   * `textured`: contexts are procedural textures whose colours all come from one shared
-   * distribution, objects too (src/data/textured.ts): context needs structural features.
-   */
-  variant: 'flat' | 'textured';
-}
+/**
+ * Sizes and rates of one synthetic draw: every key of a config's `data.synthetic` (src/core/config.ts
+ * documents them), all given; {@link syntheticOptions} fills them from {@link DEFAULT_SYNTHETIC}.
+ */
+export type SyntheticOptions = DeepRequired<SyntheticConfig>;
+
+/** `T` with every key required, inside nested mappings too (lists and tuples kept as they are). */
+type DeepRequired<T> = { [K in keyof T]-?: Filled<NonNullable<T[K]>> };
+type Filled<V> = V extends readonly unknown[] ? V : V extends object ? DeepRequired<V> : V;
 
 /** The default draw: generates in about a second at 16 px. */
 export const DEFAULT_SYNTHETIC: SyntheticOptions = {
@@ -80,6 +39,8 @@ export const DEFAULT_SYNTHETIC: SyntheticOptions = {
   train: { size: 2400, homeRate: 0.75 },
   test: { size: 1200 },
   shifted: { size: 800, rareRate: 0.8 },
+  // the web-search kinds (docs/experiments/web-like-pool.md) are 0, so that a config without them
+  // draws exactly what it drew before they existed
   pool: { size: 8000, homeRate: 0.4, wrongLabelRate: 0.15, objectlessRate: 0.15, offTopicRate: 0, nearDuplicateRate: 0, clusterSize: 5 },
   objectScale: [0.45, 0.65],
   pixelNoise: 0.03,
@@ -475,88 +436,4 @@ export function generateBroad(partial: DeepPartial<SyntheticOptions>, size: numb
   }
   shuffleInPlace(specs, rand);
   return render(specs, 'broad', o, src, styles, streamSeed(seed, 'img/broad'));
-}
-
-/** Per-set counts: images per class × context, object-less and wrong-label counts. */
-export function summarizeSet(set: SyntheticSet, numClasses: number, numContexts: number): {
-  n: number;
-  pairs: number[][];
-  objectless: number;
-  wrongLabel: number;
-  homeFraction: (home: number[]) => number;
-} {
-  const pairs = Array.from({ length: numClasses }, () => new Array<number>(numContexts).fill(0));
-  let objectless = 0;
-  let wrongLabel = 0;
-  for (let i = 0; i < set.n; i++) {
-    const y = set.labels[i]!;
-    if (y < 0) objectless++;
-    else pairs[y]![set.contexts[i]!]!++;
-    if (y >= 0 && y !== set.weakLabels[i]) wrongLabel++;
-  }
-  return {
-    n: set.n,
-    pairs,
-    objectless,
-    wrongLabel,
-    homeFraction: (home) => {
-      let h = 0;
-      for (let i = 0; i < set.n; i++) if (set.contexts[i] === home[set.weakLabels[i]!]) h++;
-      return set.n ? h / set.n : 0;
-    },
-  };
-}
-
-/** Selects rows of a set (new arrays; ids kept). */
-export function subsetOf(set: SyntheticSet, rows: ArrayLike<number>, name: SyntheticSetName = set.name): SyntheticSet {
-  const S = set.size;
-  const px = S * S * 3;
-  const images = new Uint8Array(rows.length * px);
-  const labels = new Int32Array(rows.length);
-  const contexts = new Int32Array(rows.length);
-  const weakLabels = new Int32Array(rows.length);
-  const ids: string[] = [];
-  for (let k = 0; k < rows.length; k++) {
-    const i = rows[k]!;
-    images.set(set.images.subarray(i * px, (i + 1) * px), k * px);
-    labels[k] = set.labels[i]!;
-    contexts[k] = set.contexts[i]!;
-    weakLabels[k] = set.weakLabels[i]!;
-    ids.push(set.ids[i]!);
-  }
-  return { name, images, n: rows.length, size: S, ids, labels, contexts, weakLabels };
-}
-
-/**
- * Writes every set as PNGs under `dir/<set>/<index>.png` plus `dir/manifest.json`
- * (id, path, label, class_name, context, weak_label, set), for inspection and thumbnails.
- * `limit` caps the images written per set.
- */
-export async function writeSyntheticPngs(draw: SyntheticDraw, dir: string, opts: { limit?: number } = {}): Promise<string> {
-  const rows: Record<string, unknown>[] = [];
-  for (const set of Object.values(draw.sets)) {
-    await ensureDir(path.join(dir, set.name));
-    const S = set.size;
-    const n = Math.min(set.n, opts.limit ?? set.n);
-    for (let i = 0; i < n; i++) {
-      const rel = `${set.ids[i]!}.png`;
-      const buf = await sharp(Buffer.from(set.images.subarray(i * S * S * 3, (i + 1) * S * S * 3)), { raw: { width: S, height: S, channels: 3 } })
-        .png()
-        .toBuffer();
-      await atomicWriteFile(path.join(dir, rel), buf);
-      const y = set.labels[i]!;
-      rows.push({
-        id: set.ids[i],
-        path: rel,
-        label: y,
-        class_name: y >= 0 ? draw.classNames[y] : '',
-        context: draw.contextNames[set.contexts[i]!],
-        weak_label: set.weakLabels[i],
-        set: set.name,
-      });
-    }
-  }
-  const file = path.join(dir, 'manifest.json');
-  await atomicWriteJson(file, { seed: draw.seed, options: draw.options, classNames: draw.classNames, contextNames: draw.contextNames, home: draw.home, subset: draw.subset, rows });
-  return file;
 }

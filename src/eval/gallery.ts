@@ -8,6 +8,7 @@ import { float32Column, int32Column, readArrowFile, stringColumn } from '../core
 import type { ManifestRow } from '../data/manifest.js';
 import { auditPicks, takeAcrossClasses } from '../retrieval/audit.js';
 import { poolReference, selectionQuality } from './selection-quality.js';
+import type { RetrievedImage, WrongPicks } from './report.js';
 
 /** Seed images shown, neighbours per backbone, and wrongly labelled picks listed. */
 export const GALLERY_SEEDS = 8;
@@ -30,13 +31,8 @@ export async function readPicks(file: string): Promise<GalleryPicks> {
   return { ids: stringColumn(t, 'id', file), labels: int32Column(t, 'label', file), seeds: stringColumn(t, 'seed_id', file), dist: float32Column(t, 'distance', file), rank: int32Column(t, 'rank', file) };
 }
 
-/** An image of the grid. */
-export interface GalleryImage {
-  id: string;
-  path: string;
-  distance: number;
-  label: string;
-}
+/** An image of the grid: a retrieved image (src/eval/report.ts) with its distance and label. */
+type GalleryImage = Required<RetrievedImage>;
 
 /** What {@link buildGallery} needs: the sets' rows, the picks, and where each shown image is. */
 export interface GalleryInput {
@@ -81,15 +77,7 @@ function chooseSeeds(rows: ManifestRow[], n: number): number[] {
 }
 
 /** One DCD row's wrongly labelled picks: counts over all its picks, and a sample of images. */
-export interface WrongPicksOfRow {
-  method: string;
-  title: string;
-  /** Picks whose true class the pool knows. */
-  checked: number;
-  /** Of those, picks whose weak label is wrong. */
-  wrong: number;
-  images: GalleryImage[];
-}
+type WrongPicksOfRow = Required<Omit<WrongPicks, 'images'>> & { images: GalleryImage[] };
 
 /** The grid as the report reads it (gallery.json). */
 export async function buildGallery(g: GalleryInput) {

@@ -17,76 +17,37 @@ import { aggregate, COLUMNS, csvTable, formatCell, HEADERS, markdownTable, meanS
 import { mapFragment, sliceGalleryFragment, type SliceGalleryInput } from '../analysis/slices-html.js';
 import type { MapData } from '../analysis/projection.js';
 
-/** Per-class result of one run (Figure 10). */
-export interface ClassResult {
-  label: number;
-  name?: string;
-  /** Accuracy on the class's evaluation images (fraction). */
-  acc: number;
-  /** Images selected for (added to) this class. */
-  selected: number;
-}
+/** Per-class result of one run (Figure 10): accuracy (fraction) on the class's evaluation images, images selected for it. */
+export type ClassResult = z.infer<typeof ClassResultSchema>;
 
 /** A run's per-class results under its row name (what the Figure-10 plots read). */
-export interface PerClassRun {
-  method: string;
-  perClass?: ClassResult[];
-}
+export type PerClassRun = { method: string; perClass?: ClassResult[] };
 
-/** One retrieved image. */
-export interface RetrievedImage {
-  id: string;
-  /** Image file (copied as a thumbnail into the report's images folder). */
-  path: string;
-  distance?: number;
-  label?: string;
-}
+/** One retrieved image; `path` is copied as a thumbnail into the report's images folder. */
+export type RetrievedImage = z.infer<typeof Img>;
 
-/** The wrongly labelled picks of one DCD row: picks whose weak label differs from the true class the pool records. */
-export interface WrongPicks {
-  /** The row, e.g. `dcd-broad_cnn`. */
-  method: string;
-  /** Heading of this row's list (default: the method). */
-  title?: string;
-  /** Picks whose true class the pool knows (the denominator). */
-  checked?: number;
-  /** Of those, picks whose weak label is wrong (may exceed `images.length`, which is a sample). */
-  wrong?: number;
-  /** Some of them (a sample; the pipeline takes a few per weak class), labelled "weak → true". */
-  images: RetrievedImage[];
-}
+/**
+ * The wrongly labelled picks of one DCD row (weak label ≠ the true class the pool records): `checked`
+ * picks have a known true class, `wrong` of them a wrong weak label (may exceed `images`, a sample of
+ * them labelled "weak → true"); `title` heads the list (default: the method).
+ */
+export type WrongPicks = z.infer<typeof WrongPicksSchema>;
 
-/** Retrieval examples for the HTML report. */
-export interface RetrievalExamples {
-  /** Per seed image, its neighbours per backbone (backbone → nearest first). */
-  seeds: { image: RetrievedImage; neighbours: Record<string, RetrievedImage[]> }[];
-  /** Per DCD row, its wrongly labelled picks. */
-  wrong?: WrongPicks[];
-}
+/** Retrieval examples for the HTML report: per seed image its neighbours per backbone, nearest first; per DCD row its wrong picks. */
+export type RetrievalExamples = z.infer<typeof RetrievalSchema>;
 
-/** One row of the backbones' retention table (paper Fig. 7); retentions in percent, null where undefined. */
-export interface RetentionRow {
-  backbone: string;
-  k: number;
-  classRetention: number | null;
-  contextRetention: number | null;
-  /** Images with a known class / with an annotated context (the queries). */
-  classQueries: number;
-  contextQueries: number;
-}
+/**
+ * One row of the backbones' retention table (paper Fig. 7): retentions in percent (null where
+ * undefined), over the images with a known class / an annotated context (the queries).
+ */
+export type RetentionRow = z.infer<typeof RetentionRowSchema>;
 
-/** The report's retention section: class and context retention of each backbone's k nearest neighbours. */
-export interface RetentionSection {
-  /** The image set the neighbours were searched in (e.g. `mfreq`). */
-  set?: string;
-  /** The context rule (`lenient` | `strict`). */
-  rule?: string;
-  rows: RetentionRow[];
-  /** PNG of the plot (copied into the report's images/ folder). */
-  plot?: string;
-  /** How report.md names the plot (e.g. a path relative to the run folder); none: not named. */
-  plotRef?: string;
-}
+/**
+ * The report's retention section: class and context retention of each backbone's k nearest neighbours
+ * in image set `set` under context rule `rule`, the plot's PNG `plot` (copied into the report's images/
+ * folder) and how report.md names it (`plotRef`, e.g. a path relative to the run folder; none: not named).
+ */
+export type RetentionSection = z.infer<typeof RetentionSchema> & { plotRef?: string };
 
 /** One self-supervised pretraining run of a backbone (the report's pretraining table). */
 export interface PretrainingRow {
@@ -512,6 +473,32 @@ ${retrievalHtml.join('\n')}
 const Acc = z.number().min(0).max(1);
 const SetAcc = z.object({ mfreq: Acc, compl: Acc, inet: Acc });
 const Img = z.object({ id: z.string(), path: z.string(), distance: z.number().optional(), label: z.string().optional() });
+const ClassResultSchema = z.object({ label: z.number().int(), name: z.string().optional(), acc: Acc, selected: z.number().min(0) });
+const WrongPicksSchema = z.object({
+  method: z.string().min(1),
+  title: z.string().optional(),
+  checked: z.number().int().min(0).optional(),
+  wrong: z.number().int().min(0).optional(),
+  images: z.array(Img),
+});
+const RetrievalSchema = z.object({
+  seeds: z.array(z.object({ image: Img, neighbours: z.record(z.string(), z.array(Img)) })),
+  wrong: z.array(WrongPicksSchema).optional(),
+});
+const RetentionRowSchema = z.object({
+  backbone: z.string().min(1),
+  k: z.number().int().min(1),
+  classRetention: z.number().min(0).max(100).nullable(),
+  contextRetention: z.number().min(0).max(100).nullable(),
+  classQueries: z.number().int().min(0),
+  contextQueries: z.number().int().min(0),
+});
+const RetentionSchema = z.object({
+  set: z.string().optional(),
+  rule: z.string().optional(),
+  rows: z.array(RetentionRowSchema),
+  plot: z.string().optional(),
+});
 /**
  * Run-time schema of the `dcd report --results` JSON file: runs with accuracies as fractions
  * (`seedAcc`, `heldoutAcc`, `subset` and `all` on MFreq / Compl. / INet), the rest as
@@ -529,35 +516,12 @@ export const ReportInputSchema = z.object({
         heldoutAcc: Acc,
         subset: SetAcc,
         all: SetAcc,
-        perClass: z.array(z.object({ label: z.number().int(), name: z.string().optional(), acc: Acc, selected: z.number().min(0) })).optional(),
+        perClass: z.array(ClassResultSchema).optional(),
       }),
     )
     .min(1),
-  retrieval: z
-    .object({
-      seeds: z.array(z.object({ image: Img, neighbours: z.record(z.string(), z.array(Img)) })),
-      wrong: z
-        .array(z.object({ method: z.string().min(1), title: z.string().optional(), checked: z.number().int().min(0).optional(), wrong: z.number().int().min(0).optional(), images: z.array(Img) }))
-        .optional(),
-    })
-    .optional(),
-  retention: z
-    .object({
-      set: z.string().optional(),
-      rule: z.string().optional(),
-      rows: z.array(
-        z.object({
-          backbone: z.string().min(1),
-          k: z.number().int().min(1),
-          classRetention: z.number().min(0).max(100).nullable(),
-          contextRetention: z.number().min(0).max(100).nullable(),
-          classQueries: z.number().int().min(0),
-          contextQueries: z.number().int().min(0),
-        }),
-      ),
-      plot: z.string().optional(),
-    })
-    .optional(),
+  retrieval: RetrievalSchema.optional(),
+  retention: RetentionSchema.optional(),
 });
 
 /** Reads and validates a results JSON file; errors name the file and the path of the bad key. */

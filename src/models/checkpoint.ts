@@ -37,11 +37,6 @@ export function materialize(v: TensorLeaf): HostTensor {
   return v instanceof LazyTensor ? v.materialize() : v;
 }
 
-/** Shape of a leaf. */
-export function leafShape(v: TensorLeaf): number[] {
-  return v.shape;
-}
-
 /** dtype of a leaf as stored (e.g. F16 before conversion). */
 export function leafDType(v: TensorLeaf): string {
   return v instanceof LazyTensor ? v.storageDType : v.dtype;

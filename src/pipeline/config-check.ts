@@ -165,10 +165,7 @@ function checkData(cfg: Config, say: Say, exists: Exists): void {
     try {
       generateBroad(options, 0, 0, objects);
     } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      const m = /^synthetic\.(.+?): (.*)$/s.exec(e.message);
-      if (m) say(`${section}.${m[1]}`, `${m[2]}; change it in ${section}`);
-      else say(section, e.message);
+      sayThrown(e, say, 'synthetic', section, `; change it in ${section}`);
     }
   }
 }
@@ -209,8 +206,7 @@ function checkSslBackbone(cfg: Config, b: SslBackboneConfig, key: string, say: S
   try {
     options = dinoOptions(rest, `config.${key}.pretrain`);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    return void problemsOf(e, say);
+    return sayThrown(e, say, `config.${key}.pretrain`, `${key}.pretrain`);
   }
   // A step takes batchSize images: the pretraining set must hold at least one batch.
   const images = data === 'broad' ? (broadSize ?? 3000) : data === 'pool' && drawn ? syntheticOptions(drawOf(cfg).options).pool.size : undefined;
@@ -218,11 +214,15 @@ function checkSslBackbone(cfg: Config, b: SslBackboneConfig, key: string, say: S
     say(`${key}.pretrain.batchSize`, `expected at most the ${images} pretraining images (${data === 'broad' ? 'pretrain.broadSize' : 'the pool'}), received ${options.batchSize}; lower it`);
 }
 
-/** Records a library's ConfigError (already `config.<key>: ...`) as a problem. */
-function problemsOf(e: ConfigError, say: Say): void {
-  const m = /^config\.(\S+): (.*)$/s.exec(e.message);
-  if (m) say(m[1]!, m[2]!);
-  else say('backbones', e.message);
+/**
+ * Records a library's ConfigError `<from>.<key>: <text>` as the problem `<to>.<key>: <text><fix>` (of
+ * `to` itself when it names no key); rethrows any other error.
+ */
+function sayThrown(e: unknown, say: Say, from: string, to: string, fix = ''): void {
+  if (!(e instanceof ConfigError)) throw e;
+  const m = e.message.startsWith(`${from}.`) ? /^(.+?): (.*)$/s.exec(e.message.slice(from.length + 1)) : null;
+  if (m) say(`${to}.${m[1]}`, `${m[2]}${fix}`);
+  else say(to, e.message);
 }
 
 /**

@@ -150,22 +150,17 @@ async function execute(runDir: string, cfg: Config, roots: Parameters<typeof run
 }
 
 async function executeUnlocked(runDir: string, cfg: Config, roots: Parameters<typeof runStages>[1], reportDir: () => string, opts: RunOptions, tableName: string, file?: string): Promise<RunOutcome> {
+  const planned = (plan: StageStatus[]) => ({ runDir, plan, planText: formatPlan(plan, runDir) });
   let slurm: SlurmRunResult | undefined;
   if (opts.slurm) {
     if (!file) throw new ConfigError('--executor slurm: not supported here (dcd run only)');
     if (opts.stages?.length) throw new ConfigError('--stage runs one stage in this process; drop --executor slurm');
     slurm = await executeOnSlurm(file, runDir, cfg, roots, opts);
-    if (opts.dryRun) {
-      const r = await runStages(runDir, roots, { dryRun: true });
-      return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [], slurm };
-    }
+    if (opts.dryRun) return { ...planned((await runStages(runDir, roots, { dryRun: true })).plan), ran: [], slurm };
   }
   const sel = { ...(opts.only ? { only: opts.only } : {}), ...(opts.shard ? { shard: opts.shard } : {}), ...(opts.stages?.length ? { ids: opts.stages } : {}), ...(opts.part ? { part: opts.part } : {}), ...(opts.merge ? { merge: opts.merge } : {}) };
   if ((opts.part || opts.merge) && opts.stages?.length !== 1) throw new ConfigError('--part and --merge need exactly one --stage');
-  if (opts.dryRun) {
-    const r = await runStages(runDir, roots, { dryRun: true, ...sel });
-    return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran: [] };
-  }
+  if (opts.dryRun) return { ...planned((await runStages(runDir, roots, { dryRun: true, ...sel })).plan), ran: [] };
   const partial = !!(opts.only?.length || opts.shard || opts.stages?.length);
   // A cluster job (--stage) leaves the resolved config to its driver: many jobs would race on it.
   if (!opts.stages?.length) await atomicWriteFile(path.join(runDir, 'config.resolved.yaml'), configToYaml(cfg));
@@ -184,13 +179,13 @@ async function executeUnlocked(runDir: string, cfg: Config, roots: Parameters<ty
     ...sel,
   });
   const ran = slurm ? slurm.tasks.filter((t) => t.state === 'COMPLETED').map((t) => t.stage) : r.ran.map((s) => `${s.stage}/${s.label}`);
-  if (partial) return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), ran, ...(slurm ? { slurm } : {}) };
+  if (partial) return { ...planned(r.plan), ran, ...(slurm ? { slurm } : {}) };
   const report = path.join(reportDir(), 'report.md');
   const table = readFileSync(report, 'utf8');
   // The report stage writes report.md once; the run folder links to it, next to the resolved config.
   linkFile(path.join(runDir, tableName), report);
   const html = path.join(reportDir(), 'html', 'report.html');
-  return { runDir, plan: r.plan, planText: formatPlan(r.plan, runDir), table, ran, ...(slurm ? { slurm } : {}), ...(existsSync(html) ? { html } : {}) };
+  return { ...planned(r.plan), table, ran, ...(slurm ? { slurm } : {}), ...(existsSync(html) ? { html } : {}) };
 }
 
 /** Points `link` at `target` (a relative symlink), replacing what was there in one rename. */

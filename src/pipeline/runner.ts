@@ -324,24 +324,28 @@ function stageContext(dir: string, spec: StageSpec, done: Map<string, StageResul
   };
 }
 
+/** The input hashes of a stage about to run, and their hash; `name` heads the error when an input has no result. */
+async function inputsOf(spec: StageSpec, done: Map<string, StageResult>, name: string) {
+  const inputs = await inputHashes(spec, done);
+  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
+  return { inputs, hash: sha256(canonicalJson(inputs)) };
+}
+
 /** Row shard `part` of a shardable stage, into its parts folder (the stage stays incomplete). */
 async function runPartOf(runDir: string, spec: StageSpec, done: Map<string, StageResult>, part: { index: number; count: number }, index: number, total: number): Promise<void> {
   const dir = stageDir(runDir, spec);
   const name = `[${index + 1}/${total}] ${spec.stage}/${spec.label} (part ${part.index}/${part.count})`;
-  const inputs = await inputHashes(spec, done);
-  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
+  const { hash } = await inputsOf(spec, done, name);
   await ensureDir(dir);
   log.info(`${name}: running`);
   const t0 = Date.now();
-  await runPart(spec, stageContext(dir, spec, done, name), sha256(canonicalJson(inputs)), part.index, part.count);
+  await runPart(spec, stageContext(dir, spec, done, name), hash, part.index, part.count);
   log.info(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 /** `spec` whose run merges its `count` row shards. */
 async function mergeSpec(spec: StageSpec, done: Map<string, StageResult>, count: number): Promise<StageSpec> {
-  const inputs = await inputHashes(spec, done);
-  if (!inputs) throw new ArtifactError(`${stageId(spec)}: an input stage has no result (internal ordering error)`);
-  const hash = sha256(canonicalJson(inputs));
+  const { hash } = await inputsOf(spec, done, stageId(spec));
   const merged: StageSpec = { ...spec, run: (ctx) => mergeParts(spec, ctx, hash, count) };
   keyCache.set(merged, stageKey(spec));
   return merged;
@@ -350,9 +354,7 @@ async function mergeSpec(spec: StageSpec, done: Map<string, StageResult>, count:
 async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageResult>, index: number, total: number): Promise<StageResult> {
   const dir = stageDir(runDir, spec);
   const name = `[${index + 1}/${total}] ${spec.stage}/${spec.label}`;
-  const inputs = await inputHashes(spec, done);
-  if (!inputs) throw new ArtifactError(`${name}: an input stage has no result (internal ordering error)`);
-  const inputHash = sha256(canonicalJson(inputs));
+  const { inputs, hash: inputHash } = await inputsOf(spec, done, name);
   // A previous attempt with other inputs leaves state that must not be resumed.
   const startedFile = path.join(dir, 'started.json');
   if (existsSync(startedFile)) {
@@ -369,13 +371,7 @@ async function runOne(runDir: string, spec: StageSpec, done: Map<string, StageRe
   const started = new Date();
   await atomicWriteJson(startedFile, { stage: spec.stage, label: spec.label, input_hash: inputHash, started: started.toISOString(), pid: process.pid });
   log.info(`${name}: running`);
-  const ctxInputs = Object.fromEntries(Object.entries(spec.deps).map(([a, d]) => [a, done.get(stageId(d))!]));
-  const out = await spec.run({
-    dir,
-    inputs: ctxInputs,
-    progress: (n, unit) => makeProgress(name, n, unit),
-    log: (msg) => log.info(`${name}: ${msg}`),
-  });
+  const out = await spec.run(stageContext(dir, spec, done, name));
   const outputs: StageManifest['outputs'] = {};
   for (const [k, rel] of Object.entries(out.files)) {
     const f = path.join(dir, rel);

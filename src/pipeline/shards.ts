@@ -10,8 +10,7 @@
 import path from 'node:path';
 import { ArtifactError } from '../core/errors.js';
 import { buildTable } from '../core/arrow.js';
-import { atomicWriteJson, ensureDir, readJsonIfComplete, sha256 } from '../core/fsutil.js';
-import { canonicalJson } from '../core/config.js';
+import { atomicWriteJson, ensureDir, readJsonIfComplete } from '../core/fsutil.js';
 import { EmbeddingStore } from '../retrieval/store.js';
 import { openArrowSink, type ArrowSink } from '../retrieval/output.js';
 import { readImageSet, subsetImageSet, writeImageSet } from './imagesets.js';
@@ -173,9 +172,4 @@ export async function mergeParts(spec: StageSpec, ctx: StageContext, inputHash: 
   const parts = donePart(spec, ctx, inputHash, count);
   if (!spec.shards) throw new ArtifactError(`${spec.stage}/${spec.label}: the stage does not split into row shards`);
   return spec.shards.merge(ctx, parts.map((p, i) => ({ dir: partDir(ctx.dir, i, count), outputs: p.outputs })));
-}
-
-/** A stable hash of a stage's inputs (as the runner records them), for parts. */
-export function partInputHash(inputs: Record<string, string>): string {
-  return sha256(canonicalJson(inputs));
 }

@@ -13,33 +13,12 @@
  * generator, `rng(streamSeed(seed, "ssl-aug/<step>/<k>"))`, so a resumed run draws exactly
  * the crops of an uninterrupted one, and the same (seed, step) gives the same batch.
  */
+import type { CropsConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { mulberry32 as rng, streamSeed } from '../core/rng.js';
 
-/** Options of {@link multiCrop}. */
-export interface MultiCropOptions {
-  globalCrops: number;
-  globalSize: number;
-  globalScale: [number, number];
-  localCrops: number;
-  localSize: number;
-  localScale: [number, number];
-  /** Aspect-ratio range of the crops (torchvision's RandomResizedCrop: 3/4–4/3). */
-  ratio: [number, number];
-  /** Colour-jitter strengths (torchvision ColorJitter's): brightness, contrast, saturation, hue. */
-  jitter: [number, number, number, number];
-  /** Probabilities: colour jitter, grayscale, flip. */
-  pJitter: number;
-  pGray: number;
-  pFlip: number;
-  /** Blur probability of global view 1, global views ≥ 2, and local views (DINO: 1.0, 0.1, 0.5). */
-  pBlur: [number, number, number];
-  /** Solarisation probability of global views ≥ 2 (DINO: 0.2). */
-  pSolarize: number;
-  /** Per-channel normalisation applied last: (x − mean) / std on [0,1] pixels. */
-  mean: [number, number, number];
-  std: [number, number, number];
-}
+/** Options of {@link multiCrop}: every key of a config's `pretrain.crops` (src/core/config.ts documents them). */
+export type MultiCropOptions = Required<CropsConfig>;
 
 /** DINO's recipe at 32 px: two 32 px global views (scale 0.4–1), four 16 px local views (0.1–0.4). */
 export const DEFAULT_MULTICROP: MultiCropOptions = {
@@ -49,14 +28,14 @@ export const DEFAULT_MULTICROP: MultiCropOptions = {
   localCrops: 4,
   localSize: 16,
   localScale: [0.1, 0.4],
-  ratio: [3 / 4, 4 / 3],
-  jitter: [0.4, 0.4, 0.2, 0.1],
+  ratio: [3 / 4, 4 / 3], // torchvision's RandomResizedCrop
+  jitter: [0.4, 0.4, 0.2, 0.1], // torchvision ColorJitter's brightness, contrast, saturation, hue
   pJitter: 0.8,
   pGray: 0.2,
   pFlip: 0.5,
-  pBlur: [1, 0.1, 0.5],
-  pSolarize: 0.2,
-  mean: [0.5, 0.5, 0.5],
+  pBlur: [1, 0.1, 0.5], // DINO's: global view 1, global views ≥ 2, local views
+  pSolarize: 0.2, // DINO's, on global views ≥ 2
+  mean: [0.5, 0.5, 0.5], // applied last: (x − mean) / std on [0, 1] pixels
   std: [0.25, 0.25, 0.25],
 };
 

@@ -22,6 +22,7 @@
 import { existsSync, readFileSync, appendFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type { SslPretrainConfig } from '../core/config.js';
 import { ArtifactError, ConfigError } from '../core/errors.js';
 import { atomicWriteFile, ensureDir, sha256 } from '../core/fsutil.js';
 import type { ImageModel } from '../core/types.js';
@@ -30,45 +31,17 @@ import { decodeSafetensors, encodeSafetensors, type SafetensorsInput } from '../
 import { createModel } from '../models/registry.js';
 import { Adam } from '../train/optimizer.js';
 import { epochBatches, trainLoop, trimJsonl, type Objective } from '../train/loop.js';
+import type { ImageData } from '../train/in-memory.js';
 import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropBatch, type MultiCropOptions } from './augment.js';
 import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
 
-/** Everything that fixes a DINO pretraining run. */
-export interface DinoOptions {
-  /** `dino` (student/teacher, the default) or `simclr` (NT-Xent on the two global views, no teacher; src/ssl/simclr.ts). */
-  method: 'dino' | 'simclr';
-  /** SimCLR's temperature τ. */
-  temperature: number;
-  /** Backbone architecture: small_cnn conv widths. */
-  widths: number[];
-  epochs: number;
-  /** Optional cap on the total number of steps (a short schedule over part of the epochs). */
-  maxSteps?: number;
-  batchSize: number;
-  /** Peak AdamW learning rate, and the cosine schedule's floor. */
-  lr: number;
-  minLr: number;
-  warmupEpochs: number;
-  weightDecay: number;
-  /** Teacher EMA momentum: base → 1 by a cosine over the run (DINO: 0.996). */
-  momentum: number;
-  /** Teacher temperature: warm-up value → final over `warmupTeacherTempEpochs` (DINO: 0.04 → 0.04–0.07, 30 epochs). */
-  warmupTeacherTemp: number;
-  teacherTemp: number;
-  warmupTeacherTempEpochs: number;
-  /** Student temperature (DINO: 0.1). */
-  studentTemp: number;
-  /** Centre EMA momentum (DINO: 0.9). */
-  centerMomentum: number;
-  /** Epochs during which the last layer gets no update (DINO: 1). */
-  freezeLastLayerEpochs: number;
-  head: { hiddenDim: number; bottleneckDim: number; outDim: number; layers: number; useBn: boolean };
-  crops: MultiCropOptions;
-  seed: number;
-  /** Steps between checkpoints (the last step always writes one). */
-  checkpointEvery: number;
-}
+/**
+ * Everything that fixes a DINO (or SimCLR) pretraining run: the keys of a config's `pretrain` block
+ * but its data (src/core/config.ts documents them), all given; `maxSteps` caps the total steps.
+ */
+export type DinoOptions = Required<Omit<SslPretrainConfig, 'data' | 'broadSize' | 'maxSteps' | 'head' | 'crops'>> &
+  Pick<SslPretrainConfig, 'maxSteps'> & { head: Required<NonNullable<SslPretrainConfig['head']>>; crops: MultiCropOptions };
 
 /** Defaults sized for the 32 px demo on 2 cores. */
 export const DEFAULT_DINO: DinoOptions = {
@@ -81,25 +54,21 @@ export const DEFAULT_DINO: DinoOptions = {
   minLr: 1e-5,
   warmupEpochs: 1,
   weightDecay: 0.04,
-  momentum: 0.99,
-  warmupTeacherTemp: 0.04,
+  momentum: 0.99, // teacher EMA, raised to 1 by a cosine (DINO: 0.996)
+  warmupTeacherTemp: 0.04, // DINO: 0.04 → 0.04–0.07 over 30 epochs
   teacherTemp: 0.04,
   warmupTeacherTempEpochs: 0,
-  studentTemp: 0.1,
-  centerMomentum: 0.9,
-  freezeLastLayerEpochs: 0,
+  studentTemp: 0.1, // DINO's
+  centerMomentum: 0.9, // DINO's
+  freezeLastLayerEpochs: 0, // DINO: 1
   head: { hiddenDim: 256, bottleneckDim: 64, outDim: 256, layers: 3, useBn: true },
   crops: DEFAULT_MULTICROP,
   seed: 1000,
   checkpointEvery: 50,
 };
 
-/** Unlabelled images: HWC uint8 [n, size, size, 3]. */
-export interface UnlabelledImages {
-  images: Uint8Array;
-  size: number;
-  n: number;
-}
+/** Unlabelled images: HWC uint8 [n, size, size, 3] (src/train/in-memory.ts's images without labels). */
+export type UnlabelledImages = Omit<ImageData, 'labels' | 'weights'>;
 
 /** One line of `loss.jsonl`. */
 export interface LossRecord {
@@ -342,6 +311,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
   const ckpt = path.join(dir, 'checkpoint.safetensors');
   const lossFile = path.join(dir, 'loss.jsonl');
   const warmupSteps = Math.round(o.warmupEpochs * stepsPerEpoch);
+  let backbone: ImageModel | undefined;
   try {
     let start = 0;
     if (existsSync(ckpt)) {
@@ -372,20 +342,14 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
       },
     });
     // DINO evaluates the teacher; SimCLR has only the student
-    const keep = o.method === 'simclr' ? student : teacher;
-    const drop = o.method === 'simclr' ? teacher : student;
-    const backbone = keep.backbone;
-    keep.head.dispose();
-    drop.backbone.dispose();
-    drop.head.dispose();
+    backbone = (o.method === 'simclr' ? student : teacher).backbone;
     return { backbone, stepsRun: total - start, total, resumedFrom: start, lossFile };
-  } catch (e) {
+  } finally {
+    // everything but the backbone returned (all of it when the run failed)
     for (const net of [student, teacher]) {
-      net.backbone.dispose();
+      if (net.backbone !== backbone) net.backbone.dispose();
       net.head.dispose();
     }
-    throw e;
-  } finally {
     opt.dispose();
     center().dispose();
   }

@@ -15,29 +15,18 @@
  * - `self`: the debugged model's own penultimate features (the paper's "ResNet standard"
  *   analogue); it is trained on the debug train set, so it is a contrast, not a default.
  */
+import type { DemoPretrainConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel } from '../core/types.js';
 import { generateBroad, type DeepPartial, type ObjectSource, type SyntheticOptions, syntheticOptions } from '../data/synthetic.js';
 import { createSmallCnn } from '../models/small-cnn.js';
-import { fitClassifier } from './in-memory.js';
+import { fitClassifier, type ImageData } from './in-memory.js';
 
-/** Kinds of demo backbones. */
-export const DEMO_BACKBONES = ['broad_cnn', 'random_cnn', 'self'] as const;
-export type DemoBackboneKind = (typeof DEMO_BACKBONES)[number];
-
-/** How to build one demo backbone. */
-export interface DemoBackboneSpec {
-  kind: DemoBackboneKind;
-  /** Conv widths; default [16, 32, 64]. */
-  widths?: number[];
-  /** Broad-draw size (broad_cnn). */
-  broadSize?: number;
-  /** Training steps of batch 64 (broad_cnn). */
-  steps?: number;
-  lr?: number;
-  /** Seed of the weights and of the broad draw; fixed across experiment seeds like a public checkpoint. */
-  seed?: number;
-}
+/**
+ * How to build one demo backbone: a config's `pretrain` block of a `weights: demo` backbone
+ * (src/core/config.ts documents its keys) but its data, with the kind given.
+ */
+export type DemoBackboneSpec = Omit<DemoPretrainConfig, 'data' | 'kind'> & { kind: NonNullable<DemoPretrainConfig['kind']> };
 
 /**
  * Builds a demo backbone (head-less use: call `forwardFeatures`). `self` is not built
@@ -62,16 +51,8 @@ export async function trainDemoBackbone(
   return trainDemoBackboneOn(spec, { images: broad.images, size: broad.size, n: broad.n, labels, numClasses: o.numClasses * o.numContexts }, onStep);
 }
 
-/** Labelled in-memory images a demo backbone can learn from (a folder dataset's pool or an ImageFolder). */
-export interface DemoTrainingImages {
-  /** HWC uint8 RGB, [n, size, size, 3]. */
-  images: Uint8Array;
-  size: number;
-  n: number;
-  /** Class per image; rows with label < 0 are skipped. */
-  labels: Int32Array;
-  numClasses: number;
-}
+/** Labelled in-memory images a demo backbone can learn from (a broad draw, a folder dataset's pool or an ImageFolder). */
+export type DemoTrainingImages = ImageData & { numClasses: number };
 
 /**
  * Builds a demo backbone from given images instead of a synthetic broad draw: `broad_cnn`

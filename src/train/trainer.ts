@@ -236,7 +236,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   }
   const state = (): TrainState => ({ epoch, stepInEpoch, globalStep, seed, configHash: hash, model: model.name, numClasses: model.numClasses });
   let lastLoss = NaN;
-  const imageShape = train.imageShape;
   // the epoch in progress: its progress bar and running sums; the step in progress: its context and start time
   let ep: { bar: Progress; t0: number; loss: number; acc: number; steps: number } | undefined;
   let ctx: StepContext | undefined;
@@ -253,7 +252,9 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       optimizer: opt,
       async batch(step) {
         ts = Date.now();
-        ep ??= { bar: progressFor(`epoch ${epoch + 1}/${opts.epochs}`, stepsPerEpoch * B, stepInEpoch * B), t0: ts, loss: 0, acc: 0, steps: 0 };
+        // the bar counts the images still to do in this epoch (img/s and ETA of this session)
+        const left = Math.max(0, (stepsPerEpoch - stepInEpoch) * B);
+        ep ??= { bar: progress(`epoch ${epoch + 1}/${opts.epochs}`, left), t0: ts, loss: 0, acc: 0, steps: 0 };
         const idx = batches.rows(step);
         ctx = { epoch, globalStep, stepInEpoch, stepsPerEpoch, totalSteps, lr: lr(step) };
         const labels = Int32Array.from(idx, (k) => train.labels[k]!);
@@ -270,8 +271,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         });
         if (bad === idx.length)
           throw new DataError(`no image of training batch ${globalStep} could be decoded (e.g. ${train.ids[idx[0]!]}: ${train.skipped.get(idx[0]!)}); check the manifest's paths`);
-        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, imageShape[0], imageShape[1], 3], ctx);
-        return { x, labels, weights: w, imageShape };
+        for (const h of hooks) if (h.batch) x = h.batch(x, [idx.length, train.imageShape[0], train.imageShape[1], 3], ctx);
+        return { x, labels, weights: w, imageShape: train.imageShape };
       },
       async record({ loss, correct, images }) {
         stepInEpoch++;
@@ -292,20 +293,16 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
           epoch++;
           stepInEpoch = 0;
         }
-        if (epochEnd || (opts.checkpointEvery && globalStep % opts.checkpointEvery === 0) || globalStep === totalSteps) {
-          await saveTrainCheckpoint(opts.outDir, model, opt, state());
-          if (epochEnd) {
-            const latest = path.join(opts.outDir, `step-${String(globalStep).padStart(8, '0')}`, 'model.safetensors');
-            await copyAtomic(latest, path.join(opts.outDir, `epoch-${String(epoch).padStart(3, '0')}.safetensors`));
-          }
-        }
-        if (epochEnd) {
-          ep!.bar.stop();
-          const summary = { loss: ep!.loss / ep!.steps, acc: ep!.acc / ep!.steps, seconds: (Date.now() - ep!.t0) / 1000 };
-          ep = undefined;
-          log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
-          for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
-        }
+        const every = opts.checkpointEvery && globalStep % opts.checkpointEvery === 0;
+        if (epochEnd || every || globalStep === totalSteps) await saveTrainCheckpoint(opts.outDir, model, opt, state());
+        if (!epochEnd) return;
+        const latest = path.join(opts.outDir, `step-${String(globalStep).padStart(8, '0')}`, 'model.safetensors');
+        await copyAtomic(latest, path.join(opts.outDir, `epoch-${String(epoch).padStart(3, '0')}.safetensors`));
+        ep!.bar.stop();
+        const summary = { loss: ep!.loss / ep!.steps, acc: ep!.acc / ep!.steps, seconds: (Date.now() - ep!.t0) / 1000 };
+        ep = undefined;
+        log.info(`epoch ${epoch}/${opts.epochs}: loss ${summary.loss.toFixed(4)}, train acc ${(100 * summary.acc).toFixed(1)}%, ${summary.seconds.toFixed(1)} s`);
+        for (const h of hooks) await h.afterEpoch?.(epoch - 1, summary);
       },
     });
   } finally {
@@ -323,9 +320,4 @@ async function copyAtomic(src: string, dst: string): Promise<void> {
   const tmp = `${dst}.${process.pid}.tmp`;
   await copyFile(src, tmp);
   await rename(tmp, dst);
-}
-
-/** Progress bar over the images still to do in this epoch (img/s and ETA of this session). */
-function progressFor(label: string, total: number, done: number): Progress {
-  return progress(label, Math.max(0, total - done));
 }

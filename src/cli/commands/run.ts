@@ -30,6 +30,13 @@ const common = {
   precision: { type: 'string', choices: ['fp32', 'bf16'], describe: 'compute.precision: bf16 embedding and retrieval on the native backend (same as --set compute.precision=bf16)' },
 } as const;
 
+/** The run options of the flags run and sweep share. */
+const commonOptions = (a: RunArgs) => ({
+  set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
+  ...(a.seeds !== undefined ? { seeds: parseSeeds(a.seeds) } : {}), // `--seeds=` is an error, not no flag
+  dryRun: !!a['dry-run'],
+});
+
 /** Where `dcd run` writes, for its --help. */
 export const RESULTS_EPILOG = [
   'Results go to experiment.out; by default runs/<experiment.name>/ under the current folder',
@@ -64,9 +71,7 @@ const run: CommandModule<object, RunArgs> = {
       .epilogue(`\n${seeDocs('docs/config.md (every config key)', 'README.md', 'docs/cluster.md')}`) as any,
   handler: async (a) => {
     const opts = {
-      set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
-      ...(a.seeds !== undefined ? { seeds: parseSeeds(a.seeds) } : {}), // `--seeds=` is an error, not no flag
-      dryRun: !!a['dry-run'],
+      ...commonOptions(a),
       ...(a.only ? { only: parseOnly(a.only) } : {}),
       ...(a.shard ? { shard: parseShardArg(a.shard) } : {}),
       ...(a.stage?.length ? { stages: a.stage.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) } : {}),
@@ -106,9 +111,7 @@ const sweep: CommandModule<object, SweepArgs> = {
       .epilogue(seeDocs('docs/config.md')) as any,
   handler: async (a) => {
     const opts = {
-      set: [...(a.set ?? []), ...(a.precision ? [`compute.precision=${a.precision}`] : [])],
-      ...(a.seeds !== undefined ? { seeds: parseSeeds(a.seeds) } : {}), // `--seeds=` is an error, not no flag
-      dryRun: !!a['dry-run'],
+      ...commonOptions(a),
       ...(a.backbones ? { backbones: a.backbones.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
       grid: a.grid ?? [],
     };

@@ -17,7 +17,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { Config } from '../../core/config.js';
 import { ArtifactError, ConfigError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson, ensureDir } from '../../core/fsutil.js';
 import { log } from '../../core/log.js';
@@ -26,13 +28,7 @@ import { withRunLock } from '../lock.js';
 import { isShardable, partDir } from '../shards.js';
 
 /** Resources of one stage kind's jobs (`executor.slurm.<stage>` in the config). */
-export interface SlurmResources {
-  gres?: string | undefined;
-  cpus?: number | undefined;
-  mem?: string | number | undefined;
-  time?: string | undefined;
-  partition?: string | undefined;
-}
+export type SlurmResources = NonNullable<Config['executor']['slurm'][string]>;
 
 /** Options of {@link runOnSlurm}. */
 export interface SlurmRunOptions {
@@ -218,10 +214,6 @@ function recoverState(runDir: string, jobDir: string): SlurmState {
 /** A job name without characters Slurm or file names mind. */
 function jobName(runDir: string, kind: string, seq: number): string {
   return `dcd-${path.basename(runDir).replace(/[^A-Za-z0-9._-]+/g, '_')}-${kind}-${seq}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The script of one job array: task i runs unit i through the CLI, then records its exit code. */

@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Config, DemoBackboneConfig } from '../../core/config.js';
 import { trainDemoBackbone, type DemoBackboneSpec } from '../../train/demo-backbones.js';
 import { saveCheckpoint } from '../../models/load.js';
-import type { StageOutputs, StageSpec } from '../runner.js';
+import type { ImageModel } from '../../core/types.js';
+import type { StageContext, StageOutputs, StageSpec } from '../runner.js';
 import { broadDrawSource } from './common.js';
 
 /** A demo backbone trained on a broad draw (never the debug sets); see src/train/demo-backbones.ts. */
@@ -20,15 +21,28 @@ export function demoBackbone(cfg: Config, b: DemoBackboneConfig, _data: StageSpe
     deps: {},
     async run(ctx): Promise<StageOutputs> {
       if (spec.kind === 'self') return { files: {}, extra: { self: true } };
-      const bar = ctx.progress(spec.steps ?? 400, 'step');
-      const m = await trainDemoBackbone(spec, broad.synthetic as Parameters<typeof trainDemoBackbone>[1], broad.objects(), () => bar.tick(1));
-      bar.stop();
-      try {
-        await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });
-        return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
-      } finally {
-        m.dispose();
-      }
+      return writeDemoBackbone(ctx, b.name, spec.steps ?? 400, (onStep) => trainDemoBackbone(spec, broad.synthetic, broad.objects(), onStep));
     },
   };
+}
+
+/**
+ * Builds a demo backbone with a progress bar over its `steps` training steps (undefined: no bar)
+ * and writes it into the stage folder as backbone.safetensors.
+ */
+export async function writeDemoBackbone(
+  ctx: StageContext,
+  name: string,
+  steps: number | undefined,
+  build: (onStep: () => void) => Promise<ImageModel>,
+): Promise<StageOutputs> {
+  const bar = steps === undefined ? undefined : ctx.progress(steps, 'step');
+  const m = await build(() => bar?.tick(1));
+  bar?.stop();
+  try {
+    await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': name });
+    return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
+  } finally {
+    m.dispose();
+  }
 }

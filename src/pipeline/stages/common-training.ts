@@ -60,8 +60,7 @@ export async function runTraining(
     const ds = concatDatasets(
       parts.map((p) => ({ dataset: toDataset(p.set, pre, { ...(p.labels ? { labels: p.labels } : {}), ...(p.weights ? { weights: p.weights } : {}) }), idPrefix: p.prefix })),
     );
-    const schedule: Schedule =
-      s.schedule === 'step' ? { kind: 'step', milestones: s.step_epochs, gamma: s.gamma } : s.schedule === 'cosine' ? { kind: 'cosine' } : { kind: 'constant' };
+    const schedule: Schedule = s.schedule === 'step' ? { kind: 'step', milestones: s.step_epochs, gamma: s.gamma } : { kind: s.schedule };
     const r = await trainModel({
       model,
       train: ds,

@@ -2,7 +2,6 @@
  * Data stage: materialises the image sets (synthetic, Fashion-MNIST, ImageNet manifests, or a folder dataset: ./folders.ts) and the class list.
  */
 import path from 'node:path';
-import { ConfigError } from '../../core/errors.js';
 import { atomicWriteJson } from '../../core/fsutil.js';
 import type { Config } from '../../core/config.js';
 import { buildManifest } from '../../data/build.js';
@@ -12,7 +11,7 @@ import { makeFashionShift } from '../../data/fashion-shift.js';
 import type { StageSpec } from '../runner.js';
 import { writeImageSet, type ImageSet } from '../imagesets.js';
 import { IMAGE_SETS, fashionParts } from './common.js';
-import { folderExternals, folderImageSize, foldersOf, runFolderData } from './folders.js';
+import { folderExternals, folderImageSize, runFolderData } from './folders.js';
 
 /** One set of a synthetic or Fashion-MNIST draw as manifest rows plus pixels. */
 function drawRows(draw: SyntheticDraw, name: (typeof IMAGE_SETS)[number]): ImageSet {
@@ -30,7 +29,8 @@ function drawRows(draw: SyntheticDraw, name: (typeof IMAGE_SETS)[number]): Image
 /** Materialises the image sets (train, test, mfreq, complement, pool) and the class list. */
 export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
   const d = cfg.data;
-  const inet = d.imagenet;
+  // kind imagenet has its section (checked before the run: src/pipeline/config-check.ts)
+  const inet = d.kind === 'imagenet' ? d.imagenet! : undefined;
   return {
     stage: 'data',
     label: d.kind + (seed !== undefined ? `-s${seed}` : ''),
@@ -40,12 +40,12 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
       seed: seed ?? null,
       synthetic: d.kind === 'synthetic' ? (d.synthetic ?? {}) : null,
       fashion: d.kind === 'fashion-mnist' ? { dir: d.fashion_dir, ...(d.fashion ?? {}) } : null,
-      imagenet: d.kind === 'imagenet' ? inet : null,
-      ...(d.kind === 'folders' ? { folders: { ...foldersOf(cfg), image_size: folderImageSize(cfg) } } : {}),
+      imagenet: inet ?? null,
+      ...(d.kind === 'folders' ? { folders: { ...d.folders!, image_size: folderImageSize(cfg) } } : {}),
     },
     deps: {},
     externals:
-      d.kind === 'imagenet' && inet
+      inet
         ? [inet.train, inet.val, inet.val_labels, ...(inet.val_id_map ? [inet.val_id_map] : []), inet.v2_matched_frequency, inet.v2_threshold, inet.v2_top_images, inet.pool]
         : d.kind === 'folders'
           ? folderExternals(cfg)
@@ -55,8 +55,7 @@ export function dataStage(cfg: Config, seed: number | undefined): StageSpec {
       const files: Record<string, string> = {};
       const counts: Record<string, number> = {};
       let classes: { names: string[]; subset: number[] | null; contexts?: string[]; home?: number[] };
-      if (d.kind === 'imagenet') {
-        if (!inet) throw new ConfigError('config.data.imagenet: missing');
+      if (inet) {
         const labelsOpt = inet.val_labels.endsWith('.csv') ? { locSolution: inet.val_labels } : { groundTruth: inet.val_labels, idMap: inet.val_id_map };
         const parts: [string, Promise<{ rows: ManifestRow[]; meta: Record<string, string> }>][] = [
           ['train', buildManifest('ilsvrc-train', inet.train, { set: 'train' })],

@@ -3,7 +3,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ArtifactError, ConfigError } from '../../core/errors.js';
+import { ArtifactError } from '../../core/errors.js';
 import { buildTable } from '../../core/arrow.js';
 import { EmbeddingStore, type EmbeddingChunk } from '../../retrieval/store.js';
 import { openArrowSink, type ArrowSink } from '../../retrieval/output.js';
@@ -40,8 +40,7 @@ export function embedStage(cfg: Config, b: BackboneConfig, set: string, data: St
       let numClasses = 0;
       let weights: string | undefined;
       if (isSelf) {
-        const o = ctx.inputs.original;
-        if (!o) throw new ConfigError(`backbone ${b.name}: kind self needs the original model`);
+        const o = ctx.inputs.original!; // the graph gives a self backbone the original model (src/pipeline/experiment.ts)
         modelName = modelNameOf(o, cfg.train.model);
         numClasses = cfg.data.classes ?? classesOf(d).names.length;
         weights = weightsOf(o);

@@ -4,26 +4,19 @@
  * trained on the pool or on a folder (`pretrain.data`). The config's checks are in
  * src/pipeline/config-check.ts.
  */
-import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, DataError } from '../../core/errors.js';
+import { DataError } from '../../core/errors.js';
 import { atomicWriteFile, atomicWriteJson } from '../../core/fsutil.js';
-import type { Config, DemoBackboneConfig, FoldersDataConfig } from '../../core/config.js';
+import type { Config, DemoBackboneConfig } from '../../core/config.js';
 import { decodeFolderRows, FOLDER_ROLES, readFolderDataset, readSubsetNames, scanFolderSet, checkSubsetInPool } from '../../data/folders.js';
 import type { ManifestRow } from '../../data/manifest.js';
+import { subdirs } from '../../data/adapters.js';
 import { getModelSpec } from '../../models/registry.js';
 import { trainDemoBackboneOn, type DemoBackboneSpec, type DemoTrainingImages } from '../../train/demo-backbones.js';
-import { saveCheckpoint } from '../../models/load.js';
 import type { StageContext, StageOutputs, StageResult, StageSpec } from '../runner.js';
 import { readImageSet, writeImageSet } from '../imagesets.js';
 import { classesOf } from './common.js';
-
-/** The folders section of a config of kind folders; a ConfigError when it is missing. */
-export function foldersOf(cfg: Config): FoldersDataConfig {
-  const f = cfg.data.folders;
-  if (!f) throw new ConfigError('config.data.folders: data.kind is folders but the folders section is missing; add data.folders with train, test, mfreq, complement and pool (`dcd init DIR` writes it)');
-  return f;
-}
+import { writeDemoBackbone } from './backbone.js';
 
 /** Side length every image of a folder dataset is decoded to: data.image_size, else the train model's input size. */
 export function folderImageSize(cfg: Config): number {
@@ -32,7 +25,7 @@ export function folderImageSize(cfg: Config): number {
 
 /** Files and folders the data stage reads (fingerprinted for caching). */
 export function folderExternals(cfg: Config): string[] {
-  const f = foldersOf(cfg);
+  const f = cfg.data.folders!; // checked before the run (src/pipeline/config-check.ts)
   return [f.train, f.test, f.mfreq, f.complement, f.pool, ...(f.classes ? [f.classes] : []), ...(f.contexts ? [f.contexts] : [])];
 }
 
@@ -43,7 +36,7 @@ export function pretrainData(b: DemoBackboneConfig): string {
 
 /** The data stage's work for kind folders: every set decoded once and written as an in-memory image set. */
 export async function runFolderData(cfg: Config, ctx: StageContext): Promise<StageOutputs> {
-  const spec = foldersOf(cfg);
+  const spec = cfg.data.folders!;
   const size = folderImageSize(cfg);
   const ds = await readFolderDataset(spec);
   const files: Record<string, string> = {};
@@ -95,33 +88,24 @@ export function folderDemoBackbone(cfg: Config, b: DemoBackboneConfig, data: Sta
   const kind = p.kind ?? 'broad_cnn';
   const source = pretrainData(b);
   const size = folderImageSize(cfg);
-  const widths = p.widths ?? [16, 32, 64];
-  const seed = p.seed ?? 1000;
+  const spec: DemoBackboneSpec = { kind, widths: p.widths ?? [16, 32, 64], seed: p.seed ?? 1000, steps: p.steps ?? 400, lr: p.lr ?? 2e-3 };
   const fromPool = kind === 'broad_cnn' && source === 'pool';
   return {
     stage: 'backbone',
     label: b.label ?? b.name,
     version: 1,
-    config: { name: b.name, kind, widths, seed, steps: p.steps ?? 400, lr: p.lr ?? 2e-3, data: kind === 'broad_cnn' ? source : null, image_size: kind === 'broad_cnn' ? size : null },
+    config: { name: b.name, ...spec, data: kind === 'broad_cnn' ? source : null, image_size: kind === 'broad_cnn' ? size : null },
     deps: fromPool ? { data } : {},
     externals: kind === 'broad_cnn' && source !== 'pool' ? [source] : [],
     async run(ctx): Promise<StageOutputs> {
       if (kind === 'self') return { files: {}, extra: { self: true } };
-      const spec: DemoBackboneSpec = { kind, widths, seed, steps: p.steps ?? 400, lr: p.lr ?? 2e-3 };
       let train: DemoTrainingImages = { images: new Uint8Array(0), size, n: 0, labels: new Int32Array(0), numClasses: 0 };
       if (kind === 'broad_cnn') {
         train = fromPool ? await poolImages(ctx.inputs.data!, size) : await folderImages(source, size, cfg.compute.concurrency);
         ctx.log(`training on ${train.n} images of ${fromPool ? 'the pool (weak labels)' : source} in ${train.numClasses} classes`);
       }
-      const bar = kind === 'broad_cnn' ? ctx.progress(spec.steps!, 'step') : undefined;
-      const m = await trainDemoBackboneOn(spec, train, () => bar?.tick(1));
-      bar?.stop();
-      try {
-        await saveCheckpoint(m, path.join(ctx.dir, 'backbone.safetensors'), 'safetensors', { 'dcd.backbone': b.name });
-        return { files: { weights: 'backbone.safetensors' }, extra: { model: m.name, numClasses: m.numClasses } };
-      } finally {
-        m.dispose();
-      }
+      const steps = kind === 'broad_cnn' ? spec.steps : undefined;
+      return writeDemoBackbone(ctx, b.name, steps, (onStep) => trainDemoBackboneOn(spec, train, onStep));
     },
   };
 }
@@ -132,10 +116,7 @@ async function poolImages(data: StageResult, size: number): Promise<DemoTraining
 }
 
 async function folderImages(root: string, size: number, concurrency: number): Promise<DemoTrainingImages> {
-  const classes = readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const classes = subdirs(root);
   const { rows } = scanFolderSet(root, 'train', classes, { key: 'backbones[].pretrain.data' });
   const d = await decodeFolderRows(rows, size, { concurrency });
   if (!d.rows.length) throw new DataError(`backbones[].pretrain.data: none of the images of ${root} could be read`);

@@ -17,5 +17,4 @@ export { galleryStage } from './gallery.js';
 export { retentionStage } from './retention.js';
 export { reportStage, type RowRef } from './report.js';
 export { sslBackboneStage, sslPretrain } from './ssl-backbone.js';
-export { weightsOf } from './common.js';
 export { slicesStage, mapStage, slicesBackbone, sliceBudgetOf, type SlicesState } from './slices.js';

@@ -17,7 +17,7 @@ import { ConfigError, DataError } from '../../core/errors.js';
 import type { Config, SslBackboneConfig } from '../../core/config.js';
 import { atomicWriteFile } from '../../core/fsutil.js';
 import { svgToPng } from '../../analysis/plot.js';
-import { dinoOptions, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../../ssl/train.js';
+import { dinoOptions, dinoSchedule, pretrainDino, readLossRecord, type DinoOptions, type LossRecord, type UnlabelledImages } from '../../ssl/train.js';
 import { readImageSet } from '../imagesets.js';
 import type { StageOutputs, StageSpec } from '../runner.js';
 import { saveCheckpoint } from '../../models/load.js';
@@ -112,14 +112,12 @@ export function sslBackboneStage(cfg: Config, b: SslBackboneConfig, i: number, d
         images = { images: draw.images, size: draw.size, n: draw.n };
       } else if (fromPool) {
         const pool = await readImageSet(ctx.inputs.data!.file('pool'));
-        if (!pool.pixels) throw new ConfigError(`config.backbones[${i}].pretrain.data: "pool" needs an in-memory pool (synthetic or fashion-mnist data); for ImageNet give a folder of images`);
-        const [h, w, c] = pool.pixels.shape;
+        const [h, w, c] = pool.pixels!.shape; // "pool" is an in-memory pool (src/pipeline/config-check.ts)
         if (h !== w || c !== 3) throw new DataError(`pool: expected square RGB images for pretraining; the data stage wrote ${h}×${w}×${c}`);
-        images = { images: pool.pixels.data, size: h, n: pool.rows.length };
+        images = { images: pool.pixels!.data, size: h, n: pool.rows.length };
       } else images = await readFolder(source, options.crops.globalSize, `config.backbones[${i}].pretrain.data`);
       const t0 = performance.now();
-      const total = Math.min(options.epochs * Math.floor(images.n / options.batchSize), options.maxSteps ?? Infinity);
-      const bar = ctx.progress(total, 'step');
+      const bar = ctx.progress(dinoSchedule(options, images.n).total, 'step');
       let seen = 0; // a resumed run starts the bar at its checkpoint's step
       const r = await pretrainDino(images, options, ctx.dir, (rec) => {
         bar.tick(rec.step + 1 - seen);
