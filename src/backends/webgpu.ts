@@ -127,7 +127,7 @@ interface WebgpuBackendLike {
  * shaders check their own bounds), `disable_workgroup_init` drops the zeroing of workgroup memory
  * and its barrier at the start of each workgroup (tfjs's shaders write their tiles before reading
  * them). Results are unchanged (the webgpu parity and identity tests run with them); a small-CNN
- * training step takes ≈ 1.8× less CPU time on SwiftShader (docs/gpu.md). Hardware adapters keep
+ * training step takes ≈ 1.6–1.8× less CPU time on SwiftShader (docs/gpu.md). Hardware adapters keep
  * Dawn's defaults.
  */
 export const SOFTWARE_DAWN_FLAGS = ['enable-dawn-features=disable_robustness,disable_workgroup_init'];
