@@ -2,7 +2,8 @@
  * The webgpu backend (src/backends/webgpu.ts): how the chain chooses it (a hardware adapter
  * automatically, a software one only by name), the start-up line naming the adapter, the error
  * for a buffer over the adapter's limits, the error for a synchronous read, and no leaked tensors
- * through a forward/backward pass. Runs on a real adapter where Dawn finds one; on CI that is
+ * through a forward/backward pass, DCD_DAWN_FLAGS, and the plain-loop matmul a software adapter
+ * runs (src/backends/webgpu-kernels.ts) against the cpu backend. Runs on a real adapter where Dawn finds one; on CI that is
  * SwiftShader, the software Vulkan device scripts/setup.sh installs (chromium + libvulkan1).
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { initBackend, backendSummary } from '../src/backends/chain.js';
-import { checkBufferFits, describeAdapter, loadWebgpuBackend, SOFTWARE_VULKAN_ICDS, summariseAdapter } from '../src/backends/webgpu.js';
+import { checkBufferFits, dawnFlagsFromEnv, describeAdapter, loadWebgpuBackend, SOFTWARE_VULKAN_ICDS, summariseAdapter, webgpuAdapter } from '../src/backends/webgpu.js';
 import { ConfigError } from '../src/core/errors.js';
 import { spawnAsync } from './spawn-async.js';
 
@@ -40,6 +41,17 @@ describe('adapter description and limits', () => {
     // a buffer not bound as storage (a staging copy) is held to maxBufferSize
     expect(() => checkBufferFits(2 ** 29, false, a)).not.toThrow();
     expect(() => checkBufferFits(2 ** 30 + 4, false, a)).toThrow(/maxBufferSize of 1073741824 bytes/);
+  });
+});
+
+describe('DCD_DAWN_FLAGS', () => {
+  it('splits flags on semicolons, so that a flag keeps its own comma-separated list', () => {
+    expect(dawnFlagsFromEnv(undefined)).toEqual([]);
+    expect(dawnFlagsFromEnv('')).toEqual([]);
+    expect(dawnFlagsFromEnv('enable-dawn-features=disable_robustness,skip_validation; backend=vulkan;')).toEqual([
+      'enable-dawn-features=disable_robustness,skip_validation',
+      'backend=vulkan',
+    ]);
   });
 });
 
@@ -121,5 +133,45 @@ describe.runIf(WEBGPU)('on the webgpu backend', () => {
     expect(() => t.dataSync()).toThrow(/synchronous read \(dataSync\/arraySync\).*await tensor\.data\(\)/);
     expect(Array.from(await t.data())).toEqual(new Array(16).fill(4));
     t.dispose();
+  });
+  it('BatchMatMul on a software adapter is the plain-loop kernel and matches cpu (transposes, broadcast batch, long sums)', async () => {
+    await initBackend('webgpu', { quiet: true });
+    const kernel = tf.getKernel(tf.BatchMatMul, 'webgpu') as tf.KernelConfig & { dcd?: boolean };
+    expect(kernel.dcd === true).toBe(webgpuAdapter()!.software); // tfjs's tiled kernel stays on a GPU
+    const fill = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k + 0.3));
+    const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+      { a: [37, 27], b: [27, 8], ta: false, tb: false },
+      { a: [27, 37], b: [27, 8], ta: true, tb: false }, // a weight gradient: xᵀ · dy
+      { a: [37, 8], b: [27, 8], ta: false, tb: true }, // an input gradient: dy · wᵀ
+      { a: [27, 37], b: [8, 27], ta: true, tb: true },
+      { a: [3, 5, 7], b: [1, 7, 4], ta: false, tb: false }, // b broadcast over the batch
+      { a: [1, 7, 5], b: [3, 7, 4], ta: true, tb: false }, // a broadcast over the batch
+      { a: [2, 3, 5, 7], b: [2, 3, 7, 4], ta: false, tb: false }, // two batch dimensions
+      { a: [2000, 3], b: [2000, 5], ta: true, tb: false }, // a long inner sum (batch rows)
+    ];
+    const products = async () => {
+      const out: Float32Array[] = [];
+      for (const c of cases) {
+        const y = tf.tidy(() => tf.matMul(tf.tensor(fill(c.a.reduce((p, q) => p * q), 0.37), c.a), tf.tensor(fill(c.b.reduce((p, q) => p * q), 0.11), c.b), c.ta, c.tb));
+        out.push((await y.data()) as Float32Array);
+        y.dispose();
+      }
+      return out;
+    };
+    const before = tf.memory().numTensors;
+    const gpu = await products();
+    expect(tf.memory().numTensors).toBe(before);
+    // int32 operands go to tfjs's kernel
+    const ints = tf.tidy(() => tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2], 'int32'), tf.tensor2d([5, 6, 7, 8], [2, 2], 'int32')));
+    expect(Array.from(await ints.data())).toEqual([19, 22, 43, 50]);
+    ints.dispose();
+    await initBackend('cpu', { quiet: true });
+    const cpu = await products();
+    await initBackend('webgpu', { quiet: true });
+    cases.forEach((c, i) => {
+      expect(gpu[i]!.length, JSON.stringify(c)).toBe(cpu[i]!.length);
+      const scale = Math.max(1, ...cpu[i]!.map(Math.abs));
+      gpu[i]!.forEach((v, j) => expect(Math.abs(v - cpu[i]![j]!), `${JSON.stringify(c)} [${j}]`).toBeLessThanOrEqual(1e-5 * scale));
+    });
   });
 });
