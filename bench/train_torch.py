@@ -2,7 +2,7 @@
 """PyTorch counterpart of bench/train.ts: training img/s (SGD Nesterov step, BN train mode).
 
 Usage: /usr/bin/python3 bench/train_torch.py MODEL SIZE BATCH STEPS [THREADS]
-MODEL: resnet50 | resnet_tiny. Prints one JSON line {"model", "size", "batch", "img_per_s"}.
+MODEL: resnet50 | resnet_tiny | small_cnn. Prints one JSON line {"model", "size", "batch", "img_per_s"}.
 """
 import json
 import sys
@@ -50,12 +50,32 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(x), 1), 1))
 
 
+class SmallCnn(nn.Module):
+    """src/models/small-cnn.ts: 3x3 "same" conv + ReLU per width, 2x2 max-pool between, global mean, linear head."""
+
+    def __init__(self, classes=6, widths=(16, 32, 64)):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        inp = 3
+        for w in widths:
+            self.convs.append(nn.Conv2d(inp, w, 3, 1, 1))
+            inp = w
+        self.fc = nn.Linear(inp, classes)
+
+    def forward(self, x):
+        for i, c in enumerate(self.convs):
+            x = F.relu(c(x))
+            if i < len(self.convs) - 1:
+                x = F.max_pool2d(x, 2)
+        return self.fc(x.mean((2, 3)))
+
+
 def main():
     name, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else 2)
     torch.manual_seed(0)
-    classes = 1000 if name == "resnet50" else 10
-    model = torchvision.models.resnet50() if name == "resnet50" else TinyResNet(classes)
+    classes = 1000 if name == "resnet50" else 6 if name == "small_cnn" else 10
+    model = torchvision.models.resnet50() if name == "resnet50" else SmallCnn(classes) if name == "small_cnn" else TinyResNet(classes)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
     x = torch.randn(batch, 3, size, size)

@@ -4,11 +4,15 @@
  * plus tensor-leak and addon-memory (RSS) checks. Skipped only when the addon is not built.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION_KERNEL, LINEAR_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, BufferPool, markConstant, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
+import { ATTENTION_KERNEL, LINEAR_KERNEL, BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, GELU_KERNEL, RELU_GRAD_KERNEL, CONV_ADD_KERNEL, LAYER_NORM_KERNEL, SGD_KERNEL, IM2COL_KERNEL, COL2IM_KERNEL, BufferPool, findAddon, markConstant, nativeKernelNames, nativePool, poolCapFromEnv, nativeStats, registerNativeBackend, simplifyTranspose } from '../src/backends/native.js';
 import { attention, batchNormTrain, gelu, layerNorm, linear } from '../src/models/ops.js';
+import { createSmallCnn, patches3x3 } from '../src/models/small-cnn.js';
+import { trainStep } from '../src/train/supervised.js';
 import { Sgd } from '../src/train/optimizer.js';
 import { distanceBlock, holdRows, releaseBlock } from '../src/retrieval/knn.js';
 
@@ -121,6 +125,22 @@ describe('native backend: install and fallback story', () => {
     expect(r.status, out).toBe(0);
     expect(out).toContain('chose wasm');
     expect(out).toMatch(/native: cannot load \/nonexistent\/dcd_native\.node/);
+  });
+  it.runIf(existsSync('dist/src/backends/chain.js') && reg.ok)('an addon built before this checkout (a function missing) is refused with the rebuild command', () => {
+    // the real addon minus its newest function, as a module that createRequire loads like the .node file
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dcd-old-addon-'));
+    const file = path.join(dir, 'old-addon.cjs');
+    writeFileSync(file, `const a = require(${JSON.stringify(path.resolve(findAddon()!))}); module.exports = { ...a, col2im3x3: undefined };`);
+    const code = "const m = await import('./dist/src/backends/chain.js'); console.log('chose', await m.initBackend());";
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...process.env, DCD_NATIVE_ADDON: file, DCD_BACKEND: 'auto' },
+    });
+    rmSync(dir, { recursive: true, force: true });
+    const out = r.stdout + r.stderr;
+    expect(r.status, out).toBe(0);
+    expect(out).toContain('chose wasm');
+    expect(out).toContain(`native: ${file} is older than this checkout (no col2im3x3): rebuild it with \`node scripts/build-native.mjs\``);
   });
 });
 
@@ -735,6 +755,59 @@ d('native backend: reductions, transpose, topk', () => {
     }
     const got = tf.tidy(() => tf.grad((a: tf.Tensor) => tf.sum(tf.relu(a)))(tf.tensor1d([NaN, -1, 0, 2])).dataSync());
     expect(Array.from(got)).toEqual([NaN, 0, 0, 1]);
+  });
+
+  it("the small CNN's 3×3 patches and their gradient run as one kernel each and give the composed form's bits (forward, gradient, a training step)", async () => {
+    await tf.setBackend('native');
+    const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
+    // pad + nine slices + concat, differentiated by tfjs: what conv3x3 runs on every other backend
+    const composed = (x: tf.Tensor4D) => {
+      const [n, h, w, c] = x.shape;
+      const xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);
+      const cols: tf.Tensor4D[] = [];
+      for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) cols.push(tf.slice(xp, [0, dy, dx, 0], [n, h, w, c]));
+      return tf.concat(cols, 3).reshape([n * h * w, 9 * c]) as tf.Tensor2D;
+    };
+    const both = (x: tf.Tensor4D, r: tf.Tensor2D, f: (x: tf.Tensor4D) => tf.Tensor2D) =>
+      tf.tidy(() => [f(x), tf.grad((a: tf.Tensor4D) => tf.sum(tf.mul(f(a), r)))(x)]);
+    // sizes on both sides of the threading threshold, 1-pixel images, one channel; gradients that
+    // cancel to ±0 and values of mixed signs (the summation order decides the last bit)
+    for (const [i, shape] of ([[1, 1, 1, 1], [2, 1, 5, 3], [3, 4, 3, 1], [64, 32, 32, 3], [64, 8, 8, 32]] as [number, number, number, number][]).entries()) {
+      const [n, h, w, c] = shape;
+      const x = tf.tensor4d(rand(n * h * w * c, 1300 + i, -3, 3), shape);
+      const rv = rand(n * h * w * 9 * c, 1310 + i, -1e3, 1e3);
+      for (let j = 0; j < rv.length; j += 7) rv[j] = j % 2 ? -0 : 1e-30;
+      const r = tf.tensor2d(rv, [n * h * w, 9 * c]);
+      const before = [IM2COL_KERNEL, COL2IM_KERNEL].map((k) => nativeStats.native[k] ?? 0);
+      const [fy, fg] = both(x, r, patches3x3);
+      expect(nativeStats.native[IM2COL_KERNEL], `${shape}: the patches kernel ran`).toBeGreaterThan(before[0]);
+      expect(nativeStats.native[COL2IM_KERNEL], `${shape}: the gradient kernel ran`).toBeGreaterThan(before[1]);
+      const [cy, cg] = both(x, r, composed);
+      expect(bits(fy), `${shape}: patches`).toEqual(bits(cy));
+      expect(bits(fg), `${shape}: gradient`).toEqual(bits(cg));
+      // the gradient is not trivially zero and really differs with another summation order
+      expect(fg.dataSync().some((v) => v !== 0)).toBe(true);
+      tf.dispose([x, r, fy, fg, cy, cg]);
+    }
+    // a whole training step of the small CNN: the same weights to the bit with and without the kernels
+    const step = async () => {
+      const model = createSmallCnn({ numClasses: 6, widths: [8, 16], seed: 3 });
+      const opt = new Sgd({ momentum: 0.9, nesterov: false, weightDecay: 1e-4 });
+      const b = { x: rand(16 * 16 * 16 * 3, 1320, 0, 1), labels: Int32Array.from({ length: 16 }, (_, i) => i % 6), weights: new Float32Array(16).fill(1), imageShape: [16, 16, 3] as [number, number, number], lr: 0.05 };
+      for (let s = 0; s < 2; s++) await trainStep(model, opt, b);
+      const w = [...model.params().values()].map(bits);
+      model.dispose();
+      opt.dispose();
+      return w;
+    };
+    const fused = await step();
+    const kernel = tf.getKernel(IM2COL_KERNEL, 'native')!;
+    tf.unregisterKernel(IM2COL_KERNEL, 'native');
+    try {
+      expect(await step()).toEqual(fused);
+    } finally {
+      tf.registerKernel(kernel);
+    }
   });
 
   it('LayerNorm and GELU of the models run as one native kernel each and match the composed cpu ops', async () => {

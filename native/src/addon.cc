@@ -991,6 +991,68 @@ Napi::Value CopyRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// im2col3x3(x, out, n, h, w, c): the 3×3 "same" patches of NHWC x [n, h, w, c] (zero padding 1),
+// out [n·h·w, 9·c], column block k = dy·3 + dx holding x[b, y + dy − 1, x + dx − 1, :] (+0 outside):
+// exactly what pad + nine slices + concat compute (src/models/small-cnn.ts), in one pass.
+Napi::Value Im2col3x3(const Napi::CallbackInfo& info) {
+  const float* x = F32(info[0]);
+  float* out = F32(info[1]);
+  int64_t n = info[2].As<Napi::Number>().Int64Value(), h = info[3].As<Napi::Number>().Int64Value();
+  int64_t w = info[4].As<Napi::Number>().Int64Value(), c = info[5].As<Napi::Number>().Int64Value();
+  if (static_cast<int64_t>(Len(info[0])) < n * h * w * c || static_cast<int64_t>(Len(info[1])) < n * h * w * 9 * c)
+    throw std::runtime_error("im2col3x3: buffer smaller than its shape");
+#pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t xx = 0; xx < w; ++xx) {
+        float* o = out + ((b * h + y) * w + xx) * 9 * c;
+        for (int64_t k = 0; k < 9; ++k, o += c) {
+          int64_t sy = y + k / 3 - 1, sx = xx + k % 3 - 1;
+          if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
+            for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
+          } else {
+            const float* s = x + ((b * h + sy) * w + sx) * c;
+            for (int64_t j = 0; j < c; ++j) o[j] = s[j];
+          }
+        }
+      }
+  return info.Env().Undefined();
+}
+
+// col2im3x3(dcol, dx, n, h, w, c): the gradient of im2col3x3, dx [n, h, w, c] from dcol [n·h·w, 9·c]:
+// each input pixel sums what its nine windows received, in the order tfjs's autodiff of the
+// composed form adds them (slice 8's padded gradient first, then + slice 7's, ... + slice 0's, a
+// window that misses the pixel adding +0), so the result is bit-identical to the composed form.
+Napi::Value Col2im3x3(const Napi::CallbackInfo& info) {
+  const float* d = F32(info[0]);
+  float* dx = F32(info[1]);
+  int64_t n = info[2].As<Napi::Number>().Int64Value(), h = info[3].As<Napi::Number>().Int64Value();
+  int64_t w = info[4].As<Napi::Number>().Int64Value(), c = info[5].As<Napi::Number>().Int64Value();
+  if (static_cast<int64_t>(Len(info[0])) < n * h * w * 9 * c || static_cast<int64_t>(Len(info[1])) < n * h * w * c)
+    throw std::runtime_error("col2im3x3: buffer smaller than its shape");
+#pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t xx = 0; xx < w; ++xx) {
+        float* o = dx + ((b * h + y) * w + xx) * c;
+        for (int64_t k = 8; k >= 0; --k) {
+          // window k = (dy, dx) reaches this pixel from the patch at (y − dy + 1, x − dx + 1)
+          int64_t py = y - k / 3 + 1, px = xx - k % 3 + 1;
+          bool in = py >= 0 && py < h && px >= 0 && px < w;
+          const float* s = in ? d + ((b * h + py) * w + px) * 9 * c + k * c : nullptr;
+          if (k == 8) {
+            if (in) for (int64_t j = 0; j < c; ++j) o[j] = s[j];
+            else for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
+          } else if (in) {
+            for (int64_t j = 0; j < c; ++j) o[j] = o[j] + s[j];
+          } else {
+            for (int64_t j = 0; j < c; ++j) o[j] = o[j] + 0.f;  // -0 + +0 = +0, as the padded add
+          }
+        }
+      }
+  return info.Env().Undefined();
+}
+
 // Per-channel sums over rows of x [rows, C] (and of a second array): per thread, float partials over
 // blocks of 64 rows folded into double, then added across threads. `f(r, j)` returns the two
 // values row r, channel j contributes; `out1`/`out2` get the totals.
@@ -1290,6 +1352,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("batchNorm", BatchNorm);
   EXPORT("topk", TopK);
   EXPORT("copyRows", CopyRows);
+  EXPORT("im2col3x3", Im2col3x3);
+  EXPORT("col2im3x3", Col2im3x3);
   EXPORT("batchNormGrad", BatchNormGrad);
   EXPORT("layerNorm", LayerNorm);
   EXPORT("batchNormTrain", BatchNormTrain);

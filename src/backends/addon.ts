@@ -69,6 +69,10 @@ export interface NativeAddon {
     scale: Float32Array | null, y: Float32Array, eps: number,
   ): void;
   copyRows(src: Float32Array, dst: Float32Array, rows: number, cols: number, srcStride: number, dstStride: number): void;
+  /** The 3×3 "same" patches of NHWC x [n, h, w, c]: out [n·h·w, 9·c] (see IM2COL_KERNEL). */
+  im2col3x3(x: Float32Array, out: Float32Array, n: number, h: number, w: number, c: number): void;
+  /** im2col3x3's gradient: dx [n, h, w, c] from dcol [n·h·w, 9·c], summed in tfjs's order. */
+  col2im3x3(dcol: Float32Array, dx: Float32Array, n: number, h: number, w: number, c: number): void;
   batchNormGrad(
     x: Float32Array, dy: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null,
     dx: Float32Array, dmean: Float32Array, dvar: Float32Array, dscale: Float32Array, doffset: Float32Array, eps: number,
@@ -108,6 +112,9 @@ export interface NativeAddon {
 }
 
 
+/** The addon's most recently added functions: a build without them predates this checkout. */
+const NEWEST_FUNCTIONS = ['im2col3x3', 'col2im3x3'] as const;
+
 const ADDON_REL = join('native', 'build', 'Release', 'dcd_native.node');
 
 /** Finds the built addon: `DCD_NATIVE_ADDON`, else `native/build/Release` above this file. */
@@ -132,10 +139,6 @@ export function nativeAddon(): NativeAddon {
 }
 
 /**
- * Loads the addon and registers the `native` backend and its kernels with tfjs. Idempotent.
- * Threads: `DCD_NATIVE_THREADS`, else all cores.
-
-/**
  * Loads the addon (once) and sets its thread count: `DCD_NATIVE_THREADS`, else all cores.
  * @returns the addon, or why it cannot be loaded
  */
@@ -155,6 +158,12 @@ export function loadAddon(): { ok: true; addon: NativeAddon } | { ok: false; why
     addon = createRequire(import.meta.url)(file) as NativeAddon;
   } catch (e) {
     return { ok: false, why: `cannot load ${file}: ${(e as Error).message.split('\n')[0]}` };
+  }
+  // a build from before this checkout's newest kernels (a `git pull` without rebuilding)
+  const missing = NEWEST_FUNCTIONS.filter((f) => typeof (addon as unknown as Record<string, unknown>)[f] !== 'function');
+  if (missing.length) {
+    addon = undefined;
+    return { ok: false, why: `${file} is older than this checkout (no ${missing.join(', ')}): rebuild it with \`node scripts/build-native.mjs\`` };
   }
   const threads = Number(process.env.DCD_NATIVE_THREADS ?? availableParallelism());
   addon.setNumThreads(Number.isInteger(threads) && threads > 0 ? threads : availableParallelism());

@@ -3,7 +3,7 @@
  * kernel, not per backend, so each wraps the original and calls it elsewhere).
  */
 import * as tf from '@tensorflow/tfjs';
-import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, NATIVE_BACKEND, RELU_GRAD_KERNEL } from './kernel-names.js';
+import { BN_GRAD_KERNEL, BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, COL2IM_KERNEL, IM2COL_KERNEL, NATIVE_BACKEND, RELU_GRAD_KERNEL } from './kernel-names.js';
 
 type NamedAttrMap = tf.NamedAttrMap;
 
@@ -101,4 +101,18 @@ export function installReluGrad(): void {
       return { x: () => tf.engine().runKernel(RELU_GRAD_KERNEL, { dy, x }) as tf.Tensor };
     },
   } as unknown as tf.GradConfig);
+}
+
+/**
+ * The gradient of {@link IM2COL_KERNEL}: {@link COL2IM_KERNEL}, which adds each pixel's nine window
+ * gradients in the order tfjs's autodiff of pad + slices + concat adds them (bit-identical).
+ */
+export function installIm2colGrad(): void {
+  if (tf.getGradient(IM2COL_KERNEL)) return;
+  tf.registerGradient({
+    kernelName: IM2COL_KERNEL,
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], _saved: tf.Tensor[], attrs: NamedAttrMap) => ({
+      x: () => tf.engine().runKernel(COL2IM_KERNEL, { dy: dy as tf.Tensor }, attrs) as tf.Tensor,
+    }),
+  });
 }

@@ -49,3 +49,12 @@ export const CONV_ADD_KERNEL = 'DcdFusedConv2DAdd';
  * at inference. No gradient.
  */
 export const LINEAR_KERNEL = 'DcdLinear';
+/**
+ * The 3×3 "same" patches of NHWC x [n, h, w, c] (zero padding 1) as rows [n·h·w, 9·c], column
+ * block k = dy·3 + dx: input x, attrs n, h, w, c. Exactly tfjs's pad + nine slices + concat in one
+ * pass (the small CNN's convolution, src/models/small-cnn.ts). Its gradient is
+ * {@link COL2IM_KERNEL} (input dy, same attrs), bit-identical to tfjs's autodiff of the composed
+ * form (src/backends/gradients.ts).
+ */
+export const IM2COL_KERNEL = 'DcdIm2col3x3';
+export const COL2IM_KERNEL = 'DcdCol2im3x3';

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { loadAddon } from './addon.js';
-import { installBatchNormGrad, installBatchNormTrainGrad, installReluGrad } from './gradients.js';
+import { installBatchNormGrad, installBatchNormTrainGrad, installIm2colGrad, installReluGrad } from './gradients.js';
 import { NATIVE_BACKEND } from './kernel-names.js';
 import { NativeBackend } from './native-backend.js';
 import { nativeStats, type Args, type KernelTable } from './kernels/common.js';
@@ -50,6 +50,7 @@ export function registerNativeBackend(): { ok: true; version: string } | { ok: f
   installBatchNormGrad();
   installBatchNormTrainGrad();
   installReluGrad();
+  installIm2colGrad();
   return { ok: true, version: loaded.addon.version() };
 }
 

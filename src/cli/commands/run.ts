@@ -63,7 +63,7 @@ const run: CommandModule<object, RunArgs> = {
       .option('shards', { type: 'number', describe: 'with --executor slurm: run each embed and select stage and the enabled leakage filter as N row-shard tasks (one array) and a merge task' })
       .option('partition', { type: 'string', describe: 'with --executor slurm: the partition of every job' })
       .option('sbatch', { type: 'string', describe: 'with --executor slurm: extra sbatch arguments for every job, e.g. "--account=lab --qos=normal"' })
-      .example('dcd run configs/demo.yaml', 'the embedded demo (1–3 min); prints the table')
+      .example('dcd run configs/demo.yaml', 'the embedded demo (≈ 4 min on 2 cores); prints the table')
       .example('dcd run configs/demo.yaml --dry-run', 'what would run, what is cached, and why')
       .example('dcd run configs/demo.yaml --set train.lr=0.02', 'override any config key')
       .example('dcd run configs/demo.yaml --executor slurm --shards 2', 'every stage as Slurm jobs (docs/cluster.md); waits, prints the same table')
