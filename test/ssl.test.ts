@@ -1,5 +1,6 @@
 import { describe, expect, it, beforeAll } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -203,6 +204,48 @@ describe('multi-crop augmentation', () => {
     // a flip mirrors it
     const f = multiCrop(imgs, 32, [5], { ...o, pFlip: 1, globalCrops: 2, localCrops: 0 }, 1, 0);
     expect(f.globals[0]).toBeCloseTo(imgs[5 * 32 * 32 * 3 + 31 * 3]! / 255, 6);
+  });
+  // the compiled prefetcher (npm test builds dist/ first): its worker file exists only there
+  const built = path.resolve('dist/src/ssl/prefetch.js');
+  it.runIf(existsSync(built))('batches made one step ahead on a worker thread are the main thread\'s bits, in any order, and fall back when the worker dies', async () => {
+    const { CropPrefetcher } = (await import(pathToFileURL(built).href)) as typeof import('../src/ssl/prefetch.js');
+    const rows = (step: number) => Int32Array.from([step % 30, (step * 7 + 1) % 30, (step * 13 + 2) % 30]);
+    const want = (step: number) => multiCrop(imgs, 32, rows(step), DEFAULT_MULTICROP, 5, step);
+    const same = (got: { globals: Float32Array; locals: Float32Array }, step: number) => {
+      const w = want(step);
+      expect(Buffer.from(got.globals.buffer).equals(Buffer.from(w.globals.buffer)), `step ${step} globals`).toBe(true);
+      expect(Buffer.from(got.locals.buffer).equals(Buffer.from(w.locals.buffer)), `step ${step} locals`).toBe(true);
+    };
+    const p = new CropPrefetcher(imgs, 32, DEFAULT_MULTICROP, 5, rows, 8);
+    try {
+      expect(p.threaded).toBe(true);
+      for (const step of [0, 1, 2, 5, 3, 6, 7]) same(await p.batch(step), step); // in order (prefetched) and out of order
+      // the worker dies: open and later requests are made on the main thread, the same bits
+      const next = p.batch(4);
+      await (p as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      same(await next, 4);
+      expect(p.threaded).toBe(false);
+      same(await p.batch(1), 1);
+    } finally {
+      await p.close();
+    }
+    // a bad row fails in the worker and reaches the caller as the error multiCrop throws
+    const bad = new CropPrefetcher(imgs, 32, DEFAULT_MULTICROP, 5, () => Int32Array.from([99]), 2);
+    try {
+      await expect(bad.batch(0)).rejects.toThrow(/multiCrop: row 99 is outside the 30 images/);
+    } finally {
+      await bad.close();
+    }
+    // DCD_SSL_PREFETCH=0: no worker, same batches
+    process.env.DCD_SSL_PREFETCH = '0';
+    try {
+      const q = new CropPrefetcher(imgs, 32, DEFAULT_MULTICROP, 5, rows, 8);
+      expect(q.threaded).toBe(false);
+      same(await q.batch(2), 2);
+      await q.close();
+    } finally {
+      delete process.env.DCD_SSL_PREFETCH;
+    }
   });
   it('rejects bad options with the key', () => {
     expect(() => dinoOptions({ crops: { globalCrops: 1 } })).toThrow(/pretrain\.crops\.globalCrops: expected an integer ≥ 2/);

@@ -32,7 +32,8 @@ import { createModel } from '../models/registry.js';
 import { Adam } from '../train/optimizer.js';
 import { epochBatches, trainLoop, trimJsonl, type Objective } from '../train/loop.js';
 import type { ImageData } from '../train/in-memory.js';
-import { checkMultiCrop, DEFAULT_MULTICROP, multiCrop, type MultiCropBatch, type MultiCropOptions } from './augment.js';
+import { checkMultiCrop, DEFAULT_MULTICROP, type MultiCropBatch, type MultiCropOptions } from './augment.js';
+import { CropPrefetcher } from './prefetch.js';
 import { ntXentLoss } from './simclr.js';
 import { createDinoHead, cosineValue, dinoLoss, emaUpdate, lrAt, teacherTemp, updateCenter, type DinoHead } from './dino.js';
 
@@ -312,6 +313,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
   const lossFile = path.join(dir, 'loss.jsonl');
   const warmupSteps = Math.round(o.warmupEpochs * stepsPerEpoch);
   let backbone: ImageModel | undefined;
+  let crops: CropPrefetcher | undefined;
   try {
     let start = 0;
     if (existsSync(ckpt)) {
@@ -323,12 +325,13 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
     }
     // the loss record keeps exactly the steps before `start`
     await trimJsonl<LossRecord>(lossFile, (r) => r.step < start);
+    const views = (crops = new CropPrefetcher(data.images, data.size, o.crops, o.seed, (step) => batches.rows(step), total));
     let rec: LossRecord | undefined;
     await trainLoop({
       start,
       total,
       lr: (step) => lrAt(o.lr, o.minLr, step, warmupSteps, total),
-      batch: (step) => multiCrop(data.images, data.size, batches.rows(step), o.crops, o.seed, step),
+      batch: (step) => views.batch(step),
       objective: dino ?? simclrObjective(student, o, stepsPerEpoch, total),
       optimizer: opt,
       record(r) {
@@ -345,6 +348,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
     backbone = (o.method === 'simclr' ? student : teacher).backbone;
     return { backbone, stepsRun: total - start, total, resumedFrom: start, lossFile };
   } finally {
+    await crops?.close();
     // everything but the backbone returned (all of it when the run failed)
     for (const net of [student, teacher]) {
       if (net.backbone !== backbone) net.backbone.dispose();
