@@ -15,6 +15,7 @@
 #include <functional>
 #include <stdexcept>
 #include <unordered_map>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -991,16 +992,24 @@ Napi::Value CopyRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The shape (n, h, w, c) in info[2..5] of im2col3x3 / col2im3x3, checked against the image array
+// info[image] ([n, h, w, c]) and the patch rows info[patches] ([n·h·w, 9·c]).
+std::array<int64_t, 4> PatchShape(const Napi::CallbackInfo& info, int image, int patches, const char* name) {
+  std::array<int64_t, 4> s;
+  for (int i = 0; i < 4; ++i) s[i] = info[2 + i].As<Napi::Number>().Int64Value();
+  int64_t px = s[0] * s[1] * s[2] * s[3];
+  if (static_cast<int64_t>(Len(info[image])) < px || static_cast<int64_t>(Len(info[patches])) < 9 * px)
+    throw std::runtime_error(std::string(name) + ": buffer smaller than its shape");
+  return s;
+}
+
 // im2col3x3(x, out, n, h, w, c): the 3×3 "same" patches of NHWC x [n, h, w, c] (zero padding 1),
 // out [n·h·w, 9·c], column block k = dy·3 + dx holding x[b, y + dy − 1, x + dx − 1, :] (+0 outside):
 // exactly what pad + nine slices + concat compute (src/models/small-cnn.ts), in one pass.
 Napi::Value Im2col3x3(const Napi::CallbackInfo& info) {
   const float* x = F32(info[0]);
   float* out = F32(info[1]);
-  int64_t n = info[2].As<Napi::Number>().Int64Value(), h = info[3].As<Napi::Number>().Int64Value();
-  int64_t w = info[4].As<Napi::Number>().Int64Value(), c = info[5].As<Napi::Number>().Int64Value();
-  if (static_cast<int64_t>(Len(info[0])) < n * h * w * c || static_cast<int64_t>(Len(info[1])) < n * h * w * 9 * c)
-    throw std::runtime_error("im2col3x3: buffer smaller than its shape");
+  const auto [n, h, w, c] = PatchShape(info, 0, 1, "im2col3x3");
 #pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t y = 0; y < h; ++y)
@@ -1026,10 +1035,7 @@ Napi::Value Im2col3x3(const Napi::CallbackInfo& info) {
 Napi::Value Col2im3x3(const Napi::CallbackInfo& info) {
   const float* d = F32(info[0]);
   float* dx = F32(info[1]);
-  int64_t n = info[2].As<Napi::Number>().Int64Value(), h = info[3].As<Napi::Number>().Int64Value();
-  int64_t w = info[4].As<Napi::Number>().Int64Value(), c = info[5].As<Napi::Number>().Int64Value();
-  if (static_cast<int64_t>(Len(info[0])) < n * h * w * 9 * c || static_cast<int64_t>(Len(info[1])) < n * h * w * c)
-    throw std::runtime_error("col2im3x3: buffer smaller than its shape");
+  const auto [n, h, w, c] = PatchShape(info, 1, 0, "col2im3x3");
 #pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
   for (int64_t b = 0; b < n; ++b)
     for (int64_t y = 0; y < h; ++y)

@@ -219,7 +219,7 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor, opts: { gelu
  * True when the active backend registers dcd's one-kernel form `kernel` (the `native`
  * backend's, see src/backends/native.ts) and every tensor is float32.
  */
-function backendHas(kernel: string, ...ts: tf.Tensor[]): boolean {
+export function backendHas(kernel: string, ...ts: tf.Tensor[]): boolean {
   return tf.getKernel(kernel, tf.getBackend()) != null && ts.every((t) => t.dtype === 'float32');
 }
 

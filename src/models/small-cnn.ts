@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../core/errors.js';
 import type { ImageModel, Preprocess } from '../core/types.js';
 import { IM2COL_KERNEL } from '../backends/kernel-names.js';
+import { backendHas } from './ops.js';
 
 /** Options of {@link createSmallCnn}. */
 export interface SmallCnnOptions {
@@ -52,7 +53,7 @@ export function conv3x3(x: tf.Tensor4D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tens
  */
 export function patches3x3(x: tf.Tensor4D): tf.Tensor2D {
   const [n, h, wd, c] = x.shape;
-  if (x.dtype === 'float32' && tf.getKernel(IM2COL_KERNEL, tf.getBackend()) != null)
+  if (backendHas(IM2COL_KERNEL, x))
     return tf.engine().runKernel(IM2COL_KERNEL, { x }, { n, h, w: wd, c }) as tf.Tensor2D;
   return tf.tidy(() => {
     const xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);

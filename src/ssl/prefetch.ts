@@ -47,7 +47,7 @@ export class CropPrefetcher {
       const p = this.waiting.get(m.step);
       if (!p) return;
       this.waiting.delete(m.step);
-      if (m.batch) p.resolve({ ...m.batch, globals: new Float32Array(m.batch.globals.buffer), locals: new Float32Array(m.batch.locals.buffer) });
+      if (m.batch) p.resolve(m.batch); // its Float32Arrays arrive as such, their buffers moved, not copied
       else p.reject(new ConfigError(m.error ?? 'multi-crop worker failed'));
     });
     // a worker that dies hands its open requests back to the main thread
