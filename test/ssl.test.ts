@@ -258,9 +258,11 @@ describe('multi-crop augmentation', () => {
 describe('pretrainDino', () => {
   const d = generateSynthetic({ imageSize: 16, variant: 'textured', train: { size: 6, homeRate: 0.75 }, test: { size: 6 }, shifted: { size: 6, rareRate: 0.8 }, pool: { size: 48, homeRate: 0.4, wrongLabelRate: 0, objectlessRate: 0 } }, 0);
   const data = { images: d.sets.pool.images, size: 16, n: 48 };
-  const o = dinoOptions({ widths: [4, 8], epochs: 2, batchSize: 8, warmupEpochs: 0.5, checkpointEvery: 4, head: { hiddenDim: 16, bottleneckDim: 8, outDim: 16, layers: 2 }, crops: { globalSize: 16, localSize: 8, localCrops: 2 } });
+  const oDino = { widths: [4, 8], epochs: 2, batchSize: 8, warmupEpochs: 0.5, checkpointEvery: 4, head: { hiddenDim: 16, bottleneckDim: 8, outDim: 16, layers: 2 }, crops: { globalSize: 16, localSize: 8, localCrops: 2 } };
+  const o = dinoOptions(oDino);
 
-  it('resumes after an interruption to the same weights and loss record as an uninterrupted run, without leaking tensors', async () => {
+  it.each(['dino', 'simclr'] as const)('%s resumes after an interruption to the same weights and loss record as an uninterrupted run, without leaking tensors', async (method) => {
+    const o = dinoOptions({ ...oDino, method });
     const before = tf.memory().numTensors;
     const full = await pretrainDino(data, o, tmp());
     expect(full.total).toBe(12);

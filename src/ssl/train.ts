@@ -307,7 +307,7 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
   const opt = new Adam({ weightDecay: o.weightDecay, decays: (name, shape) => !(name.endsWith('.bias') || shape.length <= 1) });
   const dino = o.method === 'dino' ? dinoObjective(student, teacher, o, stepsPerEpoch, total) : undefined;
   // SimCLR has no centre; its checkpoint keeps DINO's layout with a zero one
-  const noCenter = dino ? undefined : (tf.zeros([1, o.head.outDim]) as tf.Tensor2D);
+  let noCenter = dino ? undefined : (tf.zeros([1, o.head.outDim]) as tf.Tensor2D);
   const center = () => dino?.center ?? noCenter!;
   const ckpt = path.join(dir, 'checkpoint.safetensors');
   const lossFile = path.join(dir, 'loss.jsonl');
@@ -319,8 +319,9 @@ export async function pretrainDino(data: UnlabelledImages, opts: DinoOptions, di
     if (existsSync(ckpt)) {
       const c = loadCheckpoint(ckpt, hash, student, teacher, opt);
       center().dispose();
+      // the loaded centre replaces the one just freed (SimCLR's zero one too: the next checkpoint writes it)
       if (dino) dino.center = c.center;
-      else c.center.dispose();
+      else noCenter = c.center;
       start = c.step;
     }
     // the loss record keeps exactly the steps before `start`
