@@ -1003,6 +1003,17 @@ std::array<int64_t, 4> PatchShape(const Napi::CallbackInfo& info, int image, int
   return s;
 }
 
+// Runs f(y, x, p) for every pixel p = (b·h + y)·w + x of an [n, h, w] grid (a neighbour at (y', x')
+// of the same image is p + (y' − y)·w + (x' − x)), in parallel over images when the patch rows,
+// 9·c floats a pixel, reach kGrain.
+template <typename F>
+void EachPixel(int64_t n, int64_t h, int64_t w, int64_t c, F f) {
+#pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) f(y, x, (b * h + y) * w + x);
+}
+
 // im2col3x3(x, out, n, h, w, c): the 3×3 "same" patches of NHWC x [n, h, w, c] (zero padding 1),
 // out [n·h·w, 9·c], column block k = dy·3 + dx holding x[b, y + dy − 1, x + dx − 1, :] (+0 outside):
 // exactly what pad + nine slices + concat compute (src/models/small-cnn.ts), in one pass.
@@ -1010,21 +1021,18 @@ Napi::Value Im2col3x3(const Napi::CallbackInfo& info) {
   const float* x = F32(info[0]);
   float* out = F32(info[1]);
   const auto [n, h, w, c] = PatchShape(info, 0, 1, "im2col3x3");
-#pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t xx = 0; xx < w; ++xx) {
-        float* o = out + ((b * h + y) * w + xx) * 9 * c;
-        for (int64_t k = 0; k < 9; ++k, o += c) {
-          int64_t sy = y + k / 3 - 1, sx = xx + k % 3 - 1;
-          if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
-            for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
-          } else {
-            const float* s = x + ((b * h + sy) * w + sx) * c;
-            for (int64_t j = 0; j < c; ++j) o[j] = s[j];
-          }
-        }
+  EachPixel(n, h, w, c, [&, h = h, w = w, c = c](int64_t y, int64_t xx, int64_t p) {
+    float* o = out + p * 9 * c;
+    for (int64_t k = 0; k < 9; ++k, o += c) {
+      int64_t dy = k / 3 - 1, dx = k % 3 - 1;
+      if (y + dy < 0 || y + dy >= h || xx + dx < 0 || xx + dx >= w) {
+        for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
+      } else {
+        const float* s = x + (p + dy * w + dx) * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = s[j];
       }
+    }
+  });
   return info.Env().Undefined();
 }
 
@@ -1036,26 +1044,23 @@ Napi::Value Col2im3x3(const Napi::CallbackInfo& info) {
   const float* d = F32(info[0]);
   float* dx = F32(info[1]);
   const auto [n, h, w, c] = PatchShape(info, 1, 0, "col2im3x3");
-#pragma omp parallel for if (n * h * w * 9 * c >= kGrain) schedule(static)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t xx = 0; xx < w; ++xx) {
-        float* o = dx + ((b * h + y) * w + xx) * c;
-        for (int64_t k = 8; k >= 0; --k) {
-          // window k = (dy, dx) reaches this pixel from the patch at (y − dy + 1, x − dx + 1)
-          int64_t py = y - k / 3 + 1, px = xx - k % 3 + 1;
-          bool in = py >= 0 && py < h && px >= 0 && px < w;
-          const float* s = in ? d + ((b * h + py) * w + px) * 9 * c + k * c : nullptr;
-          if (k == 8) {
-            if (in) for (int64_t j = 0; j < c; ++j) o[j] = s[j];
-            else for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
-          } else if (in) {
-            for (int64_t j = 0; j < c; ++j) o[j] = o[j] + s[j];
-          } else {
-            for (int64_t j = 0; j < c; ++j) o[j] = o[j] + 0.f;  // -0 + +0 = +0, as the padded add
-          }
-        }
+  EachPixel(n, h, w, c, [&, h = h, w = w, c = c](int64_t y, int64_t xx, int64_t p) {
+    float* o = dx + p * c;
+    for (int64_t k = 8; k >= 0; --k) {
+      // window k = (dy, dx) reaches this pixel from the patch of the pixel (y − dy + 1, x − dx + 1)
+      int64_t oy = 1 - k / 3, ox = 1 - k % 3;
+      bool in = y + oy >= 0 && y + oy < h && xx + ox >= 0 && xx + ox < w;
+      const float* s = in ? d + (p + oy * w + ox) * 9 * c + k * c : nullptr;
+      if (k == 8) {
+        if (in) for (int64_t j = 0; j < c; ++j) o[j] = s[j];
+        else for (int64_t j = 0; j < c; ++j) o[j] = 0.f;
+      } else if (in) {
+        for (int64_t j = 0; j < c; ++j) o[j] = o[j] + s[j];
+      } else {
+        for (int64_t j = 0; j < c; ++j) o[j] = o[j] + 0.f;  // -0 + +0 = +0, as the padded add
       }
+    }
+  });
   return info.Env().Undefined();
 }
 
